@@ -1,0 +1,1 @@
+//! config: TOML schema and defaults (to be written).

@@ -1,0 +1,1 @@
+//! detect: see design.md (to be written).

@@ -1,0 +1,13 @@
+//! nftsentry: PortSentry's tripwire idea on nftables.
+//!
+//! The map of the modules is in `../shared/design.md`; each module owns one
+//! concern and says in its header what it knows nothing of.
+
+pub mod cidr;
+pub mod config;
+pub mod detect;
+pub mod error;
+pub mod nflog;
+pub mod nft;
+pub mod packet;
+pub mod ruleset;

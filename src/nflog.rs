@@ -1,0 +1,1 @@
+//! nflog: see design.md (to be written).

@@ -1,0 +1,1 @@
+//! nft: the nf_tables netlink layer (to be written).

@@ -1,0 +1,1 @@
+//! packet: see design.md (to be written).
