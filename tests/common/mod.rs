@@ -1,0 +1,174 @@
+//! Test hosts in network namespaces that each test makes for itself.
+//!
+//! Rules (DEVELOPERS.md): traffic only between namespaces a test made, or on
+//! their loopback; addresses from 192.0.2.0/24, 198.51.100.0/24 and
+//! 2001:db8::/32; names unique so tests run in parallel; everything removed on
+//! drop, also when the test panics. These tests need root: they fail, never
+//! skip, without it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Panics (never skips) when not root: CI is root, so a skip would hide a failure.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root and network namespaces (CI runs as root); run it with sudo"
+    );
+}
+
+/// Path of the binary under test.
+pub fn nftsentry_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nftsentry"))
+}
+
+/// Runs a command and returns its output; panics with stderr if it failed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One network namespace, deleted (with every process still in it) on drop.
+pub struct Netns {
+    pub name: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    /// A fresh namespace with loopback up. `tag` names the test, for debugging.
+    pub fn new(tag: &str) -> Netns {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("nfst-{tag}-{}-{n}", std::process::id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name, children: Vec::new() };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`, checked.
+    pub fn ip(&self, args: &[&str]) -> Output {
+        run_ok(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command that runs inside the namespace (`ip netns exec`).
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Runs `sh -c script` inside the namespace, checked.
+    pub fn sh(&self, script: &str) -> Output {
+        run_ok(self.cmd("sh").args(["-c", script]))
+    }
+
+    /// `nft ARGS` inside the namespace; returns stdout, panics on failure.
+    pub fn nft(&self, args: &[&str]) -> String {
+        String::from_utf8(run_ok(self.cmd("nft").args(args)).stdout).unwrap()
+    }
+
+    /// Starts a long-running process in the namespace; it is killed (by its
+    /// PID) on drop.
+    pub fn spawn(&mut self, cmd: &mut Command) -> u32 {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Takes back a child started with `spawn`, for a test that waits on it.
+    pub fn take_child(&mut self, pid: u32) -> Child {
+        let i = self.children.iter().position(|c| c.id() == pid).expect("not our child");
+        self.children.remove(i)
+    }
+
+    /// Runs `f` on a new thread that has entered this namespace (setns is
+    /// per thread), so sockets it opens live here.
+    pub fn enter<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
+    }
+}
+
+/// A victim and an attacker joined by a veth pair:
+/// victim 192.0.2.1/24 and 2001:db8:1::1/64, attacker 192.0.2.2 and 2001:db8:1::2.
+pub struct Pair {
+    pub victim: Netns,
+    pub attacker: Netns,
+}
+
+pub const VICTIM4: &str = "192.0.2.1";
+pub const ATTACKER4: &str = "192.0.2.2";
+pub const VICTIM6: &str = "2001:db8:1::1";
+pub const ATTACKER6: &str = "2001:db8:1::2";
+
+impl Pair {
+    pub fn new(tag: &str) -> Pair {
+        let victim = Netns::new(&format!("{tag}v"));
+        let attacker = Netns::new(&format!("{tag}a"));
+        victim.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &attacker.name]);
+        for (ns, v4, v6) in [(&victim, VICTIM4, VICTIM6), (&attacker, ATTACKER4, ATTACKER6)] {
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", "eth0"]);
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
+        }
+        Pair { victim, attacker }
+    }
+}
+
+/// Gives a namespace its own /etc/resolv.conf (bind-mounted by `ip netns
+/// exec`), so resolver discovery does not depend on the host.
+pub fn set_resolv_conf(ns: &Netns, content: &str) {
+    let dir = format!("/etc/netns/{}", ns.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(format!("{dir}/resolv.conf"), content).unwrap();
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Collapses every run of white space to one space, for comparing nft listings.
+pub fn normalize_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
