@@ -31,11 +31,17 @@ impl Kind {
 pub struct Error {
     pub kind: Kind,
     pub message: String,
+    /// The errno behind it, when the kernel or a system call gave one.
+    pub errno: Option<i32>,
 }
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+            errno: None,
+        }
     }
     pub fn config(message: impl Into<String>) -> Error {
         Error::new(Kind::Config, message)
@@ -45,6 +51,11 @@ impl Error {
     }
     pub fn usage(message: impl Into<String>) -> Error {
         Error::new(Kind::Usage, message)
+    }
+
+    pub fn with_errno(mut self, errno: i32) -> Error {
+        self.errno = Some(errno);
+        self
     }
 
     /// Prefix the message with what was being done.

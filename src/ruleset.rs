@@ -1,1 +1,463 @@
-//! ruleset (to be written).
+//! ruleset: what nftsentry installs, from the config: the table, its sets and
+//! the input chain's rules (design.md, "The table"). The same description is
+//! encoded as one netlink batch and rendered as nft syntax, and each rule's
+//! text and expressions are written side by side, so the two cannot drift;
+//! a test compares `nft list table` with the rendering in `rules/`.
+//!
+//! Knows nothing of sockets: it hands a `Batch` to the caller.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::cidr::Cidr;
+use crate::nft::FAMILY;
+use crate::nft::batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
+use crate::nft::expr::{self, Expr};
+
+pub const CHAIN: &str = "input";
+pub const SET_IGNORE4: &str = "ignore4";
+pub const SET_IGNORE6: &str = "ignore6";
+pub const SET_BLOCKED4: &str = "blocked4";
+pub const SET_BLOCKED6: &str = "blocked6";
+pub const SET_WATCH_TCP: &str = "watch_tcp";
+pub const SET_WATCH_UDP: &str = "watch_udp";
+
+/// Everything that decides the table's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ruleset {
+    pub table: String,
+    /// Offset from nft's `filter` priority (0).
+    pub priority: i32,
+    pub nflog_group: u16,
+    pub log_prefix: String,
+    pub ban_time: Duration,
+    pub set_size: u32,
+    /// Merged inclusive ranges of ignored sources.
+    pub ignore4: Vec<(u128, u128)>,
+    pub ignore6: Vec<(u128, u128)>,
+    /// Merged inclusive ranges of watched ports.
+    pub watch_tcp: Vec<(u16, u16)>,
+    pub watch_udp: Vec<(u16, u16)>,
+}
+
+/// One rule: its nft text (as `nft list` prints it) and its expressions.
+pub struct Rule {
+    pub text: String,
+    pub exprs: Vec<Expr>,
+}
+
+/// The sets in the order they are created and listed, with transaction ids.
+fn set_specs(r: &Ruleset) -> Vec<SetSpec> {
+    let ignore = |name: &str, id, key| SetSpec {
+        name: name.into(),
+        id,
+        key,
+        interval: true,
+        timeout: None,
+        size: None,
+    };
+    let blocked = |name: &str, id, key| SetSpec {
+        name: name.into(),
+        id,
+        key,
+        interval: false,
+        timeout: Some(r.ban_time),
+        size: Some(r.set_size),
+    };
+    vec![
+        ignore(SET_IGNORE4, 1, KeyType::Ipv4Addr),
+        ignore(SET_IGNORE6, 2, KeyType::Ipv6Addr),
+        blocked(SET_BLOCKED4, 3, KeyType::Ipv4Addr),
+        blocked(SET_BLOCKED6, 4, KeyType::Ipv6Addr),
+        ignore(SET_WATCH_TCP, 5, KeyType::InetService),
+        ignore(SET_WATCH_UDP, 6, KeyType::InetService),
+    ]
+}
+
+fn set_id(name: &str) -> u32 {
+    match name {
+        SET_IGNORE4 => 1,
+        SET_IGNORE6 => 2,
+        SET_BLOCKED4 => 3,
+        SET_BLOCKED6 => 4,
+        SET_WATCH_TCP => 5,
+        _ => 6,
+    }
+}
+
+/// Merges networks of one family into sorted, non-overlapping, non-adjacent
+/// inclusive ranges (the kernel refuses overlapping intervals).
+pub fn merge_ranges(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Splits networks by family and merges them.
+pub fn ignore_ranges(nets: &[Cidr]) -> (Vec<(u128, u128)>, Vec<(u128, u128)>) {
+    let v4 = nets
+        .iter()
+        .filter(|c| c.is_ipv4())
+        .map(Cidr::range)
+        .collect();
+    let v6 = nets
+        .iter()
+        .filter(|c| !c.is_ipv4())
+        .map(Cidr::range)
+        .collect();
+    (merge_ranges(v4), merge_ranges(v6))
+}
+
+impl Ruleset {
+    /// The input chain's rules, in order: ignore → blocked drop → established
+    /// return → tripwires.
+    pub fn rules(&self) -> Vec<Rule> {
+        use expr::*;
+        let log_text = format!(
+            "log prefix \"{}\" group {}",
+            self.log_prefix, self.nflog_group
+        );
+        let with = |mut m: Vec<Expr>, tail: Vec<Expr>| {
+            m.extend(tail);
+            m
+        };
+        vec![
+            Rule {
+                text: format!("ip saddr @{SET_IGNORE4} return"),
+                exprs: with(
+                    saddr_in(false, SET_IGNORE4, set_id(SET_IGNORE4)),
+                    vec![ret()],
+                ),
+            },
+            Rule {
+                text: format!("ip6 saddr @{SET_IGNORE6} return"),
+                exprs: with(
+                    saddr_in(true, SET_IGNORE6, set_id(SET_IGNORE6)),
+                    vec![ret()],
+                ),
+            },
+            Rule {
+                text: format!("ip saddr @{SET_BLOCKED4} counter drop"),
+                exprs: with(
+                    saddr_in(false, SET_BLOCKED4, set_id(SET_BLOCKED4)),
+                    vec![counter(), drop()],
+                ),
+            },
+            Rule {
+                text: format!("ip6 saddr @{SET_BLOCKED6} counter drop"),
+                exprs: with(
+                    saddr_in(true, SET_BLOCKED6, set_id(SET_BLOCKED6)),
+                    vec![counter(), drop()],
+                ),
+            },
+            Rule {
+                // Replies to the host's own connections never trip a wire.
+                text: "ct state established,related return".into(),
+                exprs: with(
+                    ct_state_in(CT_STATE_ESTABLISHED | CT_STATE_RELATED),
+                    vec![ret()],
+                ),
+            },
+            Rule {
+                text: format!("tcp dport @{SET_WATCH_TCP} {log_text}"),
+                exprs: with(
+                    dport_in(IPPROTO_TCP, SET_WATCH_TCP, set_id(SET_WATCH_TCP)),
+                    vec![log(self.nflog_group, &self.log_prefix)],
+                ),
+            },
+            Rule {
+                text: format!("udp dport @{SET_WATCH_UDP} {log_text}"),
+                exprs: with(
+                    dport_in(IPPROTO_UDP, SET_WATCH_UDP, set_id(SET_WATCH_UDP)),
+                    vec![log(self.nflog_group, &self.log_prefix)],
+                ),
+            },
+        ]
+    }
+
+    fn set_elements(&self, name: &str) -> Vec<Element> {
+        match name {
+            SET_IGNORE4 => interval_elements(&self.ignore4, 4),
+            SET_IGNORE6 => interval_elements(&self.ignore6, 16),
+            SET_WATCH_TCP => interval_elements(&widen(&self.watch_tcp), 2),
+            SET_WATCH_UDP => interval_elements(&widen(&self.watch_udp), 2),
+            _ => Vec::new(),
+        }
+    }
+
+    /// One transaction that replaces any table of the same name with this
+    /// one: create (so the delete cannot fail), delete, create with content.
+    pub fn install_batch(&self) -> Batch {
+        let mut b = Batch::new();
+        b.add_table(FAMILY, &self.table, false);
+        b.del_table(FAMILY, &self.table);
+        self.create_into(&mut b);
+        b
+    }
+
+    /// Appends the creation of the table and everything in it to `b`.
+    pub fn create_into(&self, b: &mut Batch) {
+        b.add_table(FAMILY, &self.table, true);
+        for s in set_specs(self) {
+            b.add_set(FAMILY, &self.table, &s);
+            let elems = self.set_elements(&s.name);
+            if !elems.is_empty() {
+                b.add_elements(FAMILY, &self.table, &s.name, Some(s.id), &elems);
+            }
+        }
+        b.add_chain(
+            FAMILY,
+            &self.table,
+            &ChainSpec {
+                name: CHAIN.into(),
+                priority: self.priority,
+                policy_accept: true,
+            },
+        );
+        for r in self.rules() {
+            b.add_rule(FAMILY, &self.table, CHAIN, r.exprs, &r.text);
+        }
+    }
+
+    /// The table in nft syntax, laid out as `nft -s list table` prints it.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "table inet {} {{", self.table);
+        for (i, s) in set_specs(self).iter().enumerate() {
+            if i > 0 {
+                o.push('\n');
+            }
+            let _ = writeln!(o, "\tset {} {{", s.name);
+            let _ = writeln!(o, "\t\ttype {}", s.key.name());
+            if s.interval {
+                let _ = writeln!(o, "\t\tflags interval");
+            }
+            if let Some(size) = s.size {
+                let _ = writeln!(o, "\t\tsize {size}");
+            }
+            if let Some(t) = s.timeout {
+                let _ = writeln!(o, "\t\ttimeout {}", nft_duration(t));
+            }
+            let items: Vec<String> = match s.name.as_str() {
+                SET_IGNORE4 => self
+                    .ignore4
+                    .iter()
+                    .map(|r| render_addr_range(*r, false))
+                    .collect(),
+                SET_IGNORE6 => self
+                    .ignore6
+                    .iter()
+                    .map(|r| render_addr_range(*r, true))
+                    .collect(),
+                SET_WATCH_TCP => self
+                    .watch_tcp
+                    .iter()
+                    .map(|r| render_port_range(*r))
+                    .collect(),
+                SET_WATCH_UDP => self
+                    .watch_udp
+                    .iter()
+                    .map(|r| render_port_range(*r))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if !items.is_empty() {
+                let _ = writeln!(o, "\t\telements = {{ {} }}", items.join(", "));
+            }
+            let _ = writeln!(o, "\t}}");
+        }
+        let _ = writeln!(o, "\n\tchain {CHAIN} {{");
+        let _ = writeln!(
+            o,
+            "\t\ttype filter hook input priority {}; policy accept;",
+            render_priority(self.priority)
+        );
+        for r in self.rules() {
+            let _ = writeln!(o, "\t\t{}", r.text);
+        }
+        let _ = writeln!(o, "\t}}\n}}");
+        o
+    }
+}
+
+fn widen(ports: &[(u16, u16)]) -> Vec<(u128, u128)> {
+    ports.iter().map(|&(s, e)| (s as u128, e as u128)).collect()
+}
+
+/// Interval-set elements for sorted, merged inclusive ranges of `width`-byte
+/// keys: each range is its start, and its end + 1 flagged as an interval end
+/// (left out when the range reaches the top of the key space). Like nft, a
+/// leading end element at 0 closes the space below the first range.
+pub fn interval_elements(ranges: &[(u128, u128)], width: usize) -> Vec<Element> {
+    let max: u128 = if width == 16 {
+        u128::MAX
+    } else {
+        (1u128 << (width * 8)) - 1
+    };
+    let key = |v: u128| v.to_be_bytes()[16 - width..].to_vec();
+    let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
+    if let Some(&(first, _)) = ranges.first() {
+        if first > 0 {
+            out.push(Element {
+                interval_end: true,
+                ..Element::key(key(0))
+            });
+        }
+    }
+    for &(s, e) in ranges {
+        out.push(Element::key(key(s)));
+        if e < max {
+            out.push(Element {
+                interval_end: true,
+                ..Element::key(key(e + 1))
+            });
+        }
+    }
+    out
+}
+
+/// `a`, `a/len` when the range is exactly one network, else `a-b`.
+fn render_addr_range((s, e): (u128, u128), v6: bool) -> String {
+    let bits = if v6 { 128 } else { 32 };
+    let addr = |v: u128| -> String {
+        if v6 {
+            std::net::Ipv6Addr::from(v).to_string()
+        } else {
+            std::net::Ipv4Addr::from(v as u32).to_string()
+        }
+    };
+    if s == e {
+        return addr(s);
+    }
+    let span = e - s;
+    // A network: the size is a power of two and the start is aligned to it.
+    if span
+        .checked_add(1)
+        .is_none_or(|n| n.is_power_of_two() && s % n == 0)
+    {
+        let host_bits = if span == u128::MAX {
+            128
+        } else {
+            (span + 1).trailing_zeros()
+        };
+        return format!("{}/{}", addr(s), bits - host_bits);
+    }
+    format!("{}-{}", addr(s), addr(e))
+}
+
+fn render_port_range((s, e): (u16, u16)) -> String {
+    if s == e {
+        s.to_string()
+    } else {
+        format!("{s}-{e}")
+    }
+}
+
+/// nft's priority syntax relative to `filter` (0).
+pub fn render_priority(p: i32) -> String {
+    match p {
+        0 => "filter".into(),
+        p if p < 0 => format!("filter - {}", -(p as i64)),
+        p => format!("filter + {p}"),
+    }
+}
+
+/// A duration as nft prints it: `1d`, `1h30m`, `1m30s`, `500ms`.
+pub fn nft_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    let mut out = String::new();
+    for (unit, len) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if ms >= len {
+            let _ = write!(out, "{}{unit}", ms / len);
+            ms %= len;
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_like_nft() {
+        assert_eq!(nft_duration(Duration::from_secs(86400)), "1d");
+        assert_eq!(nft_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(nft_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(nft_duration(Duration::from_millis(1500)), "1s500ms");
+    }
+
+    #[test]
+    fn ranges_render_as_nft_does() {
+        assert_eq!(
+            render_addr_range((0x7f00_0000, 0x7fff_ffff), false),
+            "127.0.0.0/8"
+        );
+        assert_eq!(
+            render_addr_range((0xc000_0201, 0xc000_0201), false),
+            "192.0.2.1"
+        );
+        assert_eq!(
+            render_addr_range((0xc000_0201, 0xc000_0205), false),
+            "192.0.2.1-192.0.2.5"
+        );
+        assert_eq!(render_addr_range((0, u32::MAX as u128), false), "0.0.0.0/0");
+        assert_eq!(render_addr_range((0, u128::MAX), true), "::/0");
+        assert_eq!(render_addr_range((1, 1), true), "::1");
+        assert_eq!(render_port_range((100, 200)), "100-200");
+        assert_eq!(render_priority(-10), "filter - 10");
+        assert_eq!(render_priority(5), "filter + 5");
+    }
+
+    #[test]
+    fn merging_joins_overlaps_and_neighbours() {
+        let nets: Vec<Cidr> = [
+            "192.0.2.0/25",
+            "192.0.2.128/25",
+            "192.0.2.7",
+            "198.51.100.1",
+            "::1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let (v4, v6) = ignore_ranges(&nets);
+        assert_eq!(
+            v4,
+            vec![(0xc000_0200, 0xc000_02ff), (0xc633_6401, 0xc633_6401)]
+        );
+        assert_eq!(v6, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn interval_elements_close_ranges() {
+        let e = interval_elements(&[(1, 1), (100, 200), (65000, 65535)], 2);
+        let keys: Vec<(u16, bool)> = e
+            .iter()
+            .map(|e| (u16::from_be_bytes([e.key[0], e.key[1]]), e.interval_end))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                (0, true),
+                (1, false),
+                (2, true),
+                (100, false),
+                (201, true),
+                (65000, false)
+            ]
+        );
+    }
+}

@@ -1,1 +1,235 @@
-//! nft: the nf_tables netlink layer (to be written).
+//! nft: the nf_tables netlink layer. One socket, transactions (`Batch` +
+//! `NftSocket::commit`), expression builders, set elements with per-element
+//! timeouts (chunked), element listing, table existence and deletion.
+//!
+//! Knows nothing of scans, configs or what the table is for: `ruleset` decides
+//! what to install, this module only speaks netlink.
+
+pub mod batch;
+pub mod expr;
+pub mod socket;
+
+use std::time::Duration;
+
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_netfilter::NetfilterProtoFamily;
+use netlink_packet_netfilter::nftables::{
+    NfTablesMessage, SetAttribute, SetElementList, SetElementMessage, SetMessage, TableAttribute,
+    TableMessage,
+};
+
+pub use batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
+pub use socket::NftSocket;
+
+use crate::error::{Error, Result};
+
+/// Our tables are always in the inet family (IPv4 and IPv6 in one table).
+pub const FAMILY: NetfilterProtoFamily = NetfilterProtoFamily::Inet;
+
+/// A set element as the kernel lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedElement {
+    pub key: Vec<u8>,
+    pub interval_end: bool,
+    /// The element's timeout, when the set has timeouts.
+    pub timeout: Option<Duration>,
+    /// Time left until the kernel removes it.
+    pub expiration: Option<Duration>,
+}
+
+impl NftSocket {
+    /// Does `table` exist in our family?
+    pub fn table_exists(&mut self, table: &str) -> Result<bool> {
+        let what = format!("table inet {table}");
+        match self.request(
+            FAMILY,
+            NfTablesMessage::GetTable(TableMessage {
+                attributes: vec![TableAttribute::Name(table.to_string())],
+            }),
+            NLM_F_REQUEST | NLM_F_ACK,
+            &what,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `table` if it exists; true if it did.
+    pub fn delete_table(&mut self, table: &str) -> Result<bool> {
+        let mut b = Batch::new();
+        b.del_table(FAMILY, table);
+        match self.commit(&b) {
+            Ok(()) => Ok(true),
+            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many elements the kernel says `set` holds (NFTA_SET_COUNT; kernels
+    /// before 6.x do not report it).
+    pub fn set_count(&mut self, table: &str, set: &str) -> Result<Option<u32>> {
+        let replies = self.request(
+            FAMILY,
+            NfTablesMessage::GetSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(table.into()),
+                    SetAttribute::Name(set.into()),
+                ],
+            }),
+            NLM_F_REQUEST | NLM_F_ACK,
+            &format!("set {set} in table inet {table}"),
+        )?;
+        for m in replies {
+            if let NfTablesMessage::NewSet(SetMessage { attributes }) = m {
+                for a in attributes {
+                    if let SetAttribute::Count(n) = a {
+                        return Ok(Some(n));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every element of `set` in `table`, with timeouts and time left.
+    ///
+    /// A dump that overlaps the kernel resizing the set's hash table (which it
+    /// does on its own after many inserts) can repeat an element and skip
+    /// another. So duplicates are dropped, and the dump is taken again while
+    /// it disagrees with the kernel's element count.
+    pub fn list_elements(&mut self, table: &str, set: &str) -> Result<Vec<ListedElement>> {
+        let mut out = Vec::new();
+        for attempt in 0..5 {
+            let (elements, had_duplicates) = self.dump_elements(table, set)?;
+            out = elements;
+            let count_matches = match self.set_count(table, set)? {
+                Some(n) => n as usize == out.len(),
+                None => !had_duplicates,
+            };
+            if count_matches {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10 << attempt));
+        }
+        Ok(out)
+    }
+
+    fn dump_elements(&mut self, table: &str, set: &str) -> Result<(Vec<ListedElement>, bool)> {
+        let what = format!("set {set} in table inet {table}");
+        let replies = self.request_raw(
+            FAMILY,
+            NfTablesMessage::GetSetElement(SetElementMessage {
+                attributes: vec![
+                    SetElementList::Table(table.to_string()),
+                    SetElementList::Set(set.to_string()),
+                ],
+            }),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            &what,
+        )?;
+        let mut out = Vec::new();
+        for (_, payload) in &replies {
+            parse_element_dump(payload, &mut out)
+                .map_err(|e| Error::other(format!("{what}: malformed element list: {e}")))?;
+        }
+        let before = out.len();
+        // Interval sets list start and end elements under distinct flags.
+        out.sort_by(|a, b| (&a.key, a.interval_end).cmp(&(&b.key, b.interval_end)));
+        out.dedup_by(|a, b| a.key == b.key && a.interval_end == b.interval_end);
+        let had_duplicates = out.len() != before;
+        Ok((out, had_duplicates))
+    }
+}
+
+/// Walks the attributes `(kind, value)` of a netlink attribute stream.
+fn attrs(mut buf: &[u8]) -> impl Iterator<Item = std::result::Result<(u16, &[u8]), String>> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        if len < 4 || len > buf.len() {
+            buf = &[];
+            return Some(Err(format!(
+                "attribute of length {len} in {} bytes",
+                buf.len()
+            )));
+        }
+        let value = &buf[4..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(Ok((kind, value)))
+    })
+}
+
+fn be_u64(v: &[u8]) -> std::result::Result<u64, String> {
+    v.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| format!("{} bytes for a u64", v.len()))
+}
+
+/// Decodes one NEWSETELEM message of a dump (nfgenmsg, then
+/// NFTA_SET_ELEM_LIST_ELEMENTS → NFTA_LIST_ELEM → key, flags, timeout,
+/// expiration). Hand-written because the crate's decoder formats the whole
+/// buffer into every error context, which is quadratic on large sets.
+pub fn parse_element_dump(
+    payload: &[u8],
+    out: &mut Vec<ListedElement>,
+) -> std::result::Result<(), String> {
+    const LIST_ELEMENTS: u16 = 3;
+    const LIST_ELEM: u16 = 1;
+    const KEY: u16 = 1;
+    const FLAGS: u16 = 3;
+    const TIMEOUT: u16 = 4;
+    const EXPIRATION: u16 = 5;
+    const DATA_VALUE: u16 = 1;
+    let body = payload.get(4..).ok_or("short message")?;
+    for a in attrs(body) {
+        let (kind, value) = a?;
+        if kind != LIST_ELEMENTS {
+            continue;
+        }
+        for item in attrs(value) {
+            let (kind, elem) = item?;
+            if kind != LIST_ELEM {
+                continue;
+            }
+            let mut e = ListedElement {
+                key: Vec::new(),
+                interval_end: false,
+                timeout: None,
+                expiration: None,
+            };
+            for f in attrs(elem) {
+                let (kind, v) = f?;
+                match kind {
+                    KEY => {
+                        for d in attrs(v) {
+                            let (k, data) = d?;
+                            if k == DATA_VALUE {
+                                e.key = data.to_vec();
+                            }
+                        }
+                    }
+                    FLAGS => {
+                        let f: [u8; 4] = v.try_into().map_err(|_| "bad flags")?;
+                        e.interval_end = u32::from_be_bytes(f) & 1 != 0;
+                    }
+                    TIMEOUT => e.timeout = Some(Duration::from_millis(be_u64(v)?)),
+                    EXPIRATION => e.expiration = Some(Duration::from_millis(be_u64(v)?)),
+                    _ => {}
+                }
+            }
+            if !e.key.is_empty() {
+                out.push(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Was this error the kernel's "No such file or directory"?
+pub fn is_enoent(e: &Error) -> bool {
+    e.errno == Some(nix::errno::Errno::ENOENT as i32)
+}

@@ -1,0 +1,401 @@
+//! A transaction: nf_tables messages that the kernel applies all or none of.
+//!
+//! Each message carries a short description of the object it touches
+//! ("set blocked4", "rule `ip saddr @blocked4 counter drop`") so that an error
+//! the kernel reports by sequence number comes back naming the object.
+
+use std::time::Duration;
+
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_netfilter::NetfilterProtoFamily;
+use netlink_packet_netfilter::nftables::{
+    ChainAttribute, ChainMessage, DataAttribute, Hook, InetHookNumber, NfTablesMessage,
+    RuleAttribute, RuleMessage, SetAttribute, SetDescription, SetElementAttribute, SetElementFlags,
+    SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute, TableFlags,
+    TableMessage,
+};
+
+use super::expr::Expr;
+
+/// How many elements go into one netlink message: an attribute over 64 KiB
+/// panics netlink-packet-core, and 1,000 IPv6 elements with timeout and
+/// expiration stay near 48 KiB.
+pub const ELEMENTS_PER_MESSAGE: usize = 1000;
+
+/// A set's key type, with nft's datatype number and the key length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetService,
+}
+
+impl KeyType {
+    /// nft's datatype numbers (TYPE_IPADDR, TYPE_IP6ADDR, TYPE_INET_SERVICE).
+    pub fn nft_type(self) -> u32 {
+        match self {
+            KeyType::Ipv4Addr => 7,
+            KeyType::Ipv6Addr => 8,
+            KeyType::InetService => 13,
+        }
+    }
+    pub fn len(self) -> usize {
+        match self {
+            KeyType::Ipv4Addr => 4,
+            KeyType::Ipv6Addr => 16,
+            KeyType::InetService => 2,
+        }
+    }
+    /// The name nft prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Ipv4Addr => "ipv4_addr",
+            KeyType::Ipv6Addr => "ipv6_addr",
+            KeyType::InetService => "inet_service",
+        }
+    }
+}
+
+/// A named set as the kernel stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetSpec {
+    pub name: String,
+    /// Transaction-local id, so rules in the same batch can refer to the set.
+    pub id: u32,
+    pub key: KeyType,
+    pub interval: bool,
+    /// `Some` makes a timeout set; the duration is the default element timeout.
+    pub timeout: Option<Duration>,
+    pub size: Option<u32>,
+}
+
+/// A base chain on the inet input hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainSpec {
+    pub name: String,
+    pub priority: i32,
+    pub policy_accept: bool,
+}
+
+/// One set element to add or delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Element {
+    /// Key bytes in network byte order.
+    pub key: Vec<u8>,
+    /// Per-element timeout; `None` uses the set's default.
+    pub timeout: Option<Duration>,
+    /// Time left before the element expires; with `timeout`, lets a restored
+    /// ban keep its original end instead of starting over.
+    pub expiration: Option<Duration>,
+    /// The end (exclusive) of an interval in an interval set.
+    pub interval_end: bool,
+}
+
+impl Element {
+    pub fn key(key: Vec<u8>) -> Element {
+        Element {
+            key,
+            timeout: None,
+            expiration: None,
+            interval_end: false,
+        }
+    }
+}
+
+/// One queued message: what it is, how to send it, and what to call it in errors.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub family: NetfilterProtoFamily,
+    pub message: NfTablesMessage,
+    pub flags: u16,
+    pub what: String,
+}
+
+/// Messages for one transaction, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub(crate) messages: Vec<Queued>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub fn push(
+        &mut self,
+        family: NetfilterProtoFamily,
+        message: NfTablesMessage,
+        flags: u16,
+        what: impl Into<String>,
+    ) {
+        self.messages.push(Queued {
+            family,
+            message,
+            flags,
+            what: what.into(),
+        });
+    }
+
+    /// Creates the table; with `exclusive`, fails if it exists.
+    pub fn add_table(&mut self, family: NetfilterProtoFamily, name: &str, exclusive: bool) {
+        let excl = if exclusive { NLM_F_EXCL } else { 0 };
+        self.push(
+            family,
+            NfTablesMessage::NewTable(TableMessage {
+                attributes: vec![
+                    TableAttribute::Name(name.to_string()),
+                    TableAttribute::Flags(TableFlags::empty()),
+                ],
+            }),
+            NLM_F_CREATE | excl,
+            format!("table {} {name}", family_name(family)),
+        );
+    }
+
+    pub fn del_table(&mut self, family: NetfilterProtoFamily, name: &str) {
+        self.push(
+            family,
+            NfTablesMessage::DeleteTable(TableMessage {
+                attributes: vec![TableAttribute::Name(name.to_string())],
+            }),
+            0,
+            format!("table {} {name}", family_name(family)),
+        );
+    }
+
+    pub fn add_set(&mut self, family: NetfilterProtoFamily, table: &str, set: &SetSpec) {
+        let mut flags = SetFlags::empty();
+        if set.interval {
+            flags |= SetFlags::Interval;
+        }
+        if set.timeout.is_some() {
+            flags |= SetFlags::Timeout;
+        }
+        let mut attributes = vec![
+            SetAttribute::Table(table.to_string()),
+            SetAttribute::Name(set.name.clone()),
+            SetAttribute::Flags(flags),
+            SetAttribute::KeyType(set.key.nft_type()),
+            SetAttribute::KeyLen(set.key.len() as u32),
+            SetAttribute::Id(set.id),
+        ];
+        if let Some(t) = set.timeout {
+            attributes.push(SetAttribute::Timeout(ms(t)));
+        }
+        if let Some(size) = set.size {
+            attributes.push(SetAttribute::Description(vec![SetDescription::Size(size)]));
+        }
+        self.push(
+            family,
+            NfTablesMessage::NewSet(SetMessage { attributes }),
+            NLM_F_CREATE | NLM_F_EXCL,
+            format!("set {}", set.name),
+        );
+    }
+
+    pub fn add_chain(&mut self, family: NetfilterProtoFamily, table: &str, chain: &ChainSpec) {
+        self.push(
+            family,
+            NfTablesMessage::NewChain(ChainMessage {
+                attributes: vec![
+                    ChainAttribute::Table(table.to_string()),
+                    ChainAttribute::Name(chain.name.clone()),
+                    ChainAttribute::Hook(vec![
+                        Hook::Number(InetHookNumber::LocalIn.into()),
+                        // The kernel reads the priority as a signed 32-bit value.
+                        Hook::Priority(chain.priority as u32),
+                    ]),
+                    ChainAttribute::Policy(if chain.policy_accept {
+                        super::expr::NF_ACCEPT
+                    } else {
+                        super::expr::NF_DROP
+                    }),
+                    ChainAttribute::Type("filter".to_string()),
+                ],
+            }),
+            NLM_F_CREATE | NLM_F_EXCL,
+            format!("chain {}", chain.name),
+        );
+    }
+
+    /// Appends a rule; `text` is its nft syntax, used in error messages.
+    pub fn add_rule(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        chain: &str,
+        exprs: Vec<Expr>,
+        text: &str,
+    ) {
+        self.push(
+            family,
+            NfTablesMessage::NewRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(table.to_string()),
+                    RuleAttribute::Chain(chain.to_string()),
+                    RuleAttribute::Expressions(exprs),
+                ],
+            }),
+            NLM_F_CREATE | NLM_F_APPEND,
+            format!("rule `{text}` in chain {chain}"),
+        );
+    }
+
+    /// Adds elements, `ELEMENTS_PER_MESSAGE` to a message. `set_id` is needed
+    /// when the set is created in this same batch.
+    pub fn add_elements(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        set: &str,
+        set_id: Option<u32>,
+        elements: &[Element],
+    ) {
+        self.element_messages(family, table, set, set_id, elements, true);
+    }
+
+    pub fn del_elements(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        set: &str,
+        elements: &[Element],
+    ) {
+        self.element_messages(family, table, set, None, elements, false);
+    }
+
+    fn element_messages(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        set: &str,
+        set_id: Option<u32>,
+        elements: &[Element],
+        add: bool,
+    ) {
+        for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
+            let list = chunk.iter().map(encode_element).collect();
+            let mut attributes = vec![
+                SetElementList::Table(table.to_string()),
+                SetElementList::Set(set.to_string()),
+            ];
+            if let Some(id) = set_id {
+                attributes.push(SetElementList::SetId(id));
+            }
+            attributes.push(SetElementList::Elements(list));
+            let what = if chunk.len() == 1 {
+                format!("element {} of set {set}", describe_key(&chunk[0].key))
+            } else {
+                format!(
+                    "{} elements of set {set} (from {})",
+                    chunk.len(),
+                    describe_key(&chunk[0].key)
+                )
+            };
+            let message = SetElementMessage { attributes };
+            if add {
+                self.push(
+                    family,
+                    NfTablesMessage::NewSetElement(message),
+                    NLM_F_CREATE,
+                    what,
+                );
+            } else {
+                self.push(family, NfTablesMessage::DeleteSetElement(message), 0, what);
+            }
+        }
+    }
+}
+
+fn encode_element(
+    e: &Element,
+) -> netlink_packet_netfilter::nftables::ListAttribute<SetElementAttribute> {
+    let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(
+        e.key.clone(),
+    ))];
+    if e.interval_end {
+        attrs.push(SetElementAttribute::Flags(SetElementFlags::IntervalEnd));
+    }
+    if let Some(t) = e.timeout {
+        attrs.push(SetElementAttribute::Timeout(ms(t)));
+    }
+    if let Some(x) = e.expiration {
+        attrs.push(SetElementAttribute::Expiration(ms(x)));
+    }
+    netlink_packet_netfilter::nftables::ListAttribute::Element(attrs)
+}
+
+/// The key as an address or port, for error messages.
+pub fn describe_key(key: &[u8]) -> String {
+    match key.len() {
+        4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(key).unwrap()).to_string(),
+        16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(key).unwrap()).to_string(),
+        2 => u16::from_be_bytes([key[0], key[1]]).to_string(),
+        _ => format!("{key:02x?}"),
+    }
+}
+
+pub fn family_name(family: NetfilterProtoFamily) -> &'static str {
+    match family {
+        NetfilterProtoFamily::Inet => "inet",
+        NetfilterProtoFamily::IPv4 => "ip",
+        NetfilterProtoFamily::IPv6 => "ip6",
+        NetfilterProtoFamily::Bridge => "bridge",
+        NetfilterProtoFamily::ARP => "arp",
+        NetfilterProtoFamily::NetDev => "netdev",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+
+    #[test]
+    fn elements_are_chunked_below_64k() {
+        let elems: Vec<Element> = (0..100_000u32)
+            .map(|i| {
+                let mut key = [0u8; 16];
+                key[12..].copy_from_slice(&i.to_be_bytes());
+                Element {
+                    key: key.to_vec(),
+                    timeout: Some(Duration::from_secs(3600)),
+                    expiration: Some(Duration::from_secs(1800)),
+                    interval_end: false,
+                }
+            })
+            .collect();
+        let mut b = Batch::new();
+        b.add_elements(
+            NetfilterProtoFamily::Inet,
+            "nftsentry",
+            "blocked6",
+            None,
+            &elems,
+        );
+        assert_eq!(b.len(), 100);
+        for q in &b.messages {
+            let len = q.message.buffer_len();
+            assert!(len < 60_000, "message of {len} bytes");
+        }
+        assert!(
+            b.messages[3]
+                .what
+                .contains("1000 elements of set blocked6 (from ::bb8)")
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Expression builders: each returns the kernel's expression list entries for
+//! one piece of nft syntax, in the order `nft --debug=netlink` prints them.
+//!
+//! Everything the crate types cover is sent through them; `ct`, `counter` and
+//! `log` have no typed form in netlink-packet-netfilter 0.4 and are sent as raw
+//! attributes in the kernel's numbering (include/uapi/linux/netfilter/nf_tables.h).
+
+use netlink_packet_core::DefaultNla;
+use netlink_packet_netfilter::nftables::{
+    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute,
+    Lookup, Meta, MetaKey, Operator, Payload, Register, Verdict, VerdictAttribute,
+};
+
+/// One entry of a rule's expression list.
+pub type Expr = ListAttribute<ExpressionAttribute>;
+
+/// NFT_PAYLOAD_NETWORK_HEADER / NFT_PAYLOAD_TRANSPORT_HEADER.
+pub const NETWORK_HEADER: u32 = 1;
+pub const TRANSPORT_HEADER: u32 = 2;
+
+/// nfgenmsg / meta nfproto values.
+pub const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_IPV6: u8 = 10;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Kernel verdict codes (include/uapi/linux/netfilter.h): the crate's
+/// `Verdict` has no Drop/Accept variant.
+pub const NF_DROP: u32 = 0;
+pub const NF_ACCEPT: u32 = 1;
+
+/// ct state bits (NF_CT_STATE_BIT): invalid 1, established 2, related 4, new 8.
+pub const CT_STATE_ESTABLISHED: u32 = 0x2;
+pub const CT_STATE_RELATED: u32 = 0x4;
+
+const NFT_CT_STATE: u32 = 0;
+const NFTA_CT_DREG: u16 = 1;
+const NFTA_CT_KEY: u16 = 2;
+const NFTA_LOG_GROUP: u16 = 1;
+const NFTA_LOG_PREFIX: u16 = 2;
+const NFTA_COUNTER_BYTES: u16 = 1;
+const NFTA_COUNTER_PACKETS: u16 = 2;
+
+fn raw(name: &str, attributes: Vec<DefaultNla>) -> Expr {
+    Expressions::Other {
+        expression_type: name.to_string(),
+        attributes,
+    }
+    .into()
+}
+
+/// `meta nfproto` or `meta l4proto` into register 1.
+pub fn meta(key: MetaKey) -> Expr {
+    Expressions::Meta(vec![
+        Meta::DestinationRegister(Register::Reg1),
+        Meta::Key(key),
+    ])
+    .into()
+}
+
+/// `payload load LEN b @ BASE header + OFFSET => reg 1`.
+pub fn payload(base: u32, offset: u32, len: u32) -> Expr {
+    Expressions::Payload(vec![
+        Payload::DestinationRegister(Register::Reg1),
+        Payload::Base(base),
+        Payload::Offset(offset),
+        Payload::Len(len),
+    ])
+    .into()
+}
+
+/// `cmp OP reg 1 DATA`.
+pub fn cmp(op: Operator, data: &[u8]) -> Expr {
+    Expressions::Cmp(vec![
+        Cmp::SourceRegister(Register::Reg1),
+        Cmp::Op(op),
+        Cmp::Data(DataAttribute::Value(data.to_vec())),
+    ])
+    .into()
+}
+
+/// `lookup reg 1 set NAME`; `set_id` names a set created in the same batch.
+pub fn lookup(set: &str, set_id: u32) -> Expr {
+    Expressions::Lookup(vec![
+        Lookup::Set(set.to_string()),
+        Lookup::SourceRegister(Register::Reg1),
+        Lookup::SetId(set_id),
+    ])
+    .into()
+}
+
+/// `reg 1 = (reg 1 & mask) ^ 0`, on `mask.len()` bytes.
+pub fn bitwise_and(mask: &[u8]) -> Expr {
+    Expressions::Bitwise(vec![
+        Bitwise::SourceRegister(Register::Reg1),
+        Bitwise::DestinationRegister(Register::Reg1),
+        Bitwise::Length(mask.len() as u32),
+        Bitwise::Mask(DataAttribute::Value(mask.to_vec())),
+        Bitwise::Xor(DataAttribute::Value(vec![0; mask.len()])),
+    ])
+    .into()
+}
+
+/// `ct load state => reg 1`.
+pub fn ct_state() -> Expr {
+    raw(
+        "ct",
+        vec![
+            DefaultNla::new(
+                NFTA_CT_DREG,
+                u32::from(Register::Reg1).to_be_bytes().to_vec(),
+            ),
+            DefaultNla::new(NFTA_CT_KEY, NFT_CT_STATE.to_be_bytes().to_vec()),
+        ],
+    )
+}
+
+/// `counter` starting at zero.
+pub fn counter() -> Expr {
+    raw(
+        "counter",
+        vec![
+            DefaultNla::new(NFTA_COUNTER_BYTES, 0u64.to_be_bytes().to_vec()),
+            DefaultNla::new(NFTA_COUNTER_PACKETS, 0u64.to_be_bytes().to_vec()),
+        ],
+    )
+}
+
+/// `log prefix PREFIX group GROUP`: packets go to NFLOG group GROUP.
+pub fn log(group: u16, prefix: &str) -> Expr {
+    let mut p = prefix.as_bytes().to_vec();
+    p.push(0);
+    raw(
+        "log",
+        vec![
+            DefaultNla::new(NFTA_LOG_GROUP, group.to_be_bytes().to_vec()),
+            DefaultNla::new(NFTA_LOG_PREFIX, p),
+        ],
+    )
+}
+
+fn verdict(code: Verdict) -> Expr {
+    Expressions::Immediate(vec![
+        Immediate::DestinationRegister(Register::Verdict),
+        Immediate::Data(DataAttribute::Verdict(vec![VerdictAttribute::Code(code)])),
+    ])
+    .into()
+}
+
+pub fn drop() -> Expr {
+    verdict(Verdict::Other(NF_DROP))
+}
+
+pub fn accept() -> Expr {
+    verdict(Verdict::Other(NF_ACCEPT))
+}
+
+pub fn ret() -> Expr {
+    verdict(Verdict::Return)
+}
+
+// Compositions for the match parts of nft syntax.
+
+/// `ip saddr @SET` / `ip6 saddr @SET`.
+pub fn saddr_in(ipv6: bool, set: &str, set_id: u32) -> Vec<Expr> {
+    let (proto, offset, len) = if ipv6 {
+        (NFPROTO_IPV6, 8, 16)
+    } else {
+        (NFPROTO_IPV4, 12, 4)
+    };
+    vec![
+        meta(MetaKey::Nfproto),
+        cmp(Operator::Equal, &[proto]),
+        payload(NETWORK_HEADER, offset, len),
+        lookup(set, set_id),
+    ]
+}
+
+/// `tcp dport @SET` / `udp dport @SET`.
+pub fn dport_in(l4proto: u8, set: &str, set_id: u32) -> Vec<Expr> {
+    vec![
+        meta(MetaKey::L4Proto),
+        cmp(Operator::Equal, &[l4proto]),
+        payload(TRANSPORT_HEADER, 2, 2),
+        lookup(set, set_id),
+    ]
+}
+
+/// `ct state established,related`: the ct state word is in host byte order.
+pub fn ct_state_in(mask: u32) -> Vec<Expr> {
+    vec![
+        ct_state(),
+        bitwise_and(&mask.to_ne_bytes()),
+        cmp(Operator::NotEqual, &[0; 4]),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+
+    /// Serialises one expression and returns its bytes.
+    fn bytes(e: &Expr) -> Vec<u8> {
+        let mut buf = vec![0; e.buffer_len()];
+        e.emit(&mut buf);
+        buf
+    }
+
+    /// Finds the attribute `kind` directly inside a nested attribute list.
+    fn attr(buf: &[u8], kind: u16) -> Option<Vec<u8>> {
+        let mut i = 0;
+        while i + 4 <= buf.len() {
+            let len = u16::from_ne_bytes([buf[i], buf[i + 1]]) as usize;
+            let k = u16::from_ne_bytes([buf[i + 2], buf[i + 3]]) & 0x3fff;
+            if len < 4 || i + len > buf.len() {
+                return None;
+            }
+            if k == kind {
+                return Some(buf[i + 4..i + len].to_vec());
+            }
+            i += (len + 3) & !3;
+        }
+        None
+    }
+
+    #[test]
+    fn log_uses_kernel_numbering() {
+        let b = bytes(&log(7531, "nftsentry: "));
+        let elem = &b[4..]; // NFTA_LIST_ELEM header
+        assert_eq!(attr(elem, 1).unwrap(), b"log\0");
+        let data = attr(elem, 2).unwrap();
+        assert_eq!(attr(&data, NFTA_LOG_GROUP).unwrap(), 7531u16.to_be_bytes());
+        assert_eq!(attr(&data, NFTA_LOG_PREFIX).unwrap(), b"nftsentry: \0");
+    }
+
+    #[test]
+    fn ct_state_mask_is_host_order() {
+        let exprs = ct_state_in(CT_STATE_ESTABLISHED | CT_STATE_RELATED);
+        assert_eq!(exprs.len(), 3);
+        let b = bytes(&exprs[1]);
+        let data = attr(&b[4..], 2).unwrap();
+        let mask = attr(&data, 4).unwrap(); // NFTA_BITWISE_MASK → NFTA_DATA_VALUE
+        assert_eq!(attr(&mask, 1).unwrap(), 6u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn saddr_offsets() {
+        let v4 = saddr_in(false, "blocked4", 3);
+        let v6 = saddr_in(true, "blocked6", 4);
+        let p4 = attr(&bytes(&v4[2])[4..], 2).unwrap();
+        let p6 = attr(&bytes(&v6[2])[4..], 2).unwrap();
+        assert_eq!(attr(&p4, 3).unwrap(), 12u32.to_be_bytes()); // offset
+        assert_eq!(attr(&p4, 4).unwrap(), 4u32.to_be_bytes()); // len
+        assert_eq!(attr(&p6, 3).unwrap(), 8u32.to_be_bytes());
+        assert_eq!(attr(&p6, 4).unwrap(), 16u32.to_be_bytes());
+    }
+}

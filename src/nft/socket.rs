@@ -1,0 +1,502 @@
+//! The NETLINK_NETFILTER socket for nf_tables: commits batches and reads dumps.
+//!
+//! A batch is sent in one sendmsg, framed by batch begin (with the ruleset
+//! generation id, so the kernel refuses it if the ruleset changed under us) and
+//! batch end. Every message asks for an ack. The kernel processes the batch
+//! inside sendmsg and queues one ack or error per message, so replies are
+//! drained without blocking: since kernel 6.10 a failed batch gets no batch-end
+//! ack, and a reader that waits for one hangs.
+
+use std::os::fd::AsFd;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_netfilter::nftables::{GenAttribute, GenMessage, NfTablesMessage};
+use netlink_packet_netfilter::none::ControlMessage;
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use nix::errno::Errno;
+
+use super::batch::Batch;
+use crate::error::{Error, Kind, Result};
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u8 = 16;
+const NFNL_MSG_BATCH_END: u8 = 17;
+const NFNL_BATCH_GENID: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+/// ERESTART: the ruleset generation changed between reading it and the batch.
+const ERESTART: i32 = 85;
+const RECV_BUF: usize = 256 * 1024;
+const RCVBUF_SOCKET: usize = 4 * 1024 * 1024;
+
+/// One reply the kernel gave to a request: its sequence number and error code
+/// (0 for an ack) with the extended-ack message, if any.
+struct Ack {
+    seq: u32,
+    code: i32,
+    msg: Option<String>,
+}
+
+pub struct NftSocket {
+    sock: Socket,
+    seq: u32,
+    sndbuf: usize,
+    buf: Vec<u8>,
+}
+
+fn io_err(what: &str, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc_eperm()) {
+        privilege_error(what)
+    } else {
+        Error::other(format!("{what}: {e}"))
+    }
+}
+
+fn libc_eperm() -> i32 {
+    Errno::EPERM as i32
+}
+
+fn privilege_error(what: &str) -> Error {
+    Error::new(
+        Kind::Privilege,
+        format!(
+            "{what}: Operation not permitted: CAP_NET_ADMIN is needed (run as root or grant the capability)"
+        ),
+    )
+}
+
+/// The error for a negative errno that the kernel returned for `what`.
+fn kernel_error(what: &str, code: i32, ext: Option<&str>) -> Error {
+    let errno = Errno::from_raw(code.abs());
+    if errno == Errno::EPERM {
+        return privilege_error(what);
+    }
+    // ENFILE from a set means it holds `size` elements already.
+    let desc = if errno == Errno::ENFILE {
+        "the set is full (its size is reached)"
+    } else {
+        errno.desc()
+    };
+    let mut message = format!("{what}: {desc}");
+    if let Some(ext) = ext.filter(|m| !m.is_empty()) {
+        message.push_str(&format!(" ({ext})"));
+    }
+    Error::other(message).with_errno(errno as i32)
+}
+
+impl NftSocket {
+    pub fn open() -> Result<NftSocket> {
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| io_err("netlink socket", e))?;
+        sock.bind_auto().map_err(|e| io_err("netlink bind", e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| io_err("netlink connect", e))?;
+        // Errors come back with the request's header only (not the whole
+        // request, which for element lists is large) plus a text from the kernel.
+        let _ = sock.set_cap_ack(true);
+        let _ = sock.set_ext_ack(true);
+        let _ = sock.set_rx_buf_sz(RCVBUF_SOCKET);
+        Ok(NftSocket {
+            sock,
+            seq: initial_seq(),
+            sndbuf: 0,
+            buf: vec![0; RECV_BUF],
+        })
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// The current ruleset generation id.
+    pub fn generation(&mut self) -> Result<u32> {
+        let replies = self.request(
+            NetfilterProtoFamily::Unspec,
+            NfTablesMessage::GetGen(GenMessage { attributes: vec![] }),
+            NLM_F_REQUEST | NLM_F_ACK,
+            "ruleset generation",
+        )?;
+        for m in replies {
+            if let NfTablesMessage::NewGen(g) = m {
+                for a in g.attributes {
+                    if let GenAttribute::Id(id) = a {
+                        return Ok(id);
+                    }
+                }
+            }
+        }
+        Err(Error::other(
+            "ruleset generation: the kernel sent no generation id",
+        ))
+    }
+
+    /// Applies `batch` atomically. If the ruleset changed between reading its
+    /// generation and the commit, tries again (a few times).
+    pub fn commit(&mut self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            let genid = self.generation()?;
+            match self.commit_once(batch, genid) {
+                Err(CommitError::GenerationChanged) if attempt < 5 => attempt += 1,
+                Err(CommitError::GenerationChanged) => {
+                    return Err(Error::other(
+                        "the ruleset kept changing while the batch was sent; tried 6 times",
+                    ));
+                }
+                Err(CommitError::Failed(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    fn commit_once(&mut self, batch: &Batch, genid: u32) -> std::result::Result<(), CommitError> {
+        let begin_seq = self.next_seq();
+        let mut frames: Vec<NetlinkMessage<NetfilterMessage>> = Vec::with_capacity(batch.len() + 2);
+        frames.push(control(
+            NFNL_MSG_BATCH_BEGIN,
+            begin_seq,
+            vec![netlink_packet_core::DefaultNla::new(
+                NFNL_BATCH_GENID,
+                genid.to_be_bytes().to_vec(),
+            )],
+        ));
+        let first_seq = begin_seq.wrapping_add(1);
+        for q in &batch.messages {
+            let seq = self.next_seq();
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | q.flags;
+            header.sequence_number = seq;
+            let mut m = NetlinkMessage::new(
+                header,
+                NetlinkPayload::from(NetfilterMessage::new(
+                    NetfilterHeader::new(q.family, 0, 0),
+                    q.message.clone(),
+                )),
+            );
+            m.finalize();
+            frames.push(m);
+        }
+        let end_seq = self.next_seq();
+        frames.push(control(NFNL_MSG_BATCH_END, end_seq, vec![]));
+
+        let total: usize = frames.iter().map(|f| f.buffer_len()).sum();
+        let mut out = vec![0u8; total];
+        let mut off = 0;
+        for f in &frames {
+            let len = f.buffer_len();
+            f.serialize(&mut out[off..off + len]);
+            off += len;
+        }
+        self.ensure_sndbuf(total).map_err(CommitError::Failed)?;
+        self.sock
+            .send(&out, 0)
+            .map_err(|e| CommitError::Failed(io_err("sending the batch", e)))?;
+
+        let what = |seq: u32| -> String {
+            if seq == begin_seq || seq == end_seq {
+                return "batch".to_string();
+            }
+            let i = seq.wrapping_sub(first_seq) as usize;
+            batch
+                .messages
+                .get(i)
+                .map(|q| q.what.clone())
+                .unwrap_or_else(|| format!("message {seq}"))
+        };
+        let acks = self.drain_acks().map_err(CommitError::Failed)?;
+        let mut ok = 0usize;
+        for a in &acks {
+            if a.seq == begin_seq && a.code.abs() == ERESTART {
+                return Err(CommitError::GenerationChanged);
+            }
+        }
+        if let Some(a) = acks.iter().find(|a| a.code != 0) {
+            return Err(CommitError::Failed(kernel_error(
+                &what(a.seq),
+                a.code,
+                a.msg.as_deref(),
+            )));
+        }
+        for a in &acks {
+            if a.seq != begin_seq && a.seq != end_seq {
+                ok += 1;
+            }
+        }
+        if ok < batch.len() {
+            return Err(CommitError::Failed(Error::other(format!(
+                "batch of {} messages: the kernel acknowledged only {ok}",
+                batch.len()
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Grows the socket send buffer so the whole batch fits one sendmsg.
+    fn ensure_sndbuf(&mut self, len: usize) -> Result<()> {
+        let want = len + 64 * 1024;
+        if want <= self.sndbuf {
+            return Ok(());
+        }
+        let fd = self.sock.as_fd();
+        if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &want).is_err()
+        {
+            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &want)
+                .map_err(|e| Error::other(format!("netlink send buffer of {want} bytes: {e}")))?;
+        }
+        self.sndbuf = want;
+        Ok(())
+    }
+
+    /// Reads every reply already queued, without waiting for more.
+    fn drain_acks(&mut self) -> Result<Vec<Ack>> {
+        let mut acks = Vec::new();
+        loop {
+            let n = match self.sock.recv(&mut &mut self.buf[..], libc_dontwait()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("reading the kernel's replies", e)),
+            };
+            for_each_message(&self.buf[..n], |h, payload| {
+                if h.message_type == NLMSG_ERROR {
+                    acks.push(parse_ack(h, payload));
+                }
+            })?;
+        }
+        Ok(acks)
+    }
+
+    /// Sends one request and collects the nf_tables messages of its answer
+    /// (one message, or all the parts of a dump), decoded by the crate.
+    /// For large dumps use `request_raw`: the crate's decoder is slow on them.
+    pub fn request(
+        &mut self,
+        family: NetfilterProtoFamily,
+        message: NfTablesMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<Vec<NfTablesMessage>> {
+        let mut out = Vec::new();
+        for (h, payload) in self.request_raw(family, message, flags, what)? {
+            let m = NetfilterMessage::deserialize(&h, &payload).map_err(|e| {
+                Error::other(format!("{what}: cannot decode the kernel's answer: {e}"))
+            })?;
+            if let netlink_packet_netfilter::NetfilterMessageInner::NfTables(t) = m.inner {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Like `request`, but returns each answer message's header and payload
+    /// (starting at the nfgenmsg header) undecoded.
+    pub fn request_raw(
+        &mut self,
+        family: NetfilterProtoFamily,
+        message: NfTablesMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<Vec<(NetlinkHeader, Vec<u8>)>> {
+        loop {
+            let seq = self.next_seq();
+            let mut header = NetlinkHeader::default();
+            header.flags = flags;
+            header.sequence_number = seq;
+            let mut m = NetlinkMessage::new(
+                header,
+                NetlinkPayload::from(NetfilterMessage::new(
+                    NetfilterHeader::new(family, 0, 0),
+                    message.clone(),
+                )),
+            );
+            m.finalize();
+            let mut out = vec![0u8; m.buffer_len()];
+            m.serialize(&mut out);
+            self.sock.send(&out, 0).map_err(|e| io_err(what, e))?;
+            match self.collect(seq, what)? {
+                Some(msgs) => return Ok(msgs),
+                None => continue, // dump interrupted by a concurrent change: start over
+            }
+        }
+    }
+
+    /// Reads the answer to `seq` until NLMSG_DONE or an ack. `None` when a
+    /// dump was interrupted by a concurrent change.
+    fn collect(&mut self, seq: u32, what: &str) -> Result<Option<Vec<(NetlinkHeader, Vec<u8>)>>> {
+        let mut msgs = Vec::new();
+        let mut interrupted = false;
+        loop {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(what, e)),
+            };
+            let mut finished = false;
+            let mut failure: Option<Error> = None;
+            for_each_message(&self.buf[..n], |h, payload| {
+                if h.sequence_number != seq || finished {
+                    return; // a late reply to something earlier
+                }
+                if h.flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match h.message_type {
+                    NLMSG_ERROR => {
+                        let a = parse_ack(h, payload);
+                        if a.code != 0 {
+                            failure = Some(kernel_error(what, a.code, a.msg.as_deref()));
+                        }
+                        finished = true;
+                    }
+                    NLMSG_DONE => finished = true,
+                    _ => msgs.push((*h, payload.to_vec())),
+                }
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if finished {
+                return Ok(if interrupted { None } else { Some(msgs) });
+            }
+        }
+    }
+}
+
+use netlink_packet_core::NetlinkDeserializable;
+
+enum CommitError {
+    GenerationChanged,
+    Failed(Error),
+}
+
+fn libc_dontwait() -> i32 {
+    nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits()
+}
+
+/// A starting sequence number that differs between runs, so replies meant
+/// for an earlier process on a reused port id are not mistaken for ours.
+fn initial_seq() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
+        .unwrap_or(1);
+    t.wrapping_mul(2654435761)
+}
+
+fn control(
+    kind: u8,
+    seq: u32,
+    attributes: Vec<netlink_packet_core::DefaultNla>,
+) -> NetlinkMessage<NetfilterMessage> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    header.sequence_number = seq;
+    let mut m = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, NFNL_SUBSYS_NFTABLES),
+            ControlMessage::Other {
+                message_type: kind,
+                attributes,
+            },
+        )),
+    );
+    m.finalize();
+    m
+}
+
+/// Walks the netlink messages of one datagram. Bounds are checked on every
+/// step: a malformed datagram is an error, never a panic.
+fn for_each_message(buf: &[u8], mut f: impl FnMut(&NetlinkHeader, &[u8])) -> Result<()> {
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        if len < 16 || off + len > buf.len() {
+            return Err(Error::other(format!(
+                "malformed netlink message of length {len} at offset {off}"
+            )));
+        }
+        let mut h = NetlinkHeader::default();
+        h.length = len as u32;
+        h.message_type = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+        h.flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
+        h.sequence_number = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap());
+        h.port_number = u32::from_ne_bytes(buf[off + 12..off + 16].try_into().unwrap());
+        f(&h, &buf[off + 16..off + len]);
+        off += (len + 3) & !3;
+    }
+    Ok(())
+}
+
+/// An NLMSG_ERROR payload: error code, the request's header (capped acks),
+/// then extended-ack attributes when NLM_F_ACK_TLVS is set.
+fn parse_ack(h: &NetlinkHeader, payload: &[u8]) -> Ack {
+    let code = payload
+        .get(..4)
+        .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
+        .unwrap_or(-(Errno::EBADMSG as i32));
+    let mut msg = None;
+    if h.flags & NLM_F_ACK_TLVS != 0 && payload.len() >= 20 {
+        // With NETLINK_CAP_ACK (or on success) only the 16-byte header is echoed.
+        let echoed = if h.flags & 0x100 != 0 || code == 0 {
+            16
+        } else {
+            u32::from_ne_bytes(payload[4..8].try_into().unwrap()) as usize
+        };
+        let mut off = 4 + echoed.min(payload.len() - 4);
+        while off + 4 <= payload.len() {
+            let alen = u16::from_ne_bytes([payload[off], payload[off + 1]]) as usize;
+            let kind = u16::from_ne_bytes([payload[off + 2], payload[off + 3]]) & 0x3fff;
+            if alen < 4 || off + alen > payload.len() {
+                break;
+            }
+            if kind == NLMSGERR_ATTR_MSG {
+                let v = &payload[off + 4..off + alen];
+                let v = v.split(|b| *b == 0).next().unwrap_or(v);
+                msg = Some(String::from_utf8_lossy(v).into_owned());
+            }
+            off += (alen + 3) & !3;
+        }
+    }
+    let seq = payload
+        .get(12..16)
+        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+        .unwrap_or(h.sequence_number);
+    Ack { seq, code, msg }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walker_rejects_bad_lengths() {
+        assert!(for_each_message(&[0u8; 15], |_, _| panic!()).is_ok());
+        let mut b = vec![0u8; 32];
+        b[0] = 200; // claims 200 bytes, has 32
+        assert!(for_each_message(&b, |_, _| {}).is_err());
+        b[0] = 3; // shorter than a header
+        assert!(for_each_message(&b, |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn ack_parsing_survives_short_payloads() {
+        let h = NetlinkHeader::default();
+        for n in 0..40 {
+            let payload = vec![0xffu8; n];
+            let _ = parse_ack(&h, &payload);
+            let mut h2 = h;
+            h2.flags = NLM_F_ACK_TLVS;
+            let _ = parse_ack(&h2, &payload);
+        }
+    }
+}

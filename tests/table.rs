@@ -1,0 +1,150 @@
+//! The table over netlink in a fresh namespace: what the kernel lists must be
+//! what the renderer prints.
+mod common;
+use common::*;
+use nftsentry::nft::NftSocket;
+use nftsentry::ruleset::Ruleset;
+use std::time::Duration;
+
+fn sample() -> Ruleset {
+    Ruleset {
+        table: "nftsentry".into(),
+        priority: -10,
+        nflog_group: 7531,
+        log_prefix: "nftsentry: ".into(),
+        ban_time: Duration::from_secs(86400),
+        set_size: 65536,
+        ignore4: vec![(0x7f00_0000, 0x7fff_ffff), (0xc000_0235, 0xc000_0235)],
+        ignore6: vec![(1, 1)],
+        watch_tcp: vec![(1, 1), (11, 11), (100, 200), (65535, 65535)],
+        watch_udp: vec![],
+    }
+}
+
+#[test]
+fn installed_table_lists_as_rendered() {
+    let ns = Netns::new("tbl");
+    let r = sample();
+    let r2 = r.clone();
+    ns.enter(move || {
+        let mut s = NftSocket::open().unwrap();
+        s.commit(&r2.install_batch()).unwrap();
+        // a second install replaces the first cleanly
+        s.commit(&r2.install_batch()).unwrap();
+    });
+    let listed = ns.nft(&["-s", "list", "table", "inet", "nftsentry"]);
+    assert_eq!(
+        normalize_ws(&listed),
+        normalize_ws(&r.render()),
+        "\nkernel:\n{listed}\nrendered:\n{}",
+        r.render()
+    );
+}
+
+#[test]
+fn one_bad_object_leaves_no_table_and_names_it() {
+    use nftsentry::nft::{FAMILY, expr};
+    let ns = Netns::new("atom");
+    let err = ns.enter(|| {
+        let mut b = sample().install_batch();
+        let mut exprs = expr::dport_in(expr::IPPROTO_TCP, "nope", 99);
+        exprs.push(expr::drop());
+        b.add_rule(FAMILY, "nftsentry", "input", exprs, "tcp dport @nope drop");
+        let mut s = NftSocket::open().unwrap();
+        let err = s.commit(&b).unwrap_err();
+        assert!(!s.table_exists("nftsentry").unwrap());
+        err
+    });
+    assert_eq!(
+        err.message,
+        "rule `tcp dport @nope drop` in chain input: No such file or directory"
+    );
+    let all = ns.nft(&["list", "ruleset"]);
+    assert!(all.trim().is_empty(), "ruleset not empty: {all}");
+}
+
+#[test]
+fn hundred_thousand_bans_with_timeouts_list_back() {
+    use nftsentry::nft::{Batch, Element, FAMILY};
+    let ns = Netns::new("100k");
+    let (listed, elapsed) = ns.enter(|| {
+        let mut s = NftSocket::open().unwrap();
+        let r = Ruleset {
+            set_size: 200_000,
+            ..sample()
+        };
+        s.commit(&r.install_batch()).unwrap();
+        let elems: Vec<Element> = (0..100_000u32)
+            .map(|i| Element {
+                key: (0xc612_0000u32 + i).to_be_bytes().to_vec(), // 198.18.0.0/15
+                timeout: Some(Duration::from_secs(3600)),
+                expiration: None,
+                interval_end: false,
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let mut b = Batch::new();
+        b.add_elements(FAMILY, "nftsentry", "blocked4", None, &elems);
+        s.commit(&b).unwrap();
+        let elapsed = start.elapsed();
+        (s.list_elements("nftsentry", "blocked4").unwrap(), elapsed)
+    });
+    eprintln!(
+        "100000 bans committed in {elapsed:?} ({:.0} elements/s)",
+        100_000.0 / elapsed.as_secs_f64()
+    );
+    assert_eq!(listed.len(), 100_000);
+    let mut keys: Vec<u32> = listed
+        .iter()
+        .map(|e| u32::from_be_bytes(e.key[..].try_into().unwrap()))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys.first(), Some(&0xc612_0000));
+    assert_eq!(keys.last(), Some(&(0xc612_0000 + 99_999)));
+    for e in &listed {
+        assert_eq!(e.timeout, Some(Duration::from_secs(3600)));
+        let left = e.expiration.unwrap();
+        assert!(
+            left <= Duration::from_secs(3600) && left > Duration::from_secs(3500),
+            "{left:?}"
+        );
+    }
+}
+
+#[test]
+fn ipv6_ban_with_expiration_keeps_time_left() {
+    use nftsentry::nft::{Batch, Element, FAMILY};
+    let ns = Netns::new("v6");
+    let listed = ns.enter(|| {
+        let mut s = NftSocket::open().unwrap();
+        s.commit(&sample().install_batch()).unwrap();
+        let ip: std::net::Ipv6Addr = "2001:db8:dead::7".parse().unwrap();
+        let mut b = Batch::new();
+        b.add_elements(
+            FAMILY,
+            "nftsentry",
+            "blocked6",
+            None,
+            &[Element {
+                key: ip.octets().to_vec(),
+                timeout: Some(Duration::from_secs(600)),
+                expiration: Some(Duration::from_secs(120)),
+                interval_end: false,
+            }],
+        );
+        s.commit(&b).unwrap();
+        s.list_elements("nftsentry", "blocked6").unwrap()
+    });
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].timeout, Some(Duration::from_secs(600)));
+    let left = listed[0].expiration.unwrap();
+    assert!(
+        left <= Duration::from_secs(120) && left > Duration::from_secs(115),
+        "{left:?}"
+    );
+    let text = ns.nft(&["list", "set", "inet", "nftsentry", "blocked6"]);
+    assert!(
+        text.contains("2001:db8:dead::7 timeout 10m expires 1m5"),
+        "{text}"
+    );
+}
