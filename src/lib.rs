@@ -3,10 +3,14 @@
 //! The map of the modules is in `../shared/design.md`; each module owns one
 //! concern and says in its header what it knows nothing of.
 
+pub mod bans;
 pub mod cidr;
 pub mod config;
+pub mod daemon;
 pub mod detect;
 pub mod error;
+pub mod ignores;
+pub mod logging;
 pub mod nflog;
 pub mod nft;
 pub mod packet;

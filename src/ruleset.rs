@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::cidr::Cidr;
+use crate::config::{Config, Mode};
 use crate::nft::FAMILY;
 use crate::nft::batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
 use crate::nft::expr::{self, Expr};
@@ -115,6 +116,28 @@ pub fn ignore_ranges(nets: &[Cidr]) -> (Vec<(u128, u128)>, Vec<(u128, u128)>) {
 }
 
 impl Ruleset {
+    /// The table for `cfg`, ignoring `ignores` (ignore file plus local
+    /// addresses, already gathered by the caller).
+    pub fn from_config(cfg: &Config, ignores: &[Cidr]) -> Ruleset {
+        let (ignore4, ignore6) = ignore_ranges(ignores);
+        let watched = |p: &crate::config::Protocol| match p.mode {
+            Mode::Off => Vec::new(),
+            Mode::Stealth => p.ports.ranges().to_vec(),
+        };
+        Ruleset {
+            table: cfg.table.clone(),
+            priority: cfg.chain_priority,
+            nflog_group: cfg.nflog_group,
+            log_prefix: cfg.log_prefix.clone(),
+            ban_time: cfg.ban_time,
+            set_size: cfg.set_size,
+            ignore4,
+            ignore6,
+            watch_tcp: watched(&cfg.tcp),
+            watch_udp: watched(&cfg.udp),
+        }
+    }
+
     /// The input chain's rules, in order: ignore → blocked drop → established
     /// return → tripwires.
     pub fn rules(&self) -> Vec<Rule> {

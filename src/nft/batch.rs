@@ -277,6 +277,21 @@ impl Batch {
         self.element_messages(family, table, set, None, elements, false);
     }
 
+    /// Removes every element of `set` (a DELSETELEM with no element list).
+    pub fn flush_set(&mut self, family: NetfilterProtoFamily, table: &str, set: &str) {
+        self.push(
+            family,
+            NfTablesMessage::DeleteSetElement(SetElementMessage {
+                attributes: vec![
+                    SetElementList::Table(table.to_string()),
+                    SetElementList::Set(set.to_string()),
+                ],
+            }),
+            0,
+            format!("set {set}"),
+        );
+    }
+
     fn element_messages(
         &mut self,
         family: NetfilterProtoFamily,

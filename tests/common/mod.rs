@@ -199,3 +199,65 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn normalize_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// A directory removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("nfst-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+
+    /// Writes `name` in the directory and returns its path.
+    pub fn file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `nftsentry -c CONFIG ARGS...` inside `ns`.
+pub fn nftsentry(ns: &Netns, config: &std::path::Path, args: &[&str]) -> Output {
+    let mut c = ns.cmd(nftsentry_bin());
+    c.arg("-c").arg(config).args(args);
+    c.output().unwrap()
+}
+
+/// Starts `nftsentry -c CONFIG run` in `ns` (stderr to `log`) and waits until
+/// its table is in. Returns the daemon's PID.
+pub fn start_daemon(ns: &mut Netns, config: &std::path::Path, log: &std::path::Path) -> u32 {
+    let table_present = |ns: &Netns| {
+        ns.cmd("nft")
+            .args(["list", "table", "inet", "nftsentry"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let mut c = ns.cmd(nftsentry_bin());
+    c.arg("-c").arg(config).arg("run").stderr(std::fs::File::create(log).unwrap());
+    let pid = ns.spawn(&mut c);
+    assert!(
+        wait_until(Duration::from_secs(10), || table_present(ns)),
+        "daemon did not install its table; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    pid
+}
+
+/// Sends `sig` to a process this test started.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}

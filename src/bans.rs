@@ -1,0 +1,133 @@
+//! bans: the blocked4/blocked6 kernel sets seen as addresses with time left.
+//! Add, remove, list and flush, each one netlink transaction. The kernel is
+//! the source of truth: a ban is an element, and it expires by itself.
+//!
+//! Knows nothing of why an address is banned (that is `detect` and `respond`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::nft::{Batch, Element, FAMILY, NftSocket, is_enoent};
+use crate::ruleset::{SET_BLOCKED4, SET_BLOCKED6};
+
+/// One active ban as the kernel holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ban {
+    pub addr: IpAddr,
+    /// The ban's full length.
+    pub timeout: Option<Duration>,
+    /// Time left before the kernel drops the element.
+    pub expires_in: Option<Duration>,
+}
+
+pub fn set_for(addr: &IpAddr) -> &'static str {
+    if addr.is_ipv4() { SET_BLOCKED4 } else { SET_BLOCKED6 }
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4 hosts: ban them in the IPv4 set.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        v4 => v4,
+    }
+}
+
+fn key(addr: &IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// Fails with a plain message when our table is not there.
+fn require_table(sock: &mut NftSocket, table: &str) -> Result<()> {
+    if sock.table_exists(table)? {
+        Ok(())
+    } else {
+        Err(Error::other(format!(
+            "table inet {table} does not exist: start nftsentry first (nftsentry run or systemctl start nftsentry)"
+        )))
+    }
+}
+
+/// Bans `addr` for `timeout` (`expires_in` < `timeout` restores a ban that
+/// has already run for a while). Re-banning an address updates its timeout.
+pub fn add(
+    sock: &mut NftSocket,
+    table: &str,
+    addr: IpAddr,
+    timeout: Duration,
+    expires_in: Option<Duration>,
+) -> Result<()> {
+    let addr = canonical(addr);
+    let mut b = Batch::new();
+    b.add_elements(
+        FAMILY,
+        table,
+        set_for(&addr),
+        None,
+        &[Element { key: key(&addr), timeout: Some(timeout), expiration: expires_in, interval_end: false }],
+    );
+    sock.commit(&b).map_err(|e| if is_enoent(&e) { missing_table(table, e) } else { e })
+}
+
+fn missing_table(table: &str, e: Error) -> Error {
+    Error::other(format!("{e} (is table inet {table} installed? start nftsentry first)"))
+}
+
+/// Lifts the ban on `addr`. Ok(false) if it was not banned.
+pub fn remove(sock: &mut NftSocket, table: &str, addr: IpAddr) -> Result<bool> {
+    let addr = canonical(addr);
+    require_table(sock, table)?;
+    let mut b = Batch::new();
+    b.del_elements(FAMILY, table, set_for(&addr), &[Element::key(key(&addr))]);
+    match sock.commit(&b) {
+        Ok(()) => Ok(true),
+        Err(e) if is_enoent(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every active ban, IPv4 first, each family sorted by address.
+pub fn list(sock: &mut NftSocket, table: &str) -> Result<Vec<Ban>> {
+    require_table(sock, table)?;
+    let mut out = Vec::new();
+    for set in [SET_BLOCKED4, SET_BLOCKED6] {
+        for e in sock.list_elements(table, set)? {
+            let addr = match e.key.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(&e.key[..]).unwrap()),
+                16 => IpAddr::from(<[u8; 16]>::try_from(&e.key[..]).unwrap()),
+                _ => continue,
+            };
+            out.push(Ban { addr, timeout: e.timeout, expires_in: e.expiration });
+        }
+    }
+    out.sort_by(|a, b| (a.addr.is_ipv6(), a.addr).cmp(&(b.addr.is_ipv6(), b.addr)));
+    Ok(out)
+}
+
+/// Lifts every ban; returns how many there were.
+pub fn flush(sock: &mut NftSocket, table: &str) -> Result<usize> {
+    let n = list(sock, table)?.len();
+    let mut b = Batch::new();
+    b.flush_set(FAMILY, table, SET_BLOCKED4);
+    b.flush_set(FAMILY, table, SET_BLOCKED6);
+    sock.commit(&b)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_addresses_are_ipv4() {
+        let m: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(canonical(m), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(set_for(&canonical(m)), SET_BLOCKED4);
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+        assert_eq!(set_for(&v6), SET_BLOCKED6);
+    }
+}

@@ -1,0 +1,98 @@
+//! Log lines: PortSentry's `attackalert:` / `adminalert:` lines and our own,
+//! to stderr (foreground, or systemd's journal) or to syslog (ident
+//! `nftsentry`, facility daemon) through /dev/log.
+//!
+//! Knows nothing of what the lines mean.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+/// Where the lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Stderr,
+    Syslog,
+}
+
+static TARGET_SYSLOG: AtomicBool = AtomicBool::new(false);
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static SYSLOG: Mutex<Option<UnixDatagram>> = Mutex::new(None);
+
+const LOG_DAEMON: u8 = 3 << 3;
+
+/// stderr when it is the journal (JOURNAL_STREAM set) or a terminal, else
+/// syslog, as a daemon started by an old init script would expect.
+pub fn auto_target() -> Target {
+    use std::io::IsTerminal;
+    if std::env::var_os("JOURNAL_STREAM").is_some() || std::io::stderr().is_terminal() {
+        Target::Stderr
+    } else {
+        Target::Syslog
+    }
+}
+
+pub fn init(target: Target, debug: bool) {
+    TARGET_SYSLOG.store(target == Target::Syslog, Ordering::Relaxed);
+    MAX_LEVEL.store(if debug { Level::Debug } else { Level::Info } as u8, Ordering::Relaxed);
+    if target == Target::Syslog {
+        let sock = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
+        if sock.is_none() {
+            // No syslog daemon: fall back to stderr rather than lose the lines.
+            TARGET_SYSLOG.store(false, Ordering::Relaxed);
+        }
+        *SYSLOG.lock().unwrap_or_else(|e| e.into_inner()) = sock;
+    }
+}
+
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
+
+pub fn log(level: Level, line: &str) {
+    if !enabled(level) {
+        return;
+    }
+    if TARGET_SYSLOG.load(Ordering::Relaxed) {
+        let guard = SYSLOG.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sock) = guard.as_ref() {
+            let msg = format!("<{}>nftsentry[{}]: {line}", LOG_DAEMON | level as u8, std::process::id());
+            if sock.send(msg.as_bytes()).is_ok() {
+                return;
+            }
+        }
+    }
+    // The journal reads the priority from a <N> prefix on each stderr line.
+    let prefix = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        format!("<{}>", level as u8)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{prefix}{line}");
+}
+
+pub fn error(line: &str) {
+    log(Level::Error, line)
+}
+pub fn warning(line: &str) {
+    log(Level::Warning, line)
+}
+pub fn notice(line: &str) {
+    log(Level::Notice, line)
+}
+pub fn info(line: &str) {
+    log(Level::Info, line)
+}
+pub fn debug(line: &str) {
+    log(Level::Debug, line)
+}
