@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod localnet;
 pub mod nflog;
 pub mod nft;
 pub mod packet;
