@@ -615,9 +615,12 @@ nameserver 192.0.2.10 extra words
         m
     }
 
+    /// The (type, payload) pairs a walk passed on.
+    type Seen = Vec<(u16, Vec<u8>)>;
+
     /// Walks `data` as the reply to dump 7; returns what `walk_datagram`
-    /// said, the interrupted flag, and the (type, payload) pairs seen.
-    fn walk(data: &[u8]) -> (Parsed<bool>, bool, Vec<(u16, Vec<u8>)>) {
+    /// said, the interrupted flag, and the messages seen.
+    fn walk(data: &[u8]) -> (Parsed<bool>, bool, Seen) {
         let mut seen = Vec::new();
         let mut interrupted = false;
         let r = walk_datagram(data, 7, &mut interrupted, &mut |k, p| {
