@@ -1,0 +1,213 @@
+//! The set of sources that are never banned, as sorted, merged, disjoint
+//! address ranges per family, so a lookup is one binary search.
+//!
+//! An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the same host as a.b.c.d:
+//! it matches IPv4 entries, and an IPv4 address matches IPv6 entries that
+//! cover its mapped form.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::cidr::Cidr;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IgnoreList {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl IgnoreList {
+    pub fn new(networks: Vec<Cidr>) -> IgnoreList {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for n in networks {
+            let (lo, hi) = n.range();
+            if n.is_ipv4() {
+                v4.push((lo as u32, hi as u32));
+            } else {
+                v6.push((lo, hi));
+            }
+        }
+        IgnoreList {
+            v4: merge(v4, |x| x.checked_add(1)),
+            v6: merge(v6, |x| x.checked_add(1)),
+        }
+    }
+
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                lookup(&self.v4, u32::from(*a)) || lookup(&self.v6, u128::from(a.to_ipv6_mapped()))
+            }
+            IpAddr::V6(a) => {
+                lookup(&self.v6, u128::from(*a))
+                    || a.to_ipv4_mapped()
+                        .is_some_and(|m: Ipv4Addr| lookup(&self.v4, u32::from(m)))
+            }
+        }
+    }
+
+    /// Number of disjoint ranges after merging overlapping and adjacent
+    /// networks (both families).
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
+impl From<Vec<Cidr>> for IgnoreList {
+    fn from(networks: Vec<Cidr>) -> IgnoreList {
+        IgnoreList::new(networks)
+    }
+}
+
+/// Sort by start and fold overlapping or touching ranges into one.
+fn merge<T: Copy + Ord>(mut ranges: Vec<(T, T)>, succ: fn(T) -> Option<T>) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            // `last.1 + 1 >= lo` without overflowing at the top of the space.
+            Some(last) if lo <= last.1 || succ(last.1) == Some(lo) => {
+                if hi > last.1 {
+                    last.1 = hi;
+                }
+            }
+            _ => out.push((lo, hi)),
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+fn lookup<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
+    // First range starting after x; the one before it is the only candidate.
+    let i = ranges.partition_point(|&(lo, _)| lo <= x);
+    i > 0 && x <= ranges[i - 1].1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(nets: &[&str]) -> IgnoreList {
+        IgnoreList::new(nets.iter().map(|s| s.parse().unwrap()).collect())
+    }
+
+    fn has(l: &IgnoreList, ip: &str) -> bool {
+        l.contains(&ip.parse().unwrap())
+    }
+
+    #[test]
+    fn v4_networks_and_hosts() {
+        let l = list(&["192.0.2.0/24", "198.51.100.7", "10.0.0.0/8"]);
+        assert!(has(&l, "192.0.2.0") && has(&l, "192.0.2.255") && has(&l, "192.0.2.77"));
+        assert!(!has(&l, "192.0.1.255") && !has(&l, "192.0.3.0"));
+        assert!(has(&l, "198.51.100.7"));
+        assert!(!has(&l, "198.51.100.6") && !has(&l, "198.51.100.8"));
+        assert!(has(&l, "10.255.255.255"));
+        assert!(!has(&l, "11.0.0.0") && !has(&l, "0.0.0.0") && !has(&l, "255.255.255.255"));
+        assert_eq!(l.len(), 3);
+    }
+
+    #[test]
+    fn v6_networks_and_hosts() {
+        let l = list(&["2001:db8:1::/48", "2001:db8:9::1", "::1"]);
+        assert!(has(&l, "2001:db8:1::") && has(&l, "2001:db8:1:ffff:ffff:ffff:ffff:ffff"));
+        assert!(!has(&l, "2001:db8:2::") && !has(&l, "2001:db8:0:ffff::1"));
+        assert!(has(&l, "2001:db8:9::1") && !has(&l, "2001:db8:9::2"));
+        assert!(has(&l, "::1") && !has(&l, "::2") && !has(&l, "::"));
+        // Families stay apart: 0.0.0.1 is not ::1.
+        assert!(!has(&l, "0.0.0.1"));
+    }
+
+    #[test]
+    fn mapped_addresses_match_v4_entries() {
+        let l = list(&["192.0.2.0/24", "127.0.0.1"]);
+        assert!(has(&l, "::ffff:192.0.2.9"));
+        assert!(has(&l, "::ffff:127.0.0.1"));
+        assert!(!has(&l, "::ffff:192.0.3.9"));
+        // IPv4-compatible (deprecated ::a.b.c.d) is not the same host.
+        assert!(!has(&l, "::192.0.2.9"));
+        // And the other way round: a v6 entry written in mapped form.
+        let l = list(&["::ffff:198.51.100.0/120"]);
+        assert!(has(&l, "198.51.100.200"));
+        assert!(!has(&l, "198.51.101.1"));
+    }
+
+    #[test]
+    fn merging() {
+        // Overlapping, nested, adjacent and duplicate networks fold together.
+        let l = list(&[
+            "192.0.2.128/25",
+            "192.0.2.0/25",
+            "192.0.2.5",
+            "192.0.2.0/24",
+            "198.51.100.0/24",
+            "198.51.101.0/24",
+            "203.0.113.9",
+            "203.0.113.9",
+            "2001:db8::/33",
+            "2001:db8:8000::/33",
+            "2001:db8:1::1",
+        ]);
+        assert_eq!(
+            l.v4,
+            vec![
+                (0xc000_0200, 0xc000_02ff),
+                (0xc633_6400, 0xc633_65ff),
+                (0xcb00_7109, 0xcb00_7109)
+            ]
+        );
+        assert_eq!(l.v6.len(), 1);
+        assert_eq!(l.len(), 4);
+        assert!(has(&l, "198.51.100.255") && has(&l, "198.51.101.0"));
+        assert!(!has(&l, "198.51.102.0"));
+        assert!(has(&l, "2001:db8:ffff::1") && !has(&l, "2001:db9::"));
+    }
+
+    #[test]
+    fn whole_spaces_and_empty() {
+        let l = list(&["0.0.0.0/0", "255.255.255.255", "::/0"]);
+        assert!(
+            has(&l, "0.0.0.0")
+                && has(&l, "255.255.255.255")
+                && has(&l, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(l.len(), 2);
+        let e = IgnoreList::new(Vec::new());
+        assert!(e.is_empty());
+        assert_eq!(e.len(), 0);
+        assert!(!has(&e, "192.0.2.1") && !has(&e, "::ffff:192.0.2.1") && !has(&e, "::"));
+    }
+
+    #[test]
+    fn agrees_with_cidr_contains() {
+        // Pseudo-random networks and probes: the merged lookup must agree
+        // with a linear scan over Cidr::contains (plus the mapped rule).
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for _ in 0..200 {
+            let mut nets = Vec::new();
+            for _ in 0..(next() % 20) {
+                // Cluster addresses in 10.0.0.0/16 so ranges overlap often.
+                let a = Ipv4Addr::from(0x0a00_0000 | (next() as u32 & 0xffff));
+                let p = 16 + (next() % 17) as u8;
+                nets.push(Cidr::new(IpAddr::V4(a), p).unwrap());
+            }
+            let l = IgnoreList::new(nets.clone());
+            for _ in 0..200 {
+                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (next() as u32 & 0x1ffff)));
+                let want = nets.iter().any(|n| n.contains(&ip));
+                assert_eq!(l.contains(&ip), want, "{ip} in {nets:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,943 @@
+//! Per-source memory of probes: counts each source's probes against
+//! `scan_trigger` within a time window, remembers which sources are banned
+//! so a late probe is reported as already blocked once, and stays within a
+//! fixed number of sources however many distinct (spoofed) sources arrive.
+//!
+//! Trigger semantics follow PortSentry 1.2's `CheckStateEngine`
+//! (portsentry.c): with SCAN_TRIGGER 0 the check is skipped and every probe
+//! acts; otherwise a probe acts when it and the earlier ones from the same
+//! source number at least SCAN_TRIGGER (`gotOne` starts at 1 and must reach
+//! `gblConfigTriggerCount`), so 1 also means the first probe, N the Nth, and
+//! every probe after the Nth acts too until the source is blocked. PortSentry
+//! remembered the last 50 probes (MAXSTATE) with no time limit; we count per
+//! source and restart the count when the first counted probe is older than
+//! `window`.
+//!
+//! Layout, for a million sources: entries live in one `Vec` (40 bytes each)
+//! and carry their least-recently-seen links as `u32` indices; a lookup goes
+//! through an open-addressing table of `u32` entry indices (linear probing,
+//! load at most 1/2, keyed SipHash so spoofed sources cannot aim collisions).
+//! Once the tracker is full nothing allocates: the victim's slot is reused.
+//!
+//! Eviction: sources not (yet) blocked are evicted first, least recently
+//! seen first; blocked ones only when every tracked source is blocked. A
+//! flood of spoofed sources below the trigger thus cannot push the blocked
+//! sources out and make their in-flight packets log again. Losing a blocked
+//! source is harmless anyway: the kernel set still drops it, and a probe
+//! that slipped through would re-add an element that is already there.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// What one probe means for its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Counted, below the trigger: log at most, do not act.
+    Counted { count: u32, needed: u32 },
+    /// This probe acts (alert and ban).
+    Trigger,
+    /// The source is marked blocked; `first` is true for the first probe
+    /// seen after the block (log "already blocked" then, stay quiet after).
+    AlreadyBlocked { first: bool },
+}
+
+const NIL: u32 = u32::MAX;
+const WATCHING: usize = 0;
+const BLOCKED: usize = 1;
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// The source as an IPv6 address (IPv4 as ::ffff:a.b.c.d), high and
+    /// low halves: a v4 source and its mapped form are one host.
+    key: [u64; 2],
+    /// Milliseconds since the tracker's epoch when the count began.
+    start_ms: u64,
+    /// Neighbours in this entry's recency list (towards head / tail).
+    prev: u32,
+    next: u32,
+    count: u32,
+    /// WATCHING or BLOCKED: which list the entry is on.
+    list: u8,
+    /// Blocked and the "already blocked" line has been reported.
+    reported: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    /// Most recently seen.
+    head: u32,
+    /// Least recently seen: the next victim.
+    tail: u32,
+}
+
+const EMPTY_LIST: List = List {
+    head: NIL,
+    tail: NIL,
+};
+
+pub struct Tracker {
+    entries: Vec<Entry>,
+    /// Open addressing: each slot is NIL or an index into `entries`.
+    table: Vec<u32>,
+    hasher: RandomState,
+    lists: [List; 2],
+    capacity: usize,
+    needed: u32,
+    window_ms: u64,
+    /// The first instant we were given; times are kept relative to it.
+    epoch: Option<Instant>,
+    evictions: u64,
+}
+
+fn key_of(ip: IpAddr) -> [u64; 2] {
+    let v6 = match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    };
+    let n = u128::from(v6);
+    [(n >> 64) as u64, n as u64]
+}
+
+impl Tracker {
+    /// `capacity` sources at most (at least 1, at most `u32::MAX - 1`);
+    /// `scan_trigger` as PortSentry's SCAN_TRIGGER; probes counted within
+    /// `window` of the first counted one.
+    pub fn new(capacity: usize, scan_trigger: u32, window: Duration) -> Tracker {
+        let mut t = Tracker {
+            entries: Vec::new(),
+            table: vec![NIL; 16],
+            hasher: RandomState::new(),
+            lists: [EMPTY_LIST; 2],
+            capacity: capacity.clamp(1, NIL as usize - 1),
+            needed: 1,
+            window_ms: 0,
+            epoch: None,
+            evictions: 0,
+        };
+        t.set_params(scan_trigger, window);
+        t
+    }
+
+    /// New trigger and window (on reload); counts in progress are kept.
+    pub fn set_params(&mut self, scan_trigger: u32, window: Duration) {
+        // 0 and 1 both mean "the first probe acts".
+        self.needed = scan_trigger.max(1);
+        self.window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    }
+
+    /// Count one probe from `src` seen at `now`.
+    pub fn record(&mut self, src: IpAddr, now: Instant) -> Outcome {
+        let t = self.ms(now);
+        let key = key_of(src);
+        let i = match self.find(key) {
+            Some((_, i)) => i,
+            None => {
+                let i = self.alloc(key, WATCHING, t);
+                let e = &mut self.entries[i as usize];
+                e.count = 1;
+                return self.judge(1);
+            }
+        };
+        self.touch(i);
+        let window_ms = self.window_ms;
+        let e = &mut self.entries[i as usize];
+        if e.list as usize == BLOCKED {
+            let first = !e.reported;
+            e.reported = true;
+            return Outcome::AlreadyBlocked { first };
+        }
+        if t.saturating_sub(e.start_ms) > window_ms {
+            e.count = 0;
+            e.start_ms = t;
+        }
+        e.count = e.count.saturating_add(1);
+        let count = e.count;
+        self.judge(count)
+    }
+
+    /// `src` is now banned: its next probe answers `AlreadyBlocked { first:
+    /// true }`, later ones `first: false`, until `forget`. Marking a source
+    /// that is already blocked changes nothing.
+    pub fn mark_blocked(&mut self, src: IpAddr, now: Instant) {
+        let t = self.ms(now);
+        let key = key_of(src);
+        match self.find(key) {
+            Some((_, i)) => {
+                if self.entries[i as usize].list as usize != BLOCKED {
+                    self.unlink(i);
+                    let e = &mut self.entries[i as usize];
+                    e.list = BLOCKED as u8;
+                    e.reported = false;
+                    self.push_front(i);
+                } else {
+                    self.touch(i);
+                }
+            }
+            None => {
+                self.alloc(key, BLOCKED, t);
+            }
+        }
+    }
+
+    /// Drop everything known about `src` (after an unblock or when its ban
+    /// expired): its next probe starts a fresh count.
+    pub fn forget(&mut self, src: IpAddr) {
+        if let Some((slot, i)) = self.find(key_of(src)) {
+            self.unlink(i);
+            self.remove_slot(slot);
+            let last = (self.entries.len() - 1) as u32;
+            if i != last {
+                // Move the last entry into the hole and repoint everything
+                // that referred to it.
+                let moved = self.entries[last as usize];
+                self.entries[i as usize] = moved;
+                match moved.prev {
+                    NIL => self.lists[moved.list as usize].head = i,
+                    p => self.entries[p as usize].next = i,
+                }
+                match moved.next {
+                    NIL => self.lists[moved.list as usize].tail = i,
+                    n => self.entries[n as usize].prev = i,
+                }
+                let (mslot, _) = self.find(moved.key).expect("moved entry is in the table");
+                self.table[mslot] = i;
+            }
+            self.entries.pop();
+        }
+    }
+
+    /// Is `src` tracked as blocked?
+    pub fn is_blocked(&self, src: IpAddr) -> bool {
+        self.find(key_of(src))
+            .is_some_and(|(_, i)| self.entries[i as usize].list as usize == BLOCKED)
+    }
+
+    /// Sources tracked now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sources dropped to make room since the tracker was made.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Heap bytes held (entries and index table, allocated capacity).
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.capacity() * size_of::<Entry>() + self.table.capacity() * size_of::<u32>()
+    }
+
+    /// Bytes one tracked source costs in the entry vector (excluding the
+    /// index table's 4 bytes per slot).
+    pub const ENTRY_BYTES: usize = size_of::<Entry>();
+
+    // --- internals ----------------------------------------------------------
+
+    fn judge(&self, count: u32) -> Outcome {
+        if count >= self.needed {
+            Outcome::Trigger
+        } else {
+            Outcome::Counted {
+                count,
+                needed: self.needed,
+            }
+        }
+    }
+
+    fn ms(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn home(&self, key: [u64; 2]) -> usize {
+        self.hasher.hash_one(key) as usize & (self.table.len() - 1)
+    }
+
+    /// (table slot, entry index) of `key`.
+    fn find(&self, key: [u64; 2]) -> Option<(usize, u32)> {
+        let mask = self.table.len() - 1;
+        let mut s = self.home(key);
+        loop {
+            match self.table[s] {
+                NIL => return None,
+                i if self.entries[i as usize].key == key => return Some((s, i)),
+                _ => s = (s + 1) & mask,
+            }
+        }
+    }
+
+    fn insert_slot(&mut self, key: [u64; 2], i: u32) {
+        let mask = self.table.len() - 1;
+        let mut s = self.home(key);
+        while self.table[s] != NIL {
+            s = (s + 1) & mask;
+        }
+        self.table[s] = i;
+    }
+
+    /// Empty `slot` by backward-shift deletion (no tombstones, so probe
+    /// lengths do not decay under churn).
+    fn remove_slot(&mut self, slot: usize) {
+        let mask = self.table.len() - 1;
+        let mut hole = slot;
+        let mut j = slot;
+        loop {
+            j = (j + 1) & mask;
+            let i = self.table[j];
+            if i == NIL {
+                break;
+            }
+            let home = self.home(self.entries[i as usize].key);
+            // Leave it if its home lies cyclically in (hole, j]: moving it
+            // before its home would make it unreachable.
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.table[hole] = i;
+                hole = j;
+            }
+        }
+        self.table[hole] = NIL;
+    }
+
+    /// Make room for one more entry in the index table (load at most 1/2).
+    fn reserve_slot(&mut self) {
+        if (self.entries.len() + 1) * 2 <= self.table.len() {
+            return;
+        }
+        let slots = self.table.len() * 2;
+        self.table.clear();
+        self.table.resize(slots, NIL);
+        for i in 0..self.entries.len() {
+            let key = self.entries[i].key;
+            self.insert_slot(key, i as u32);
+        }
+    }
+
+    /// A fresh entry for `key` at the head of `list`, evicting if full.
+    fn alloc(&mut self, key: [u64; 2], list: usize, t: u64) -> u32 {
+        let fresh = Entry {
+            key,
+            start_ms: t,
+            prev: NIL,
+            next: NIL,
+            count: 0,
+            list: list as u8,
+            reported: false,
+        };
+        let i = if self.entries.len() < self.capacity {
+            self.reserve_slot();
+            let i = self.entries.len() as u32;
+            self.entries.push(fresh);
+            i
+        } else {
+            let victim = match self.lists[WATCHING].tail {
+                NIL => self.lists[BLOCKED].tail,
+                v => v,
+            };
+            self.unlink(victim);
+            let (slot, _) = self
+                .find(self.entries[victim as usize].key)
+                .expect("tracked entry is in the table");
+            self.remove_slot(slot);
+            self.evictions += 1;
+            self.entries[victim as usize] = fresh;
+            victim
+        };
+        self.insert_slot(key, i);
+        self.push_front(i);
+        i
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Entry {
+            prev, next, list, ..
+        } = self.entries[i as usize];
+        let l = &mut self.lists[list as usize];
+        match prev {
+            NIL => l.head = next,
+            p => self.entries[p as usize].next = next,
+        }
+        let l = &mut self.lists[list as usize];
+        match next {
+            NIL => l.tail = prev,
+            n => self.entries[n as usize].prev = prev,
+        }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        let list = self.entries[i as usize].list as usize;
+        let old = self.lists[list].head;
+        {
+            let e = &mut self.entries[i as usize];
+            e.prev = NIL;
+            e.next = old;
+        }
+        match old {
+            NIL => self.lists[list].tail = i,
+            o => self.entries[o as usize].prev = i,
+        }
+        self.lists[list].head = i;
+    }
+
+    /// Mark `i` as just seen.
+    fn touch(&mut self, i: u32) {
+        if self.lists[self.entries[i as usize].list as usize].head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn nth_v4(n: u32) -> IpAddr {
+        // 198.18.0.0/15 and beyond: numbering only, never sent anywhere.
+        IpAddr::V4(Ipv4Addr::from(0xc612_0000u32.wrapping_add(n)))
+    }
+
+    #[test]
+    fn entry_is_small() {
+        assert_eq!(Tracker::ENTRY_BYTES, 40);
+    }
+
+    #[test]
+    fn trigger_zero_and_one_act_on_first_probe() {
+        for trigger in [0, 1] {
+            let t0 = Instant::now();
+            let mut t = Tracker::new(10, trigger, MIN);
+            assert_eq!(t.record(ip("192.0.2.2"), t0), Outcome::Trigger);
+            // Not blocked by the caller (e.g. log-only mode): every probe acts,
+            // as in PortSentry.
+            assert_eq!(t.record(ip("192.0.2.2"), t0), Outcome::Trigger);
+            assert_eq!(t.record(ip("2001:db8:1::2"), t0), Outcome::Trigger);
+        }
+    }
+
+    #[test]
+    fn trigger_two_and_three() {
+        let t0 = Instant::now();
+        let a = ip("192.0.2.2");
+        let b = ip("2001:db8:1::2");
+        let mut t = Tracker::new(10, 2, MIN);
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 2
+            }
+        );
+        assert_eq!(
+            t.record(b, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 2
+            }
+        );
+        assert_eq!(t.record(a, t0 + Duration::from_secs(1)), Outcome::Trigger);
+        assert_eq!(t.record(a, t0 + Duration::from_secs(2)), Outcome::Trigger);
+        assert_eq!(t.record(b, t0 + Duration::from_secs(2)), Outcome::Trigger);
+
+        let mut t = Tracker::new(10, 3, MIN);
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 2,
+                needed: 3
+            }
+        );
+        assert_eq!(t.record(a, t0), Outcome::Trigger);
+        assert_eq!(t.record(a, t0), Outcome::Trigger);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn window_expiry_restarts_the_count() {
+        let t0 = Instant::now();
+        let a = ip("198.51.100.7");
+        let mut t = Tracker::new(10, 3, Duration::from_secs(10));
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+        // Exactly at the window's end still counts.
+        assert_eq!(
+            t.record(a, t0 + Duration::from_secs(10)),
+            Outcome::Counted {
+                count: 2,
+                needed: 3
+            }
+        );
+        // Past it: the count starts over with this probe.
+        let t1 = t0 + Duration::from_millis(10_001);
+        assert_eq!(
+            t.record(a, t1),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+        assert_eq!(
+            t.record(a, t1 + Duration::from_secs(5)),
+            Outcome::Counted {
+                count: 2,
+                needed: 3
+            }
+        );
+        assert_eq!(t.record(a, t1 + Duration::from_secs(9)), Outcome::Trigger);
+        // A reached trigger also expires.
+        let t2 = t1 + Duration::from_secs(30);
+        assert_eq!(
+            t.record(a, t2),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+    }
+
+    #[test]
+    fn set_params_applies_to_counts_in_progress() {
+        let t0 = Instant::now();
+        let a = ip("192.0.2.9");
+        let mut t = Tracker::new(10, 5, MIN);
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 5
+            }
+        );
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 2,
+                needed: 5
+            }
+        );
+        t.set_params(3, MIN);
+        assert_eq!(t.record(a, t0), Outcome::Trigger);
+        t.set_params(10, Duration::from_secs(1));
+        assert_eq!(
+            t.record(a, t0 + Duration::from_secs(2)),
+            Outcome::Counted {
+                count: 1,
+                needed: 10
+            }
+        );
+    }
+
+    #[test]
+    fn already_blocked_reported_once_until_forgotten() {
+        let t0 = Instant::now();
+        let a = ip("192.0.2.2");
+        let mut t = Tracker::new(10, 2, MIN);
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 2
+            }
+        );
+        assert_eq!(t.record(a, t0), Outcome::Trigger);
+        t.mark_blocked(a, t0);
+        assert!(t.is_blocked(a));
+        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: true });
+        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: false });
+        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: false });
+        // Marking again does not re-arm the report.
+        t.mark_blocked(a, t0);
+        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: false });
+        t.forget(a);
+        assert!(!t.is_blocked(a));
+        assert_eq!(t.len(), 0);
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 2
+            }
+        );
+        // Blocked without ever being counted (e.g. `nftsentry block`).
+        let b = ip("2001:db8::66");
+        t.mark_blocked(b, t0);
+        assert_eq!(t.record(b, t0), Outcome::AlreadyBlocked { first: true });
+        // Forgetting an unknown source is a no-op.
+        t.forget(ip("203.0.113.1"));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn mapped_v6_is_the_same_source() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(10, 2, MIN);
+        assert_eq!(
+            t.record(ip("192.0.2.2"), t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 2
+            }
+        );
+        assert_eq!(t.record(ip("::ffff:192.0.2.2"), t0), Outcome::Trigger);
+        t.mark_blocked(ip("::ffff:192.0.2.2"), t0);
+        assert!(t.is_blocked(ip("192.0.2.2")));
+        t.forget(ip("192.0.2.2"));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn evicts_least_recently_seen() {
+        let t0 = Instant::now();
+        let (a, b, c, d) = (nth_v4(1), nth_v4(2), nth_v4(3), nth_v4(4));
+        let mut t = Tracker::new(3, 3, MIN);
+        t.record(a, t0);
+        t.record(b, t0);
+        t.record(c, t0);
+        // Seeing A again makes B the least recent.
+        assert_eq!(
+            t.record(a, t0),
+            Outcome::Counted {
+                count: 2,
+                needed: 3
+            }
+        );
+        assert_eq!(
+            t.record(d, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+        assert_eq!((t.len(), t.evictions()), (3, 1));
+        // A and C kept their counts; B starts over (and evicts C, now least
+        // recent).
+        assert_eq!(t.record(a, t0), Outcome::Trigger);
+        assert_eq!(
+            t.record(b, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+        assert_eq!(t.evictions(), 2);
+        assert_eq!(
+            t.record(d, t0),
+            Outcome::Counted {
+                count: 2,
+                needed: 3
+            }
+        );
+        assert_eq!(
+            t.record(c, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+    }
+
+    #[test]
+    fn evicts_unblocked_before_blocked() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(3, 2, MIN);
+        let (a, b, c, d, e) = (nth_v4(1), nth_v4(2), nth_v4(3), nth_v4(4), nth_v4(5));
+        t.mark_blocked(a, t0); // oldest of all
+        t.record(b, t0);
+        t.record(c, t0);
+        t.record(d, t0); // evicts B, not the older but blocked A
+        assert!(t.is_blocked(a));
+        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: true });
+        assert_eq!(
+            t.record(b, t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 2
+            }
+        ); // evicts C
+        assert_eq!(t.record(d, t0), Outcome::Trigger); // D survived
+        // All blocked: then the least recently seen blocked one goes.
+        let mut t = Tracker::new(2, 2, MIN);
+        t.mark_blocked(a, t0);
+        t.mark_blocked(b, t0);
+        t.record(a, t0); // A now more recent than B
+        t.record(e, t0);
+        assert!(t.is_blocked(a) && !t.is_blocked(b));
+        assert_eq!(t.evictions(), 1);
+    }
+
+    #[test]
+    fn million_sources_in_ten_thousand() {
+        let t0 = Instant::now();
+        let cap = 10_000;
+        let mut t = Tracker::new(cap, 3, MIN);
+        for n in 0..1_000_000u32 {
+            let o = t.record(nth_v4(n), t0);
+            assert_eq!(
+                o,
+                Outcome::Counted {
+                    count: 1,
+                    needed: 3
+                }
+            );
+            assert!(t.len() <= cap);
+        }
+        assert_eq!(t.len(), cap);
+        assert_eq!(t.evictions(), 1_000_000 - cap as u64);
+        // Memory is what the capacity needs: 16384 entries at most (Vec
+        // doubling) and a 32768-slot table.
+        let bound = 16_384 * Tracker::ENTRY_BYTES + 32_768 * 4;
+        assert!(t.memory_bytes() <= bound, "{} > {bound}", t.memory_bytes());
+        // The newest are the ones kept.
+        assert_eq!(
+            t.record(nth_v4(999_999), t0),
+            Outcome::Counted {
+                count: 2,
+                needed: 3
+            }
+        );
+        assert_eq!(
+            t.record(nth_v4(990_000), t0),
+            Outcome::Counted {
+                count: 2,
+                needed: 3
+            }
+        );
+        assert_eq!(
+            t.record(nth_v4(0), t0),
+            Outcome::Counted {
+                count: 1,
+                needed: 3
+            }
+        );
+    }
+
+    #[test]
+    fn bytes_per_source_at_a_million() {
+        let t0 = Instant::now();
+        let n = 1_000_000u32;
+        let mut t = Tracker::new(n as usize, 2, MIN);
+        let start = Instant::now();
+        for i in 0..n {
+            t.record(nth_v4(i), t0);
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(t.len(), n as usize);
+        assert_eq!(t.evictions(), 0);
+        let per = t.memory_bytes() as f64 / n as f64;
+        eprintln!(
+            "tracker: {n} sources, {} bytes ({per:.1} bytes/source, entry {} bytes), {:.0} ns/insert",
+            t.memory_bytes(),
+            Tracker::ENTRY_BYTES,
+            elapsed.as_nanos() as f64 / n as f64
+        );
+        // Vec growth can leave up to 2x entry capacity; the table is 4 bytes
+        // per slot at load 1/2 or more.
+        assert!(per <= (2 * Tracker::ENTRY_BYTES + 16) as f64, "{per}");
+        assert_eq!(t.record(nth_v4(n / 2), t0), Outcome::Trigger);
+
+        // Warm: repeat probes from tracked sources, then new sources that
+        // each evict one; neither may grow memory.
+        let bytes = t.memory_bytes();
+        let start = Instant::now();
+        for i in 0..n {
+            t.record(nth_v4(i.wrapping_mul(7919) % n), t0);
+        }
+        let hit = start.elapsed();
+        let start = Instant::now();
+        for i in n..2 * n {
+            t.record(nth_v4(i), t0);
+        }
+        let evict = start.elapsed();
+        assert_eq!(t.memory_bytes(), bytes);
+        assert_eq!(t.evictions(), n as u64);
+        eprintln!(
+            "tracker warm: {:.0} ns/probe from a tracked source, {:.0} ns/probe from a new source (evicting)",
+            hit.as_nanos() as f64 / n as f64,
+            evict.as_nanos() as f64 / n as f64
+        );
+    }
+
+    /// Reference model: a plain vector, oldest first per list.
+    struct Model {
+        cap: usize,
+        needed: u32,
+        window_ms: u64,
+        // (key, count, start, blocked, reported, last_seen_tick)
+        v: Vec<(IpAddr, u32, u64, bool, bool, u64)>,
+        tick: u64,
+    }
+
+    fn canon(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        }
+    }
+
+    impl Model {
+        fn pos(&self, ip: IpAddr) -> Option<usize> {
+            self.v.iter().position(|e| e.0 == canon(ip))
+        }
+        fn make_room(&mut self) {
+            if self.v.len() < self.cap {
+                return;
+            }
+            let pick = |blocked: bool| {
+                self.v
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.3 == blocked)
+                    .min_by_key(|(_, e)| e.5)
+                    .map(|(i, _)| i)
+            };
+            let victim = pick(false).or_else(|| pick(true)).unwrap();
+            self.v.remove(victim);
+        }
+        fn record(&mut self, ip: IpAddr, t: u64) -> Outcome {
+            self.tick += 1;
+            let tick = self.tick;
+            match self.pos(ip) {
+                Some(p) => {
+                    let e = &mut self.v[p];
+                    e.5 = tick;
+                    if e.3 {
+                        let first = !e.4;
+                        e.4 = true;
+                        return Outcome::AlreadyBlocked { first };
+                    }
+                    if t.saturating_sub(e.2) > self.window_ms {
+                        e.1 = 0;
+                        e.2 = t;
+                    }
+                    e.1 += 1;
+                    let c = e.1;
+                    self.judge(c)
+                }
+                None => {
+                    self.make_room();
+                    self.v.push((canon(ip), 1, t, false, false, tick));
+                    self.judge(1)
+                }
+            }
+        }
+        fn judge(&self, c: u32) -> Outcome {
+            if c >= self.needed {
+                Outcome::Trigger
+            } else {
+                Outcome::Counted {
+                    count: c,
+                    needed: self.needed,
+                }
+            }
+        }
+        fn mark(&mut self, ip: IpAddr, t: u64) {
+            self.tick += 1;
+            let tick = self.tick;
+            match self.pos(ip) {
+                Some(p) => {
+                    let e = &mut self.v[p];
+                    if !e.3 {
+                        e.3 = true;
+                        e.4 = false;
+                    }
+                    e.5 = tick;
+                }
+                None => {
+                    self.make_room();
+                    self.v.push((canon(ip), 0, t, true, false, tick));
+                }
+            }
+        }
+        fn forget(&mut self, ip: IpAddr) {
+            if let Some(p) = self.pos(ip) {
+                self.v.remove(p);
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_reference_model() {
+        let mut s = 0x0123_4567_89ab_cdefu64;
+        let mut rnd = move |n: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % n
+        };
+        for round in 0..20 {
+            let cap = 1 + rnd(40) as usize;
+            let needed = 1 + rnd(4) as u32;
+            let mut t = Tracker::new(cap, needed, Duration::from_millis(50));
+            let mut m = Model {
+                cap,
+                needed,
+                window_ms: 50,
+                v: Vec::new(),
+                tick: 0,
+            };
+            let t0 = Instant::now();
+            let mut now = 0u64;
+            for step in 0..20_000 {
+                now += rnd(5);
+                let at = t0 + Duration::from_millis(now);
+                let k = rnd(3 * cap as u64 + 2) as u32;
+                // Half the v4 sources also appear in mapped form.
+                let src = if k % 2 == 0 && rnd(2) == 0 {
+                    IpAddr::V6(Ipv4Addr::from(0xc612_0000 + k).to_ipv6_mapped())
+                } else if k % 7 == 3 {
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, k as u16))
+                } else {
+                    nth_v4(k)
+                };
+                match rnd(10) {
+                    0 => {
+                        t.mark_blocked(src, at);
+                        m.mark(src, now);
+                    }
+                    1 => {
+                        t.forget(src);
+                        m.forget(src);
+                    }
+                    _ => {
+                        let got = t.record(src, at);
+                        let want = m.record(src, now);
+                        assert_eq!(got, want, "round {round} step {step} src {src}");
+                    }
+                }
+                assert_eq!(t.len(), m.v.len(), "round {round} step {step}");
+                assert_eq!(t.is_blocked(src), m.pos(src).is_some_and(|p| m.v[p].3));
+            }
+        }
+    }
+}
