@@ -15,4 +15,5 @@ pub mod logging;
 pub mod nflog;
 pub mod nft;
 pub mod packet;
+pub mod resolve;
 pub mod ruleset;
