@@ -22,7 +22,11 @@ pub struct Ban {
 }
 
 pub fn set_for(addr: &IpAddr) -> &'static str {
-    if addr.is_ipv4() { SET_BLOCKED4 } else { SET_BLOCKED6 }
+    if addr.is_ipv4() {
+        SET_BLOCKED4
+    } else {
+        SET_BLOCKED6
+    }
 }
 
 /// IPv4-mapped IPv6 addresses are IPv4 hosts: ban them in the IPv4 set.
@@ -67,13 +71,26 @@ pub fn add(
         table,
         set_for(&addr),
         None,
-        &[Element { key: key(&addr), timeout: Some(timeout), expiration: expires_in, interval_end: false }],
+        &[Element {
+            key: key(&addr),
+            timeout: Some(timeout),
+            expiration: expires_in,
+            interval_end: false,
+        }],
     );
-    sock.commit(&b).map_err(|e| if is_enoent(&e) { missing_table(table, e) } else { e })
+    sock.commit_unchecked(&b).map_err(|e| {
+        if is_enoent(&e) {
+            missing_table(table, e)
+        } else {
+            e
+        }
+    })
 }
 
 fn missing_table(table: &str, e: Error) -> Error {
-    Error::other(format!("{e} (is table inet {table} installed? start nftsentry first)"))
+    Error::other(format!(
+        "{e} (is table inet {table} installed? start nftsentry first)"
+    ))
 }
 
 /// Lifts the ban on `addr`. Ok(false) if it was not banned.
@@ -82,7 +99,7 @@ pub fn remove(sock: &mut NftSocket, table: &str, addr: IpAddr) -> Result<bool> {
     require_table(sock, table)?;
     let mut b = Batch::new();
     b.del_elements(FAMILY, table, set_for(&addr), &[Element::key(key(&addr))]);
-    match sock.commit(&b) {
+    match sock.commit_unchecked(&b) {
         Ok(()) => Ok(true),
         Err(e) if is_enoent(&e) => Ok(false),
         Err(e) => Err(e),
@@ -94,13 +111,18 @@ pub fn list(sock: &mut NftSocket, table: &str) -> Result<Vec<Ban>> {
     require_table(sock, table)?;
     let mut out = Vec::new();
     for set in [SET_BLOCKED4, SET_BLOCKED6] {
+        let default_timeout = sock.set_info(table, set)?.timeout;
         for e in sock.list_elements(table, set)? {
             let addr = match e.key.len() {
                 4 => IpAddr::from(<[u8; 4]>::try_from(&e.key[..]).unwrap()),
                 16 => IpAddr::from(<[u8; 16]>::try_from(&e.key[..]).unwrap()),
                 _ => continue,
             };
-            out.push(Ban { addr, timeout: e.timeout, expires_in: e.expiration });
+            out.push(Ban {
+                addr,
+                timeout: e.timeout.or(default_timeout),
+                expires_in: e.expiration,
+            });
         }
     }
     out.sort_by(|a, b| (a.addr.is_ipv6(), a.addr).cmp(&(b.addr.is_ipv6(), b.addr)));

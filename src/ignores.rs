@@ -27,7 +27,11 @@ pub fn collect(cfg: &Config) -> Result<Vec<Cidr>> {
         }
     }
     if cfg.ignore_local {
-        nets.extend(crate::localnet::discover(Path::new(RESOLV_CONF))?.into_iter().map(|l| l.net));
+        nets.extend(
+            crate::localnet::discover(Path::new(RESOLV_CONF))?
+                .into_iter()
+                .map(|l| l.net),
+        );
     }
     nets.sort_unstable();
     nets.dedup();

@@ -44,9 +44,14 @@ pub fn auto_target() -> Target {
 
 pub fn init(target: Target, debug: bool) {
     TARGET_SYSLOG.store(target == Target::Syslog, Ordering::Relaxed);
-    MAX_LEVEL.store(if debug { Level::Debug } else { Level::Info } as u8, Ordering::Relaxed);
+    MAX_LEVEL.store(
+        if debug { Level::Debug } else { Level::Info } as u8,
+        Ordering::Relaxed,
+    );
     if target == Target::Syslog {
-        let sock = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
+        let sock = UnixDatagram::unbound()
+            .ok()
+            .filter(|s| s.connect("/dev/log").is_ok());
         if sock.is_none() {
             // No syslog daemon: fall back to stderr rather than lose the lines.
             TARGET_SYSLOG.store(false, Ordering::Relaxed);
@@ -66,7 +71,11 @@ pub fn log(level: Level, line: &str) {
     if TARGET_SYSLOG.load(Ordering::Relaxed) {
         let guard = SYSLOG.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sock) = guard.as_ref() {
-            let msg = format!("<{}>nftsentry[{}]: {line}", LOG_DAEMON | level as u8, std::process::id());
+            let msg = format!(
+                "<{}>nftsentry[{}]: {line}",
+                LOG_DAEMON | level as u8,
+                std::process::id()
+            );
             if sock.send(msg.as_bytes()).is_ok() {
                 return;
             }

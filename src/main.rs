@@ -112,7 +112,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut sock = NftSocket::open()?;
             bans::add(&mut sock, &cfg.table, addr, timeout, None)?;
-            println!("{} blocked for {}", bans::canonical(addr), nftsentry::ruleset::nft_duration(timeout));
+            println!(
+                "{} blocked for {}",
+                bans::canonical(addr),
+                nftsentry::ruleset::nft_duration(timeout)
+            );
             Ok(())
         }
         Command::Unblock { addr } => {
@@ -121,13 +125,23 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{} unblocked", bans::canonical(addr));
                 Ok(())
             } else {
-                Err(Error::other(format!("{} is not blocked", bans::canonical(addr))))
+                Err(Error::other(format!(
+                    "{} is not blocked",
+                    bans::canonical(addr)
+                )))
             }
         }
         Command::List { json } => {
             let mut sock = NftSocket::open()?;
             let list = bans::list(&mut sock, &cfg.table)?;
-            print!("{}", if json { list_json(&list) } else { list_text(&list) });
+            print!(
+                "{}",
+                if json {
+                    list_json(&list)
+                } else {
+                    list_text(&list)
+                }
+            );
             Ok(())
         }
         Command::Flush => {
@@ -142,16 +156,33 @@ fn run(cli: Cli) -> Result<()> {
 fn check(cfg: &Config) -> Result<()> {
     let ignores = ignores::collect(cfg)?;
     println!("config {}: OK", cfg.source);
-    println!("table inet {} at priority {}", cfg.table, nftsentry::ruleset::render_priority(cfg.chain_priority));
-    println!("tcp: {:?}, {} ports watched", cfg.tcp.mode, cfg.tcp.ports.len());
-    println!("udp: {:?}, {} ports watched", cfg.udp.mode, cfg.udp.ports.len());
-    println!("ban time {}, at most {} bans per family", nftsentry::ruleset::nft_duration(cfg.ban_time), cfg.set_size);
+    println!(
+        "table inet {} at priority {}",
+        cfg.table,
+        nftsentry::ruleset::render_priority(cfg.chain_priority)
+    );
+    println!(
+        "tcp: {:?}, {} ports watched",
+        cfg.tcp.mode,
+        cfg.tcp.ports.len()
+    );
+    println!(
+        "udp: {:?}, {} ports watched",
+        cfg.udp.mode,
+        cfg.udp.ports.len()
+    );
+    println!(
+        "ban time {}, at most {} bans per family",
+        nftsentry::ruleset::nft_duration(cfg.ban_time),
+        cfg.set_size
+    );
     println!("{} ignored networks", ignores.len());
     Ok(())
 }
 
 fn secs(d: Option<Duration>) -> String {
-    d.map(|d| d.as_secs().to_string()).unwrap_or_else(|| "null".into())
+    d.map(|d| d.as_secs().to_string())
+        .unwrap_or_else(|| "null".into())
 }
 
 fn list_json(list: &[bans::Ban]) -> String {
@@ -170,10 +201,21 @@ fn list_json(list: &[bans::Ban]) -> String {
 }
 
 fn list_text(list: &[bans::Ban]) -> String {
-    let dur = |d: Option<Duration>| d.map(|d| nftsentry::ruleset::nft_duration(Duration::from_secs(d.as_secs()))).unwrap_or_else(|| "-".into());
-    let mut out = format!("{:<40} {:>12} {:>12}\n", "ADDRESS", "EXPIRES IN", "BAN TIME");
+    let dur = |d: Option<Duration>| {
+        d.map(|d| nftsentry::ruleset::nft_duration(Duration::from_secs(d.as_secs())))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = format!(
+        "{:<40} {:>12} {:>12}\n",
+        "ADDRESS", "EXPIRES IN", "BAN TIME"
+    );
     for b in list {
-        out.push_str(&format!("{:<40} {:>12} {:>12}\n", b.addr.to_string(), dur(b.expires_in), dur(b.timeout)));
+        out.push_str(&format!(
+            "{:<40} {:>12} {:>12}\n",
+            b.addr.to_string(),
+            dur(b.expires_in),
+            dur(b.timeout)
+        ));
     }
     out
 }

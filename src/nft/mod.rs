@@ -26,12 +26,20 @@ use crate::error::{Error, Result};
 /// Our tables are always in the inet family (IPv4 and IPv6 in one table).
 pub const FAMILY: NetfilterProtoFamily = NetfilterProtoFamily::Inet;
 
+/// A set's element count and default timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetInfo {
+    pub count: Option<u32>,
+    pub timeout: Option<Duration>,
+}
+
 /// A set element as the kernel lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedElement {
     pub key: Vec<u8>,
     pub interval_end: bool,
-    /// The element's timeout, when the set has timeouts.
+    /// The element's timeout, when it differs from the set's default (the
+    /// kernel leaves out a timeout equal to the default).
     pub timeout: Option<Duration>,
     /// Time left until the kernel removes it.
     pub expiration: Option<Duration>,
@@ -66,9 +74,9 @@ impl NftSocket {
         }
     }
 
-    /// How many elements the kernel says `set` holds (NFTA_SET_COUNT; kernels
-    /// before 6.x do not report it).
-    pub fn set_count(&mut self, table: &str, set: &str) -> Result<Option<u32>> {
+    /// What the kernel says of `set`: its element count (NFTA_SET_COUNT;
+    /// kernels before 6.x do not report it) and default timeout.
+    pub fn set_info(&mut self, table: &str, set: &str) -> Result<SetInfo> {
         let replies = self.request(
             FAMILY,
             NfTablesMessage::GetSet(SetMessage {
@@ -80,16 +88,19 @@ impl NftSocket {
             NLM_F_REQUEST | NLM_F_ACK,
             &format!("set {set} in table inet {table}"),
         )?;
+        let mut info = SetInfo::default();
         for m in replies {
             if let NfTablesMessage::NewSet(SetMessage { attributes }) = m {
                 for a in attributes {
-                    if let SetAttribute::Count(n) = a {
-                        return Ok(Some(n));
+                    match a {
+                        SetAttribute::Count(n) => info.count = Some(n),
+                        SetAttribute::Timeout(ms) => info.timeout = Some(Duration::from_millis(ms)),
+                        _ => {}
                     }
                 }
             }
         }
-        Ok(None)
+        Ok(info)
     }
 
     /// Every element of `set` in `table`, with timeouts and time left.
@@ -103,7 +114,7 @@ impl NftSocket {
         for attempt in 0..5 {
             let (elements, had_duplicates) = self.dump_elements(table, set)?;
             out = elements;
-            let count_matches = match self.set_count(table, set)? {
+            let count_matches = match self.set_info(table, set)?.count {
                 Some(n) => n as usize == out.len(),
                 None => !had_duplicates,
             };

@@ -145,7 +145,7 @@ impl NftSocket {
         let mut attempt = 0;
         loop {
             let genid = self.generation()?;
-            match self.commit_once(batch, genid) {
+            match self.commit_once(batch, Some(genid)) {
                 Err(CommitError::GenerationChanged) if attempt < 5 => attempt += 1,
                 Err(CommitError::GenerationChanged) => {
                     return Err(Error::other(
@@ -158,16 +158,35 @@ impl NftSocket {
         }
     }
 
-    fn commit_once(&mut self, batch: &Batch, genid: u32) -> std::result::Result<(), CommitError> {
+    /// Applies `batch` without checking the ruleset generation: one round
+    /// trip. For element changes, which mean the same whatever else changed.
+    pub fn commit_unchecked(&mut self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.commit_once(batch, None) {
+            Ok(()) => Ok(()),
+            Err(CommitError::Failed(e)) => Err(e),
+            Err(CommitError::GenerationChanged) => Err(Error::other(
+                "batch refused: the ruleset generation changed",
+            )),
+        }
+    }
+
+    fn commit_once(
+        &mut self,
+        batch: &Batch,
+        genid: Option<u32>,
+    ) -> std::result::Result<(), CommitError> {
         let begin_seq = self.next_seq();
         let mut frames: Vec<NetlinkMessage<NetfilterMessage>> = Vec::with_capacity(batch.len() + 2);
+        let genid_attr = genid.map(|g| {
+            netlink_packet_core::DefaultNla::new(NFNL_BATCH_GENID, g.to_be_bytes().to_vec())
+        });
         frames.push(control(
             NFNL_MSG_BATCH_BEGIN,
             begin_seq,
-            vec![netlink_packet_core::DefaultNla::new(
-                NFNL_BATCH_GENID,
-                genid.to_be_bytes().to_vec(),
-            )],
+            genid_attr.into_iter().collect(),
         ));
         let first_seq = begin_seq.wrapping_add(1);
         for q in &batch.messages {

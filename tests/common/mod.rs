@@ -247,7 +247,10 @@ pub fn start_daemon(ns: &mut Netns, config: &std::path::Path, log: &std::path::P
             .unwrap_or(false)
     };
     let mut c = ns.cmd(nftsentry_bin());
-    c.arg("-c").arg(config).arg("run").stderr(std::fs::File::create(log).unwrap());
+    c.arg("-c")
+        .arg(config)
+        .arg("run")
+        .stderr(std::fs::File::create(log).unwrap());
     let pid = ns.spawn(&mut c);
     assert!(
         wait_until(Duration::from_secs(10), || table_present(ns)),

@@ -1,0 +1,328 @@
+//! Detection end to end: a victim namespace runs nftsentry, an attacker
+//! namespace scans it with real nmap over a veth pair, on IPv4 and IPv6.
+mod common;
+use common::*;
+use std::time::Duration;
+
+const TCP_PORTS: &str = "1,11,79";
+const UDP_PORTS: &str = "1,7,9";
+
+/// A victim running nftsentry with small watched port lists, and an attacker.
+struct Scene {
+    pair: Pair,
+    dir: TempDir,
+    log: std::path::PathBuf,
+}
+
+impl Scene {
+    fn new(tag: &str, extra: &str) -> Scene {
+        let mut pair = Pair::new(tag);
+        let dir = TempDir::new(tag);
+        let cfg = dir.file(
+            "nftsentry.toml",
+            &format!(
+                "ignore_file = \"{}\"\n{extra}\n[tcp]\nports = \"{TCP_PORTS}\"\n[udp]\nports = \"{UDP_PORTS}\"\n",
+                dir.path.join("ignore").display()
+            ),
+        );
+        if !dir.path.join("ignore").exists() {
+            dir.file("ignore", "# nothing\n");
+        }
+        let log = dir.path.join("log");
+        start_daemon(&mut pair.victim, &cfg, &log);
+        Scene { pair, dir, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// nmap from the attacker; returns its normal output.
+    fn nmap(&self, scan: &str, v6: bool, ports: &str) -> String {
+        let target = if v6 { VICTIM6 } else { VICTIM4 };
+        let mut c = self.pair.attacker.cmd("nmap");
+        c.args([scan, "-T5", "--max-retries", "0", "-Pn", "-n", "-p", ports]);
+        if v6 {
+            c.arg("-6");
+        }
+        c.arg(target);
+        String::from_utf8(run_ok(&mut c).stdout).unwrap()
+    }
+
+    fn banned(&self, addr: &str) -> bool {
+        let set = if addr.contains(':') {
+            "blocked6"
+        } else {
+            "blocked4"
+        };
+        self.pair
+            .victim
+            .nft(&["list", "set", "inet", "nftsentry", set])
+            .contains(addr)
+    }
+
+    /// Packets the blocked-source rule of that family has dropped.
+    fn dropped(&self, v6: bool) -> u64 {
+        let chain = self
+            .pair
+            .victim
+            .nft(&["list", "chain", "inet", "nftsentry", "input"]);
+        let rule = if v6 {
+            "ip6 saddr @blocked6 counter packets "
+        } else {
+            "ip saddr @blocked4 counter packets "
+        };
+        let line = chain
+            .lines()
+            .find(|l| l.contains(rule))
+            .expect("no blocked rule");
+        let n = line
+            .split(rule)
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        n.parse().unwrap()
+    }
+
+    fn wait_banned(&self, addr: &str) -> bool {
+        wait_until(Duration::from_secs(5), || self.banned(addr))
+    }
+
+    /// Waits long enough for any queued NFLOG event to have been handled.
+    fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn attacker(v6: bool) -> &'static str {
+    if v6 { ATTACKER6 } else { ATTACKER4 }
+}
+
+/// Scan, expect a ban and PortSentry's line, then a second scan sees the
+/// port filtered (dropped) instead of closed.
+fn scan_bans(tag: &str, scan: &str, v6: bool, port: &str, line: &str, after: &str) {
+    let s = Scene::new(tag, "");
+    let first = s.nmap(scan, v6, port);
+    let a = attacker(v6);
+    assert!(
+        s.wait_banned(a),
+        "{scan} over v6={v6} did not ban {a}\nnmap: {first}\nlog: {}",
+        s.log()
+    );
+    let expected = format!(
+        "attackalert: {line} from host: {a}/{a} to {}",
+        port_label(scan, port)
+    );
+    assert!(
+        s.log().lines().any(|l| l == expected),
+        "missing `{expected}` in log:\n{}",
+        s.log()
+    );
+    assert!(
+        s.log().contains(&format!(
+            "attackalert: Host {a} has been blocked via nftables set blocked{}",
+            if v6 { 6 } else { 4 }
+        )),
+        "{}",
+        s.log()
+    );
+    let dropped_before = s.dropped(v6);
+    let second = s.nmap(scan, v6, port);
+    // On IPv6 nmap may not even resolve the victim's link-layer address: the
+    // banned source's neighbour solicitations are dropped too.
+    assert!(
+        second.contains(after) || (v6 && second.contains("0 hosts up")),
+        "after the ban nmap should report {after}:\n{second}"
+    );
+    assert!(!second.contains("closed"), "{second}");
+    assert!(
+        s.dropped(v6) > dropped_before,
+        "the ban rule dropped nothing"
+    );
+}
+
+fn port_label(scan: &str, port: &str) -> String {
+    if scan == "-sU" {
+        format!("UDP port: {port}")
+    } else {
+        format!("TCP port: {port}")
+    }
+}
+
+macro_rules! scan_test {
+    ($name:ident, $scan:expr, $port:expr, $line:expr, $after:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn ipv4() {
+                scan_bans(
+                    concat!(stringify!($name), "4"),
+                    $scan,
+                    false,
+                    $port,
+                    $line,
+                    $after,
+                );
+            }
+            #[test]
+            fn ipv6() {
+                scan_bans(
+                    concat!(stringify!($name), "6"),
+                    $scan,
+                    true,
+                    $port,
+                    $line,
+                    $after,
+                );
+            }
+        }
+    };
+}
+
+scan_test!(syn, "-sS", "1", "TCP SYN/Normal scan", "filtered");
+scan_test!(connect, "-sT", "11", "TCP SYN/Normal scan", "filtered");
+scan_test!(fin, "-sF", "79", "TCP FIN scan", "open|filtered");
+scan_test!(null, "-sN", "1", "TCP NULL scan", "open|filtered");
+scan_test!(xmas, "-sX", "11", "TCP XMAS scan", "open|filtered");
+scan_test!(udp, "-sU", "7", "UDP scan", "open|filtered");
+
+#[test]
+fn fin_scan_before_ban_sees_closed_ports() {
+    // Control for the FIN/NULL/XMAS tests above: without a ban those scans
+    // get a RST and report "closed", so "open|filtered" afterwards is the drop.
+    let s = Scene::new("finctl", "ban_time = \"1s\"\nscan_trigger = 5\n");
+    let out = s.nmap("-sF", false, "2");
+    assert!(out.contains("closed"), "{out}");
+}
+
+#[test]
+fn ack_scan_is_not_a_probe() {
+    for v6 in [false, true] {
+        let s = Scene::new(if v6 { "ack6" } else { "ack4" }, "");
+        s.nmap("-sA", v6, "1,11,79");
+        s.settle();
+        assert!(
+            !s.banned(attacker(v6)),
+            "-sA banned v6={v6}; log:\n{}",
+            s.log()
+        );
+        assert!(!s.log().contains("attackalert"), "{}", s.log());
+    }
+}
+
+#[test]
+fn scan_trigger_two_needs_two_probes() {
+    for v6 in [false, true] {
+        let s = Scene::new(if v6 { "trig6" } else { "trig4" }, "scan_trigger = 2\n");
+        let a = attacker(v6);
+        s.nmap("-sS", v6, "1");
+        s.settle();
+        assert!(
+            !s.banned(a),
+            "one probe banned with scan_trigger = 2; log:\n{}",
+            s.log()
+        );
+        assert!(
+            s.log()
+                .contains("attackalert: TCP SYN/Normal scan from host:"),
+            "{}",
+            s.log()
+        );
+        s.nmap("-sS", v6, "11");
+        assert!(
+            s.wait_banned(a),
+            "second probe did not ban; log:\n{}",
+            s.log()
+        );
+    }
+}
+
+#[test]
+fn ignored_source_is_never_banned() {
+    for v6 in [false, true] {
+        let tag = if v6 { "ign6" } else { "ign4" };
+        let dir = TempDir::new(tag);
+        // Scene reads its ignore file from its own dir: write it there first.
+        let mut pair = Pair::new(tag);
+        let ignore = dir.file(
+            "ignore",
+            &format!("# the attacker\n{}/32\n{}\n", ATTACKER4, ATTACKER6),
+        );
+        let cfg = dir.file(
+            "nftsentry.toml",
+            &format!("ignore_file = \"{}\"\n[tcp]\nports = \"{TCP_PORTS}\"\n[udp]\nports = \"{UDP_PORTS}\"\n", ignore.display()),
+        );
+        let log = dir.path.join("log");
+        start_daemon(&mut pair.victim, &cfg, &log);
+        let s = Scene { pair, dir, log };
+        s.nmap("-sS", v6, TCP_PORTS);
+        s.nmap("-sU", v6, UDP_PORTS);
+        s.settle();
+        assert!(
+            !s.banned(attacker(v6)),
+            "ignored source banned; log:\n{}",
+            s.log()
+        );
+        assert!(!s.log().contains("attackalert"), "{}", s.log());
+    }
+}
+
+#[test]
+fn unwatched_port_does_not_ban() {
+    for v6 in [false, true] {
+        let s = Scene::new(if v6 { "unw6" } else { "unw4" }, "");
+        s.nmap("-sS", v6, "2,3,1000");
+        s.nmap("-sU", v6, "2,3,1000");
+        s.settle();
+        assert!(!s.banned(attacker(v6)), "log:\n{}", s.log());
+    }
+}
+
+#[test]
+fn own_outbound_traffic_never_trips() {
+    for v6 in [false, true] {
+        let mut s = Scene::new(if v6 { "out6" } else { "out4" }, "");
+        let (a, fam) = if v6 {
+            (ATTACKER6, "-6")
+        } else {
+            (ATTACKER4, "-4")
+        };
+        // The attacker host answers one TCP connection on 80 and one UDP
+        // datagram on 5353 with "pong".
+        for script in [
+            format!("echo pong | nc {fam} -l 80"),
+            format!("echo pong | nc {fam} -u -l 5353"),
+        ] {
+            let mut c = s.pair.attacker.cmd("sh");
+            c.args(["-c", &script]).stdout(std::process::Stdio::null());
+            s.pair.attacker.spawn(&mut c);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        // The victim's clients use watched ports as their source ports: the
+        // replies arrive at tripwire ports, but as established traffic.
+        let tcp = s
+            .pair
+            .victim
+            .sh(&format!("echo hello | nc {fam} -w 2 -p 11 {a} 80 || true"));
+        let udp = s.pair.victim.sh(&format!(
+            "echo ping | nc {fam} -u -w 2 -p 7 {a} 5353 || true"
+        ));
+        assert!(
+            String::from_utf8_lossy(&tcp.stdout).contains("pong"),
+            "no TCP reply reached the victim"
+        );
+        assert!(
+            String::from_utf8_lossy(&udp.stdout).contains("pong"),
+            "no UDP reply reached the victim"
+        );
+        s.settle();
+        assert!(
+            !s.banned(a),
+            "outbound traffic banned v6={v6}; log:\n{}",
+            s.log()
+        );
+        assert!(!s.log().contains("attackalert"), "{}", s.log());
+    }
+}
