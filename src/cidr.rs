@@ -33,7 +33,10 @@ impl Cidr {
 
     /// The network holding exactly one address.
     pub fn host(addr: IpAddr) -> Cidr {
-        Cidr { addr, prefix: max_prefix(&addr) }
+        Cidr {
+            addr,
+            prefix: max_prefix(&addr),
+        }
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -82,11 +85,19 @@ fn max_prefix(addr: &IpAddr) -> u8 {
 }
 
 fn mask32(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix as u32)
+    }
 }
 
 fn mask128(prefix: u8) -> u128 {
-    if prefix == 0 { 0 } else { u128::MAX << (128 - prefix as u32) }
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix as u32)
+    }
 }
 
 impl fmt::Display for Cidr {
@@ -162,7 +173,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "192.0.2", "192.0.2.1/33", "::1/129", "host.example", "1.2.3.4/-1", "1.2.3.4/"] {
+        for bad in [
+            "",
+            "192.0.2",
+            "192.0.2.1/33",
+            "::1/129",
+            "host.example",
+            "1.2.3.4/-1",
+            "1.2.3.4/",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad} parsed");
         }
     }

@@ -35,7 +35,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn config(message: impl Into<String>) -> Error {
         Error::new(Kind::Config, message)

@@ -29,7 +29,9 @@ pub fn nftsentry_bin() -> PathBuf {
 
 /// Runs a command and returns its output; panics with stderr if it failed.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -53,7 +55,10 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("nfst-{tag}-{}-{n}", std::process::id());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name, children: Vec::new() };
+        let ns = Netns {
+            name,
+            children: Vec::new(),
+        };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
@@ -83,7 +88,9 @@ impl Netns {
     /// Starts a long-running process in the namespace; it is killed (by its
     /// PID) on drop.
     pub fn spawn(&mut self, cmd: &mut Command) -> u32 {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let pid = child.id();
         self.children.push(child);
         pid
@@ -91,7 +98,11 @@ impl Netns {
 
     /// Takes back a child started with `spawn`, for a test that waits on it.
     pub fn take_child(&mut self, pid: u32) -> Child {
-        let i = self.children.iter().position(|c| c.id() == pid).expect("not our child");
+        let i = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .expect("not our child");
         self.children.remove(i)
     }
 
@@ -115,7 +126,9 @@ impl Drop for Netns {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }
@@ -136,8 +149,22 @@ impl Pair {
     pub fn new(tag: &str) -> Pair {
         let victim = Netns::new(&format!("{tag}v"));
         let attacker = Netns::new(&format!("{tag}a"));
-        victim.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &attacker.name]);
-        for (ns, v4, v6) in [(&victim, VICTIM4, VICTIM6), (&attacker, ATTACKER4, ATTACKER6)] {
+        victim.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &attacker.name,
+        ]);
+        for (ns, v4, v6) in [
+            (&victim, VICTIM4, VICTIM6),
+            (&attacker, ATTACKER4, ATTACKER6),
+        ] {
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", "eth0"]);
             ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"]);
             ns.ip(&["link", "set", "eth0", "up"]);
