@@ -14,7 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -24,12 +24,13 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::bans;
 use crate::cidr::Cidr;
 use crate::config::Config;
-use crate::detect::{self, IgnoreList, Outcome, Tracker};
+use crate::detect::{self, IgnoreList, Outcome, ScanType, Tracker};
 use crate::error::{Error, Result};
 use crate::logging;
 use crate::nflog::{NflogConfig, NflogPacket, NflogSocket};
 use crate::nft::NftSocket;
 use crate::packet;
+use crate::resolve::{Lookup, Resolver};
 use crate::ruleset::{self, Ruleset};
 
 /// After this long, a probe from a source we banned means the ban is gone:
@@ -62,6 +63,31 @@ struct ActiveBan {
     until: Instant,
 }
 
+/// A log line that names a host, held back until its name is known.
+#[derive(Clone, Copy, Debug)]
+enum HostLine {
+    Alert(ScanType, u16),
+    IpOptions(ScanType, u16),
+    AlreadyBlocked,
+}
+
+impl HostLine {
+    fn render(self, name: &str, ip: IpAddr) -> String {
+        match self {
+            HostLine::Alert(scan, port) => detect::alert_line(scan, name, ip, port),
+            HostLine::IpOptions(scan, port) => detect::ip_options_line(scan, name, ip, port),
+            HostLine::AlreadyBlocked => detect::already_blocked_line(name, ip),
+        }
+    }
+}
+
+/// Lines held back per source at most; a source that keeps probing while its
+/// name is looked up gets the first lines, and a count of the rest.
+const MAX_HELD_LINES: usize = 16;
+
+/// How long a reverse lookup may take before the address is logged as is.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The detection state: everything a probe passes through.
 pub struct Sentry {
     cfg: Config,
@@ -70,13 +96,23 @@ pub struct Sentry {
     tracker: Tracker,
     active: HashMap<IpAddr, ActiveBan>,
     expiry: BinaryHeap<Reverse<(Instant, IpAddr)>>,
+    /// Reverse DNS for `resolve_host`; lines wait for it, bans never do.
+    resolver: Option<Resolver>,
+    held: HashMap<IpAddr, (Vec<HostLine>, u64)>,
     pub stats: Stats,
 }
 
 impl Sentry {
-    pub fn new(cfg: Config, nft: NftSocket, ignores: Vec<Cidr>) -> Sentry {
+    pub fn new(
+        cfg: Config,
+        nft: NftSocket,
+        ignores: Vec<Cidr>,
+        resolver: Option<Resolver>,
+    ) -> Sentry {
         let tracker = Tracker::new(cfg.max_tracked_sources, cfg.scan_trigger, cfg.scan_window);
         Sentry {
+            resolver,
+            held: HashMap::new(),
             ignore: IgnoreList::new(ignores),
             tracker,
             nft,
@@ -87,9 +123,58 @@ impl Sentry {
         }
     }
 
-    /// The host part of PortSentry's `<name>/<ip>`.
-    fn host_name(&self, ip: IpAddr) -> String {
-        ip.to_string()
+    /// Logs a line naming `ip` as PortSentry's `<name>/<ip>`: at once with
+    /// the address as name, or, with `resolve_host`, when the name is known.
+    fn host_line(&mut self, ip: IpAddr, line: HostLine, now: Instant) {
+        let Some(resolver) = self.resolver.as_mut() else {
+            return logging::notice(&line.render(&ip.to_string(), ip));
+        };
+        if let Some((lines, dropped)) = self.held.get_mut(&ip) {
+            if lines.len() < MAX_HELD_LINES {
+                lines.push(line);
+            } else {
+                *dropped += 1;
+            }
+            return;
+        }
+        match resolver.lookup(ip, now) {
+            Some(Lookup::Found(name)) => logging::notice(&line.render(&name, ip)),
+            Some(Lookup::NotFound) => logging::notice(&line.render(&ip.to_string(), ip)),
+            None => {
+                self.held.insert(ip, (vec![line], 0));
+            }
+        }
+    }
+
+    /// Logs the lines that waited for these lookups.
+    fn release(&mut self, answers: Vec<(IpAddr, Option<String>)>) {
+        for (ip, name) in answers {
+            let Some((lines, dropped)) = self.held.remove(&ip) else {
+                continue;
+            };
+            let name = name.unwrap_or_else(|| ip.to_string());
+            for line in lines {
+                logging::notice(&line.render(&name, ip));
+            }
+            if dropped > 0 {
+                logging::notice(&format!(
+                    "attackalert: {dropped} more lines for host: {name}/{ip} not logged while its name was looked up"
+                ));
+            }
+        }
+    }
+
+    /// Reads DNS answers and times out lookups; returns the time to the next
+    /// lookup deadline.
+    pub fn resolve_tick(&mut self, now: Instant) -> Option<Duration> {
+        let Some(resolver) = self.resolver.as_mut() else {
+            return None;
+        };
+        let mut done = resolver.poll_answers(now);
+        let (timed_out, next) = resolver.tick(now);
+        done.extend(timed_out);
+        self.release(done);
+        next
     }
 
     pub fn on_packet(&mut self, pkt: &NflogPacket<'_>, now: Instant) {
@@ -125,21 +210,20 @@ impl Sentry {
             }
         }
         *self.stats.probes.entry(scan.key()).or_default() += 1;
-        let name = self.host_name(src);
         let outcome = self.tracker.record(src, now);
         match outcome {
             Outcome::AlreadyBlocked { first } => {
                 if first {
-                    logging::notice(&detect::already_blocked_line(&name, src));
+                    self.host_line(src, HostLine::AlreadyBlocked, now);
                 }
                 return;
             }
             Outcome::Counted { .. } | Outcome::Trigger => {}
         }
         if probe.ip_options {
-            logging::notice(&detect::ip_options_line(scan, &name, src, probe.dport));
+            self.host_line(src, HostLine::IpOptions(scan, probe.dport), now);
         }
-        logging::notice(&detect::alert_line(scan, &name, src, probe.dport));
+        self.host_line(src, HostLine::Alert(scan, probe.dport), now);
         if let Outcome::Trigger = outcome {
             self.ban(src, now);
         }
@@ -226,7 +310,16 @@ pub fn run(cfg: Config) -> Result<()> {
 
     let table = cfg.table.clone();
     let keep = cfg.keep_table_on_exit;
-    let mut sentry = Sentry::new(cfg, nft, ignores);
+    let resolver = if cfg.resolve_host {
+        Some(Resolver::from_resolv_conf(
+            std::path::Path::new(crate::ignores::RESOLV_CONF),
+            RESOLVE_TIMEOUT,
+            4096,
+        )?)
+    } else {
+        None
+    };
+    let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
     let result = event_loop(&signals, &mut nflog, &mut sentry);
 
     if keep {
@@ -251,28 +344,42 @@ fn count_ports(r: &[(u16, u16)]) -> u32 {
 }
 
 fn event_loop(signals: &SignalFd, nflog: &mut NflogSocket, sentry: &mut Sentry) -> Result<()> {
-    let mut last_loss_report = Instant::now();
+    let mut last_loss_report: Option<Instant> = None;
     let mut reported_lost = 0u64;
     loop {
-        let next_expiry = sentry.expire(Instant::now());
-        let timeout = match next_expiry {
+        let now = Instant::now();
+        let next = [sentry.expire(now), sentry.resolve_tick(now)]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = match next {
             Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
                 .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::from(60_000u16),
         };
-        // SAFETY of the borrow: the descriptors outlive this poll call.
-        let nflog_fd = unsafe { BorrowedFd::borrow_raw(nflog.as_raw_fd()) };
-        let mut fds = [
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(nflog_fd, PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::other(format!("poll: {e}"))),
+        let nflog_ready;
+        let signal_ready;
+        {
+            let mut fds = vec![
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(nflog.as_fd(), PollFlags::POLLIN),
+            ];
+            if let Some(r) = sentry.resolver.as_ref() {
+                fds.extend(
+                    r.fds()
+                        .into_iter()
+                        .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+                );
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::other(format!("poll: {e}"))),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            signal_ready = ready(&fds[0]);
+            nflog_ready = ready(&fds[1]);
         }
-        let nflog_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
-        let signal_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
         if nflog_ready {
             let now = Instant::now();
             nflog.drain(|pkt| sentry.on_packet(pkt, now))?;
@@ -290,13 +397,14 @@ fn event_loop(signals: &SignalFd, nflog: &mut NflogSocket, sentry: &mut Sentry) 
         }
         let st = nflog.stats();
         let lost = st.overruns + st.seq_gaps;
-        if lost > reported_lost && last_loss_report.elapsed() >= LOSS_REPORT_INTERVAL {
+        let due = last_loss_report.is_none_or(|t| t.elapsed() >= LOSS_REPORT_INTERVAL);
+        if lost > reported_lost && due {
             logging::warning(&format!(
                 "adminalert: NFLOG events lost: {} receive-buffer overruns, {} sequence gaps since start",
                 st.overruns, st.seq_gaps
             ));
             reported_lost = lost;
-            last_loss_report = Instant::now();
+            last_loss_report = Some(Instant::now());
         }
     }
 }

@@ -326,3 +326,98 @@ fn own_outbound_traffic_never_trips() {
         assert!(!s.log().contains("attackalert"), "{}", s.log());
     }
 }
+
+/// A DNS server for one name: PTR 2.2.0.192.in-addr.arpa → scanner.example.net,
+/// NXDOMAIN for anything else; on 127.0.0.1:53 inside `ns`, for `secs`.
+fn fake_dns(ns: &Netns, secs: u64) -> std::thread::JoinHandle<()> {
+    let path = format!("/var/run/netns/{}", ns.name);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:53").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut buf = [0u8; 512];
+        while std::time::Instant::now() < end {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let q = &buf[..n];
+            // The question ends after the name's zero byte, type and class.
+            let mut i = 12;
+            let mut labels = Vec::new();
+            while i < n && q[i] != 0 {
+                let l = q[i] as usize;
+                labels.push(String::from_utf8_lossy(&q[i + 1..i + 1 + l]).to_lowercase());
+                i += 1 + l;
+            }
+            let qend = i + 5;
+            let found = labels.join(".") == "2.2.0.192.in-addr.arpa";
+            let mut r = q[..qend].to_vec();
+            r[2] = 0x81;
+            r[3] = if found { 0x80 } else { 0x83 };
+            r[6..8].copy_from_slice(&(found as u16).to_be_bytes());
+            r[8..12].fill(0);
+            if found {
+                let mut rdata = Vec::new();
+                for l in ["scanner", "example", "net"] {
+                    rdata.push(l.len() as u8);
+                    rdata.extend_from_slice(l.as_bytes());
+                }
+                rdata.push(0);
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 12, 0, 1, 0, 0, 0x0e, 0x10]);
+                r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                r.extend_from_slice(&rdata);
+            }
+            let _ = sock.send_to(&r, peer);
+        }
+    });
+    ready_rx.recv().unwrap();
+    h
+}
+
+#[test]
+fn resolve_host_names_the_scanner_without_delaying_the_ban() {
+    let mut pair = Pair::new("rslv");
+    set_resolv_conf(&pair.victim, "nameserver 127.0.0.1\n");
+    let dns = fake_dns(&pair.victim, 5);
+    let dir = TempDir::new("rslv");
+    let cfg = dir.file(
+        "nftsentry.toml",
+        &format!("ignore_file = \"\"\nresolve_host = true\n[tcp]\nports = \"{TCP_PORTS}\"\n"),
+    );
+    let log = dir.path.join("log");
+    start_daemon(&mut pair.victim, &cfg, &log);
+    let s = Scene { pair, dir, log };
+    s.nmap("-sS", false, "1");
+    assert!(s.wait_banned(ATTACKER4), "log:\n{}", s.log());
+    let expected = format!(
+        "attackalert: TCP SYN/Normal scan from host: scanner.example.net/{ATTACKER4} to TCP port: 1"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || s
+            .log()
+            .lines()
+            .any(|l| l == expected)),
+        "missing `{expected}`:\n{}",
+        s.log()
+    );
+    // A source without a PTR record is logged by address.
+    s.nmap("-sS", true, "1");
+    assert!(s.wait_banned(ATTACKER6), "log:\n{}", s.log());
+    let expected6 = format!(
+        "attackalert: TCP SYN/Normal scan from host: {ATTACKER6}/{ATTACKER6} to TCP port: 1"
+    );
+    assert!(
+        wait_until(Duration::from_secs(6), || s
+            .log()
+            .lines()
+            .any(|l| l == expected6)),
+        "missing `{expected6}`:\n{}",
+        s.log()
+    );
+    dns.join().unwrap();
+}
