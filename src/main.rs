@@ -112,6 +112,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut sock = NftSocket::open()?;
             bans::add(&mut sock, &cfg.table, addr, timeout, None)?;
+            // The ignore rule comes first in the chain: say so rather than
+            // let the admin believe the address is cut off.
+            if nftsentry::detect::IgnoreList::new(ignores::collect(&cfg)?).contains(&addr) {
+                eprintln!(
+                    "nftsentry: note: {addr} is in the ignore list (ignore file or a local address); its packets are not dropped while it is ignored"
+                );
+            }
             println!(
                 "{} blocked for {}",
                 bans::canonical(addr),

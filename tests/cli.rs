@@ -73,8 +73,17 @@ fn block_list_unblock_flush_v4_and_v6() {
         stderr(&o)
     );
 
+    // Blocking an ignored (here: loopback) address works but says it has no effect.
+    let o = nftsentry(&ns, &cfg, &["block", "127.0.0.1", "--for", "1m"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("127.0.0.1 is in the ignore list"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = nftsentry(&ns, &cfg, &["flush"]);
-    assert!(stdout(&o).contains("1 bans lifted"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("2 bans lifted"), "{}", stdout(&o));
     assert_eq!(stdout(&nftsentry(&ns, &cfg, &["list", "--json"])), "[]\n");
 }
 
