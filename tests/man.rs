@@ -187,6 +187,36 @@ fn config_page_documents_every_key() {
     );
 }
 
+/// Every key either page names with `Ic` (`ban_time`, `[tcp]`,
+/// `tcp.ports`) is one the parser accepts: a renamed or removed key leaves
+/// no stale documentation behind.
+#[test]
+fn pages_name_only_real_keys() {
+    let mut stale = Vec::new();
+    let mut seen = 0;
+    for name in ["nftsentry.8", "nftsentry.toml.5"] {
+        for line in source(name).lines().filter(|l| l.starts_with('.')) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for pair in words.windows(2).filter(|w| w[0] == "Ic" || w[0] == ".Ic") {
+                seen += 1;
+                let key = pair[1].trim_start_matches('[').trim_end_matches(']');
+                let known = match key.split_once('.') {
+                    Some((table, k)) => {
+                        [Proto::Tcp.as_str(), Proto::Udp.as_str()].contains(&table)
+                            && PROTOCOL_KEYS.contains(&k)
+                    }
+                    None => TOP_KEYS.contains(&key) || PROTOCOL_KEYS.contains(&key),
+                };
+                if !known {
+                    stale.push(format!("{name}: `{line}`: `{key}` is not a config key"));
+                }
+            }
+        }
+    }
+    assert!(seen > TOP_KEYS.len(), "found only {seen} Ic macros");
+    assert!(stale.is_empty(), "{}", stale.join("\n"));
+}
+
 /// The commands and the flags (`-c`, `--config`) in one clap help text.
 fn parse_help(help: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut commands = Vec::new();
