@@ -107,7 +107,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|e| Error::usage(format!("--for {d}: {e}")))?,
                 None => cfg.ban_time,
             };
-            if timeout.is_zero() {
+            if timeout < Duration::from_secs(1) {
                 return Err(Error::usage("--for: a ban must last at least 1s"));
             }
             let mut sock = NftSocket::open()?;
