@@ -99,6 +99,8 @@ pub struct Sentry {
     /// Reverse DNS for `resolve_host`; lines wait for it, bans never do.
     resolver: Option<Resolver>,
     held: HashMap<IpAddr, (Vec<HostLine>, u64)>,
+    last_ban_error: Option<Instant>,
+    ban_errors_logged: u64,
     pub stats: Stats,
 }
 
@@ -113,6 +115,8 @@ impl Sentry {
         Sentry {
             resolver,
             held: HashMap::new(),
+            last_ban_error: None,
+            ban_errors_logged: 0,
             ignore: IgnoreList::new(ignores),
             tracker,
             nft,
@@ -252,9 +256,23 @@ impl Sentry {
             }
             Err(e) => {
                 self.stats.ban_errors += 1;
-                logging::error(&format!(
-                    "attackalert: ERROR: could not block host {src}: {e}"
-                ));
+                // A full set fails every ban of a flood: one line a minute.
+                let due = self
+                    .last_ban_error
+                    .is_none_or(|t| now.duration_since(t) >= LOSS_REPORT_INTERVAL);
+                if due {
+                    let more = self.stats.ban_errors - self.ban_errors_logged - 1;
+                    let suffix = if more > 0 {
+                        format!(" ({more} more ban failures since the last report)")
+                    } else {
+                        String::new()
+                    };
+                    logging::error(&format!(
+                        "attackalert: ERROR: could not block host {src}: {e}{suffix}"
+                    ));
+                    self.last_ban_error = Some(now);
+                    self.ban_errors_logged = self.stats.ban_errors;
+                }
             }
         }
     }

@@ -421,3 +421,32 @@ fn resolve_host_names_the_scanner_without_delaying_the_ban() {
     );
     dns.join().unwrap();
 }
+
+#[test]
+fn full_ban_set_is_reported_once_and_the_daemon_goes_on() {
+    let s = Scene::new("full", "set_size = 2\n");
+    let sources = ["192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"];
+    for src in sources {
+        s.pair
+            .attacker
+            .ip(&["addr", "add", &format!("{src}/24"), "dev", "eth0"]);
+    }
+    for src in sources {
+        s.pair
+            .attacker
+            .sh(&format!("nc -z -w 1 -s {src} {VICTIM4} 1 || true"));
+    }
+    s.settle();
+    let banned = sources.iter().filter(|a| s.banned(a)).count();
+    assert_eq!(banned, 2, "log:\n{}", s.log());
+    let log = s.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("could not block host"))
+        .collect();
+    assert_eq!(errors.len(), 1, "log:\n{}", s.log());
+    assert!(errors[0].contains("the set is full"), "{}", errors[0]);
+    // Still alive and banning where there is room (blocked6 is empty).
+    s.nmap("-sS", true, "1");
+    assert!(s.wait_banned(ATTACKER6), "{}", s.log());
+}
