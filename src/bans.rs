@@ -125,7 +125,7 @@ pub fn list(sock: &mut NftSocket, table: &str) -> Result<Vec<Ban>> {
             });
         }
     }
-    out.sort_by(|a, b| (a.addr.is_ipv6(), a.addr).cmp(&(b.addr.is_ipv6(), b.addr)));
+    out.sort_by_key(|b| (b.addr.is_ipv6(), b.addr));
     Ok(out)
 }
 

@@ -171,9 +171,7 @@ impl Sentry {
     /// Reads DNS answers and times out lookups; returns the time to the next
     /// lookup deadline.
     pub fn resolve_tick(&mut self, now: Instant) -> Option<Duration> {
-        let Some(resolver) = self.resolver.as_mut() else {
-            return None;
-        };
+        let resolver = self.resolver.as_mut()?;
         let mut done = resolver.poll_answers(now);
         let (timed_out, next) = resolver.tick(now);
         done.extend(timed_out);

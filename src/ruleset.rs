@@ -23,6 +23,9 @@ pub const SET_BLOCKED6: &str = "blocked6";
 pub const SET_WATCH_TCP: &str = "watch_tcp";
 pub const SET_WATCH_UDP: &str = "watch_udp";
 
+/// Sorted, merged inclusive ranges of addresses (IPv4 in the low 32 bits).
+pub type Ranges = Vec<(u128, u128)>;
+
 /// Everything that decides the table's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ruleset {
@@ -101,7 +104,7 @@ pub fn merge_ranges(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
 }
 
 /// Splits networks by family and merges them.
-pub fn ignore_ranges(nets: &[Cidr]) -> (Vec<(u128, u128)>, Vec<(u128, u128)>) {
+pub fn ignore_ranges(nets: &[Cidr]) -> (Ranges, Ranges) {
     let v4 = nets
         .iter()
         .filter(|c| c.is_ipv4())

@@ -10,7 +10,8 @@ const UDP_PORTS: &str = "1,7,9";
 /// A victim running nftsentry with small watched port lists, and an attacker.
 struct Scene {
     pair: Pair,
-    dir: TempDir,
+    /// Holds the config and log until the scene ends.
+    _dir: TempDir,
     log: std::path::PathBuf,
 }
 
@@ -30,7 +31,11 @@ impl Scene {
         }
         let log = dir.path.join("log");
         start_daemon(&mut pair.victim, &cfg, &log);
-        Scene { pair, dir, log }
+        Scene {
+            pair,
+            _dir: dir,
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -256,7 +261,11 @@ fn ignored_source_is_never_banned() {
         );
         let log = dir.path.join("log");
         start_daemon(&mut pair.victim, &cfg, &log);
-        let s = Scene { pair, dir, log };
+        let s = Scene {
+            pair,
+            _dir: dir,
+            log,
+        };
         s.nmap("-sS", v6, TCP_PORTS);
         s.nmap("-sU", v6, UDP_PORTS);
         s.settle();
@@ -391,7 +400,11 @@ fn resolve_host_names_the_scanner_without_delaying_the_ban() {
     );
     let log = dir.path.join("log");
     start_daemon(&mut pair.victim, &cfg, &log);
-    let s = Scene { pair, dir, log };
+    let s = Scene {
+        pair,
+        _dir: dir,
+        log,
+    };
     s.nmap("-sS", false, "1");
     assert!(s.wait_banned(ATTACKER4), "log:\n{}", s.log());
     let expected = format!(

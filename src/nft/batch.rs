@@ -39,7 +39,8 @@ impl KeyType {
             KeyType::InetService => 13,
         }
     }
-    pub fn len(self) -> usize {
+    /// Key length in bytes.
+    pub fn width(self) -> usize {
         match self {
             KeyType::Ipv4Addr => 4,
             KeyType::Ipv6Addr => 16,
@@ -189,7 +190,7 @@ impl Batch {
             SetAttribute::Name(set.name.clone()),
             SetAttribute::Flags(flags),
             SetAttribute::KeyType(set.key.nft_type()),
-            SetAttribute::KeyLen(set.key.len() as u32),
+            SetAttribute::KeyLen(set.key.width() as u32),
             SetAttribute::Id(set.id),
         ];
         if let Some(t) = set.timeout {

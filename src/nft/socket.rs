@@ -324,7 +324,7 @@ impl NftSocket {
         message: NfTablesMessage,
         flags: u16,
         what: &str,
-    ) -> Result<Vec<(NetlinkHeader, Vec<u8>)>> {
+    ) -> Result<Vec<RawMessage>> {
         loop {
             let seq = self.next_seq();
             let mut header = NetlinkHeader::default();
@@ -350,7 +350,7 @@ impl NftSocket {
 
     /// Reads the answer to `seq` until NLMSG_DONE or an ack. `None` when a
     /// dump was interrupted by a concurrent change.
-    fn collect(&mut self, seq: u32, what: &str) -> Result<Option<Vec<(NetlinkHeader, Vec<u8>)>>> {
+    fn collect(&mut self, seq: u32, what: &str) -> Result<Option<Vec<RawMessage>>> {
         let mut msgs = Vec::new();
         let mut interrupted = false;
         loop {
@@ -391,6 +391,9 @@ impl NftSocket {
 }
 
 use netlink_packet_core::NetlinkDeserializable;
+
+/// One undecoded answer: its netlink header and payload (from nfgenmsg on).
+pub type RawMessage = (NetlinkHeader, Vec<u8>);
 
 enum CommitError {
     GenerationChanged,
