@@ -141,7 +141,7 @@ fn main() {
         let fd = socket(
             AddressFamily::Inet,
             SockType::Raw,
-            SockFlag::empty(),
+            SockFlag::SOCK_CLOEXEC,
             SockProtocol::Raw,
         )
         .unwrap();
