@@ -145,6 +145,7 @@ impl Ruleset {
     /// return → tripwires.
     pub fn rules(&self) -> Vec<Rule> {
         use expr::*;
+        use netlink_packet_netfilter::nftables::Operator;
         let log_text = format!(
             "log prefix \"{}\" group {}",
             self.log_prefix, self.nflog_group
@@ -187,6 +188,24 @@ impl Ruleset {
                 text: "ct state established,related return".into(),
                 exprs: with(
                     ct_state_in(CT_STATE_ESTABLISHED | CT_STATE_RELATED),
+                    vec![ret()],
+                ),
+            },
+            // A packet for a port with a socket (a real service, on any
+            // address, IPv4 or IPv6, TCP or UDP) is never a probe: the kernel
+            // looks the socket up at the moment the packet arrives, so a
+            // service started a millisecond ago is already covered.
+            Rule {
+                text: "socket transparent 0 return".into(),
+                exprs: with(
+                    vec![socket_transparent(), cmp(Operator::Equal, &[0])],
+                    vec![ret()],
+                ),
+            },
+            Rule {
+                text: "socket transparent 1 return".into(),
+                exprs: with(
+                    vec![socket_transparent(), cmp(Operator::Equal, &[1])],
                     vec![ret()],
                 ),
             },

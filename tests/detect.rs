@@ -463,3 +463,49 @@ fn full_ban_set_is_reported_once_and_the_daemon_goes_on() {
     s.nmap("-sS", true, "1");
     assert!(s.wait_banned(ATTACKER6), "{}", s.log());
 }
+
+#[test]
+fn port_with_a_service_is_never_a_tripwire() {
+    for v6 in [false, true] {
+        let mut s = Scene::new(if v6 { "svc6" } else { "svc4" }, "");
+        let (a, fam, any) = if v6 {
+            (ATTACKER6, "-6", "::")
+        } else {
+            (ATTACKER4, "-4", "0.0.0.0")
+        };
+        let target = if v6 { VICTIM6 } else { VICTIM4 };
+        // Services on watched ports, started after the daemon.
+        let mut tcp = s.pair.victim.cmd("nc");
+        tcp.args([fam, "-k", "-l", any, "11"])
+            .stdout(std::process::Stdio::null());
+        let tcp_pid = s.pair.victim.spawn(&mut tcp);
+        let mut udp = s.pair.victim.cmd("nc");
+        udp.args([fam, "-u", "-k", "-l", any, "7"])
+            .stdout(std::process::Stdio::null());
+        let udp_pid = s.pair.victim.spawn(&mut udp);
+        std::thread::sleep(Duration::from_millis(300));
+        s.pair.attacker.sh(&format!("nc {fam} -z -w 1 {target} 11"));
+        s.pair
+            .attacker
+            .sh(&format!("echo x | nc {fam} -u -w 1 {target} 7 || true"));
+        s.settle();
+        assert!(
+            !s.banned(a),
+            "a client of a real service was banned (v6={v6}); log:\n{}",
+            s.log()
+        );
+        assert!(!s.log().contains("attackalert"), "{}", s.log());
+        // The services stop: the ports are tripwires again at once.
+        for pid in [tcp_pid, udp_pid] {
+            let mut child = s.pair.victim.take_child(pid);
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        s.nmap("-sU", v6, "7");
+        assert!(
+            s.wait_banned(a),
+            "no ban once the service stopped (v6={v6}); log:\n{}",
+            s.log()
+        );
+    }
+}

@@ -38,6 +38,9 @@ const NFTA_CT_DREG: u16 = 1;
 const NFTA_CT_KEY: u16 = 2;
 const NFTA_LOG_GROUP: u16 = 1;
 const NFTA_LOG_PREFIX: u16 = 2;
+const NFTA_SOCKET_KEY: u16 = 1;
+const NFTA_SOCKET_DREG: u16 = 2;
+const NFT_SOCKET_TRANSPARENT: u32 = 0;
 const NFTA_COUNTER_BYTES: u16 = 1;
 const NFTA_COUNTER_PACKETS: u16 = 2;
 
@@ -111,6 +114,24 @@ pub fn ct_state() -> Expr {
                 u32::from(Register::Reg1).to_be_bytes().to_vec(),
             ),
             DefaultNla::new(NFTA_CT_KEY, NFT_CT_STATE.to_be_bytes().to_vec()),
+        ],
+    )
+}
+
+/// `socket transparent` into register 1: the packet's local socket (a
+/// listener, or a bound UDP socket) is looked up; without one the rule ends.
+pub fn socket_transparent() -> Expr {
+    raw(
+        "socket",
+        vec![
+            DefaultNla::new(
+                NFTA_SOCKET_KEY,
+                NFT_SOCKET_TRANSPARENT.to_be_bytes().to_vec(),
+            ),
+            DefaultNla::new(
+                NFTA_SOCKET_DREG,
+                u32::from(Register::Reg1).to_be_bytes().to_vec(),
+            ),
         ],
     )
 }
