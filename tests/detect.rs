@@ -17,18 +17,23 @@ struct Scene {
 
 impl Scene {
     fn new(tag: &str, extra: &str) -> Scene {
+        Scene::build(tag, extra, "# nothing\n", |_| {})
+    }
+
+    /// A scene whose config adds `extra` to the top level, with `ignore` as
+    /// its ignore file, and `prepare` run on the pair before the daemon starts.
+    fn build(tag: &str, extra: &str, ignore: &str, prepare: impl FnOnce(&Pair)) -> Scene {
         let mut pair = Pair::new(tag);
         let dir = TempDir::new(tag);
+        let ignore = dir.file("ignore", ignore);
         let cfg = dir.file(
             "nftsentry.toml",
             &format!(
                 "ignore_file = \"{}\"\n{extra}\n[tcp]\nports = \"{TCP_PORTS}\"\n[udp]\nports = \"{UDP_PORTS}\"\n",
-                dir.path.join("ignore").display()
+                ignore.display()
             ),
         );
-        if !dir.path.join("ignore").exists() {
-            dir.file("ignore", "# nothing\n");
-        }
+        prepare(&pair);
         let log = dir.path.join("log");
         start_daemon(&mut pair.victim, &cfg, &log);
         Scene {
@@ -247,25 +252,8 @@ fn scan_trigger_two_needs_two_probes() {
 #[test]
 fn ignored_source_is_never_banned() {
     for v6 in [false, true] {
-        let tag = if v6 { "ign6" } else { "ign4" };
-        let dir = TempDir::new(tag);
-        // Scene reads its ignore file from its own dir: write it there first.
-        let mut pair = Pair::new(tag);
-        let ignore = dir.file(
-            "ignore",
-            &format!("# the attacker\n{}/32\n{}\n", ATTACKER4, ATTACKER6),
-        );
-        let cfg = dir.file(
-            "nftsentry.toml",
-            &format!("ignore_file = \"{}\"\n[tcp]\nports = \"{TCP_PORTS}\"\n[udp]\nports = \"{UDP_PORTS}\"\n", ignore.display()),
-        );
-        let log = dir.path.join("log");
-        start_daemon(&mut pair.victim, &cfg, &log);
-        let s = Scene {
-            pair,
-            _dir: dir,
-            log,
-        };
+        let ignore = format!("# the attacker\n{ATTACKER4}/32\n{ATTACKER6}\n");
+        let s = Scene::build(if v6 { "ign6" } else { "ign4" }, "", &ignore, |_| {});
         s.nmap("-sS", v6, TCP_PORTS);
         s.nmap("-sU", v6, UDP_PORTS);
         s.settle();
@@ -390,21 +378,10 @@ fn fake_dns(ns: &Netns, secs: u64) -> std::thread::JoinHandle<()> {
 
 #[test]
 fn resolve_host_names_the_scanner_without_delaying_the_ban() {
-    let mut pair = Pair::new("rslv");
-    set_resolv_conf(&pair.victim, "nameserver 127.0.0.1\n");
-    let dns = fake_dns(&pair.victim, 5);
-    let dir = TempDir::new("rslv");
-    let cfg = dir.file(
-        "nftsentry.toml",
-        &format!("ignore_file = \"\"\nresolve_host = true\n[tcp]\nports = \"{TCP_PORTS}\"\n"),
-    );
-    let log = dir.path.join("log");
-    start_daemon(&mut pair.victim, &cfg, &log);
-    let s = Scene {
-        pair,
-        _dir: dir,
-        log,
-    };
+    let s = Scene::build("rslv", "resolve_host = true\n", "# nothing\n", |pair| {
+        set_resolv_conf(&pair.victim, "nameserver 127.0.0.1\n")
+    });
+    let dns = fake_dns(&s.pair.victim, 5);
     s.nmap("-sS", false, "1");
     assert!(s.wait_banned(ATTACKER4), "log:\n{}", s.log());
     let expected = format!(
