@@ -13,6 +13,7 @@ pub mod ignores;
 pub mod listeners;
 pub mod localnet;
 pub mod logging;
+pub mod netlink;
 pub mod nflog;
 pub mod nft;
 pub mod packet;

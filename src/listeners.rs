@@ -34,6 +34,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
 use crate::error::{Error, Result};
+use crate::netlink::{self, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLMSG_OVERRUN};
 
 /// Ports with a listener, each list sorted and deduplicated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -190,11 +191,6 @@ const DUMPS: [Dump; 4] = [
     },
 ];
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
 /// struct inet_diag_req_v2.
 const REQ_LEN: usize = 56;
 /// struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid
@@ -293,10 +289,6 @@ enum WalkError {
     Malformed(String),
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
@@ -306,35 +298,17 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// every length is checked against the buffer.
 fn walk(buf: &[u8], seq: u32, mut on: impl FnMut(Entry)) -> std::result::Result<Walk, WalkError> {
     let mut w = Walk::default();
-    let mut off = 0usize;
-    while off < buf.len() {
-        let rest = &buf[off..];
+    for m in netlink::messages(buf) {
         let bad = |what: String| Err(WalkError::Malformed(what));
-        let (Some(len), Some(kind), Some(flags), Some(mseq)) = (
-            u32_at(rest, 0),
-            u16_at(rest, 4),
-            u16_at(rest, 6),
-            u32_at(rest, 8),
-        ) else {
-            return bad(format!("{} stray bytes after the last message", rest.len()));
-        };
-        let len = len as usize;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return bad(format!(
-                "message length {len} with {} bytes left",
-                rest.len()
-            ));
-        }
-        let payload = &rest[NLMSG_HDRLEN..len];
-        // Messages are padded to 4 bytes; the last one may lack its padding.
-        off = off.saturating_add(len.next_multiple_of(4)).min(buf.len());
-        if mseq != seq {
+        let m = m.map_err(WalkError::Malformed)?;
+        let payload = m.payload;
+        if m.seq != seq {
             continue;
         }
-        if flags & NLM_F_DUMP_INTR != 0 {
+        if m.flags & NLM_F_DUMP_INTR != 0 {
             w.interrupted = true;
         }
-        match kind {
+        match m.kind {
             NLMSG_NOOP => {}
             NLMSG_ERROR => {
                 let Some(code) = u32_at(payload, 0) else {
@@ -476,6 +450,10 @@ impl Differ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    }
 
     fn msg(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let len = NLMSG_HDRLEN + payload.len();

@@ -14,10 +14,10 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::netlink;
 use netlink_packet_core::{
-    ErrorBuffer, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
-    NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
-    Parseable,
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, Parseable,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::LinkMessage;
@@ -407,48 +407,41 @@ impl RouteSocket {
 /// `interrupted` is set if any message carries NLM_F_DUMP_INTR. A netlink
 /// error, an error in the DONE message, or a malformed message is an error.
 fn walk_datagram(
-    mut data: &[u8],
+    data: &[u8],
     seq: u32,
     interrupted: &mut bool,
     each: &mut dyn FnMut(u16, &[u8]) -> Parsed<()>,
 ) -> Parsed<bool> {
-    while !data.is_empty() {
-        let nl = NetlinkBuffer::new_checked(data).map_err(|e| format!("bad reply: {e}"))?;
+    for m in netlink::messages(data) {
+        let m = m.map_err(|e| format!("bad reply: {e}"))?;
         // Replies to an earlier request on this socket are not ours.
-        if nl.sequence_number() == seq {
-            if nl.flags() & NLM_F_DUMP_INTR != 0 {
-                *interrupted = true;
-            }
-            match nl.message_type() {
-                NLMSG_DONE => {
-                    // The kernel reports a dump that failed part-way as a
-                    // negative errno in the DONE payload.
-                    let code = nl
-                        .payload()
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
-                        .unwrap_or(0);
-                    if code < 0 {
-                        return Err(errno_text(code));
-                    }
-                    return Ok(true);
-                }
-                NLMSG_ERROR => {
-                    let err = ErrorBuffer::new_checked(nl.payload())
-                        .map_err(|e| format!("bad error message: {e}"))?;
-                    // Code 0 is an acknowledgement, not an error.
-                    if let Some(code) = err.code() {
-                        return Err(errno_text(code.get()));
-                    }
-                }
-                NLMSG_OVERRUN => return Err("the kernel reported an overrun".into()),
-                NLMSG_NOOP => {}
-                kind => each(kind, nl.payload())?,
-            }
+        if m.seq != seq {
+            continue;
         }
-        // Messages are 4-byte aligned; the last one may end unpadded.
-        let step = (nl.length() as usize + 3) & !3;
-        data = data.get(step..).unwrap_or(&[]);
+        if m.flags & NLM_F_DUMP_INTR != 0 {
+            *interrupted = true;
+        }
+        match m.kind {
+            NLMSG_DONE => {
+                // The kernel reports a dump that failed part-way as a
+                // negative errno in the DONE payload.
+                let code = m.status().unwrap_or(0);
+                if code < 0 {
+                    return Err(errno_text(code));
+                }
+                return Ok(true);
+            }
+            NLMSG_ERROR => {
+                let code = m.status().ok_or("bad error message: too short")?;
+                // Code 0 is an acknowledgement, not an error.
+                if code != 0 {
+                    return Err(errno_text(code));
+                }
+            }
+            NLMSG_OVERRUN => return Err("the kernel reported an overrun".into()),
+            NLMSG_NOOP => {}
+            kind => each(kind, m.payload)?,
+        }
     }
     Ok(false)
 }

@@ -44,6 +44,7 @@ use nix::libc;
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
 use crate::error::{Error, Kind};
+use crate::netlink::{self, NLMSG_ERROR, NLMSG_OVERRUN};
 
 /// How to bind the group and how the kernel should batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,16 +127,9 @@ pub struct NflogStats {
 
 // Netlink and nfnetlink_log numbering (include/uapi/linux/netlink.h,
 // netfilter/nfnetlink.h, netfilter/nfnetlink_log.h).
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_NOOP: u16 = libc::NLMSG_NOOP as u16;
-const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
-const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
-const NLMSG_OVERRUN: u16 = libc::NLMSG_OVERRUN as u16;
 const NFNL_SUBSYS_ULOG: u16 = libc::NFNL_SUBSYS_ULOG as u16;
 const NFULNL_MSG_PACKET: u16 = libc::NFULNL_MSG_PACKET as u16;
 const NFGENMSG_LEN: usize = 4;
-const NLA_HDRLEN: usize = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff; // drops NLA_F_NESTED and NLA_F_NET_BYTEORDER
 // Attribute numbers from libc (the uapi header's enum): NFULA_SEQ is 12, not
 // 13 as some notes have it; counting the enum by hand is how that happens.
 const NFULA_PACKET_HDR: u16 = libc::NFULA_PACKET_HDR as u16;
@@ -513,22 +507,11 @@ fn seq_gap(expected: u32, got: u32) -> u64 {
 
 /// The errno of the NLMSG_ERROR answering (`portid`, `seq`) in a datagram.
 fn find_ack(d: &[u8], portid: u32, seq: u32) -> Option<i32> {
-    let mut off = 0;
-    while d.len() - off >= NLMSG_HDRLEN {
-        let len = ne_u32(&d[off..]) as usize;
-        if len < NLMSG_HDRLEN || len > d.len() - off {
-            return None;
-        }
-        let ty = ne_u16(&d[off + 4..]);
-        let mseq = ne_u32(&d[off + 8..]);
-        let mport = ne_u32(&d[off + 12..]);
-        if ty == NLMSG_ERROR && mseq == seq && (mport == portid || mport == 0) && len >= 20 {
-            let err = ne_u32(&d[off + 16..]) as i32;
-            return Some(-err);
-        }
-        off += align4(len).min(d.len() - off);
-    }
-    None
+    netlink::messages(d)
+        .map_while(|m| m.ok())
+        .find(|m| m.kind == NLMSG_ERROR && m.seq == seq && (m.port == portid || m.port == 0))
+        .and_then(|m| m.status())
+        .map(|err| -err)
 }
 
 /// Decodes one datagram from the NFLOG socket: every netlink message in it,
@@ -548,22 +531,15 @@ pub fn parse_datagram(
     mut on_packet: impl FnMut(&NflogPacket<'_>),
     stats: &mut NflogStats,
 ) {
-    let mut off = 0;
-    while off < buf.len() {
-        let rest = &buf[off..];
-        if rest.len() < NLMSG_HDRLEN {
+    for m in netlink::messages(buf) {
+        let Ok(m) = m else {
+            // A broken header ends this datagram.
             stats.malformed += 1;
             return;
-        }
-        let len = ne_u32(rest) as usize;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            stats.malformed += 1;
-            return;
-        }
-        let ty = ne_u16(&rest[4..]);
-        match ty {
+        };
+        match m.kind {
             t if t == (NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET) => {
-                match parse_packet(&rest[NLMSG_HDRLEN..len]) {
+                match parse_packet(m.payload) {
                     Some(p) => {
                         stats.packets += 1;
                         on_packet(&p);
@@ -572,10 +548,8 @@ pub fn parse_datagram(
                 }
             }
             NLMSG_OVERRUN => stats.overruns += 1,
-            NLMSG_NOOP | NLMSG_DONE | NLMSG_ERROR => {}
             _ => {}
         }
-        off += align4(len).min(rest.len());
     }
 }
 
@@ -593,17 +567,9 @@ fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
         ifindex_in: None,
     };
     let mut have_hdr = false;
-    let mut attrs = &body[NFGENMSG_LEN..];
-    while !attrs.is_empty() {
-        if attrs.len() < NLA_HDRLEN {
-            return None;
-        }
-        let len = usize::from(ne_u16(attrs));
-        if len < NLA_HDRLEN || len > attrs.len() {
-            return None;
-        }
-        let value = &attrs[NLA_HDRLEN..len];
-        match ne_u16(&attrs[2..]) & NLA_TYPE_MASK {
+    for a in netlink::attrs(&body[NFGENMSG_LEN..]) {
+        let (kind, value) = a.ok()?;
+        match kind {
             NFULA_PACKET_HDR => {
                 // struct nfulnl_msg_packet_hdr { __be16 hw_protocol; u8 hook; u8 pad; }
                 p.hw_protocol = be_u16(value)?;
@@ -618,22 +584,8 @@ fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
             NFULA_SEQ => p.seq = Some(be_u32(value)?),
             _ => {}
         }
-        attrs = &attrs[align4(len).min(attrs.len())..];
     }
     have_hdr.then_some(p)
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// Callers check the length first.
-fn ne_u16(b: &[u8]) -> u16 {
-    u16::from_ne_bytes([b[0], b[1]])
-}
-
-fn ne_u32(b: &[u8]) -> u32 {
-    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
 }
 
 fn be_u16(b: &[u8]) -> Option<u16> {
@@ -756,6 +708,8 @@ fn pid_with_socket(inode: u64) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::{NLMSG_DONE, NLMSG_HDRLEN, NLMSG_NOOP};
+    const NLA_HDRLEN: usize = 4;
 
     /// One netlink message with the given type and body, padded.
     fn nlmsg(ty: u16, body: &[u8]) -> Vec<u8> {

@@ -153,27 +153,6 @@ impl NftSocket {
     }
 }
 
-/// Walks the attributes `(kind, value)` of a netlink attribute stream.
-fn attrs(mut buf: &[u8]) -> impl Iterator<Item = std::result::Result<(u16, &[u8]), String>> {
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            buf = &[];
-            return Some(Err(format!(
-                "attribute of length {len} in {} bytes",
-                buf.len()
-            )));
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok((kind, value)))
-    })
-}
-
 fn be_u64(v: &[u8]) -> std::result::Result<u64, String> {
     v.try_into()
         .map(u64::from_be_bytes)
@@ -196,6 +175,7 @@ pub fn parse_element_dump(
     const EXPIRATION: u16 = 5;
     const DATA_VALUE: u16 = 1;
     let body = payload.get(4..).ok_or("short message")?;
+    use crate::netlink::attrs;
     for a in attrs(body) {
         let (kind, value) = a?;
         if kind != LIST_ELEMENTS {
