@@ -12,7 +12,7 @@
 //! Knows nothing of packet formats or netlink encodings.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -23,7 +23,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::bans;
 use crate::cidr::Cidr;
-use crate::config::Config;
+use crate::config::{Config, Proto};
+use crate::connect::{ConnectSockets, Visit};
 use crate::detect::{self, IgnoreList, Outcome, ScanType, Tracker};
 use crate::error::{Error, Result};
 use crate::logging;
@@ -55,6 +56,8 @@ pub struct Stats {
     pub undecodable: u64,
     pub bans: u64,
     pub ban_errors: u64,
+    /// Sources not banned for lack of a handshake.
+    pub withheld: u64,
 }
 
 /// A ban this daemon made, as far as it knows.
@@ -99,6 +102,9 @@ pub struct Sentry {
     /// Reverse DNS for `resolve_host`; lines wait for it, bans never do.
     resolver: Option<Resolver>,
     held: HashMap<IpAddr, (Vec<HostLine>, u64)>,
+    /// Sources that reached the trigger without a handshake while
+    /// `ban_requires_handshake` holds: logged once each.
+    withheld: HashSet<IpAddr>,
     last_ban_error: Option<Instant>,
     ban_errors_logged: u64,
     pub stats: Stats,
@@ -115,6 +121,7 @@ impl Sentry {
         Sentry {
             resolver,
             held: HashMap::new(),
+            withheld: HashSet::new(),
             last_ban_error: None,
             ban_errors_logged: 0,
             ignore: IgnoreList::new(ignores),
@@ -204,6 +211,33 @@ impl Sentry {
             ));
             return;
         };
+        self.detected(src, scan, probe.dport, probe.ip_options, now);
+    }
+
+    /// A connect-mode visitor. Returns whether it gets the banner: not
+    /// when its source is ignored (PortSentry sent it only to offenders).
+    pub fn on_visit(&mut self, visit: &Visit, now: Instant) -> bool {
+        let src = bans::canonical(visit.src);
+        if self.ignore.contains(&src) {
+            self.stats.ignored += 1;
+            logging::debug(&format!(
+                "ignored source {src} connected to {} port {}",
+                visit.proto.as_str(),
+                visit.port
+            ));
+            return false;
+        }
+        let scan = match visit.proto {
+            Proto::Tcp => ScanType::TcpConnect,
+            Proto::Udp => ScanType::UdpConnect,
+        };
+        self.detected(src, scan, visit.port, false, now);
+        true
+    }
+
+    /// A probe or visit from a source that is not ignored: log, count, and
+    /// ban at the trigger.
+    fn detected(&mut self, src: IpAddr, scan: ScanType, port: u16, ip_options: bool, now: Instant) {
         if let Some(ban) = self.active.get(&src) {
             if now.duration_since(ban.since) > IN_FLIGHT {
                 // The kernel no longer has it (lifted or expired early).
@@ -222,12 +256,30 @@ impl Sentry {
             }
             Outcome::Counted { .. } | Outcome::Trigger => {}
         }
-        if probe.ip_options {
-            self.host_line(src, HostLine::IpOptions(scan, probe.dport), now);
+        if ip_options {
+            self.host_line(src, HostLine::IpOptions(scan, port), now);
         }
-        self.host_line(src, HostLine::Alert(scan, probe.dport), now);
+        self.host_line(src, HostLine::Alert(scan, port), now);
         if let Outcome::Trigger = outcome {
+            // Only a completed TCP handshake proves the source address.
+            if self.cfg.ban_requires_handshake && scan != ScanType::TcpConnect {
+                self.withhold(src);
+                return;
+            }
             self.ban(src, now);
+        }
+    }
+
+    fn withhold(&mut self, src: IpAddr) {
+        // Bounded like the tracker: a spoofed flood must not grow it.
+        if self.withheld.len() >= self.cfg.max_tracked_sources {
+            self.withheld.clear();
+        }
+        if self.withheld.insert(src) {
+            self.stats.withheld += 1;
+            logging::notice(&format!(
+                "attackalert: Host {src} not blocked: ban_requires_handshake is set and it completed no TCP handshake"
+            ));
         }
     }
 
@@ -236,6 +288,7 @@ impl Sentry {
         match bans::add(&mut self.nft, &self.cfg.table, src, ban_time, None) {
             Ok(()) => {
                 self.stats.bans += 1;
+                self.withheld.remove(&src);
                 self.tracker.mark_blocked(src, now);
                 self.active.insert(
                     src,
@@ -312,12 +365,42 @@ pub fn run(cfg: Config) -> Result<()> {
         group: cfg.nflog_group,
         ..NflogConfig::default()
     })?;
+    // Connect-mode sockets before the table: in advanced mode their ports
+    // are tripwires until a socket holds them.
+    let (connect, warnings) =
+        ConnectSockets::bind(&cfg.tcp.connect_ports(), &cfg.udp.connect_ports());
+    for w in &warnings {
+        logging::warning(&format!("adminalert: WARNING: {w}"));
+    }
+    for (proto, p) in [(Proto::Tcp, &cfg.tcp), (Proto::Udp, &cfg.udp)] {
+        let wanted = p.connect_ports();
+        if wanted.is_empty() {
+            continue;
+        }
+        let bound = connect.ports(proto);
+        let name = proto.as_str().to_ascii_uppercase();
+        if bound.is_empty() {
+            logging::error(&format!(
+                "adminalert: ERROR: could not listen on any {name} port: connect mode for {name} is not working"
+            ));
+        } else {
+            logging::notice(&format!(
+                "adminalert: connect mode listening on {name} ports {}",
+                port_list(&bound)
+            ));
+        }
+    }
+    for w in handshake_warnings(&cfg) {
+        logging::warning(&format!("adminalert: WARNING: {w}"));
+    }
     let mut nft = NftSocket::open()?;
     nft.commit(&ruleset.install_batch())?;
     logging::notice(&format!(
-        "adminalert: nftsentry {} started: table inet {} installed ({} ignored networks, {} TCP and {} UDP ports watched, NFLOG group {})",
+        "adminalert: nftsentry {} started: table inet {} installed (TCP mode {}, UDP mode {}, {} ignored networks, {} TCP and {} UDP ports watched, NFLOG group {})",
         env!("CARGO_PKG_VERSION"),
         cfg.table,
+        cfg.tcp.mode,
+        cfg.udp.mode,
         ignores.len(),
         count_ports(&ruleset.watch_tcp),
         count_ports(&ruleset.watch_udp),
@@ -336,7 +419,7 @@ pub fn run(cfg: Config) -> Result<()> {
         None
     };
     let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
-    let result = event_loop(&signals, &mut nflog, &mut sentry);
+    let result = event_loop(&signals, &mut nflog, &connect, &mut sentry);
 
     if keep {
         logging::notice(&format!(
@@ -355,11 +438,41 @@ pub fn run(cfg: Config) -> Result<()> {
     result
 }
 
+/// What `check` and start-up say about `ban_requires_handshake`.
+pub fn handshake_warnings(cfg: &Config) -> Vec<String> {
+    if cfg.ban_requires_handshake && !cfg.tcp.mode.connect {
+        vec!["ban_requires_handshake is set but [tcp] has no connect mode: no source will ever be banned".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// "1,11,100-200".
+pub fn port_list(p: &crate::config::PortSet) -> String {
+    p.ranges()
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn count_ports(r: &[(u16, u16)]) -> u32 {
     r.iter().map(|&(s, e)| (e - s) as u32 + 1).sum()
 }
 
-fn event_loop(signals: &SignalFd, nflog: &mut NflogSocket, sentry: &mut Sentry) -> Result<()> {
+fn event_loop(
+    signals: &SignalFd,
+    nflog: &mut NflogSocket,
+    connect: &ConnectSockets,
+    sentry: &mut Sentry,
+) -> Result<()> {
+    let banner = sentry.cfg.port_banner.clone().into_bytes();
     let mut last_loss_report: Option<Instant> = None;
     let mut reported_lost = 0u64;
     loop {
@@ -375,11 +488,13 @@ fn event_loop(signals: &SignalFd, nflog: &mut NflogSocket, sentry: &mut Sentry) 
         };
         let nflog_ready;
         let signal_ready;
+        let visitors: Vec<usize>;
         {
             let mut fds = vec![
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(nflog.as_fd(), PollFlags::POLLIN),
             ];
+            fds.extend(connect.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
             if let Some(r) = sentry.resolver.as_ref() {
                 fds.extend(
                     r.fds()
@@ -395,6 +510,11 @@ fn event_loop(signals: &SignalFd, nflog: &mut NflogSocket, sentry: &mut Sentry) 
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             signal_ready = ready(&fds[0]);
             nflog_ready = ready(&fds[1]);
+            visitors = (0..connect.len()).filter(|&i| ready(&fds[2 + i])).collect();
+        }
+        for i in visitors {
+            let now = Instant::now();
+            connect.serve(i, &banner, |v| sentry.on_visit(v, now));
         }
         if nflog_ready {
             let now = Instant::now();

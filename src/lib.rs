@@ -6,6 +6,7 @@
 pub mod bans;
 pub mod cidr;
 pub mod config;
+pub mod connect;
 pub mod daemon;
 pub mod detect;
 pub mod error;

@@ -168,22 +168,23 @@ fn check(cfg: &Config) -> Result<()> {
         cfg.table,
         nftsentry::ruleset::render_priority(cfg.chain_priority)
     );
-    println!(
-        "tcp: {:?}, {} ports watched",
-        cfg.tcp.mode,
-        cfg.tcp.ports.len()
-    );
-    println!(
-        "udp: {:?}, {} ports watched",
-        cfg.udp.mode,
-        cfg.udp.ports.len()
-    );
+    for (name, p) in [("tcp", &cfg.tcp), ("udp", &cfg.udp)] {
+        println!(
+            "{name}: mode {}, {} ports watched by tripwires, {} ports listened on",
+            p.mode,
+            p.tripwire_ports().len(),
+            p.connect_ports().len()
+        );
+    }
     println!(
         "ban time {}, at most {} bans per family",
         nftsentry::ruleset::nft_duration(cfg.ban_time),
         cfg.set_size
     );
     println!("{} ignored networks", ignores.len());
+    for w in nftsentry::daemon::handshake_warnings(cfg) {
+        println!("warning: {w}");
+    }
     Ok(())
 }
 

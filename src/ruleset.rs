@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::cidr::Cidr;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::nft::FAMILY;
 use crate::nft::batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
 use crate::nft::expr::{self, Expr};
@@ -123,10 +123,7 @@ impl Ruleset {
     /// addresses, already gathered by the caller).
     pub fn from_config(cfg: &Config, ignores: &[Cidr]) -> Ruleset {
         let (ignore4, ignore6) = ignore_ranges(ignores);
-        let watched = |p: &crate::config::Protocol| match p.mode {
-            Mode::Off => Vec::new(),
-            Mode::Stealth => p.ports.ranges().to_vec(),
-        };
+        let watched = |p: &crate::config::Protocol| p.tripwire_ports().ranges().to_vec();
         Ruleset {
             table: cfg.table.clone(),
             priority: cfg.chain_priority,

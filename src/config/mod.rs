@@ -62,6 +62,10 @@ pub struct Config {
     pub max_tracked_sources: usize,
     /// `resolve_host`.
     pub resolve_host: bool,
+    /// `port_banner`: sent to connect-mode clients; empty = nothing.
+    pub port_banner: String,
+    /// `ban_requires_handshake`: only a completed TCP handshake bans.
+    pub ban_requires_handshake: bool,
     /// `[tcp]`.
     pub tcp: Protocol,
     /// `[udp]`.
@@ -73,39 +77,148 @@ pub struct Config {
 pub struct Protocol {
     /// `mode`.
     pub mode: Mode,
-    /// `ports`: the watched ports.
+    /// `ports`: the stealth tripwires and the connect-mode sockets.
     pub ports: PortSet,
+    /// `advanced_ports`: advanced mode watches ports 1 to this - 1.
+    pub advanced_ports: u16,
+    /// `advanced_exclude`: never watched in advanced mode.
+    pub advanced_exclude: PortSet,
 }
 
+impl Protocol {
+    /// The ports whose packets the tripwire rules log: `ports` in stealth
+    /// mode, 1 to `advanced_ports` - 1 but `advanced_exclude` in advanced
+    /// mode, none otherwise. Ports with a socket are skipped by the kernel
+    /// per packet (the ruleset's `socket` rules), not removed here.
+    pub fn tripwire_ports(&self) -> PortSet {
+        match self.mode.tripwires {
+            Tripwires::None => PortSet::default(),
+            Tripwires::Stealth => self.ports.clone(),
+            Tripwires::Advanced if self.advanced_ports <= 1 => PortSet::default(),
+            Tripwires::Advanced => PortSet::from_ranges([(1, self.advanced_ports - 1)])
+                .difference(&self.advanced_exclude),
+        }
+    }
+
+    /// The ports nftsentry listens on itself (connect mode), else none.
+    pub fn connect_ports(&self) -> PortSet {
+        if self.mode.connect {
+            self.ports.clone()
+        } else {
+            PortSet::default()
+        }
+    }
+}
+
+/// The tripwire half of a mode: which ports the kernel logs probes of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Off,
+pub enum Tripwires {
+    None,
+    /// The ports in `ports` (PortSentry's -stcp/-sudp).
     Stealth,
+    /// Every port below `advanced_ports` but the excluded ones (-atcp/-audp).
+    Advanced,
+}
+
+/// How one protocol is watched: tripwires, real sockets (`connect`, as
+/// PortSentry's -tcp/-udp), both, or nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    pub tripwires: Tripwires,
+    pub connect: bool,
 }
 
 impl Mode {
-    /// The names the config file accepts.
-    pub const NAMES: &'static [&'static str] = &["stealth", "off"];
+    pub const OFF: Mode = Mode {
+        tripwires: Tripwires::None,
+        connect: false,
+    };
+    pub const STEALTH: Mode = Mode {
+        tripwires: Tripwires::Stealth,
+        connect: false,
+    };
+    pub const ADVANCED: Mode = Mode {
+        tripwires: Tripwires::Advanced,
+        connect: false,
+    };
+    pub const CONNECT: Mode = Mode {
+        tripwires: Tripwires::None,
+        connect: true,
+    };
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Off => "off",
-            Mode::Stealth => "stealth",
-        }
+    /// The names the config file accepts.
+    pub const NAMES: &'static [&'static str] = &["stealth", "advanced", "connect", "off"];
+
+    pub fn is_off(self) -> bool {
+        self == Mode::OFF
     }
 
     pub fn from_name(name: &str) -> Option<Mode> {
         match name {
-            "off" => Some(Mode::Off),
-            "stealth" => Some(Mode::Stealth),
+            "off" => Some(Mode::OFF),
+            "stealth" => Some(Mode::STEALTH),
+            "advanced" => Some(Mode::ADVANCED),
+            "connect" => Some(Mode::CONNECT),
             _ => None,
         }
     }
+
+    /// The mode of several names, e.g. `["advanced", "connect"]`. Stealth
+    /// and connect both use `ports`, which would leave the tripwires only
+    /// ports that nftsentry itself listens on: refused with the alternative.
+    pub fn combine(names: &[&str]) -> Result<Mode, String> {
+        let mut m = Mode::OFF;
+        if names.is_empty() {
+            return Err("empty mode list: write \"off\" to watch nothing".into());
+        }
+        for &name in names {
+            let one = Mode::from_name(name).ok_or_else(|| unknown_mode(name))?;
+            if one.is_off() {
+                return Err("\"off\" cannot be combined with another mode".into());
+            }
+            let same_wires = one.tripwires != Tripwires::None && one.tripwires == m.tripwires;
+            if (one.connect && m.connect) || same_wires {
+                return Err(format!("mode `{name}` is listed twice"));
+            }
+            if one.tripwires != Tripwires::None && m.tripwires != Tripwires::None {
+                return Err("\"stealth\" and \"advanced\" are alternatives: pick one".to_string());
+            }
+            m.connect |= one.connect;
+            if one.tripwires != Tripwires::None {
+                m.tripwires = one.tripwires;
+            }
+        }
+        if m.connect && m.tripwires == Tripwires::Stealth {
+            return Err("\"stealth\" and \"connect\" would both use `ports`, and a port nftsentry listens on is never a tripwire: use [\"advanced\", \"connect\"] to listen on `ports` and watch every other port below `advanced_ports`".to_string());
+        }
+        Ok(m)
+    }
+}
+
+fn unknown_mode(s: &str) -> String {
+    format!(
+        "unknown mode `{s}`; valid modes: {}",
+        Mode::NAMES
+            .iter()
+            .map(|m| format!("\"{m}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        let wires = match self.tripwires {
+            Tripwires::None => None,
+            Tripwires::Stealth => Some("stealth"),
+            Tripwires::Advanced => Some("advanced"),
+        };
+        match (wires, self.connect) {
+            (None, false) => f.write_str("off"),
+            (None, true) => f.write_str("connect"),
+            (Some(w), false) => f.write_str(w),
+            (Some(w), true) => write!(f, "{w}+connect"),
+        }
     }
 }
 
@@ -144,11 +257,13 @@ pub const TOP_KEYS: &[&str] = &[
     "resolve_host",
     "ignore_file",
     "ignore_local",
+    "port_banner",
+    "ban_requires_handshake",
     "tcp",
     "udp",
 ];
 /// Keys of `[tcp]` and `[udp]`.
-pub const PROTOCOL_KEYS: &[&str] = &["mode", "ports"];
+pub const PROTOCOL_KEYS: &[&str] = &["mode", "ports", "advanced_ports", "advanced_exclude"];
 
 impl Default for Config {
     /// The configuration built into the binary: `DEFAULT_TEXT`, parsed. A
@@ -222,6 +337,10 @@ impl Config {
                 "resolve_host" => c.resolve_host = doc.check(v, key, boolean)?,
                 "ignore_file" => c.ignore_file = doc.check(v, key, |v| ignore_file(string(v)?))?,
                 "ignore_local" => c.ignore_local = doc.check(v, key, boolean)?,
+                "port_banner" => c.port_banner = doc.check(v, key, |v| port_banner(string(v)?))?,
+                "ban_requires_handshake" => {
+                    c.ban_requires_handshake = doc.check(v, key, boolean)?
+                }
                 "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp)?,
                 "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp)?,
                 _ => return Err(doc.unknown_key(k, None)),
@@ -241,9 +360,17 @@ impl Config {
     /// Every key's default as the code knows it. The default file documents
     /// the same values as commented-out lines; a test holds the two equal.
     fn hardwired(source: &str) -> Config {
+        // PortSentry's ADVANCED_EXCLUDE_TCP/UDP defaults: ident and NetBIOS
+        // session; RIP, NetBIOS datagram and name, and DHCP (bootps),
+        // whose broadcasts reach every host on a LAN.
         let protocol = |proto| Protocol {
-            mode: Mode::Stealth,
+            mode: Mode::STEALTH,
             ports: PortSet::preset(Preset::Aware, proto),
+            advanced_ports: 1024,
+            advanced_exclude: match proto {
+                Proto::Tcp => PortSet::from_ports([113, 139]),
+                Proto::Udp => PortSet::from_ports([520, 138, 137, 67]),
+            },
         };
         Config {
             source: source.to_string(),
@@ -260,6 +387,8 @@ impl Config {
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,
             resolve_host: false,
+            port_banner: String::new(),
+            ban_requires_handshake: false,
             tcp: protocol(Proto::Tcp),
             udp: protocol(Proto::Udp),
         }
@@ -359,7 +488,7 @@ impl Doc<'_> {
                 v.span(),
                 name,
                 format!(
-                    "expected a table ([{name}] with `mode` and `ports`), found {}",
+                    "expected a table ([{name}] with `mode`, `ports`, ...), found {}",
                     describe(v.get_ref())
                 ),
             ));
@@ -367,8 +496,13 @@ impl Doc<'_> {
         for (k, v) in in_file_order(t) {
             let key = format!("{name}.{}", k.get_ref());
             match k.get_ref().as_ref() {
-                "mode" => p.mode = self.check(v, &key, |v| mode(string(v)?))?,
+                "mode" => p.mode = self.check(v, &key, mode)?,
                 "ports" => p.ports = self.ports(v, &key, proto)?,
+                "advanced_ports" => {
+                    p.advanced_ports =
+                        self.check(v, &key, |v| integer(v, 1, u16::MAX.into()))? as u16
+                }
+                "advanced_exclude" => p.advanced_exclude = self.ports(v, &key, proto)?,
                 _ => return Err(self.unknown_key(k, Some(name))),
             }
         }
@@ -430,6 +564,12 @@ fn suggestion(name: &str, top_level: bool) -> Option<String> {
         return None;
     }
     if let Some((proto, rest)) = norm.split_once('_') {
+        if (proto == "tcp" || proto == "udp") && PROTOCOL_KEYS.contains(&rest) {
+            return Some(format!("{proto}.{rest}"));
+        }
+    }
+    // PortSentry's ADVANCED_PORTS_TCP is [tcp] advanced_ports.
+    if let Some((rest, proto)) = norm.rsplit_once('_') {
         if (proto == "tcp" || proto == "udp") && PROTOCOL_KEYS.contains(&rest) {
             return Some(format!("{proto}.{rest}"));
         }
@@ -573,17 +713,39 @@ fn ignore_file(s: &str) -> Result<Option<PathBuf>, String> {
     Ok(Some(PathBuf::from(s)))
 }
 
-fn mode(s: &str) -> Result<Mode, String> {
-    Mode::from_name(s).ok_or_else(|| {
-        format!(
-            "unknown mode `{s}`; valid modes: {}",
-            Mode::NAMES
+/// PortSentry's banner buffer was MAXBUF (1024) bytes; a longer banner is
+/// almost certainly a pasted file, and NUL would end it early in PortSentry.
+pub const PORT_BANNER_MAX: usize = 1024;
+
+fn port_banner(s: &str) -> Result<String, String> {
+    if s.len() > PORT_BANNER_MAX {
+        return Err(format!(
+            "the banner is {} bytes long; at most {PORT_BANNER_MAX}",
+            s.len()
+        ));
+    }
+    if s.contains('\0') {
+        return Err("the banner cannot contain a NUL character".to_string());
+    }
+    Ok(s.to_string())
+}
+
+/// A mode name, or an array of names to combine.
+fn mode(v: &DeValue<'_>) -> Result<Mode, String> {
+    match v {
+        DeValue::String(s) => Mode::from_name(s).ok_or_else(|| unknown_mode(s)),
+        DeValue::Array(items) => {
+            let names = items
                 .iter()
-                .map(|m| format!("\"{m}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
+                .map(|i| string(i.get_ref()))
+                .collect::<Result<Vec<&str>, String>>()?;
+            Mode::combine(&names)
+        }
+        other => Err(format!(
+            "expected a mode name such as \"stealth\" or an array such as [\"advanced\", \"connect\"], found {}",
+            describe(other)
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -178,6 +178,32 @@ impl PortSet {
         PortSet::from_ranges(self.ranges.iter().chain(other.ranges.iter()).copied())
     }
 
+    /// The ports of `self` that are not in `other`.
+    pub fn difference(&self, other: &PortSet) -> PortSet {
+        let mut out = Vec::new();
+        for &(a, b) in &self.ranges {
+            // u32 so that stepping past 65535 cannot overflow.
+            let (mut start, end) = (u32::from(a), u32::from(b));
+            for &(x, y) in &other.ranges {
+                let (x, y) = (u32::from(x), u32::from(y));
+                if y < start || x > end {
+                    continue;
+                }
+                if x > start {
+                    out.push((start as u16, (x - 1) as u16));
+                }
+                start = y + 1;
+                if start > end {
+                    break;
+                }
+            }
+            if start <= end {
+                out.push((start as u16, end as u16));
+            }
+        }
+        PortSet::from_ranges(out)
+    }
+
     /// A port list such as `"1,11,100-200"`, whose items may also be presets
     /// qualified by protocol (`"tcp:aware"`, `"udp:anal,8080"`). A bare
     /// preset name is refused: PortSentry's lists differ between TCP and UDP
@@ -298,6 +324,34 @@ impl fmt::Display for PortSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn difference() {
+        let all = PortSet::from_ranges([(1, 65535)]);
+        let ex = PortSet::from_ports([1, 113, 139, 65535]);
+        assert_eq!(
+            all.difference(&ex).ranges(),
+            &[(2, 112), (114, 138), (140, 65534)]
+        );
+        assert!(ex.difference(&all).is_empty());
+        assert_eq!(all.difference(&PortSet::default()), all);
+        let a = PortSet::from_ranges([(10, 20), (30, 40)]);
+        let b = PortSet::from_ranges([(15, 35)]);
+        assert_eq!(a.difference(&b).ranges(), &[(10, 14), (36, 40)]);
+        assert_eq!(b.difference(&a).ranges(), &[(21, 29)]);
+        // Brute force against a bitmap on a small universe.
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as u16 % 64 + 1
+        };
+        for _ in 0..200 {
+            let x = PortSet::from_ranges((0..3).map(|_| (next(), next())));
+            let y = PortSet::from_ranges((0..3).map(|_| (next(), next())));
+            let want: Vec<u16> = x.iter().filter(|p| !y.contains(*p)).collect();
+            assert_eq!(x.difference(&y).iter().collect::<Vec<_>>(), want);
+        }
+    }
 
     #[test]
     fn merges_overlapping_and_adjacent() {

@@ -49,8 +49,8 @@ fn every_key_has_its_documented_default() {
     assert_eq!(c.scan_window, Duration::from_secs(3_600));
     assert_eq!(c.max_tracked_sources, 100_000);
     assert!(!c.resolve_host);
-    assert_eq!(c.tcp.mode, Mode::Stealth);
-    assert_eq!(c.udp.mode, Mode::Stealth);
+    assert_eq!(c.tcp.mode, Mode::STEALTH);
+    assert_eq!(c.udp.mode, Mode::STEALTH);
     assert_eq!(c.tcp.ports, aware(Proto::Tcp));
     assert_eq!(c.udp.ports, aware(Proto::Udp));
     assert_eq!(c.tcp.ports.len(), 26);
@@ -118,7 +118,15 @@ fn every_config_field_is_documented_in_the_default_file() {
         scan_window: _,
         max_tracked_sources: _,
         resolve_host: _,
-        tcp: Protocol { mode: _, ports: _ },
+        port_banner: _,
+        ban_requires_handshake: _,
+        tcp:
+            Protocol {
+                mode: _,
+                ports: _,
+                advanced_ports: _,
+                advanced_exclude: _,
+            },
         udp: _,
     } = Config::default();
     let keys = [
@@ -135,6 +143,8 @@ fn every_config_field_is_documented_in_the_default_file() {
         "scan_window",
         "max_tracked_sources",
         "resolve_host",
+        "port_banner",
+        "ban_requires_handshake",
     ];
     let text = Config::DEFAULT_TEXT;
     for key in keys {
@@ -214,13 +224,19 @@ scan_trigger = 2
 scan_window = "500s"
 max_tracked_sources = 1
 resolve_host = true
+port_banner = "GO AWAY\n"
+ban_requires_handshake = true
 
 [tcp]
 mode = "off"
 ports = "1,11,100-200"
+advanced_ports = 65535
+advanced_exclude = "22,80-81"
 
 [udp]
 ports = [1, 11, "100-200", "aware"]
+advanced_ports = 1
+advanced_exclude = []
 "#;
     let c = Config::parse(text, "x.toml").unwrap();
     assert_eq!(c.source, "x.toml");
@@ -237,12 +253,105 @@ ports = [1, 11, "100-200", "aware"]
     assert_eq!(c.scan_window, Duration::from_secs(500));
     assert_eq!(c.max_tracked_sources, 1);
     assert!(c.resolve_host);
-    assert_eq!(c.tcp.mode, Mode::Off);
+    assert_eq!(c.tcp.mode, Mode::OFF);
     assert_eq!(c.tcp.ports.ranges(), &[(1, 1), (11, 11), (100, 200)]);
-    assert_eq!(c.udp.mode, Mode::Stealth);
+    assert_eq!(c.udp.mode, Mode::STEALTH);
     let want = aware(Proto::Udp).union(&PortSet::from_ranges([(1, 1), (11, 11), (100, 200)]));
     assert_eq!(c.udp.ports, want);
-    assert_eq!(c.protocol(Proto::Tcp).mode, Mode::Off);
+    assert_eq!(c.protocol(Proto::Tcp).mode, Mode::OFF);
+    assert_eq!(c.port_banner, "GO AWAY\n");
+    assert!(c.ban_requires_handshake);
+    assert_eq!(c.tcp.advanced_ports, 65535);
+    assert_eq!(c.tcp.advanced_exclude.ranges(), &[(22, 22), (80, 81)]);
+    assert_eq!(c.udp.advanced_ports, 1);
+    assert!(c.udp.advanced_exclude.is_empty());
+}
+
+#[test]
+fn modes_and_what_they_watch() {
+    let proto = |body: &str| Config::parse(&format!("[tcp]\n{body}"), FILE).map(|c| c.tcp);
+    // Defaults: stealth on the aware list; advanced settings as PortSentry.
+    let d = Config::default();
+    assert_eq!(d.tcp.tripwire_ports(), aware(Proto::Tcp));
+    assert!(d.tcp.connect_ports().is_empty());
+    assert_eq!(d.tcp.advanced_ports, 1024);
+    assert_eq!(d.tcp.advanced_exclude, PortSet::from_ports([113, 139]));
+    assert_eq!(
+        d.udp.advanced_exclude,
+        PortSet::from_ports([67, 137, 138, 520])
+    );
+
+    let adv = proto("mode = \"advanced\"").unwrap();
+    assert_eq!(adv.mode, Mode::ADVANCED);
+    assert_eq!(
+        adv.tripwire_ports().ranges(),
+        &[(1, 112), (114, 138), (140, 1023)]
+    );
+    assert!(adv.connect_ports().is_empty());
+    let adv = proto("mode = \"advanced\"\nadvanced_ports = 65535\nadvanced_exclude = \"1,65534\"")
+        .unwrap();
+    assert_eq!(adv.tripwire_ports().ranges(), &[(2, 65533)]);
+    let adv = proto("mode = \"advanced\"\nadvanced_ports = 1").unwrap();
+    assert!(adv.tripwire_ports().is_empty());
+
+    let con = proto("mode = \"connect\"\nports = \"1,11\"").unwrap();
+    assert_eq!(con.mode, Mode::CONNECT);
+    assert!(con.tripwire_ports().is_empty());
+    assert_eq!(con.connect_ports().ranges(), &[(1, 1), (11, 11)]);
+
+    let both = proto("mode = [\"connect\", \"advanced\"]\nports = \"2000\"").unwrap();
+    assert_eq!(both.mode.to_string(), "advanced+connect");
+    assert_eq!(both.connect_ports().ranges(), &[(2000, 2000)]);
+    assert_eq!(both.tripwire_ports().len(), 1023 - 2);
+
+    let off = proto("mode = \"off\"").unwrap();
+    assert!(off.tripwire_ports().is_empty() && off.connect_ports().is_empty());
+
+    for (bad, want) in [
+        ("[\"stealth\", \"connect\"]", "would both use `ports`"),
+        ("[\"stealth\", \"advanced\"]", "alternatives"),
+        ("[\"connect\", \"connect\"]", "listed twice"),
+        ("[\"advanced\", \"advanced\"]", "listed twice"),
+        ("[\"off\", \"connect\"]", "cannot be combined"),
+        ("[]", "empty mode list"),
+        ("[\"advanced\", 1]", "expected a string"),
+        ("[\"advanced\", \"tcp\"]", "unknown mode `tcp`"),
+        ("1", "expected a mode name"),
+    ] {
+        let msg = proto(&format!("mode = {bad}")).unwrap_err().message;
+        assert_at(&msg, 2, "tcp.mode");
+        assert!(msg.contains(want), "{bad}: {msg}");
+    }
+    for (bad, key, want) in [
+        (
+            "advanced_ports = 0",
+            "tcp.advanced_ports",
+            "out of range 1 to 65535",
+        ),
+        (
+            "advanced_ports = 65536",
+            "tcp.advanced_ports",
+            "out of range",
+        ),
+        (
+            "advanced_ports = \"1024\"",
+            "tcp.advanced_ports",
+            "expected an integer",
+        ),
+        (
+            "advanced_exclude = \"70000\"",
+            "tcp.advanced_exclude",
+            "out of range",
+        ),
+    ] {
+        let msg = proto(bad).unwrap_err().message;
+        assert_at(&msg, 2, key);
+        assert!(msg.contains(want), "{bad}: {msg}");
+    }
+    let msg = err(&format!("port_banner = \"{}\"", "x".repeat(1025)));
+    assert_at(&msg, 1, "port_banner");
+    let msg = err("ban_requires_handshake = \"1\"");
+    assert_at(&msg, 1, "ban_requires_handshake");
 }
 
 #[test]
@@ -279,8 +388,8 @@ fn port_forms() {
     // Dotted keys and inline tables are the same TOML.
     let c = Config::parse("tcp.ports = \"7\"\nudp = { mode = \"off\" }\n", "p").unwrap();
     assert_eq!(c.tcp.ports.ranges(), &[(7, 7)]);
-    assert_eq!(c.tcp.mode, Mode::Stealth);
-    assert_eq!(c.udp.mode, Mode::Off);
+    assert_eq!(c.tcp.mode, Mode::STEALTH);
+    assert_eq!(c.udp.mode, Mode::OFF);
     assert_eq!(c.udp.ports, aware(Proto::Udp));
 }
 
@@ -359,6 +468,22 @@ fn wrong_type_names_line_and_key() {
 }
 
 #[test]
+fn portsentry_advanced_names_are_pointed_to_their_tables() {
+    let msg = err("ADVANCED_PORTS_TCP = 1024\n");
+    assert!(
+        msg.contains("(did you mean `tcp.advanced_ports`?)"),
+        "{msg}"
+    );
+    let msg = err("ADVANCED_EXCLUDE_UDP = \"67\"\n");
+    assert!(
+        msg.contains("(did you mean `udp.advanced_exclude`?)"),
+        "{msg}"
+    );
+    let msg = err("PORT_BANNER = \"x\"\n");
+    assert!(msg.contains("(did you mean `port_banner`?)"), "{msg}");
+}
+
+#[test]
 fn unknown_keys_name_line_and_key() {
     let msg = err("table = \"t\"\nbogus = 1\n");
     assert!(
@@ -370,7 +495,9 @@ fn unknown_keys_name_line_and_key() {
     let msg = err("[tcp]\nmode = \"stealth\"\n\nport = 80\n");
     assert_eq!(
         msg,
-        format!("{FILE}:4: unknown key `tcp.port`; keys allowed at [tcp]: mode, ports")
+        format!(
+            "{FILE}:4: unknown key `tcp.port`; keys allowed at [tcp]: mode, ports, advanced_ports, advanced_exclude"
+        )
     );
     let msg = err("[udp]\n  Ports = \"1\"\n");
     assert!(
@@ -511,11 +638,11 @@ fn bad_log_prefix_mode_and_ignore_file() {
         assert_at(&msg, 1, "log_prefix");
         assert!(msg.contains("printable ASCII"), "{bad}: {msg}");
     }
-    let msg = err("[tcp]\nmode = \"advanced\"\n");
+    let msg = err("[tcp]\nmode = \"atcp\"\n");
     assert_eq!(
         msg,
         format!(
-            "{FILE}:2: key `tcp.mode`: unknown mode `advanced`; valid modes: \"stealth\", \"off\""
+            "{FILE}:2: key `tcp.mode`: unknown mode `atcp`; valid modes: \"stealth\", \"advanced\", \"connect\", \"off\""
         )
     );
     let msg = err("ignore_file = \"ignore\"\n");
@@ -566,7 +693,7 @@ fn load_reads_files_and_names_unreadable_ones() {
     let c = Config::load(Some(&f)).unwrap();
     assert_eq!(c.source, f.display().to_string());
     assert_eq!(c.ban_time, Duration::from_secs(7200));
-    assert_eq!(c.udp.mode, Mode::Off);
+    assert_eq!(c.udp.mode, Mode::OFF);
     std::fs::write(&f, "\nnflog_group = true\n").unwrap();
     let e = Config::load(Some(&f)).unwrap_err();
     assert!(

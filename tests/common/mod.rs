@@ -7,6 +7,8 @@
 //! skip, without it.
 #![allow(dead_code)]
 
+pub mod scene;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,117 @@
+//! A victim namespace running nftsentry with a config of the test's, an
+//! attacker namespace beside it, and what tests ask of them: nmap scans,
+//! the blocked sets, the daemon's log.
+use super::*;
+use std::time::Duration;
+
+pub const TCP_PORTS: &str = "1,11,79";
+pub const UDP_PORTS: &str = "1,7,9";
+
+/// A victim running nftsentry with small watched port lists, and an attacker.
+pub struct Scene {
+    pub pair: Pair,
+    /// Holds the config and log until the scene ends.
+    _dir: TempDir,
+    pub log: std::path::PathBuf,
+}
+
+impl Scene {
+    pub fn new(tag: &str, extra: &str) -> Scene {
+        Scene::build(tag, extra, "# nothing\n", |_| {})
+    }
+
+    /// A scene whose config adds `extra` to the top level, with `ignore` as
+    /// its ignore file, and `prepare` run on the pair before the daemon starts.
+    pub fn build(tag: &str, extra: &str, ignore: &str, prepare: impl FnOnce(&mut Pair)) -> Scene {
+        let tables = format!("[tcp]\nports = \"{TCP_PORTS}\"\n[udp]\nports = \"{UDP_PORTS}\"\n");
+        Scene::with_tables(tag, extra, &tables, ignore, prepare)
+    }
+
+    /// A scene whose config is `extra` (top-level keys) then `tables`
+    /// (the `[tcp]` and `[udp]` tables, written out in full).
+    pub fn with_tables(
+        tag: &str,
+        extra: &str,
+        tables: &str,
+        ignore: &str,
+        prepare: impl FnOnce(&mut Pair),
+    ) -> Scene {
+        let mut pair = Pair::new(tag);
+        let dir = TempDir::new(tag);
+        let ignore = dir.file("ignore", ignore);
+        let cfg = dir.file(
+            "nftsentry.toml",
+            &format!("ignore_file = \"{}\"\n{extra}\n{tables}", ignore.display()),
+        );
+        prepare(&mut pair);
+        let log = dir.path.join("log");
+        start_daemon(&mut pair.victim, &cfg, &log);
+        Scene {
+            pair,
+            _dir: dir,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// nmap from the attacker; returns its normal output.
+    pub fn nmap(&self, scan: &str, v6: bool, ports: &str) -> String {
+        let target = if v6 { VICTIM6 } else { VICTIM4 };
+        let mut c = self.pair.attacker.cmd("nmap");
+        c.args([scan, "-T5", "--max-retries", "0", "-Pn", "-n", "-p", ports]);
+        if v6 {
+            c.arg("-6");
+        }
+        c.arg(target);
+        String::from_utf8(run_ok(&mut c).stdout).unwrap()
+    }
+
+    pub fn banned(&self, addr: &str) -> bool {
+        let set = if addr.contains(':') {
+            "blocked6"
+        } else {
+            "blocked4"
+        };
+        self.pair
+            .victim
+            .nft(&["list", "set", "inet", "nftsentry", set])
+            .contains(addr)
+    }
+
+    /// Packets the blocked-source rule of that family has dropped.
+    pub fn dropped(&self, v6: bool) -> u64 {
+        let chain = self
+            .pair
+            .victim
+            .nft(&["list", "chain", "inet", "nftsentry", "input"]);
+        let rule = if v6 {
+            "ip6 saddr @blocked6 counter packets "
+        } else {
+            "ip saddr @blocked4 counter packets "
+        };
+        let line = chain
+            .lines()
+            .find(|l| l.contains(rule))
+            .expect("no blocked rule");
+        let n = line
+            .split(rule)
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        n.parse().unwrap()
+    }
+
+    pub fn wait_banned(&self, addr: &str) -> bool {
+        wait_until(Duration::from_secs(5), || self.banned(addr))
+    }
+
+    /// Waits long enough for any queued NFLOG event to have been handled.
+    pub fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
