@@ -266,15 +266,94 @@ fn nftsentry_config(scan_trigger: u32, extra_tcp: &str) -> String {
     )
 }
 
+/// Starts the daemon; with NFTSENTRY_BENCH_WRAP set (e.g. "valgrind
+/// --tool=callgrind --callgrind-out-file=/tmp/cg.%p") under that command,
+/// for profiling runs.
 fn start_nftsentry(p: &mut Pair, config: &str) -> Nftsentry {
     let dir = TempDir::new("cmp-nft");
     let cfg = dir.file("nftsentry.toml", config);
     let log = dir.path.join("log");
-    let pid = start_daemon(&mut p.victim, &cfg, &log);
+    let pid = match std::env::var("NFTSENTRY_BENCH_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut c = p.victim.cmd(words.next().unwrap());
+            c.args(words)
+                .arg(nftsentry_bin())
+                .arg("-c")
+                .arg(&cfg)
+                .arg("run")
+                .stderr(File::create(&log).unwrap());
+            let pid = p.victim.spawn(&mut c);
+            let ok = wait_until(Duration::from_secs(60), || {
+                p.victim
+                    .cmd("nft")
+                    .args(["list", "table", "inet", "nftsentry"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
+            assert!(ok, "wrapped daemon did not install its table");
+            pid
+        }
+        _ => start_daemon(&mut p.victim, &cfg, &log),
+    };
     Nftsentry {
         pid,
         log,
         _dir: dir,
+    }
+}
+
+impl Drop for Nftsentry {
+    /// SIGTERM and wait, so the daemon exits its own way (and a profiler
+    /// wrapped around it writes its data) before the namespace goes.
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        wait_until(Duration::from_secs(60), || exited(self.pid));
+    }
+}
+
+/// Gone, or a zombie waiting for its parent.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+    }
+}
+
+/// `perf record` (cpu-clock samples, kernel and user) attached to `pid`
+/// into `file`, for `--profile DIR` runs; ended with SIGINT so it writes.
+struct Perf(std::process::Child);
+
+impl Perf {
+    fn attach(pid: u32, file: Option<PathBuf>) -> Option<Perf> {
+        let file = file?;
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-g",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        // perf needs a moment to attach before the flood starts.
+        std::thread::sleep(Duration::from_millis(500));
+        Some(Perf(child))
+    }
+    fn finish(mut self) {
+        signal(self.0.id(), nix::sys::signal::Signal::SIGINT);
+        let _ = self.0.wait();
     }
 }
 
@@ -370,11 +449,7 @@ impl Portsentry {
     }
     fn stop(self) {
         signal(self.pid, nix::sys::signal::Signal::SIGTERM);
-        wait_until(Duration::from_secs(5), || {
-            !Path::new(&format!("/proc/{}", self.pid)).exists()
-                || std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-                    .is_ok_and(|s| s.contains(") Z"))
-        });
+        wait_until(Duration::from_secs(5), || exited(self.pid));
     }
 }
 
@@ -464,7 +539,7 @@ fn flood(
         let start = Instant::now();
         let mut sent = 0;
         while sent < n {
-            if sent % 64 == 0 && start.elapsed() >= limit {
+            if start.elapsed() >= limit {
                 break;
             }
             let pkt = syn(src(sent));
@@ -627,6 +702,8 @@ struct Args {
     flood_bans: u64,
     flood_decode: u64,
     only: Vec<String>,
+    /// `--profile DIR`: perf record of each daemon during the no-ban flood.
+    profile: Option<PathBuf>,
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -743,14 +820,18 @@ fn src_distinct(i: u64) -> u32 {
     SPOOF_BASE + (i % u64::from(SPOOF_COUNT)) as u32
 }
 
-fn flood_nftsentry(n: u64, scan_trigger: u32) -> FloodResult {
+fn flood_nftsentry(n: u64, scan_trigger: u32, profile: Option<PathBuf>) -> FloodResult {
     let mut p = pair("cmp-fl");
     let d = start_nftsentry(&mut p, &nftsentry_config(scan_trigger, ""));
+    let perf = Perf::attach(d.pid, profile);
     let cpu0 = cpu_of(d.pid);
     let t0 = Instant::now();
     let (sent, send_time) = flood(&p, n, Duration::from_secs(10), src_distinct);
     let done = wait_idle(d.pid, Duration::from_secs(60));
     let cpu = cpu_of(d.pid) - cpu0;
+    if let Some(perf) = perf {
+        perf.finish();
+    }
     let handled = d.alerts();
     let bans = p
         .victim
@@ -779,14 +860,18 @@ fn flood_nftsentry(n: u64, scan_trigger: u32) -> FloodResult {
     }
 }
 
-fn flood_portsentry(bin: &Path, n: u64, trigger: u32) -> FloodResult {
+fn flood_portsentry(bin: &Path, n: u64, trigger: u32, profile: Option<PathBuf>) -> FloodResult {
     let p = pair("cmp-fl-ps");
     let ps = start_portsentry(&p, bin, "-stcp", trigger);
+    let perf = Perf::attach(ps.pid, profile);
     let cpu0 = cpu_of(ps.pid);
     let t0 = Instant::now();
     let (sent, send_time) = flood(&p, n, Duration::from_secs(10), src_distinct);
     let done = wait_idle(ps.pid, Duration::from_secs(30));
     let cpu = cpu_of(ps.pid) - cpu0;
+    if let Some(perf) = perf {
+        perf.finish();
+    }
     let arrived = arrived(&p);
     let (rx_queue, drops) = raw_socket(ps.pid).unwrap_or((0, 0));
     // With a trigger nothing is blocked: what it read is what arrived less
@@ -857,8 +942,8 @@ const NO_TRIGGER: u32 = 50;
 
 fn row_flood(a: &Args, t: &mut Table) -> Option<(f64, f64)> {
     // Every probe from a new source, each one banned.
-    let nft = flood_nftsentry(a.flood_bans, 0);
-    let ps = flood_portsentry(&a.portsentry, a.flood_bans, 0);
+    let nft = flood_nftsentry(a.flood_bans, 0, None);
+    let ps = flood_portsentry(&a.portsentry, a.flood_bans, 0, None);
     flood_rows(t, "flood, ban every source", &nft, &ps);
     t.note(format!(
         "Flood with bans: {} SYNs from distinct spoofed sources (198.18.0.0/15) as fast as one \
@@ -872,8 +957,18 @@ fn row_flood(a: &Args, t: &mut Table) -> Option<(f64, f64)> {
     ));
 
     // Decode and count only: the trigger is never reached.
-    let nft = flood_nftsentry(a.flood_decode, NO_TRIGGER);
-    let ps = flood_portsentry(&a.portsentry, a.flood_decode, NO_TRIGGER);
+    let file = |who: &str| {
+        a.profile
+            .as_ref()
+            .map(|d| d.join(format!("{who}-flood.perf.data")))
+    };
+    let nft = flood_nftsentry(a.flood_decode, NO_TRIGGER, file("nftsentry"));
+    let ps = flood_portsentry(
+        &a.portsentry,
+        a.flood_decode,
+        NO_TRIGGER,
+        file("portsentry"),
+    );
     flood_rows(t, "flood, no bans (decode + track)", &nft, &ps);
     t.note(format!(
         "Flood without bans: {} SYNs cycling over {SPOOF_COUNT} spoofed sources, trigger \
@@ -991,7 +1086,8 @@ fn filler(i: u32) -> u32 {
 }
 
 fn row_drop(t: &mut Table) {
-    const SIZES: [u32; 3] = [10_000, 100_000, 1_000_000];
+    // The first size is the baseline: the banned source alone.
+    const SIZES: [u32; 4] = [1, 10_000, 100_000, 1_000_000];
     let banned = SPOOF_BASE;
     let secs = 2.0;
     // nftsentry: its own table and chain; the ban set filled to each size.
@@ -1080,23 +1176,42 @@ fn row_drop(t: &mut Table) {
             ipt.push(Some(pps));
         }
     }
-    for (i, &size) in SIZES.iter().enumerate() {
+    for (i, &size) in SIZES.iter().enumerate().skip(1) {
         let what = format!("drop path, {size} bans: packets/s dropped from a banned source");
         match ipt[i] {
             Some(v) => t.both(&what, nft[i], v, "/s", Better::Higher),
             None => t.text(&what, &fmt_num(nft[i], "/s"), "not measured", "—"),
         }
     }
-    let flat = nft[2] / nft[0];
+    // Time per packet above the one-ban baseline: the cost of the ban
+    // lookup itself, without the sender's and the stack's share.
+    let extra = |v: &[Option<f64>]| -> String {
+        let base = v[0];
+        v.iter()
+            .zip(SIZES)
+            .skip(1)
+            .map(|(x, size)| match (x, base) {
+                (Some(x), Some(b)) => format!("{size}: {:+.2} µs", (1.0 / x - 1.0 / b) * 1e6),
+                _ => format!("{size}: n/a"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let nft_opt: Vec<Option<f64>> = nft.iter().map(|&x| Some(x)).collect();
     t.note(format!(
         "Drop path: a sender thread in the attacker floods SYNs from one banned source for {secs} s \
          (bounded: with many linear rules each packet takes long, so the window holds few \
          packets); packets counted at prerouting in the victim. The sender's own thread also \
-         carries the victim's receive path (veth), so a figure is the whole per-packet cost. \
-         nftsentry: its table and chain, blocked4 filled with N elements with timeouts \
-         (1M/10k ratio {flat:.2}). Right column: N rules `-s ADDR -j DROP` in INPUT, the banned \
-         address last, as `iptables -I` per ban leaves the oldest ban (and as every packet \
-         from a source that is not banned pays). {variant}. {}.",
+         carries the victim's receive path (veth), so a figure is the whole per-packet cost; \
+         with the banned source as the only ban: nftsentry {}, iptables {}. Time per packet \
+         above that baseline, nftsentry: {}; iptables: {}. nftsentry: its table and chain, \
+         blocked4 filled with N elements with timeouts. Right column: N rules `-s ADDR -j DROP` \
+         in INPUT, the banned address last, as `iptables -I` per ban leaves the oldest ban \
+         (and as every packet from a source that is not banned pays). {variant}. {}.",
+        fmt_num(nft[0], "/s"),
+        ipt[0].map(|x| fmt_num(x, "/s")).unwrap_or("n/a".into()),
+        extra(&nft_opt),
+        extra(&ipt),
         ipt_notes.join("; ")
     ));
 }
@@ -1209,6 +1324,7 @@ fn parse_args() -> Args {
         flood_bans: 100_000,
         flood_decode: 1_000_000,
         only: Vec::new(),
+        profile: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -1227,6 +1343,7 @@ fn parse_args() -> Args {
                 a.flood_bans = 20_000;
                 a.flood_decode = 200_000;
             }
+            "--profile" => a.profile = Some(it.next().expect("--profile DIR").into()),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
