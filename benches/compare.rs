@@ -14,8 +14,11 @@
 //! Run by benches/compare (which installs iptables, unpacks portsentry and
 //! builds this), as root:
 //!   cargo bench --bench compare -- --portsentry PATH [--only ROW,...] [--quick]
-//! Rows: latency, flood, bulk, drop, startup, rss. Nothing here asserts a
-//! timing; a measurement that cannot be made prints why in its row.
+//! Rows: latency, flood (flood-bans, flood-nobans), bulk, drop, startup, rss.
+//! Profiling: --profile DIR attaches `perf record` to both daemons during the
+//! no-ban flood; NFTSENTRY_BENCH_WRAP="valgrind --tool=callgrind ..." runs
+//! nftsentry under a wrapper. Nothing here asserts a timing; a measurement
+//! that cannot be made prints why in its row.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -823,6 +826,7 @@ fn src_distinct(i: u64) -> u32 {
 fn flood_nftsentry(n: u64, scan_trigger: u32, profile: Option<PathBuf>) -> FloodResult {
     let mut p = pair("cmp-fl");
     let d = start_nftsentry(&mut p, &nftsentry_config(scan_trigger, ""));
+    let rss0 = rss_mib(&d.pid.to_string());
     let perf = Perf::attach(d.pid, profile);
     let cpu0 = cpu_of(d.pid);
     let t0 = Instant::now();
@@ -856,13 +860,14 @@ fn flood_nftsentry(n: u64, scan_trigger: u32, profile: Option<PathBuf>) -> Flood
         busy: done.saturating_duration_since(t0),
         cpu,
         rss_mib: rss_mib(&d.pid.to_string()),
-        extra: format!("{bans} bans in blocked4{lost_line}"),
+        extra: format!("{bans} bans in blocked4, RSS {rss0:.1} MiB before the flood{lost_line}"),
     }
 }
 
 fn flood_portsentry(bin: &Path, n: u64, trigger: u32, profile: Option<PathBuf>) -> FloodResult {
     let p = pair("cmp-fl-ps");
     let ps = start_portsentry(&p, bin, "-stcp", trigger);
+    let rss0 = rss_mib(&ps.pid.to_string());
     let perf = Perf::attach(ps.pid, profile);
     let cpu0 = cpu_of(ps.pid);
     let t0 = Instant::now();
@@ -893,14 +898,14 @@ fn flood_portsentry(bin: &Path, n: u64, trigger: u32, profile: Option<PathBuf>) 
         cpu,
         rss_mib: rss,
         extra: format!(
-            "{blocked} hosts blocked; raw socket: {drops} packets dropped, {rx_queue} bytes still queued"
+            "{blocked} hosts blocked, RSS {rss0:.1} MiB before the flood; raw socket: {drops} packets dropped, {rx_queue} bytes still queued"
         ),
     }
 }
 
 fn flood_rows(t: &mut Table, label: &str, nft: &FloodResult, ps: &FloodResult) {
     t.both(
-        &format!("{label}: probes handled per second (wall)"),
+        &format!("{label}: probes handled per second (wall clock; offered load in the notes)"),
         nft.rate(),
         ps.rate(),
         "/s",
@@ -940,7 +945,7 @@ fn describe(who: &str, r: &FloodResult) -> String {
 /// times at most). PortSentry bans at once above 50, its state table size.
 const NO_TRIGGER: u32 = 50;
 
-fn row_flood(a: &Args, t: &mut Table) -> Option<(f64, f64)> {
+fn row_flood_bans(a: &Args, t: &mut Table) {
     // Every probe from a new source, each one banned.
     let nft = flood_nftsentry(a.flood_bans, 0, None);
     let ps = flood_portsentry(&a.portsentry, a.flood_bans, 0, None);
@@ -955,7 +960,10 @@ fn row_flood(a: &Args, t: &mut Table) -> Option<(f64, f64)> {
         describe("nftsentry", &nft),
         describe("PortSentry", &ps)
     ));
+}
 
+/// Returns both daemons' RSS after the flood, for the RSS row.
+fn row_flood_nobans(a: &Args, t: &mut Table) -> Option<(f64, f64)> {
     // Decode and count only: the trigger is never reached.
     let file = |who: &str| {
         a.profile
@@ -970,6 +978,14 @@ fn row_flood(a: &Args, t: &mut Table) -> Option<(f64, f64)> {
         file("portsentry"),
     );
     flood_rows(t, "flood, no bans (decode + track)", &nft, &ps);
+    let per_core = |r: &FloodResult| 1e6 / r.cpu_per_million().max(1e-9);
+    t.both(
+        "flood, no bans: probes per CPU-second of the daemon (per core)",
+        per_core(&nft),
+        per_core(&ps),
+        "/s",
+        Better::Higher,
+    );
     t.note(format!(
         "Flood without bans: {} SYNs cycling over {SPOOF_COUNT} spoofed sources, trigger \
          {NO_TRIGGER} (PortSentry's most: above its 50-host state table it blocks at once) so \
@@ -1289,15 +1305,17 @@ fn row_rss(t: &mut Table, after_flood: Option<(f64, f64)>) {
         );
     }
     // 1M distinct sources cannot be sent from the /15 we may spoof, so the
-    // tracker the daemon uses is filled in this process.
-    const N: u32 = 1_000_000;
-    let before = rss_mib("self");
-    let now = Instant::now();
-    let mut tr = Tracker::new(N as usize, 1_000_000, Duration::from_secs(3600));
-    for i in 0..N {
-        tr.record(IpAddr::V4(Ipv4Addr::from(filler(i))), now);
-    }
-    let after = rss_mib("self");
+    // tracker the daemon uses is filled in a fresh process of this program
+    // (fresh, so no memory freed by earlier rows hides the growth).
+    let out = run_ok(Command::new(std::env::current_exe().unwrap()).arg(TRACKER_CHILD));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [before, after, held, allocated] = f[..] else {
+        panic!("tracker child printed {text:?}");
+    };
     t.text(
         "tracker memory with 1M tracked sources (MiB)",
         &format!("{:.1}", after - before),
@@ -1308,13 +1326,30 @@ fn row_rss(t: &mut Table, after_flood: Option<(f64, f64)>) {
         "RSS: the daemon row is VmRSS after the no-ban flood (nftsentry with \
          max_tracked_sources 1,000,000 holding the {SPOOF_COUNT} spoofed sources; PortSentry \
          keeps a fixed table of 50 recent hosts, so its figure does not grow, nor does it \
-         remember more). The 1M row: the daemon's Tracker filled with 1,000,000 sources in \
-         the benchmark process, VmRSS growth ({} sources held, {:.1} MiB allocated). \
-         PortSentry cannot track 1M sources.",
+         remember more). The 1M row: the daemon's Tracker filled with 1,000,000 sources in a \
+         fresh process, its VmRSS growth ({before:.1} → {after:.1} MiB; {held} sources held, \
+         {allocated:.1} MiB allocated). PortSentry cannot track 1M sources."
+    ));
+}
+
+const TRACKER_CHILD: &str = "--tracker-rss-child";
+
+/// In the child: VmRSS before and after filling a Tracker with 1M sources,
+/// sources held, MiB allocated.
+fn tracker_child() {
+    const N: u32 = 1_000_000;
+    let before = rss_mib("self");
+    let now = Instant::now();
+    let mut tr = Tracker::new(N as usize, 1_000_000, Duration::from_secs(3600));
+    for i in 0..N {
+        tr.record(IpAddr::V4(Ipv4Addr::from(filler(i))), now);
+    }
+    let after = rss_mib("self");
+    println!(
+        "{before} {after} {} {}",
         tr.len(),
         tr.memory_bytes() as f64 / (1 << 20) as f64
-    ));
-    drop(tr);
+    );
 }
 
 fn parse_args() -> Args {
@@ -1356,9 +1391,19 @@ fn parse_args() -> Args {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == TRACKER_CHILD) {
+        return tracker_child();
+    }
     require_root();
     let a = parse_args();
-    let want = |r: &str| a.only.is_empty() || a.only.iter().any(|o| o == r);
+    // A row name selects itself and its sub-rows ("flood" = "flood-bans" and
+    // "flood-nobans").
+    let want = |r: &str| {
+        a.only.is_empty()
+            || a.only
+                .iter()
+                .any(|o| o == r || r.starts_with(&format!("{o}-")))
+    };
     let mut t = Table::default();
     let started = Instant::now();
     let mut phases: HashMap<&str, Duration> = HashMap::new();
@@ -1371,9 +1416,14 @@ fn main() {
     if want("latency") {
         timed("latency", &mut t, &mut |t| row_latency(&a, t));
     }
+    if want("flood-bans") {
+        timed("flood-bans", &mut t, &mut |t| row_flood_bans(&a, t));
+    }
     let mut rss = None;
-    if want("flood") {
-        timed("flood", &mut t, &mut |t| rss = row_flood(&a, t));
+    if want("flood-nobans") {
+        timed("flood-nobans", &mut t, &mut |t| {
+            rss = row_flood_nobans(&a, t)
+        });
     }
     if want("bulk") {
         timed("bulk", &mut t, &mut |t| row_bulk(&a, t));
