@@ -848,8 +848,7 @@ fn flood_nftsentry(n: u64, scan_trigger: u32, profile: Option<PathBuf>) -> Flood
     let lost_line = std::fs::read_to_string(&d.log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("NFLOG events lost"))
-        .last()
+        .rfind(|l| l.contains("NFLOG events lost"))
         .map(|l| format!("; daemon: \"{}\"", l.trim()))
         .unwrap_or_default();
     FloodResult {
