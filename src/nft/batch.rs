@@ -135,6 +135,12 @@ impl Batch {
         self.messages.is_empty()
     }
 
+    /// The queued messages in order, for framing outside `NftSocket` (the
+    /// element-encoding benchmark serialises them without a socket).
+    pub fn messages(&self) -> &[Queued] {
+        &self.messages
+    }
+
     pub fn push(
         &mut self,
         family: NetfilterProtoFamily,
