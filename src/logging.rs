@@ -26,6 +26,9 @@ pub enum Target {
 }
 
 static TARGET_SYSLOG: AtomicBool = AtomicBool::new(false);
+/// JOURNAL_STREAM, read once at `init`: a getenv per line was 8% of the
+/// daemon's CPU under a flood (BENCHMARKS.md).
+static JOURNAL: AtomicBool = AtomicBool::new(false);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static SYSLOG: Mutex<Option<UnixDatagram>> = Mutex::new(None);
 
@@ -43,6 +46,10 @@ pub fn auto_target() -> Target {
 }
 
 pub fn init(target: Target, debug: bool) {
+    JOURNAL.store(
+        std::env::var_os("JOURNAL_STREAM").is_some(),
+        Ordering::Relaxed,
+    );
     TARGET_SYSLOG.store(target == Target::Syslog, Ordering::Relaxed);
     MAX_LEVEL.store(
         if debug { Level::Debug } else { Level::Info } as u8,
@@ -82,12 +89,17 @@ pub fn log(level: Level, line: &str) {
         }
     }
     // The journal reads the priority from a <N> prefix on each stderr line.
-    let prefix = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        format!("<{}>", level as u8)
-    } else {
-        String::new()
-    };
-    let _ = writeln!(std::io::stderr().lock(), "{prefix}{line}");
+    // One write(2) per line (stderr is unbuffered: writeln! made two, and
+    // two writers could interleave between them).
+    let mut buf = String::with_capacity(line.len() + 4);
+    if JOURNAL.load(Ordering::Relaxed) {
+        buf.push('<');
+        buf.push(char::from(b'0' + level as u8));
+        buf.push('>');
+    }
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }
 
 pub fn error(line: &str) {
