@@ -7,6 +7,7 @@ pub mod bans;
 pub mod cidr;
 pub mod config;
 pub mod connect;
+pub mod control;
 pub mod daemon;
 pub mod detect;
 pub mod error;

@@ -158,13 +158,25 @@ impl Batch {
 
     /// Creates the table; with `exclusive`, fails if it exists.
     pub fn add_table(&mut self, family: NetfilterProtoFamily, name: &str, exclusive: bool) {
+        self.add_table_flags(family, name, exclusive, TableFlags::empty());
+    }
+
+    /// A table with flags: `Owner` (only the sending socket may change it;
+    /// kernel >= 5.12) and `Persisent` (it outlives that socket, >= 6.9).
+    pub fn add_table_flags(
+        &mut self,
+        family: NetfilterProtoFamily,
+        name: &str,
+        exclusive: bool,
+        flags: TableFlags,
+    ) {
         let excl = if exclusive { NLM_F_EXCL } else { 0 };
         self.push(
             family,
             NfTablesMessage::NewTable(TableMessage {
                 attributes: vec![
                     TableAttribute::Name(name.to_string()),
-                    TableAttribute::Flags(TableFlags::empty()),
+                    TableAttribute::Flags(flags),
                 ],
             }),
             NLM_F_CREATE | excl,
