@@ -5,6 +5,7 @@
 //!
 //! Knows nothing of sockets or nftables: it only says what was asked for.
 
+mod actions;
 mod duration;
 pub mod ignore;
 mod ports;
@@ -20,6 +21,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::Error;
 
+pub use actions::{BlockMode, RouteMode, TEMPLATE_VARIABLES};
 pub use duration::{format_duration, parse_duration};
 pub use ports::{
     PORTSENTRY_TCP_AWARE, PORTSENTRY_TCP_BARE_BONES, PORTSENTRY_TCP_PARANOID, PORTSENTRY_UDP_AWARE,
@@ -62,6 +64,31 @@ pub struct Config {
     pub max_tracked_sources: usize,
     /// `resolve_host`.
     pub resolve_host: bool,
+    /// `route`: native host route added for a banned source.
+    pub route: RouteMode,
+    /// `kill_route`: legacy command template, run instead of a native route
+    /// when not empty.
+    pub kill_route: String,
+    /// `hosts_deny`; `None` when set to "".
+    pub hosts_deny: Option<PathBuf>,
+    /// `hosts_deny_line`: the line template.
+    pub hosts_deny_line: String,
+    /// `command`: argv template; empty = no command.
+    pub command: Vec<String>,
+    /// `command_shell`: run `command` (and `kill_route`) through /bin/sh -c.
+    pub command_shell: bool,
+    /// `run_before_block`.
+    pub run_before_block: bool,
+    /// `command_timeout`.
+    pub command_timeout: Duration,
+    /// `history_file`; `None` when set to "".
+    pub history_file: Option<PathBuf>,
+    /// `state_file`; `None` when set to "".
+    pub state_file: Option<PathBuf>,
+    /// `ban_time_factor`: 1 = no escalation.
+    pub ban_time_factor: u32,
+    /// `ban_time_max`: cap of escalated bans.
+    pub ban_time_max: Duration,
     /// `[tcp]`.
     pub tcp: Protocol,
     /// `[udp]`.
@@ -75,6 +102,8 @@ pub struct Protocol {
     pub mode: Mode,
     /// `ports`: the watched ports.
     pub ports: PortSet,
+    /// `block_mode`.
+    pub block_mode: BlockMode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +157,8 @@ pub const SCAN_WINDOW_MAX: Duration = Duration::from_secs(365 * 86_400);
 /// extra zero or three) into an error instead of a huge kernel set.
 pub const SET_SIZE_MAX: u32 = 16_777_216;
 pub const MAX_TRACKED_SOURCES_MAX: usize = 10_000_000;
+pub const COMMAND_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+pub const COMMAND_TIMEOUT_MAX: Duration = Duration::from_secs(86_400);
 
 /// Keys of the top level, in the order the default file documents them.
 pub const TOP_KEYS: &[&str] = &[
@@ -144,11 +175,23 @@ pub const TOP_KEYS: &[&str] = &[
     "resolve_host",
     "ignore_file",
     "ignore_local",
+    "route",
+    "kill_route",
+    "hosts_deny",
+    "hosts_deny_line",
+    "command",
+    "command_shell",
+    "run_before_block",
+    "command_timeout",
+    "history_file",
+    "state_file",
+    "ban_time_factor",
+    "ban_time_max",
     "tcp",
     "udp",
 ];
 /// Keys of `[tcp]` and `[udp]`.
-pub const PROTOCOL_KEYS: &[&str] = &["mode", "ports"];
+pub const PROTOCOL_KEYS: &[&str] = &["mode", "ports", "block_mode"];
 
 impl Default for Config {
     /// The configuration built into the binary: `DEFAULT_TEXT`, parsed. A
@@ -187,6 +230,8 @@ impl Config {
         let doc = Doc { text, source };
         let root = DeTable::parse(text).map_err(|e| doc.syntax_error(&e))?;
         let mut c = Config::hardwired(source);
+        // Lines of keys that a check across keys may have to name.
+        let mut lines = KeyLines::default();
         for (k, v) in in_file_order(root.get_ref()) {
             let key: &str = k.get_ref();
             match key {
@@ -222,11 +267,52 @@ impl Config {
                 "resolve_host" => c.resolve_host = doc.check(v, key, boolean)?,
                 "ignore_file" => c.ignore_file = doc.check(v, key, |v| ignore_file(string(v)?))?,
                 "ignore_local" => c.ignore_local = doc.check(v, key, boolean)?,
-                "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp)?,
-                "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp)?,
+                "route" => c.route = doc.check(v, key, |v| actions::route_mode(string(v)?))?,
+                "kill_route" => {
+                    c.kill_route = doc.check(v, key, |v| actions::kill_route(string(v)?))?
+                }
+                "hosts_deny" => {
+                    c.hosts_deny = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/etc/hosts.deny")
+                    })?
+                }
+                "hosts_deny_line" => {
+                    c.hosts_deny_line =
+                        doc.check(v, key, |v| actions::hosts_deny_line(string(v)?))?
+                }
+                "command" => c.command = doc.check(v, key, actions::command)?,
+                "command_shell" => c.command_shell = doc.check(v, key, boolean)?,
+                "run_before_block" => c.run_before_block = doc.check(v, key, boolean)?,
+                "command_timeout" => {
+                    c.command_timeout = doc.check(v, key, |v| {
+                        duration(v, COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX)
+                    })?
+                }
+                "history_file" => {
+                    c.history_file = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/var/lib/nftsentry/history")
+                    })?
+                }
+                "state_file" => {
+                    c.state_file = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/var/lib/nftsentry/state")
+                    })?
+                }
+                "ban_time_factor" => {
+                    c.ban_time_factor =
+                        doc.check(v, key, |v| integer(v, 1, actions::BAN_TIME_FACTOR_MAX))? as u32
+                }
+                "ban_time_max" => {
+                    c.ban_time_max =
+                        doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?;
+                    lines.ban_time_max = Some(doc.line(v.span().start));
+                }
+                "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp, &mut lines)?,
+                "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp, &mut lines)?,
                 _ => return Err(doc.unknown_key(k, None)),
             }
         }
+        doc.check_across_keys(&c, &lines)?;
         Ok(c)
     }
 
@@ -244,6 +330,7 @@ impl Config {
         let protocol = |proto| Protocol {
             mode: Mode::Stealth,
             ports: PortSet::preset(Preset::Aware, proto),
+            block_mode: BlockMode::Block,
         };
         Config {
             source: source.to_string(),
@@ -260,6 +347,18 @@ impl Config {
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,
             resolve_host: false,
+            route: RouteMode::Off,
+            kill_route: String::new(),
+            hosts_deny: None,
+            hosts_deny_line: "ALL: $TARGET$".to_string(),
+            command: Vec::new(),
+            command_shell: false,
+            run_before_block: false,
+            command_timeout: Duration::from_secs(30),
+            history_file: Some(PathBuf::from("/var/lib/nftsentry/history")),
+            state_file: Some(PathBuf::from("/var/lib/nftsentry/state")),
+            ban_time_factor: 1,
+            ban_time_max: Duration::from_secs(30 * 86_400),
             tcp: protocol(Proto::Tcp),
             udp: protocol(Proto::Udp),
         }
@@ -352,7 +451,13 @@ impl Doc<'_> {
         ))
     }
 
-    fn protocol(&self, v: &Value<'_>, proto: Proto, mut p: Protocol) -> Result<Protocol, Error> {
+    fn protocol(
+        &self,
+        v: &Value<'_>,
+        proto: Proto,
+        mut p: Protocol,
+        lines: &mut KeyLines,
+    ) -> Result<Protocol, Error> {
         let name = proto.as_str();
         let DeValue::Table(t) = v.get_ref() else {
             return Err(self.error(
@@ -369,6 +474,14 @@ impl Doc<'_> {
             match k.get_ref().as_ref() {
                 "mode" => p.mode = self.check(v, &key, |v| mode(string(v)?))?,
                 "ports" => p.ports = self.ports(v, &key, proto)?,
+                "block_mode" => {
+                    p.block_mode = self.check(v, &key, |v| actions::block_mode(string(v)?))?;
+                    let line = Some(self.line(v.span().start));
+                    match proto {
+                        Proto::Tcp => lines.tcp_block_mode = line,
+                        Proto::Udp => lines.udp_block_mode = line,
+                    }
+                }
                 _ => return Err(self.unknown_key(k, Some(name))),
             }
         }
@@ -415,6 +528,50 @@ impl Doc<'_> {
                 ),
             )),
         }
+    }
+}
+
+/// Where keys that a check across keys may blame were written.
+#[derive(Default)]
+struct KeyLines {
+    ban_time_max: Option<usize>,
+    tcp_block_mode: Option<usize>,
+    udp_block_mode: Option<usize>,
+}
+
+impl Doc<'_> {
+    /// Checks that involve more than one key, once the whole file is read.
+    fn check_across_keys(&self, c: &Config, lines: &KeyLines) -> Result<(), Error> {
+        let at = |line: Option<usize>, key: &str, message: String| {
+            Error::config(match line {
+                Some(l) => format!("{}:{l}: key `{key}`: {message}", self.source),
+                None => format!("{}: key `{key}`: {message}", self.source),
+            })
+        };
+        for (proto, line) in [
+            (Proto::Tcp, lines.tcp_block_mode),
+            (Proto::Udp, lines.udp_block_mode),
+        ] {
+            if c.protocol(proto).block_mode == BlockMode::Command && c.command.is_empty() {
+                return Err(at(
+                    line,
+                    &format!("{proto}.block_mode"),
+                    "block mode \"command\" runs only the external command, and `command` is empty: set `command`".to_string(),
+                ));
+            }
+        }
+        if c.ban_time_factor > 1 && c.ban_time_max < c.ban_time {
+            return Err(at(
+                lines.ban_time_max,
+                "ban_time_max",
+                format!(
+                    "{} is shorter than ban_time ({}): escalated bans could not be longer than the first",
+                    format_duration(c.ban_time_max),
+                    format_duration(c.ban_time)
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
