@@ -3,12 +3,14 @@
 //! The map of the modules is in `../shared/design.md`; each module owns one
 //! concern and says in its header what it knows nothing of.
 
+pub mod actions;
 pub mod bans;
 pub mod cidr;
 pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod error;
+pub mod history;
 pub mod ignores;
 pub mod listeners;
 pub mod localnet;
@@ -18,4 +20,6 @@ pub mod nflog;
 pub mod nft;
 pub mod packet;
 pub mod resolve;
+pub mod respond;
 pub mod ruleset;
+pub mod state;
