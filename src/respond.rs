@@ -781,8 +781,9 @@ pub fn mode_name(proto: Option<Proto>) -> String {
     }
 }
 
-// The command line's side: each function holds the state file's lock from
-// start to end, so the daemon never writes in between.
+// The command line's side: the kernel first (so that a missing privilege
+// is reported as such), then, under the state file's lock, the route,
+// hosts.deny and the state file, so the daemon never writes in between.
 
 fn lock_state(cfg: &Config) -> Result<Option<state::Lock>> {
     match &cfg.state_file {
@@ -824,8 +825,8 @@ fn save_state(cfg: &Config, entries: &Entries) -> Result<()> {
 /// is no detection to report), recorded in the state file.
 pub fn block(cfg: &Config, nft: &mut NftSocket, addr: IpAddr, timeout: Duration) -> Result<()> {
     let addr = bans::canonical(addr);
-    let _lock = lock_state(cfg)?;
     bans::add(nft, &cfg.table, addr, timeout, None)?;
+    let _lock = lock_state(cfg)?;
     let mut entries = load_state(cfg)?;
     let now_ms = wall_ms();
     let prev = entries.get(&addr);
@@ -866,12 +867,12 @@ pub fn block(cfg: &Config, nft: &mut NftSocket, addr: IpAddr, timeout: Duration)
 /// (also as a repeat offender). Ok(false) if it was not banned.
 pub fn unblock(cfg: &Config, nft: &mut NftSocket, addr: IpAddr) -> Result<bool> {
     let addr = bans::canonical(addr);
-    let _lock = lock_state(cfg)?;
     let in_kernel = if nft.table_exists(&cfg.table)? {
         bans::remove(nft, &cfg.table, addr)?
     } else {
         false
     };
+    let _lock = lock_state(cfg)?;
     let mut entries = load_state(cfg)?;
     let now_ms = wall_ms();
     let mut actions = Actions::new(cfg, false);
@@ -911,12 +912,12 @@ pub fn unblock(cfg: &Config, nft: &mut NftSocket, addr: IpAddr) -> Result<bool> 
 /// `nftsentry flush`: every ban lifted, its route and hosts.deny line
 /// undone. Returns how many bans there were.
 pub fn flush(cfg: &Config, nft: &mut NftSocket) -> Result<usize> {
-    let _lock = lock_state(cfg)?;
     let in_kernel = if nft.table_exists(&cfg.table)? {
         Some(bans::flush(nft, &cfg.table)?)
     } else {
         None
     };
+    let _lock = lock_state(cfg)?;
     let entries = load_state(cfg)?;
     let now_ms = wall_ms();
     let mut actions = Actions::new(cfg, false);

@@ -29,8 +29,9 @@ impl Scene {
         let cfg = dir.file(
             "nftsentry.toml",
             &format!(
-                "ignore_file = \"{}\"\n{extra}\n[tcp]\nports = \"{TCP_PORTS}\"\n[udp]\nports = \"{UDP_PORTS}\"\n",
-                ignore.display()
+                "ignore_file = \"{}\"\n{}{extra}\n[tcp]\nports = \"{TCP_PORTS}\"\n[udp]\nports = \"{UDP_PORTS}\"\n",
+                ignore.display(),
+                private_files(&dir.path)
             ),
         );
         prepare(&pair);
