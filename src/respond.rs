@@ -704,7 +704,8 @@ impl Responder {
                 port: r.entry.port,
                 mode: mode_name(r.entry.proto),
             };
-            let applied = self.actions.ensure(&t, &r.entry.applied.clone());
+            let adopted = r.entry.scan == "adopted";
+            let applied = self.actions.ensure(&t, &r.entry.applied.clone(), adopted);
             if let Some(r) = self.records.get_mut(&addr) {
                 r.entry.applied = applied;
             }
@@ -843,7 +844,7 @@ pub fn block(cfg: &Config, nft: &mut NftSocket, addr: IpAddr, timeout: Duration)
         port: 0,
         mode: mode_name(None),
     };
-    let mut applied = actions.ensure(&t, &already);
+    let mut applied = actions.ensure(&t, &already, false);
     applied.set = true;
     entries.insert(
         addr,

@@ -213,6 +213,22 @@ impl Runner {
         if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
             cmd.stdout(Stdio::from(fd));
         }
+        // Our signals are blocked (the loop reads them from a signalfd) and
+        // a blocked mask is inherited: std's posix_spawn path keeps it (seen
+        // with strace in the daemon), and SIGTERM would then never end a
+        // command (tests/actions.rs checks that the timeout's SIGTERM does).
+        // SAFETY: the closure runs between fork and exec and only calls
+        // sigprocmask, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::signal::sigprocmask(
+                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                    Some(&nix::sys::signal::SigSet::empty()),
+                    None,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
         let child = cmd
             .spawn()
             .map_err(|e| Error::other(format!("cannot start {}: {e}", argv[0])))?;

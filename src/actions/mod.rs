@@ -140,7 +140,7 @@ impl Actions {
                         out.set_error = Some(e);
                     }
                 }
-                self.hosts_deny_step(t, &mut out.applied);
+                self.hosts_deny_step(t, &mut out.applied, false);
                 self.route_step(t, &mut out.applied, now);
                 if !self.run_before_block {
                     self.run_command(t, &mut out.applied, now);
@@ -153,9 +153,12 @@ impl Actions {
     /// The actions that can be checked and undone (hosts.deny line, native
     /// route), applied where missing: for `nftsentry block` and for live bans
     /// at start. What `already` records is put back if it went missing.
-    pub fn ensure(&mut self, t: &Target, already: &Applied) -> Applied {
+    /// `claim`: a hosts.deny line that is there already is taken as ours
+    /// (a ban adopted from the kernel after a crash: we wrote the line but
+    /// did not live to record it).
+    pub fn ensure(&mut self, t: &Target, already: &Applied, claim: bool) -> Applied {
         let mut applied = already.clone();
-        self.hosts_deny_step(t, &mut applied);
+        self.hosts_deny_step(t, &mut applied, claim);
         if applied.route.is_some() || self.native_route().is_some() {
             self.native_route_step(t, &mut applied);
         }
@@ -235,7 +238,7 @@ impl Actions {
         f()
     }
 
-    fn hosts_deny_step(&mut self, t: &Target, applied: &mut Applied) {
+    fn hosts_deny_step(&mut self, t: &Target, applied: &mut Applied, claim: bool) {
         let (path, line, recorded) = match (&applied.hosts_deny, &self.hosts_deny) {
             (Some((p, l)), _) => (p.clone(), l.clone(), true),
             (None, Some(p)) => (
@@ -259,6 +262,9 @@ impl Actions {
                         t.addr
                     ));
                 }
+                applied.hosts_deny = Some((path, line));
+            }
+            Ok(hosts_deny::Added::AlreadyThere) if claim => {
                 applied.hosts_deny = Some((path, line));
             }
             Ok(hosts_deny::Added::AlreadyThere) => {
