@@ -33,6 +33,8 @@ pub struct LocalTime {
 
 /// `epoch` (seconds since 1970) in the local time zone.
 pub fn local_time(epoch: i64) -> Option<LocalTime> {
+    // time_t is 32 bits on some targets.
+    #[allow(clippy::useless_conversion)]
     let t: nix::libc::time_t = epoch.try_into().ok()?;
     // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are
     // valid for the call, and localtime_r is thread-safe.
