@@ -113,7 +113,8 @@ impl Entry {
 /// Every entry, by address.
 pub type Entries = BTreeMap<IpAddr, Entry>;
 
-const HEADER: &str = "# nftsentry state file: active bans and repeat offenders (nftsentry.toml(5), state_file).\n\
+/// The comment lines at the top of the file.
+pub const HEADER: &str = "# nftsentry state file: active bans and repeat offenders (nftsentry.toml(5), state_file).\n\
 # Replaced as a whole on every change; edit it only while nftsentry is stopped.\n";
 
 /// FNV-1a, 32 bits: catches a truncated or garbled line.
