@@ -395,6 +395,10 @@ pub fn run(cfg: Config) -> Result<()> {
     sentry.respond = respond;
     sentry.respond.after_install(Instant::now());
     let result = event_loop(&signals, &mut nflog, &mut sentry);
+    // Lines still waiting for a host name (history lines among them) are
+    // written with the address as the name rather than lost.
+    let waiting: Vec<(IpAddr, Option<String>)> = sentry.held.keys().map(|ip| (*ip, None)).collect();
+    sentry.release(waiting);
     sentry.respond.shutdown();
 
     if keep {
