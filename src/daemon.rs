@@ -213,9 +213,11 @@ impl Sentry {
             ));
             return;
         };
-        if self.respond.kernel_ban_older_than(src, now, IN_FLIGHT) {
-            // The kernel no longer has it (lifted or expired early): a
-            // trigger renews the ban.
+        if self.respond.kernel_ban_older_than(src, now, IN_FLIGHT)
+            || self.respond.upgrades(src, proto_of(scan))
+        {
+            // The kernel no longer has it (lifted or expired early), or the
+            // ban so far was only a command: a trigger renews the ban.
             self.tracker.forget(src);
         }
         *self.stats.probes.entry(scan.key()).or_default() += 1;
@@ -239,11 +241,7 @@ impl Sentry {
     }
 
     fn ban(&mut self, src: IpAddr, scan: ScanType, port: u16, now: Instant) {
-        let proto = if scan.protocol() == "UDP" {
-            Proto::Udp
-        } else {
-            Proto::Tcp
-        };
+        let proto = proto_of(scan);
         let trigger = Trigger {
             addr: src,
             scan,
@@ -309,6 +307,14 @@ impl Sentry {
     }
 }
 
+fn proto_of(scan: ScanType) -> Proto {
+    if scan.protocol() == "UDP" {
+        Proto::Udp
+    } else {
+        Proto::Tcp
+    }
+}
+
 /// $MODE$ for a detection on `proto`: PortSentry's name of the mode that
 /// saw it (its -stcp / -sudp command line switches).
 fn detection_mode(proto: Proto) -> &'static str {
@@ -370,6 +376,8 @@ pub fn run(cfg: Config) -> Result<()> {
         restored.iter().map(|r| (r.addr, r.timeout, r.remaining)),
     );
     nft.commit(&batch)?;
+    // Routes and hosts.deny lines of restored bans, before we say we run.
+    respond.after_install(Instant::now());
     logging::notice(&format!(
         "adminalert: nftsentry {} started: table inet {} installed ({} ignored networks, {} TCP and {} UDP ports watched, NFLOG group {})",
         env!("CARGO_PKG_VERSION"),
@@ -393,7 +401,6 @@ pub fn run(cfg: Config) -> Result<()> {
     };
     let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
     sentry.respond = respond;
-    sentry.respond.after_install(Instant::now());
     let result = event_loop(&signals, &mut nflog, &mut sentry);
     // Lines still waiting for a host name (history lines among them) are
     // written with the address as the name rather than lost.

@@ -40,9 +40,10 @@ use crate::state::{self, Applied, Entries, Entry, FileId};
 
 /// State file writes take at most 1/50 of the time: after a write that took
 /// t, the next waits 50 t (20,000 bans: about 5 ms, so 250 ms), and at most
-/// MAX_WRITE_DELAY, which bounds how long a change can wait for the disk.
+/// MAX_WRITE_DELAY, which bounds how long a change can wait for the disk
+/// (a slow fsync must not leave bans unrecorded for long).
 const WRITE_DELAY_FACTOR: u32 = 50;
-const MAX_WRITE_DELAY: Duration = Duration::from_secs(30);
+const MAX_WRITE_DELAY: Duration = Duration::from_secs(5);
 /// After a failed write or undo, the next try.
 const RETRY: Duration = Duration::from_secs(60);
 /// File errors are logged at most this often.
@@ -193,6 +194,18 @@ impl Responder {
         self.records.get(&addr).is_some_and(|r| !r.ended)
     }
 
+    /// Should a probe from `addr` on `proto` count afresh although `addr` is
+    /// banned? Yes when the ban is command-only (block mode "command" on
+    /// the other protocol) and `proto` is in block mode: PortSentry's TCP
+    /// and UDP processes blocked independently.
+    pub fn upgrades(&self, addr: IpAddr, proto: Proto) -> bool {
+        self.block_mode(proto) == BlockMode::Block
+            && self
+                .records
+                .get(&addr)
+                .is_some_and(|r| !r.ended && !r.entry.applied.set)
+    }
+
     /// Is `addr` banned in the kernel set since longer than `age`? Then a
     /// probe from it means the element is gone (lifted or flushed).
     pub fn kernel_ban_older_than(&self, addr: IpAddr, now: Instant, age: Duration) -> bool {
@@ -212,9 +225,18 @@ impl Responder {
         std::mem::take(&mut self.released)
     }
 
-    fn length_for(&self, prev: Option<&Record>) -> (Duration, u32) {
+    /// The length and repeat count of a ban of a source whose last record
+    /// is `prev`, and whether it is a repeat offence. A ban still in force
+    /// (renewed because the kernel lost it, or a command-only ban that
+    /// becomes a block) keeps its length and count.
+    fn length_for(&self, prev: Option<&Record>) -> (Duration, u32, bool) {
         match prev {
-            None => (self.ban_time, 1),
+            None => (self.ban_time, 1, false),
+            Some(r) if !r.ended => (
+                Duration::from_millis(r.entry.length).max(Duration::from_secs(1)),
+                r.entry.repeat.max(1),
+                false,
+            ),
             Some(r) => {
                 let repeat = r.entry.repeat.saturating_add(1);
                 if self.factor > 1 {
@@ -223,9 +245,9 @@ impl Responder {
                         .saturating_mul(self.factor)
                         .min(self.max)
                         .max(self.ban_time);
-                    (next, repeat)
+                    (next, repeat, true)
                 } else {
-                    (self.ban_time, repeat)
+                    (self.ban_time, repeat, true)
                 }
             }
         }
@@ -249,7 +271,7 @@ impl Responder {
         }
         self.sync_external();
         let prev = self.records.get(&t.addr);
-        let (length, repeat) = self.length_for(prev);
+        let (length, repeat, offence) = self.length_for(prev);
         let already = prev
             .filter(|r| !r.ended)
             .map(|r| r.entry.applied.clone())
@@ -291,7 +313,7 @@ impl Responder {
             repeat,
             applied: out.applied,
         };
-        if repeat > 1 {
+        if offence {
             logging::notice(&format!(
                 "attackalert: Host {addr} is a repeat offender (ban {repeat}); banned for {}",
                 ruleset::nft_duration(length)
