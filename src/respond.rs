@@ -272,10 +272,9 @@ impl Responder {
         self.sync_external();
         let prev = self.records.get(&t.addr);
         let (length, repeat, offence) = self.length_for(prev);
-        let already = prev
-            .filter(|r| !r.ended)
-            .map(|r| r.entry.applied.clone())
-            .unwrap_or_default();
+        // What is still in force: a live ban's actions, or what an ended
+        // one could not undo (ours, so found again rather than added).
+        let already = prev.map(|r| r.entry.applied.clone()).unwrap_or_default();
         let target = Target {
             addr: t.addr,
             port: t.port,

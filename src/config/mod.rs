@@ -230,8 +230,6 @@ impl Config {
         let doc = Doc { text, source };
         let root = DeTable::parse(text).map_err(|e| doc.syntax_error(&e))?;
         let mut c = Config::hardwired(source);
-        // Lines of keys that a check across keys may have to name.
-        let mut lines = KeyLines::default();
         for (k, v) in in_file_order(root.get_ref()) {
             let key: &str = k.get_ref();
             match key {
@@ -304,15 +302,14 @@ impl Config {
                 }
                 "ban_time_max" => {
                     c.ban_time_max =
-                        doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?;
-                    lines.ban_time_max = Some(doc.line(v.span().start));
+                        doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
                 }
-                "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp, &mut lines)?,
-                "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp, &mut lines)?,
+                "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp)?,
+                "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp)?,
                 _ => return Err(doc.unknown_key(k, None)),
             }
         }
-        doc.check_across_keys(&c, &lines)?;
+        doc.check_across_keys(&c, root.get_ref())?;
         Ok(c)
     }
 
@@ -451,13 +448,7 @@ impl Doc<'_> {
         ))
     }
 
-    fn protocol(
-        &self,
-        v: &Value<'_>,
-        proto: Proto,
-        mut p: Protocol,
-        lines: &mut KeyLines,
-    ) -> Result<Protocol, Error> {
+    fn protocol(&self, v: &Value<'_>, proto: Proto, mut p: Protocol) -> Result<Protocol, Error> {
         let name = proto.as_str();
         let DeValue::Table(t) = v.get_ref() else {
             return Err(self.error(
@@ -475,12 +466,7 @@ impl Doc<'_> {
                 "mode" => p.mode = self.check(v, &key, |v| mode(string(v)?))?,
                 "ports" => p.ports = self.ports(v, &key, proto)?,
                 "block_mode" => {
-                    p.block_mode = self.check(v, &key, |v| actions::block_mode(string(v)?))?;
-                    let line = Some(self.line(v.span().start));
-                    match proto {
-                        Proto::Tcp => lines.tcp_block_mode = line,
-                        Proto::Udp => lines.udp_block_mode = line,
-                    }
+                    p.block_mode = self.check(v, &key, |v| actions::block_mode(string(v)?))?
                 }
                 _ => return Err(self.unknown_key(k, Some(name))),
             }
@@ -531,17 +517,20 @@ impl Doc<'_> {
     }
 }
 
-/// Where keys that a check across keys may blame were written.
-#[derive(Default)]
-struct KeyLines {
-    ban_time_max: Option<usize>,
-    tcp_block_mode: Option<usize>,
-    udp_block_mode: Option<usize>,
-}
-
 impl Doc<'_> {
     /// Checks that involve more than one key, once the whole file is read.
-    fn check_across_keys(&self, c: &Config, lines: &KeyLines) -> Result<(), Error> {
+    fn check_across_keys(&self, c: &Config, root: &DeTable<'_>) -> Result<(), Error> {
+        // The line of `table.key`, or of a top-level `key`, if the file has it.
+        let line_of = |table: Option<&str>, key: &str| {
+            let t = match table {
+                None => root,
+                Some(name) => match root.get(name).map(|v| v.get_ref()) {
+                    Some(DeValue::Table(t)) => t,
+                    _ => return None,
+                },
+            };
+            t.get(key).map(|v| self.line(v.span().start))
+        };
         let at = |line: Option<usize>, key: &str, message: String| {
             Error::config(match line {
                 Some(l) => format!("{}:{l}: key `{key}`: {message}", self.source),
@@ -549,8 +538,8 @@ impl Doc<'_> {
             })
         };
         for (proto, line) in [
-            (Proto::Tcp, lines.tcp_block_mode),
-            (Proto::Udp, lines.udp_block_mode),
+            (Proto::Tcp, line_of(Some("tcp"), "block_mode")),
+            (Proto::Udp, line_of(Some("udp"), "block_mode")),
         ] {
             if c.protocol(proto).block_mode == BlockMode::Command && c.command.is_empty() {
                 return Err(at(
@@ -562,7 +551,7 @@ impl Doc<'_> {
         }
         if c.ban_time_factor > 1 && c.ban_time_max < c.ban_time {
             return Err(at(
-                lines.ban_time_max,
+                line_of(None, "ban_time_max"),
                 "ban_time_max",
                 format!(
                     "{} is shorter than ban_time ({}): escalated bans could not be longer than the first",
