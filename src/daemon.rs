@@ -96,7 +96,7 @@ pub struct Sentry {
     ignore: IgnoreList,
     tracker: Tracker,
     /// Bans: actions, expiry, history and state files.
-    pub respond: Responder,
+    respond: Responder,
     /// Reverse DNS for `resolve_host`; lines wait for it, bans never do.
     resolver: Option<Resolver>,
     held: HashMap<IpAddr, (Vec<HostLine>, u64)>,
