@@ -28,8 +28,8 @@ struct Host {
 }
 
 impl Host {
-    /// `extra` goes at the top level of the config; `tables` after the
-    /// [tcp]/[udp] port lines (e.g. "block_mode" lines, as "tcp.block_mode").
+    /// `extra` goes at the top level of the config; unless it has its own
+    /// [tcp] table, the small default port lists follow.
     fn new(tag: &str, extra: &str) -> Host {
         let pair = Pair::new(tag);
         let dir = TempDir::new(tag);

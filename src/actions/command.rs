@@ -30,8 +30,6 @@ use crate::logging;
 pub const MAX_RUNNING: usize = 64;
 /// Between SIGTERM and SIGKILL for a command past its timeout.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
-/// How often skipped commands are reported, at most.
-const SKIP_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The values of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,8 +153,6 @@ struct Running {
 pub struct Runner {
     running: Vec<Running>,
     timeout: Duration,
-    skipped: u64,
-    last_skip_report: Option<Instant>,
 }
 
 impl Runner {
@@ -164,8 +160,6 @@ impl Runner {
         Runner {
             running: Vec::new(),
             timeout,
-            skipped: 0,
-            last_skip_report: None,
         }
     }
 
@@ -188,19 +182,9 @@ impl Runner {
         now: Instant,
     ) -> Result<u32> {
         if self.running.len() >= MAX_RUNNING {
-            self.skipped += 1;
-            let due = self
-                .last_skip_report
-                .is_none_or(|t| now.duration_since(t) >= SKIP_REPORT_INTERVAL);
-            let message = format!(
-                "{MAX_RUNNING} commands are still running; not started ({} skipped since the last report)",
-                self.skipped
-            );
-            if due {
-                self.last_skip_report = Some(now);
-                self.skipped = 0;
-            }
-            return Err(Error::other(message));
+            return Err(Error::other(format!(
+                "{MAX_RUNNING} commands are still running; not started"
+            )));
         }
         let argv = template.argv(v);
         let mut cmd = std::process::Command::new(&argv[0]);

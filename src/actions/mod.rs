@@ -75,6 +75,45 @@ pub struct Actions {
     lock: Option<PathBuf>,
     routes: Option<RouteSocket>,
     pub runner: Runner,
+    /// Error lines of the hosts.deny, route and command steps: a flood of
+    /// bans that all fail the same way logs one line a minute per step.
+    errors: [ErrorGate; 3],
+}
+
+const HOSTS_DENY: usize = 0;
+const ROUTE: usize = 1;
+const COMMAND: usize = 2;
+/// How often each step's errors are logged, at most.
+const ERROR_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Lets an error line through at most once per interval, and counts the
+/// ones held back for the next line.
+#[derive(Default)]
+struct ErrorGate {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl ErrorGate {
+    fn report(&mut self, line: String) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < ERROR_REPORT_INTERVAL)
+        {
+            self.held += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.held);
+        if more > 0 {
+            logging::error(&format!(
+                "{line} ({more} more such errors since the last report)"
+            ));
+        } else {
+            logging::error(&line);
+        }
+        self.last = Some(now);
+    }
 }
 
 impl Actions {
@@ -95,6 +134,7 @@ impl Actions {
             },
             routes: None,
             runner: Runner::new(cfg.command_timeout),
+            errors: Default::default(),
         }
     }
 
@@ -277,7 +317,7 @@ impl Actions {
                     ));
                 }
             }
-            Err(e) => logging::error(&format!(
+            Err(e) => self.errors[HOSTS_DENY].report(format!(
                 "attackalert: ERROR: could not block host {} via wrappers: {e}",
                 t.addr
             )),
@@ -301,7 +341,7 @@ impl Actions {
                         t.addr
                     ));
                 }
-                Err(e) => logging::error(&format!(
+                Err(e) => self.errors[ROUTE].report(format!(
                     "attackalert: ERROR: could not block host {} via dropped route: {e}",
                     t.addr
                 )),
@@ -331,7 +371,7 @@ impl Actions {
                 applied.route = Some(kind);
             }
             Ok(route::Added::Existing) => applied.route = Some(kind),
-            Err(e) => logging::error(&format!(
+            Err(e) => self.errors[ROUTE].report(format!(
                 "attackalert: ERROR: could not block host {} via dropped route: {e}",
                 t.addr
             )),
@@ -354,10 +394,100 @@ impl Actions {
                     t.addr
                 ));
             }
-            Err(e) => logging::error(&format!(
+            Err(e) => self.errors[COMMAND].report(format!(
                 "attackalert: ERROR: could not run external command for host: {}: {e}",
                 t.addr
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_gate_holds_back_a_flood() {
+        let mut g = ErrorGate::default();
+        g.report("first".into());
+        assert!(g.last.is_some());
+        assert_eq!(g.held, 0);
+        for _ in 0..1000 {
+            g.report("again".into());
+        }
+        assert_eq!(g.held, 1000);
+        // Once the interval has passed, the next line goes out with the count.
+        g.last = Some(Instant::now() - ERROR_REPORT_INTERVAL);
+        g.report("later".into());
+        assert_eq!(g.held, 0);
+    }
+
+    #[test]
+    fn native_route_only_without_kill_route() {
+        let mut cfg = Config::default();
+        cfg.state_file = None;
+        cfg.route = RouteMode::Blackhole;
+        assert_eq!(
+            Actions::new(&cfg, true).native_route(),
+            Some(RouteMode::Blackhole)
+        );
+        cfg.kill_route = "/sbin/ip route add blackhole $TARGET$".into();
+        assert_eq!(Actions::new(&cfg, true).native_route(), None);
+        cfg.route = RouteMode::Off;
+        cfg.kill_route.clear();
+        assert_eq!(Actions::new(&cfg, true).native_route(), None);
+    }
+
+    #[test]
+    fn log_mode_does_nothing_and_block_mode_reports_the_set_error() {
+        let mut cfg = Config::default();
+        cfg.state_file = None;
+        let mut a = Actions::new(&cfg, false);
+        let t = Target {
+            addr: "192.0.2.2".parse().unwrap(),
+            port: 1,
+            mode: "stcp".into(),
+        };
+        let mut calls = 0;
+        let out = a.ban(
+            &t,
+            BlockMode::Log,
+            &Applied::default(),
+            &mut || {
+                calls += 1;
+                Ok(())
+            },
+            "x",
+            Instant::now(),
+        );
+        assert!(out.applied.is_empty() && out.set_error.is_none());
+        let out = a.ban(
+            &t,
+            BlockMode::Block,
+            &Applied {
+                set: true,
+                ..Applied::default()
+            },
+            &mut || {
+                calls += 1;
+                Err(Error::other("the set is full"))
+            },
+            "x",
+            Instant::now(),
+        );
+        assert_eq!(calls, 1);
+        // A failed set step is not in force, even if it was before.
+        assert!(!out.applied.set);
+        assert_eq!(out.set_error.unwrap().message, "the set is full");
+        // Command mode without a command: nothing happens.
+        let out = a.ban(
+            &t,
+            BlockMode::Command,
+            &Applied::default(),
+            &mut || unreachable!("no set step in command mode"),
+            "x",
+            Instant::now(),
+        );
+        assert!(out.applied.is_empty());
     }
 }
