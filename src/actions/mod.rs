@@ -424,9 +424,11 @@ mod tests {
 
     #[test]
     fn native_route_only_without_kill_route() {
-        let mut cfg = Config::default();
-        cfg.state_file = None;
-        cfg.route = RouteMode::Blackhole;
+        let mut cfg = Config {
+            state_file: None,
+            route: RouteMode::Blackhole,
+            ..Config::default()
+        };
         assert_eq!(
             Actions::new(&cfg, true).native_route(),
             Some(RouteMode::Blackhole)
@@ -440,8 +442,10 @@ mod tests {
 
     #[test]
     fn log_mode_does_nothing_and_block_mode_reports_the_set_error() {
-        let mut cfg = Config::default();
-        cfg.state_file = None;
+        let cfg = Config {
+            state_file: None,
+            ..Config::default()
+        };
         let mut a = Actions::new(&cfg, false);
         let t = Target {
             addr: "192.0.2.2".parse().unwrap(),
