@@ -1026,3 +1026,212 @@ pub fn describe_actions(cfg: &Config) -> Vec<String> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("nftsentry-respond-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn config(dir: Option<&std::path::Path>) -> Config {
+        Config {
+            state_file: dir.map(|d| d.join("state")),
+            history_file: None,
+            ban_time: Duration::from_secs(2),
+            ban_time_factor: 3,
+            ban_time_max: Duration::from_secs(30),
+            ..Config::default()
+        }
+    }
+
+    fn record(length_ms: u64, repeat: u32, ended: bool) -> Record {
+        let now = Instant::now();
+        Record {
+            entry: Entry {
+                addr: "192.0.2.2".parse().unwrap(),
+                scan: "syn".into(),
+                proto: Some(Proto::Tcp),
+                port: 1,
+                banned_at: 0,
+                expires_at: 0,
+                length: length_ms,
+                repeat,
+                applied: Applied::default(),
+            },
+            since: now,
+            until: now,
+            ended,
+        }
+    }
+
+    #[test]
+    fn repeat_offenders_escalate_to_the_cap() {
+        let r = Responder::new(&config(None));
+        let s = Duration::from_secs;
+        assert_eq!(r.length_for(None), (s(2), 1, false));
+        assert_eq!(r.length_for(Some(&record(2000, 1, true))), (s(6), 2, true));
+        assert_eq!(
+            r.length_for(Some(&record(18000, 3, true))),
+            (s(30), 4, true)
+        );
+        // A shorter (manual) ban escalates from its length, never below ban_time.
+        assert_eq!(r.length_for(Some(&record(500, 1, true))), (s(2), 2, true));
+        // A ban still in force is renewed as it was.
+        assert_eq!(
+            r.length_for(Some(&record(6000, 2, false))),
+            (s(6), 2, false)
+        );
+        // Without escalation the count still goes up.
+        let cfg = Config {
+            ban_time_factor: 1,
+            ..config(None)
+        };
+        let r = Responder::new(&cfg);
+        assert_eq!(r.length_for(Some(&record(2000, 4, true))), (s(2), 5, true));
+    }
+
+    fn entry(addr: &str, expires_in_ms: i64, set: bool) -> Entry {
+        let now = wall_ms() as i64;
+        Entry {
+            addr: addr.parse().unwrap(),
+            scan: "syn".into(),
+            proto: Some(Proto::Tcp),
+            port: 1,
+            banned_at: (now - 1000) as u64,
+            expires_at: (now + expires_in_ms) as u64,
+            length: 60_000,
+            repeat: 1,
+            applied: Applied {
+                set,
+                command: !set,
+                ..Applied::default()
+            },
+        }
+    }
+
+    #[test]
+    fn restore_merges_the_file_and_a_surviving_table() {
+        let dir = tempdir("restore");
+        let cfg = Config {
+            ban_time_factor: 1,
+            ..config(Some(&dir))
+        };
+        let live = entry("192.0.2.2", 30_000, true);
+        let ended = entry("192.0.2.3", -1_000, true);
+        let command_only = entry("2001:db8::3", 30_000, false);
+        let both = entry("192.0.2.4", 30_000, true);
+        let text = state::render([&live, &ended, &command_only, &both]);
+        state::save(&dir.join("state"), &text).unwrap();
+        let kernel = vec![
+            // Also in the file: the kernel's time wins.
+            Ban {
+                addr: both.addr,
+                timeout: Some(Duration::from_secs(60)),
+                expires_in: Some(Duration::from_secs(10)),
+            },
+            // Only in the kernel: adopted.
+            Ban {
+                addr: "2001:db8::9".parse().unwrap(),
+                timeout: Some(Duration::from_secs(100)),
+                expires_in: Some(Duration::from_secs(40)),
+            },
+        ];
+        let mut r = Responder::new(&cfg);
+        let now = Instant::now();
+        let back = r.restore(Some(kernel), now).unwrap();
+        let by: HashMap<IpAddr, Restored> = back.iter().map(|b| (b.addr, *b)).collect();
+        assert_eq!(by.len(), 3, "{back:?}");
+        let near = |d: Duration, secs: u64| d.as_millis().abs_diff(u128::from(secs) * 1000) < 1500;
+        assert!(near(by[&live.addr].remaining, 30), "{:?}", by[&live.addr]);
+        assert_eq!(by[&live.addr].timeout, Duration::from_secs(60));
+        assert!(near(by[&both.addr].remaining, 10), "{:?}", by[&both.addr]);
+        let adopted: IpAddr = "2001:db8::9".parse().unwrap();
+        assert!(near(by[&adopted].remaining, 40));
+        assert_eq!(by[&adopted].timeout, Duration::from_secs(100));
+        // The ended ban is gone (no escalation to remember it for); the
+        // command-only one is still a ban, without a kernel element.
+        assert!(!r.is_banned(ended.addr));
+        assert!(r.is_banned(command_only.addr));
+        assert!(!by.contains_key(&command_only.addr));
+        r.after_install(now);
+        let (file, problems, _) = state::load(&dir.join("state")).unwrap();
+        assert!(problems.is_empty());
+        let mut addrs: Vec<String> = file.keys().map(|a| a.to_string()).collect();
+        addrs.sort();
+        assert_eq!(
+            addrs,
+            ["192.0.2.2", "192.0.2.4", "2001:db8::3", "2001:db8::9"]
+        );
+        assert_eq!(file[&adopted].scan, "adopted");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn changes_by_the_command_line_are_taken_over() {
+        let dir = tempdir("sync");
+        let cfg = config(Some(&dir));
+        let path = dir.join("state");
+        let a = entry("192.0.2.2", 30_000, true);
+        let b = entry("192.0.2.3", 30_000, true);
+        state::save(&path, &state::render([&a, &b])).unwrap();
+        let mut r = Responder::new(&cfg);
+        let now = Instant::now();
+        r.restore(None, now).unwrap();
+        r.after_install(now);
+        assert!(r.is_banned(a.addr) && r.is_banned(b.addr));
+        // `nftsentry unblock 192.0.2.2` and `block 198.51.100.7`, elsewhere.
+        let c = entry("198.51.100.7", 20_000, true);
+        {
+            let _lock = state::lock(&path).unwrap();
+            state::save(&path, &state::render([&b, &c])).unwrap();
+        }
+        // The daemon notices when it next writes (here: after a ban).
+        let t = Trigger {
+            addr: "192.0.2.9".parse().unwrap(),
+            scan: ScanType::TcpSynNormal,
+            proto: Proto::Tcp,
+            port: 1,
+            mode: "stcp".into(),
+        };
+        let res = r.ban(&t, now, &mut |_, _| Ok(()));
+        assert!(matches!(res, BanResult::Banned { .. }), "{res:?}");
+        assert!(!r.is_banned(a.addr));
+        assert!(r.is_banned(c.addr));
+        assert_eq!(r.released(), vec![a.addr]);
+        r.flush();
+        let (file, _, _) = state::load(&path).unwrap();
+        let mut addrs: Vec<String> = file.keys().map(|a| a.to_string()).collect();
+        addrs.sort();
+        assert_eq!(addrs, ["192.0.2.3", "192.0.2.9", "198.51.100.7"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_mode_records_nothing() {
+        let dir = tempdir("log");
+        let mut cfg = config(Some(&dir));
+        cfg.udp.block_mode = BlockMode::Log;
+        let mut r = Responder::new(&cfg);
+        let t = Trigger {
+            addr: "192.0.2.9".parse().unwrap(),
+            scan: ScanType::Udp,
+            proto: Proto::Udp,
+            port: 7,
+            mode: "sudp".into(),
+        };
+        let res = r.ban(&t, Instant::now(), &mut |_, _| {
+            panic!("log mode must not touch the set")
+        });
+        assert!(matches!(res, BanResult::LogOnly));
+        assert!(!r.is_banned(t.addr));
+        r.flush();
+        assert!(!dir.join("state").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
