@@ -214,11 +214,6 @@ impl Responder {
         })
     }
 
-    /// Active bans.
-    pub fn active(&self) -> usize {
-        self.records.values().filter(|r| !r.ended).count()
-    }
-
     /// Addresses whose ban ended or was lifted since the last call: the
     /// detector forgets them.
     pub fn released(&mut self) -> Vec<IpAddr> {

@@ -56,31 +56,6 @@ impl Applied {
     pub fn needs_undo(&self) -> bool {
         self.route.is_some() || self.hosts_deny.is_some()
     }
-
-    /// "set,route,hosts_deny,command", for log lines.
-    pub fn names(&self) -> String {
-        let mut v = Vec::new();
-        if self.set {
-            v.push("set");
-        }
-        if self.route.is_some() {
-            v.push("route");
-        }
-        if self.kill_route {
-            v.push("kill_route");
-        }
-        if self.hosts_deny.is_some() {
-            v.push("hosts_deny");
-        }
-        if self.command {
-            v.push("command");
-        }
-        if v.is_empty() {
-            "none".to_string()
-        } else {
-            v.join(",")
-        }
-    }
 }
 
 /// One ban, active or ended (an ended one is kept only to remember a repeat
