@@ -58,8 +58,8 @@ impl Applied {
     }
 }
 
-/// One ban, active or ended (an ended one is kept only to remember a repeat
-/// offender, and has nothing applied).
+/// One ban, active or ended (an ended one is kept to remember a repeat
+/// offender, or until what it applied is undone).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub addr: IpAddr,
