@@ -1204,6 +1204,8 @@ mod tests {
         let mut addrs: Vec<String> = file.keys().map(|a| a.to_string()).collect();
         addrs.sort();
         assert_eq!(addrs, ["192.0.2.3", "192.0.2.9", "198.51.100.7"]);
+        // Our own write is recognised: the next ban reads nothing back.
+        assert_eq!(state::file_id(&path).unwrap(), r.written);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
