@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod detect;
 pub mod error;
 pub mod ignores;
+pub mod import;
 pub mod listeners;
 pub mod localnet;
 pub mod logging;
