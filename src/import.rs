@@ -887,6 +887,8 @@ struct Out {
     udp: Vec<Entry>,
     no_equivalent: Vec<String>,
     warnings: Vec<String>,
+    /// Whether `command` was written (block mode "command" needs one).
+    has_command: bool,
 }
 
 impl Out {
@@ -1213,6 +1215,7 @@ fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
                 "Run for each ban with $TARGET$, $PORT$ and $MODE$ replaced in each word (and passed as TARGET, PORT and MODE in the environment)."
                     .to_string(),
             );
+            o.has_command = true;
             if needs_shell(cmd) {
                 shell_for.push("KILL_RUN_CMD");
                 o.key(None, c, "command", toml_str(cmd));
@@ -1266,6 +1269,13 @@ fn convert_files(
     let t = conf.token("HISTORY_FILE");
     let mut c = vec![origin(conf, "HISTORY_FILE", &t)];
     match t.value() {
+        Some(v) if v.ends_with('/') => {
+            c.push(
+                "A directory: PortSentry could not open it and wrote no history; so none here."
+                    .to_string(),
+            );
+            o.key(None, c, "history_file", toml_str(""));
+        }
         Some(v) if !v.is_empty() => {
             let path = absolute(v);
             c.push(
@@ -1504,9 +1514,16 @@ fn convert_protocol(
             );
             "block"
         }
-        2 => {
+        2 if o.has_command => {
             c.push("2: run the external command only, no ban.".to_string());
             "command"
+        }
+        2 => {
+            c.push(
+                "2: run the external command only, but there is none to run, so PortSentry only logged; so does nftsentry."
+                    .to_string(),
+            );
+            "log"
         }
         _ => {
             c.push(format!(
@@ -1527,6 +1544,7 @@ fn convert_protocol(
 /// `text` as `# ` comment lines of at most about 78 columns; the lines after
 /// the first are indented by two spaces.
 fn comment_lines(text: &str, out: &mut String) {
+    let text = &clean(text);
     // A line that starts with two spaces is a listing: kept as it is.
     if text.starts_with("  ") {
         let _ = writeln!(out, "# {text}");
@@ -1547,6 +1565,14 @@ fn comment_lines(text: &str, out: &mut String) {
     if !line.is_empty() {
         let _ = writeln!(out, "# {line}");
     }
+}
+
+/// `s` without control characters, which would end a comment line early
+/// (a file name can hold a newline).
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn render_entries(entries: &[Entry], out: &mut String) {
@@ -1579,10 +1605,10 @@ fn render(
         "# nftsentry.toml converted from PortSentry by `nftsentry import-portsentry`\n# (nftsentry {}) from:",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = writeln!(s, "#   {}", conf.source);
+    let _ = writeln!(s, "#   {}", clean(&conf.source));
     match default {
         Some(d) => {
-            let _ = writeln!(s, "#   {} (TCP_MODE, UDP_MODE)", d.source);
+            let _ = writeln!(s, "#   {} (TCP_MODE, UDP_MODE)", clean(&d.source));
         }
         None => {
             let _ = writeln!(s, "#   (no {DEBIAN_DEFAULT}: modes not converted)");
@@ -1592,10 +1618,10 @@ fn render(
         let _ = writeln!(
             s,
             "#   {} ({} entries{})",
-            ig.source,
+            clean(&ig.source),
             ig.entries.len(),
             match write_ignore {
-                Some(p) => format!(", written to {}", p.display()),
+                Some(p) => format!(", written to {}", clean(&p.display().to_string())),
                 None => ", listed below".to_string(),
             }
         );

@@ -773,3 +773,117 @@ fn import_reads_files_and_writes_the_ignore_file() {
     assert!(e.message.contains("absent.ignore: cannot read"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn file_names_cannot_break_the_comments() {
+    let c = PortsentryConf::parse(b"SCAN_TRIGGER=\"1\"\n", "/tmp/odd\nname = 1");
+    let ig = IgnoreImport::parse("192.0.2.1\n", "/tmp/odd\nignore");
+    let out = convert(&c, None, Some(&ig), None, &[]);
+    let t: toml::Table = out.toml.parse().unwrap();
+    assert!(t.get("name").is_none(), "{}", out.toml);
+    assert!(out.toml.contains("#   /tmp/odd?name = 1\n"), "{}", out.toml);
+}
+
+#[test]
+fn block_mode_command_needs_a_command() {
+    let (out, t) = convert_text(
+        "BLOCK_UDP=\"2\"\nBLOCK_TCP=\"2\"\nKILL_RUN_CMD=\"\"\n",
+        None,
+    );
+    assert_eq!(str_at(&t, "udp.block_mode"), "log");
+    assert_eq!(str_at(&t, "tcp.block_mode"), "log");
+    assert!(flat(&out.toml).contains("there is none to run"));
+    let (_, t) = convert_text(
+        "BLOCK_UDP=\"2\"\nKILL_RUN_CMD=\"/bin/true $TARGET$\"\n",
+        None,
+    );
+    assert_eq!(str_at(&t, "udp.block_mode"), "command");
+}
+
+#[test]
+fn history_file_forms() {
+    let (_, t) = convert_text("HISTORY_FILE=\"/var/lib/portsentry/\"\n", None);
+    assert_eq!(str_at(&t, "history_file"), "");
+    let (_, t) = convert_text("HISTORY_FILE=\"history\"\n", None);
+    assert_eq!(str_at(&t, "history_file"), "/history");
+}
+
+/// A small xorshift generator: the same inputs on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn any_input_converts_to_a_config_nftsentry_accepts() {
+    // Configs built from PortSentry's keys and the bytes its reader cares
+    // about: whatever PortSentry made of them, the output must parse.
+    let mut words: Vec<&str> = KEYS.to_vec();
+    words.extend([
+        "=",
+        " ",
+        "\"",
+        "\"",
+        "\"",
+        "#",
+        "\t",
+        "\r",
+        "\n",
+        "\n",
+        "\n",
+        ",",
+        "1",
+        "80-90",
+        "0",
+        "70000",
+        "-5",
+        "$TARGET$",
+        "$PORT$",
+        "$MODE$",
+        "/sbin/route add -host",
+        "reject",
+        "gw 333.444.555.666",
+        "ip route add blackhole",
+        "iptables -I INPUT -s",
+        "-j DROP",
+        "|",
+        "&&",
+        "'",
+        "\u{e9}",
+        "\0",
+        "ALL:",
+        "/",
+        "tcp",
+        "x",
+        "2",
+        "\\",
+    ]);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..3000 {
+        let len = 1 + rng.next() % 40;
+        let text: String = (0..len).map(|_| rng.pick(&words)).collect();
+        let modes = ["tcp", "stcp", "atcp", ""];
+        let udp_modes = ["udp", "sudp", "audp", ""];
+        let default = format!(
+            "TCP_MODE=\"{}\"\nUDP_MODE=\"{}\"\n",
+            rng.pick(&modes),
+            rng.pick(&udp_modes)
+        );
+        let d = DebianDefault::parse(&default, "default").unwrap();
+        let ig = IgnoreImport::parse(&text, "ignore");
+        let out = convert(&conf(&text), Some(&d), Some(&ig), None, &[]);
+        if let Err(e) = Config::parse(&out.toml, "converted.toml") {
+            panic!("round {round}: {e}\ninput: {text:?}\n{}", out.toml);
+        }
+    }
+}
