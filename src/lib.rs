@@ -3,6 +3,7 @@
 //! The map of the modules is in `../shared/design.md`; each module owns one
 //! concern and says in its header what it knows nothing of.
 
+pub mod actions;
 pub mod bans;
 pub mod cidr;
 pub mod config;
@@ -11,7 +12,9 @@ pub mod control;
 pub mod daemon;
 pub mod detect;
 pub mod error;
+pub mod history;
 pub mod ignores;
+pub mod import;
 pub mod listeners;
 pub mod localnet;
 pub mod logging;
@@ -20,4 +23,6 @@ pub mod nflog;
 pub mod nft;
 pub mod packet;
 pub mod resolve;
+pub mod respond;
 pub mod ruleset;
+pub mod state;
