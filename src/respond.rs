@@ -184,6 +184,35 @@ impl Responder {
         }
     }
 
+    /// New settings (reload): ban times, escalation, block modes, actions
+    /// and the history file. The table and the state file stay (a reload
+    /// refuses to change them); bans in force keep their own length.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.ban_time = cfg.ban_time;
+        self.factor = cfg.ban_time_factor;
+        self.max = cfg.ban_time_max;
+        self.set_size = cfg.set_size;
+        self.modes = [cfg.tcp.block_mode, cfg.udp.block_mode];
+        self.actions.reconfigure(cfg);
+        self.history = cfg.history_file.clone();
+    }
+
+    /// The bans that should be in the kernel set now, with their full
+    /// length and the time left: what a table put back after someone
+    /// deleted it must hold.
+    pub fn kernel_bans(&self) -> Vec<Restored> {
+        let now_ms = wall_ms();
+        self.records
+            .values()
+            .filter(|r| !r.ended && r.entry.applied.set && r.entry.expires_at > now_ms)
+            .map(|r| Restored {
+                addr: r.entry.addr,
+                timeout: Duration::from_millis(r.entry.length.max(1)),
+                remaining: Duration::from_millis(r.entry.expires_at - now_ms),
+            })
+            .collect()
+    }
+
     /// The block mode for a protocol.
     pub fn block_mode(&self, proto: Proto) -> BlockMode {
         self.modes[proto_index(proto)]

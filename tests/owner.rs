@@ -132,6 +132,10 @@ fn owner_flag_keeps_everyone_else_out_and_persist_outlives_the_owner() {
     });
     ready_rx.recv().unwrap();
     assert!(nft_ok(&ns, "flush ruleset"));
+    eprintln!(
+        "LISTING:\n{}",
+        ns.nft(&["-s", "list", "table", "inet", "own"])
+    );
     let set = ns.nft(&["list", "set", "inet", "own", "b"]);
     assert!(
         set.contains("198.51.100.7") && set.contains("192.0.2.9"),

@@ -163,6 +163,11 @@ impl Runner {
         }
     }
 
+    /// A new timeout (reload), for commands started from now on.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Children not reaped yet.
     pub fn running(&self) -> usize {
         self.running.len()

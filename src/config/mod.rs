@@ -56,6 +56,10 @@ pub struct Config {
     pub ignore_local: bool,
     /// `keep_table_on_exit`.
     pub keep_table_on_exit: bool,
+    /// `table_owner`: create the table with nftables' owner flag.
+    pub table_owner: bool,
+    /// `control_socket`; `None` when set to "".
+    pub control_socket: Option<PathBuf>,
     /// `scan_trigger`: probes tolerated before a ban (0 = the first acts).
     pub scan_trigger: u32,
     /// `scan_window`: probes older than this do not count.
@@ -281,6 +285,8 @@ pub const TOP_KEYS: &[&str] = &[
     "log_prefix",
     "set_size",
     "keep_table_on_exit",
+    "table_owner",
+    "control_socket",
     "ban_time",
     "scan_trigger",
     "scan_window",
@@ -368,6 +374,12 @@ impl Config {
                     c.set_size = doc.check(v, key, |v| integer(v, 1, SET_SIZE_MAX.into()))? as u32
                 }
                 "keep_table_on_exit" => c.keep_table_on_exit = doc.check(v, key, boolean)?,
+                "table_owner" => c.table_owner = doc.check(v, key, boolean)?,
+                "control_socket" => {
+                    c.control_socket = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/run/nftsentry/control")
+                    })?
+                }
                 "ban_time" => {
                     c.ban_time = doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
                 }
@@ -473,6 +485,8 @@ impl Config {
             ignore_file: Some(PathBuf::from("/etc/nftsentry/ignore")),
             ignore_local: true,
             keep_table_on_exit: false,
+            table_owner: true,
+            control_socket: Some(PathBuf::from("/run/nftsentry/control")),
             scan_trigger: 0,
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,

@@ -136,6 +136,8 @@ fn every_config_field_is_documented_in_the_default_file() {
         ignore_file: _,
         ignore_local: _,
         keep_table_on_exit: _,
+        table_owner: _,
+        control_socket: _,
         scan_trigger: _,
         scan_window: _,
         max_tracked_sources: _,
@@ -174,6 +176,8 @@ fn every_config_field_is_documented_in_the_default_file() {
         "ignore_file",
         "ignore_local",
         "keep_table_on_exit",
+        "table_owner",
+        "control_socket",
         "scan_trigger",
         "scan_window",
         "max_tracked_sources",
@@ -267,6 +271,8 @@ set_size = 16777216
 ignore_file = ""
 ignore_local = false
 keep_table_on_exit = true
+table_owner = false
+control_socket = ""
 scan_trigger = 2
 scan_window = "500s"
 max_tracked_sources = 1
@@ -310,6 +316,8 @@ block_mode = "log"
     assert_eq!(c.ignore_file, None);
     assert!(!c.ignore_local);
     assert!(c.keep_table_on_exit);
+    assert!(!c.table_owner);
+    assert_eq!(c.control_socket, None);
     assert_eq!(c.scan_trigger, 2);
     assert_eq!(c.scan_window, Duration::from_secs(500));
     assert_eq!(c.max_tracked_sources, 1);
