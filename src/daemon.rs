@@ -857,6 +857,10 @@ impl Daemon {
         };
         control.serve(Instant::now(), |req| self.command(req));
         self.io.control = Some(control);
+        // Lifted bans: a new probe from these counts afresh.
+        for ip in self.sentry.respond.released() {
+            self.sentry.tracker.forget(ip);
+        }
     }
 
     /// One control-socket request.
@@ -874,23 +878,29 @@ impl Daemon {
             ("block", [addr, secs]) => match (addr.parse::<IpAddr>(), secs.parse::<u64>()) {
                 (Ok(addr), Ok(secs)) => {
                     let s = &mut self.sentry;
-                    commands::block(
+                    // Ours first, so the command line's writer sees it.
+                    s.respond.flush();
+                    let r = commands::block(
                         &s.cfg,
                         &mut s.nft,
                         addr,
                         Duration::from_secs(secs),
                         &s.ignore,
-                    )
+                    );
+                    s.respond.take_over();
+                    r
                 }
                 _ => Err(Error::usage(format!("block: bad arguments {addr} {secs}"))),
             },
             ("unblock", [addr]) => match addr.parse::<IpAddr>() {
                 Ok(addr) => {
                     let s = &mut self.sentry;
+                    let addr = bans::canonical(addr);
+                    s.respond.flush();
                     let r = commands::unblock(&s.cfg, &mut s.nft, addr);
                     if r.is_ok() {
-                        // A new probe counts afresh and bans again at once.
-                        s.tracker.forget(bans::canonical(addr));
+                        s.respond.take_over();
+                        s.respond.lifted(Some(&[addr]));
                     }
                     r
                 }
@@ -898,10 +908,11 @@ impl Daemon {
             },
             ("flush", []) => {
                 let s = &mut self.sentry;
+                s.respond.flush();
                 let r = commands::flush(&s.cfg, &mut s.nft);
                 if r.is_ok() {
-                    let cap = s.cfg.max_tracked_sources;
-                    s.tracker = Tracker::new(cap, s.cfg.scan_trigger, s.cfg.scan_window);
+                    s.respond.take_over();
+                    s.respond.lifted(None);
                 }
                 r
             }

@@ -476,6 +476,32 @@ impl Responder {
         }
     }
 
+    /// Takes over, now, what `block`, `unblock` or `flush` of the command
+    /// line wrote to the state file (the daemon runs them for the control
+    /// socket the same way).
+    pub fn take_over(&mut self) {
+        self.sync_external();
+    }
+
+    /// Bans lifted by `unblock` (`Some`) or `flush` (`None`) whose actions
+    /// were already undone: forgotten now, also without a state file to
+    /// learn it from.
+    pub fn lifted(&mut self, addrs: Option<&[IpAddr]>) {
+        let gone: Vec<IpAddr> = match addrs {
+            Some(a) => a.to_vec(),
+            None => self.records.keys().copied().collect(),
+        };
+        for addr in gone {
+            self.lines.remove(&addr);
+            self.dirty.remove(&addr);
+            if let Some(r) = self.records.remove(&addr) {
+                if !r.ended {
+                    self.released.push(addr);
+                }
+            }
+        }
+    }
+
     /// Writes the state file now if anything changed (at exit).
     pub fn flush(&mut self) {
         if self.write_at.is_some() {
