@@ -66,6 +66,8 @@ pub struct Config {
     pub port_banner: String,
     /// `ban_requires_handshake`: only a completed TCP handshake bans.
     pub ban_requires_handshake: bool,
+    /// `user`: the account the daemon switches to once set up; "" = stay.
+    pub user: String,
     /// `[tcp]`.
     pub tcp: Protocol,
     /// `[udp]`.
@@ -259,6 +261,7 @@ pub const TOP_KEYS: &[&str] = &[
     "ignore_local",
     "port_banner",
     "ban_requires_handshake",
+    "user",
     "tcp",
     "udp",
 ];
@@ -341,6 +344,7 @@ impl Config {
                 "ban_requires_handshake" => {
                     c.ban_requires_handshake = doc.check(v, key, boolean)?
                 }
+                "user" => c.user = doc.check(v, key, |v| user_name(string(v)?))?,
                 "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp)?,
                 "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp)?,
                 _ => return Err(doc.unknown_key(k, None)),
@@ -389,6 +393,7 @@ impl Config {
             resolve_host: false,
             port_banner: String::new(),
             ban_requires_handshake: false,
+            user: String::new(),
             tcp: protocol(Proto::Tcp),
             udp: protocol(Proto::Udp),
         }
@@ -726,6 +731,28 @@ fn port_banner(s: &str) -> Result<String, String> {
     }
     if s.contains('\0') {
         return Err("the banner cannot contain a NUL character".to_string());
+    }
+    Ok(s.to_string())
+}
+
+/// Longest user name useradd(8) accepts by default.
+pub const USER_NAME_MAX: usize = 32;
+
+/// An account name as useradd(8) allows it, or "" for none. Whether the
+/// account exists is checked when the daemon starts, on that host.
+fn user_name(s: &str) -> Result<String, String> {
+    let rule = format!(
+        "a user name is 1 to {USER_NAME_MAX} letters, digits, `_`, `.` or `-`, not starting with `-`; \"\" keeps the user nftsentry was started as"
+    );
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = s.len() <= USER_NAME_MAX
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !ok {
+        return Err(format!("{s:?} is not a valid user name: {rule}"));
     }
     Ok(s.to_string())
 }

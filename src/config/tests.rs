@@ -120,6 +120,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         resolve_host: _,
         port_banner: _,
         ban_requires_handshake: _,
+        user: _,
         tcp:
             Protocol {
                 mode: _,
@@ -145,6 +146,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         "resolve_host",
         "port_banner",
         "ban_requires_handshake",
+        "user",
     ];
     let text = Config::DEFAULT_TEXT;
     for key in keys {
@@ -226,6 +228,7 @@ max_tracked_sources = 1
 resolve_host = true
 port_banner = "GO AWAY\n"
 ban_requires_handshake = true
+user = "nftsentry"
 
 [tcp]
 mode = "off"
@@ -261,6 +264,7 @@ advanced_exclude = []
     assert_eq!(c.protocol(Proto::Tcp).mode, Mode::OFF);
     assert_eq!(c.port_banner, "GO AWAY\n");
     assert!(c.ban_requires_handshake);
+    assert_eq!(c.user, "nftsentry");
     assert_eq!(c.tcp.advanced_ports, 65535);
     assert_eq!(c.tcp.advanced_exclude.ranges(), &[(22, 22), (80, 81)]);
     assert_eq!(c.udp.advanced_ports, 1);
@@ -352,6 +356,28 @@ fn modes_and_what_they_watch() {
     assert_at(&msg, 1, "port_banner");
     let msg = err("ban_requires_handshake = \"1\"");
     assert_at(&msg, 1, "ban_requires_handshake");
+}
+
+#[test]
+fn user_names() {
+    let user = |v: &str| Config::parse(&format!("user = {v}"), FILE).map(|c| c.user);
+    assert_eq!(user("\"\"").unwrap(), "");
+    assert_eq!(Config::default().user, "");
+    for ok in ["nobody", "_nftsentry", "nft-sentry.1", &"u".repeat(32)] {
+        assert_eq!(user(&format!("{ok:?}")).unwrap(), ok);
+    }
+    for (bad, want) in [
+        ("\"-x\"", "not a valid user name"),
+        ("\"a b\"", "not a valid user name"),
+        ("\"root:0\"", "not a valid user name"),
+        ("\"../x\"", "not a valid user name"),
+        (&format!("{:?}", "u".repeat(33)), "not a valid user name"),
+        ("0", "expected a string"),
+    ] {
+        let msg = user(bad).unwrap_err().message;
+        assert_at(&msg, 1, "user");
+        assert!(msg.contains(want), "{bad}: {msg}");
+    }
 }
 
 #[test]
