@@ -18,5 +18,6 @@ pub mod netlink;
 pub mod nflog;
 pub mod nft;
 pub mod packet;
+pub mod privileges;
 pub mod resolve;
 pub mod ruleset;
