@@ -31,8 +31,10 @@ use crate::logging;
 use crate::nflog::{NflogConfig, NflogPacket, NflogSocket};
 use crate::nft::NftSocket;
 use crate::packet;
+use crate::privileges;
 use crate::resolve::{Lookup, Resolver};
 use crate::ruleset::{self, Ruleset};
+use crate::systemd::{self, Notifier};
 
 /// After this long, a probe from a source we banned means the ban is gone:
 /// the kernel would have dropped it. Queued NFLOG events arrive well within.
@@ -328,6 +330,11 @@ impl Sentry {
         }
     }
 
+    /// Bans this daemon made that have not expired, for STATUS= and status.
+    pub fn active_bans(&self) -> usize {
+        self.active.len()
+    }
+
     /// Forgets bans the kernel has expired; returns the time to the next one.
     pub fn expire(&mut self, now: Instant) -> Option<Duration> {
         while let Some(Reverse((until, ip))) = self.expiry.peek().copied() {
@@ -347,6 +354,11 @@ impl Sentry {
 }
 
 pub fn run(cfg: Config) -> Result<()> {
+    // Both first: the plan looks the `user` up (a typo fails before anything
+    // is touched), the notifier takes NOTIFY_SOCKET out of the environment
+    // (sound only while there is one thread; the daemon never starts one).
+    let plan = privileges::Plan::for_config(&cfg)?;
+    let mut notifier = Notifier::from_env(Instant::now());
     let (ruleset, ignores) = build_ruleset(&cfg)?;
 
     // Signals are blocked and read from a descriptor, so the loop sees them
@@ -407,6 +419,15 @@ pub fn run(cfg: Config) -> Result<()> {
         cfg.nflog_group
     ));
 
+    // Set up: sockets open and bound, table in. Keep only what the loop
+    // needs; a failure leaves no table behind (unless told to keep it).
+    if let Err(e) = drop_privileges(&plan, &cfg) {
+        if !cfg.keep_table_on_exit {
+            let _ = nft.delete_table(&cfg.table);
+        }
+        return Err(e);
+    }
+
     let table = cfg.table.clone();
     let keep = cfg.keep_table_on_exit;
     let resolver = if cfg.resolve_host {
@@ -419,7 +440,14 @@ pub fn run(cfg: Config) -> Result<()> {
         None
     };
     let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
-    let result = event_loop(&signals, &mut nflog, &connect, &mut sentry);
+    // The table is in and we are hardened: systemd may order other units
+    // after us now.
+    notifier.ready(
+        &systemd::status_text(sentry.active_bans(), &sentry.stats),
+        Instant::now(),
+    );
+    let result = event_loop(&signals, &mut nflog, &connect, &mut sentry, &mut notifier);
+    notifier.stopping();
 
     if keep {
         logging::notice(&format!(
@@ -436,6 +464,25 @@ pub fn run(cfg: Config) -> Result<()> {
         }
     }
     result
+}
+
+/// Gives up privileges (privileges.rs), logs what is kept, and warns about
+/// files a reload would read but can no longer.
+fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
+    let dropped = privileges::drop_privileges(plan)?;
+    logging::notice(&format!(
+        "adminalert: privileges dropped: {}",
+        dropped.describe()
+    ));
+    let config = (cfg.source != crate::config::BUILTIN_SOURCE)
+        .then(|| ("config file", std::path::PathBuf::from(&cfg.source)));
+    let ignore = cfg.ignore_file.clone().map(|p| ("ignore_file", p));
+    for (what, path) in config.into_iter().chain(ignore) {
+        if let Err(e) = privileges::check_readable(what, &path) {
+            logging::warning(&format!("adminalert: WARNING: {e}"));
+        }
+    }
+    Ok(())
 }
 
 /// What `check` and start-up say about `ban_requires_handshake`.
@@ -471,16 +518,24 @@ fn event_loop(
     nflog: &mut NflogSocket,
     connect: &ConnectSockets,
     sentry: &mut Sentry,
+    notifier: &mut Notifier,
 ) -> Result<()> {
     let banner = sentry.cfg.port_banner.clone().into_bytes();
     let mut last_loss_report: Option<Instant> = None;
     let mut reported_lost = 0u64;
     loop {
         let now = Instant::now();
-        let next = [sentry.expire(now), sentry.resolve_tick(now)]
-            .into_iter()
-            .flatten()
-            .min();
+        notifier.tick(now, || {
+            systemd::status_text(sentry.active_bans(), &sentry.stats)
+        });
+        let next = [
+            sentry.expire(now),
+            sentry.resolve_tick(now),
+            notifier.next_due(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match next {
             Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
                 .unwrap_or(PollTimeout::MAX),

@@ -21,3 +21,4 @@ pub mod packet;
 pub mod privileges;
 pub mod resolve;
 pub mod ruleset;
+pub mod systemd;

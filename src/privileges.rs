@@ -503,6 +503,29 @@ pub fn check_writable(what: &str, path: &Path, how: Write) -> Result<()> {
     Ok(())
 }
 
+/// Checks, as the process is now, that it can read `path` (a reload reads
+/// the config and ignore files again). A missing file is fine: the reload
+/// reports that as it would at start.
+pub fn check_readable(what: &str, path: &Path) -> Result<()> {
+    match nix::unistd::faccessat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        AccessFlags::R_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    ) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::new(
+            Kind::Privilege,
+            format!(
+                "{what} {}: uid {} cannot read it ({}): a reload will fail",
+                path.display(),
+                nix::unistd::geteuid(),
+                e.desc()
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The drop runs in a forked child (one thread, and the test process
@@ -889,6 +912,8 @@ mod tests {
         let nobody_dir = Dir::new(Some(NOBODY));
         let nobody_file = nobody_dir.file("state", NOBODY);
         let foreign = nobody_dir.file("history", 0);
+        let secret = root_dir.file("ignore", 0);
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         let missing = nobody_dir.0.join("new");
         // uid 0 without CAP_DAC_OVERRIDE: root's own files and directories,
         // as /etc and /etc/hosts.deny, but no one else's.
@@ -907,14 +932,18 @@ mod tests {
             )),
             "{as_root}"
         );
-        let (rf, nf, ff, mf) = (
+        let (rf, nf, ff, mf, sf) = (
             root_file.clone(),
             nobody_file.clone(),
             foreign.clone(),
             missing.clone(),
+            secret.clone(),
         );
         let as_nobody = in_child(move || {
             drop_privileges(&plan(Some("nobody"), false)).map_err(|e| e.to_string())?;
+            check_readable("ignore_file", &rf).map_err(|e| e.message)?;
+            check_readable("ignore_file", &mf).map_err(|e| e.message)?;
+            let unreadable = check_readable("ignore_file", &sf).unwrap_err().message;
             for (path, how) in [
                 (&nf, Write::Replace),
                 (&nf, Write::Append),
@@ -933,9 +962,20 @@ mod tests {
                 Ok(()) => format!("{} writable", p.display()),
                 Err(e) => e.message,
             });
-            Ok(errors.join(SEP))
+            Ok([unreadable]
+                .into_iter()
+                .chain(errors)
+                .collect::<Vec<_>>()
+                .join(SEP))
         });
-        let errors: Vec<&str> = as_nobody.split(SEP).collect();
+        let mut errors: Vec<&str> = as_nobody.split(SEP).collect();
+        assert_eq!(
+            errors.remove(0),
+            format!(
+                "ignore_file {}: uid {NOBODY} cannot read it (Permission denied): a reload will fail",
+                secret.display()
+            )
+        );
         let who = format!("uid {NOBODY} (nobody) cannot write it");
         let want = [
             format!(
