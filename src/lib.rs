@@ -3,6 +3,7 @@
 //! The map of the modules is in `../shared/design.md`; each module owns one
 //! concern and says in its header what it knows nothing of.
 
+pub mod actions;
 pub mod bans;
 pub mod cidr;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod connect;
 pub mod daemon;
 pub mod detect;
 pub mod error;
+pub mod history;
 pub mod ignores;
 pub mod listeners;
 pub mod localnet;
@@ -20,5 +22,7 @@ pub mod nft;
 pub mod packet;
 pub mod privileges;
 pub mod resolve;
+pub mod respond;
 pub mod ruleset;
+pub mod state;
 pub mod systemd;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use nftsentry::config::{self, Config};
 use nftsentry::error::{Error, Result};
 use nftsentry::nft::NftSocket;
-use nftsentry::{bans, daemon, ignores, logging};
+use nftsentry::{bans, daemon, ignores, logging, respond};
 
 /// Where the config is read from when --config is not given.
 const DEFAULT_CONFIG: &str = "/etc/nftsentry/nftsentry.toml";
@@ -111,7 +111,9 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(Error::usage("--for: a ban must last at least 1s"));
             }
             let mut sock = NftSocket::open()?;
-            bans::add(&mut sock, &cfg.table, addr, timeout, None)?;
+            // The element, the route and hosts.deny line where configured,
+            // and the state file's record.
+            respond::block(&cfg, &mut sock, addr, timeout)?;
             // The ignore rule comes first in the chain: say so rather than
             // let the admin believe the address is cut off.
             if nftsentry::detect::IgnoreList::new(ignores::collect(&cfg)?).contains(&addr) {
@@ -128,7 +130,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Unblock { addr } => {
             let mut sock = NftSocket::open()?;
-            if bans::remove(&mut sock, &cfg.table, addr)? {
+            if respond::unblock(&cfg, &mut sock, addr)? {
                 println!("{} unblocked", bans::canonical(addr));
                 Ok(())
             } else {
@@ -153,7 +155,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Flush => {
             let mut sock = NftSocket::open()?;
-            let n = bans::flush(&mut sock, &cfg.table)?;
+            let n = respond::flush(&cfg, &mut sock)?;
             println!("{n} bans lifted");
             Ok(())
         }
@@ -185,6 +187,20 @@ fn check(cfg: &Config) -> Result<()> {
     for w in nftsentry::daemon::handshake_warnings(cfg) {
         println!("warning: {w}");
     }
+    println!(
+        "block mode: tcp {}, udp {}",
+        cfg.tcp.block_mode, cfg.udp.block_mode
+    );
+    for line in respond::describe_actions(cfg) {
+        println!("{line}");
+    }
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none".into())
+    };
+    println!("history file: {}", path(&cfg.history_file));
+    println!("state file: {}", path(&cfg.state_file));
     Ok(())
 }
 

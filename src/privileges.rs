@@ -150,10 +150,7 @@ impl Dropped {
     /// locked, no_new_privs".
     pub fn describe(&self) -> String {
         let who = match &self.user {
-            Some(name) => format!(
-                "switched to user {name} (uid {}, gid {})",
-                self.uid, self.gid
-            ),
+            Some(name) => format!("user {name} (uid {}, gid {})", self.uid, self.gid),
             None => format!("uid {}, gid {}", self.uid, self.gid),
         };
         let kept = self
@@ -250,9 +247,7 @@ fn sorted(set: &CapsHashSet) -> Vec<Capability> {
     v
 }
 
-/// Gives up what `plan` does not keep; see the module header. Call it once
-/// set up, before any thread exists.
-pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
+fn one_thread() -> Result<()> {
     // setresuid(3) is made process-wide by the C library, but capset(2),
     // the bounding set, securebits and no_new_privs are per thread: another
     // thread would keep everything.
@@ -262,6 +257,54 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
             "dropping privileges: the process has {threads} threads; capabilities belong to each thread, so the drop must come before any thread is started"
         )));
     }
+    Ok(())
+}
+
+fn need_setid(name: &str, permitted: &CapsHashSet) -> Result<()> {
+    for c in [Capability::CAP_SETUID, Capability::CAP_SETGID] {
+        if !permitted.contains(&c) {
+            return Err(Error::new(
+                Kind::Privilege,
+                format!(
+                    "user = \"{name}\": switching user needs {c}, which this process does not have; start nftsentry as root, or leave `user` empty when the service manager sets the user"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first step, at start: becomes `plan.user` (when set and not already
+/// so) keeping every capability, so that the files the daemon creates while
+/// it sets up (state file, its lock, history file) belong to that account.
+/// Returns whether it switched. `drop_privileges` later keeps only what the
+/// plan says; it switches itself if this was not called.
+pub fn become_user(plan: &Plan) -> Result<bool> {
+    let Some(a) = &plan.user else {
+        return Ok(false);
+    };
+    if is_account(a)? {
+        return Ok(false);
+    }
+    one_thread()?;
+    let permitted =
+        caps::read(None, CapSet::Permitted).map_err(caps_err("reading capabilities"))?;
+    need_setid(&a.name, &permitted)?;
+    caps::set(None, CapSet::Effective, &permitted).map_err(caps_err("raising effective set"))?;
+    // Without KEEPCAPS leaving uid 0 would clear the permitted set; the
+    // effective set is cleared anyway and comes back from permitted.
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| sys("PR_SET_KEEPCAPS", e))?;
+    switch_user(a)?;
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| sys("PR_SET_KEEPCAPS", e))?;
+    let kept = caps::read(None, CapSet::Permitted).map_err(caps_err("reading capabilities"))?;
+    caps::set(None, CapSet::Effective, &kept).map_err(caps_err("raising effective set"))?;
+    Ok(true)
+}
+
+/// Gives up what `plan` does not keep; see the module header. Call it once
+/// set up, before any thread exists.
+pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
+    one_thread()?;
     let permitted =
         caps::read(None, CapSet::Permitted).map_err(caps_err("reading capabilities"))?;
     if let Some(c) = plan.required.iter().find(|c| !permitted.contains(c)) {
@@ -279,16 +322,7 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
     };
     if switching {
         let name = &plan.user.as_ref().expect("switching implies a user").name;
-        for c in [Capability::CAP_SETUID, Capability::CAP_SETGID] {
-            if !permitted.contains(&c) {
-                return Err(Error::new(
-                    Kind::Privilege,
-                    format!(
-                        "user = \"{name}\": switching user needs {c}, which this process does not have; start nftsentry as root, or leave `user` empty when the service manager sets the user"
-                    ),
-                ));
-            }
-        }
+        need_setid(name, &permitted)?;
     }
     // What we use below must be effective: a process started with ambient
     // capabilities has them so, root too, but a caller may have lowered it.
@@ -366,10 +400,9 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
     Ok(Dropped {
         uid: nix::unistd::getuid(),
         gid: nix::unistd::getgid(),
-        user: if switching {
-            plan.user.as_ref().map(|a| a.name.clone())
-        } else {
-            None
+        user: match &plan.user {
+            Some(a) if is_account(a)? => Some(a.name.clone()),
+            _ => None,
         },
         kept: sorted(&keep),
         bounding_emptied: setpcap,
@@ -447,10 +480,18 @@ pub fn check_writable(what: &str, path: &Path, how: Write) -> Result<()> {
             ),
         )
     };
-    let dir = match path.parent() {
+    // A missing directory is created (with its parents) on first write:
+    // then the nearest one that exists must take new entries.
+    let mut dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p,
+            _ => break,
+        }
+    }
     let access = |p: &Path, mode: AccessFlags| {
         nix::unistd::faccessat(
             nix::fcntl::AT_FDCWD,
@@ -755,7 +796,7 @@ mod tests {
         };
         assert!(
             described.starts_with(&format!(
-                "switched to user nobody (uid {NOBODY}, gid {NOBODY}), keeping cap_net_bind_service, cap_net_admin; bounding set emptied"
+                "user nobody (uid {NOBODY}, gid {NOBODY}), keeping cap_net_bind_service, cap_net_admin; bounding set emptied"
             )),
             "{described}"
         );
@@ -766,6 +807,49 @@ mod tests {
         assert_eq!(ids(own, "Groups"), [NOBODY]);
         assert_eq!(sets(cat), [0; 5], "{cat}");
         assert_eq!(ids(cat, "Uid"), [NOBODY; 4]);
+    }
+
+    #[test]
+    fn becomes_the_user_first_keeping_every_capability() {
+        require_root();
+        let dir = Dir::new(Some(NOBODY));
+        let made = dir.0.join("made-during-setup");
+        let m = made.clone();
+        let out = in_child(move || {
+            let before = std::fs::read_to_string("/proc/self/status").unwrap();
+            let plan = plan(Some("nobody"), false);
+            if !become_user(&plan).map_err(|e| e.to_string())? {
+                return Err("did not switch".into());
+            }
+            let between = std::fs::read_to_string("/proc/self/status").unwrap();
+            std::fs::write(&m, "x").map_err(|e| e.to_string())?;
+            // Already the user: nothing to do.
+            if become_user(&plan).map_err(|e| e.to_string())? {
+                return Err("switched twice".into());
+            }
+            let d = drop_privileges(&plan).map_err(|e| e.to_string())?;
+            let after = std::fs::read_to_string("/proc/self/status").unwrap();
+            Ok([before, between, d.describe(), after].join(SEP))
+        });
+        let parts: Vec<&str> = out.split(SEP).collect();
+        let [before, between, described, after] = parts[..] else {
+            panic!("{out}")
+        };
+        let full = caps_of(before, "CapPrm");
+        assert_eq!(ids(before, "Uid"), [0; 4]);
+        assert_eq!(ids(between, "Uid"), [NOBODY; 4]);
+        assert_eq!(ids(between, "Gid"), [NOBODY; 4]);
+        assert_eq!(caps_of(between, "CapPrm"), full, "{between}");
+        assert_eq!(caps_of(between, "CapEff"), full, "{between}");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&made).unwrap().uid(), NOBODY);
+        assert_eq!(
+            described,
+            format!(
+                "user nobody (uid {NOBODY}, gid {NOBODY}), keeping cap_net_admin; bounding set emptied, securebits locked, no_new_privs"
+            )
+        );
+        assert_eq!(sets(after), [NET_ADMIN, NET_ADMIN, 0, 0, 0], "{after}");
     }
 
     #[test]
@@ -915,6 +999,9 @@ mod tests {
         let secret = root_dir.file("ignore", 0);
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         let missing = nobody_dir.0.join("new");
+        // Directories that do not exist yet are made on first write.
+        let deep = nobody_dir.0.join("a/b/state");
+        let deep_in_root = root_dir.0.join("a/b/state");
         // uid 0 without CAP_DAC_OVERRIDE: root's own files and directories,
         // as /etc and /etc/hosts.deny, but no one else's.
         let (rf, nf) = (root_file.clone(), nobody_file.clone());
@@ -939,6 +1026,7 @@ mod tests {
             missing.clone(),
             secret.clone(),
         );
+        let (deep, dr) = (deep.clone(), deep_in_root.clone());
         let as_nobody = in_child(move || {
             drop_privileges(&plan(Some("nobody"), false)).map_err(|e| e.to_string())?;
             check_readable("ignore_file", &rf).map_err(|e| e.message)?;
@@ -949,6 +1037,7 @@ mod tests {
                 (&nf, Write::Append),
                 (&mf, Write::Replace),
                 (&mf, Write::Append),
+                (&deep, Write::Replace),
             ] {
                 check_writable("x", path, how).map_err(|e| e.message)?;
             }
@@ -957,6 +1046,7 @@ mod tests {
                 (&rf, Write::Append),
                 (&ff, Write::Replace),
                 (&ff, Write::Append),
+                (&dr, Write::Append),
             ]
             .map(|(p, how)| match check_writable("hosts_deny", p, how) {
                 Ok(()) => format!("{} writable", p.display()),
@@ -992,6 +1082,11 @@ mod tests {
                 foreign.display()
             ),
             format!("hosts_deny {}: {who}: Permission denied", foreign.display()),
+            format!(
+                "hosts_deny {}: {who}: cannot create files in its directory {}: Permission denied",
+                deep_in_root.display(),
+                root_dir.0.display()
+            ),
         ];
         for (got, want) in errors.iter().zip(&want) {
             assert!(got.starts_with(want.as_str()), "got {got:?}\nwant {want:?}");

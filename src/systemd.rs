@@ -103,8 +103,9 @@ pub struct Notifier {
     target: Option<Target>,
     watchdog: Option<(Duration, Instant)>,
     last_status: Option<String>,
-    status_sent: Option<Instant>,
-    /// A changed status is waiting for STATUS_INTERVAL to pass.
+    /// When the status text was last made (and sent if it had changed).
+    status_checked: Option<Instant>,
+    /// Something happened since: check again once STATUS_INTERVAL passed.
     pending: bool,
     errors: u64,
 }
@@ -116,7 +117,7 @@ impl Notifier {
             target: None,
             watchdog: None,
             last_status: None,
-            status_sent: None,
+            status_checked: None,
             pending: false,
             errors: 0,
         }
@@ -239,7 +240,7 @@ impl Notifier {
         }
         self.send(&format!("READY=1\nSTATUS={status}"));
         self.last_status = Some(status.to_string());
-        self.status_sent = Some(now);
+        self.status_checked = Some(now);
         self.pending = false;
     }
 
@@ -258,8 +259,10 @@ impl Notifier {
         self.send("STOPPING=1\nSTATUS=stopping");
     }
 
-    /// Feeds the watchdog when due and sends the status when it changed
-    /// (at most once per STATUS_INTERVAL). Call it on every turn of the loop.
+    /// Feeds the watchdog when due, and sends the status if it changed.
+    /// Call it on every turn of the loop: `status` is called at most once
+    /// per STATUS_INTERVAL (counting bans is not free with many), and a turn
+    /// within it asks `next_due` to come back when it has passed.
     pub fn tick(&mut self, now: Instant, status: impl FnOnce() -> String) {
         if !self.enabled() {
             return;
@@ -270,21 +273,19 @@ impl Notifier {
                 self.watchdog = Some((interval, now + interval));
             }
         }
-        let text = status();
-        if self.last_status.as_deref() == Some(text.as_str()) {
-            self.pending = false;
+        let due = self
+            .status_checked
+            .is_none_or(|t| now.duration_since(t) >= STATUS_INTERVAL);
+        if !due {
+            self.pending = true;
             return;
         }
-        let waited = self
-            .status_sent
-            .is_none_or(|t| now.duration_since(t) >= STATUS_INTERVAL);
-        if waited {
+        self.status_checked = Some(now);
+        self.pending = false;
+        let text = status();
+        if self.last_status.as_deref() != Some(text.as_str()) {
             self.send(&format!("STATUS={text}"));
             self.last_status = Some(text);
-            self.status_sent = Some(now);
-            self.pending = false;
-        } else {
-            self.pending = true;
         }
     }
 
@@ -295,7 +296,7 @@ impl Notifier {
         let watchdog = self
             .watchdog
             .map(|(_, due)| due.saturating_duration_since(now));
-        let status = match (self.pending, self.status_sent) {
+        let status = match (self.pending, self.status_checked) {
             (true, Some(t)) => Some((t + STATUS_INTERVAL).saturating_duration_since(now)),
             _ => None,
         };
@@ -384,13 +385,13 @@ mod tests {
         // Unchanged: nothing sent.
         n.tick(t0 + Duration::from_secs(5), || "0 bans active".into());
         assert!(m.silent());
-        // Changed within a second of the last line: held back, and the loop
-        // is told when to come back.
+        // Within a second of the last check: not even looked at, and the
+        // loop is told when to come back.
         let t1 = t0 + Duration::from_secs(10);
         n.tick(t1, || "1 bans active".into());
         assert_eq!(m.recv(), "STATUS=1 bans active");
         let t2 = t1 + Duration::from_millis(300);
-        n.tick(t2, || "2 bans active".into());
+        n.tick(t2, || panic!("status made twice within a second"));
         assert!(m.silent());
         assert_eq!(n.next_due(t2), Some(Duration::from_millis(700)));
         n.tick(t2 + Duration::from_millis(700), || "3 bans active".into());
