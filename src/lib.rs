@@ -13,6 +13,7 @@ pub mod detect;
 pub mod error;
 pub mod history;
 pub mod ignores;
+pub mod import;
 pub mod listeners;
 pub mod localnet;
 pub mod logging;
