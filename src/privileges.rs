@@ -2,8 +2,9 @@
 //! NFLOG bound, connect-mode sockets bound). It keeps CAP_NET_ADMIN (sets,
 //! table, NFLOG, routes) and, when a protocol has connect mode,
 //! CAP_NET_BIND_SERVICE (a reload may bind new ports below 1024); it may
-//! switch to the configured user; and it makes sure that no program it runs
-//! gets a capability back through execve.
+//! switch to the configured user (`become_user`, at start, capabilities
+//! kept for the setup, so that the files made then are that user's); and it
+//! makes sure that no program it runs gets a capability back through execve.
 //!
 //! Children are kept without capabilities by layers, each enough on its own
 //! for one way back:
@@ -188,17 +189,13 @@ pub fn thread_count() -> Result<usize> {
         .map_err(|e| Error::other(format!("reading /proc/self/task: {e}")))
 }
 
-fn securebits() -> Result<u32> {
+/// The securebits of this thread.
+pub fn current_securebits() -> Result<u32> {
     // SAFETY: PR_GET_SECUREBITS takes no pointer arguments.
     let r = unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
     Errno::result(r)
         .map(|b| b as u32)
         .map_err(|e| sys("PR_GET_SECUREBITS", e))
-}
-
-/// The current securebits of this thread.
-pub fn current_securebits() -> Result<u32> {
-    securebits()
 }
 
 /// Capability numbers the running kernel has in this thread's bounding set
@@ -343,7 +340,7 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
             nix::sys::prctl::set_keepcaps(false).map_err(|e| sys("PR_SET_KEEPCAPS", e))?;
         }
     }
-    if setpcap && securebits()? != LOCKED_SECUREBITS {
+    if setpcap && current_securebits()? != LOCKED_SECUREBITS {
         // Also turns KEEP_CAPS off (and locks it off).
         // SAFETY: PR_SET_SECUREBITS takes a bit mask, no pointers.
         let r = unsafe {
@@ -359,7 +356,7 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
             sys(
                 &format!(
                     "PR_SET_SECUREBITS {LOCKED_SECUREBITS:#x} (current {:#x}; were some locked by the service manager?)",
-                    securebits().unwrap_or(0)
+                    current_securebits().unwrap_or(0)
                 ),
                 e,
             )
