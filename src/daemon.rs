@@ -38,10 +38,12 @@ use crate::monitor::Monitor;
 use crate::nflog::{NflogConfig, NflogPacket, NflogSocket};
 use crate::nft::NftSocket;
 use crate::packet;
+use crate::privileges;
 use crate::resolve::{Lookup, Resolver};
 use crate::respond::{BanResult, HistoryDue, Responder, Trigger};
 use crate::ruleset::Ruleset;
 use crate::status::{LastBan, ProtoStatus, Snapshot};
+use crate::systemd::{self, Notifier};
 use netlink_packet_netfilter::nftables::TableFlags;
 
 /// After this long, a probe from a source we banned means the ban is gone:
@@ -347,6 +349,11 @@ impl Sentry {
         }
     }
 
+    /// Bans in force, for STATUS= and status.
+    pub fn active_bans(&self) -> usize {
+        self.respond.active_bans()
+    }
+
     /// A failed kernel-set step. A full set fails every ban of a flood: one
     /// line a minute.
     fn ban_error(&mut self, src: IpAddr, e: Error, now: Instant) {
@@ -509,6 +516,14 @@ fn flags_text(f: TableFlags) -> String {
 }
 
 pub fn run(cfg: Config) -> Result<()> {
+    // Both first: the plan looks the `user` up (a typo fails before anything
+    // is touched), the notifier takes NOTIFY_SOCKET out of the environment
+    // (sound only while there is one thread; the daemon never starts one).
+    let plan = privileges::Plan::for_config(&cfg)?;
+    let notifier = Notifier::from_env(Instant::now());
+    // Become `user` now, capabilities kept for the setup, so that the files
+    // made while setting up (state file and lock, history) are its own.
+    privileges::become_user(&plan)?;
     let (mut ruleset, ignores) = build_ruleset(&cfg)?;
 
     // Signals are blocked and read from a descriptor, so the loop sees them
@@ -599,6 +614,15 @@ pub fn run(cfg: Config) -> Result<()> {
         cfg.nflog_group
     ));
 
+    // Set up: sockets open and bound, table in. Keep only what the loop
+    // needs; a failure leaves no table behind (unless told to keep it).
+    if let Err(e) = drop_privileges(&plan, &cfg) {
+        if !cfg.keep_table_on_exit {
+            let _ = nft.delete_table(&cfg.table);
+        }
+        return Err(e);
+    }
+
     let table = cfg.table.clone();
     let resolver = make_resolver(&cfg)?;
     let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
@@ -613,12 +637,18 @@ pub fn run(cfg: Config) -> Result<()> {
         },
         sentry,
         ruleset,
+        notifier,
         started: Instant::now(),
         check_at: None,
         reloads: 0,
         table_restores: 0,
     };
+    // The table is in and we are hardened: systemd may order other units
+    // after us now.
+    let status = systemd::status_text(daemon.sentry.active_bans(), &daemon.sentry.stats);
+    daemon.notifier.ready(&status, Instant::now());
     let result = daemon.event_loop();
+    daemon.notifier.stopping();
     let mut sentry = daemon.sentry;
     // Lines still waiting for a host name (history lines among them) are
     // written with the address as the name rather than lost.
@@ -653,6 +683,46 @@ fn make_resolver(cfg: &Config) -> Result<Option<Resolver>> {
         RESOLVE_TIMEOUT,
         4096,
     )?))
+}
+
+/// Gives up privileges (privileges.rs) and logs what is kept; fails when
+/// a file an action writes is out of reach now, and warns about files a
+/// reload would read but can no longer.
+fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
+    use privileges::Write;
+    let dropped = privileges::drop_privileges(plan)?;
+    logging::notice(&format!(
+        "adminalert: privileges dropped: {}",
+        dropped.describe()
+    ));
+    let mut written = Vec::new();
+    if let Some(p) = &cfg.state_file {
+        written.push(("state_file", p.clone(), Write::Replace));
+        written.push(("state_file lock", crate::state::lock_path(p), Write::Append));
+    }
+    if let Some(p) = &cfg.history_file {
+        written.push(("history_file", p.clone(), Write::Append));
+    }
+    if let Some(p) = &cfg.hosts_deny {
+        written.push(("hosts_deny", p.clone(), Write::Replace));
+    }
+    for (what, path, how) in written {
+        privileges::check_writable(what, &path, how)?;
+    }
+    if !cfg.kill_route.is_empty() {
+        logging::warning(
+            "adminalert: WARNING: kill_route runs without capabilities (see PRIVILEGES in nftsentry(8)): a command that changes routes or firewall rules fails with \"Operation not permitted\"; `route` adds the route itself",
+        );
+    }
+    let config = (cfg.source != crate::config::BUILTIN_SOURCE)
+        .then(|| ("config file", std::path::PathBuf::from(&cfg.source)));
+    let ignore = cfg.ignore_file.clone().map(|p| ("ignore_file", p));
+    for (what, path) in config.into_iter().chain(ignore) {
+        if let Err(e) = privileges::check_readable(what, &path) {
+            logging::warning(&format!("adminalert: WARNING: {e}"));
+        }
+    }
+    Ok(())
 }
 
 /// What `check` and start-up say about `ban_requires_handshake`.
@@ -698,6 +768,8 @@ struct Daemon {
     io: Io,
     sentry: Sentry,
     ruleset: Ruleset,
+    /// sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING.
+    notifier: Notifier,
     started: Instant,
     /// When to compare the kernel with what the table should hold, after
     /// nftables events (no owner flag).
@@ -774,7 +846,12 @@ impl Daemon {
         let mut reported_lost = 0u64;
         loop {
             let now = Instant::now();
+            let sentry = &self.sentry;
+            self.notifier.tick(now, || {
+                systemd::status_text(sentry.active_bans(), &sentry.stats)
+            });
             let next = [
+                self.notifier.next_due(now),
                 self.sentry.expire(now),
                 self.sentry.resolve_tick(now),
                 self.check_at.map(|t| t.saturating_duration_since(now)),
@@ -986,7 +1063,10 @@ impl Daemon {
     /// Anything wrong (a bad config, a kernel refusal) leaves the running
     /// table and settings exactly as they were.
     fn reload(&mut self) -> Result<String> {
+        self.notifier.reloading();
         let result = self.try_reload();
+        let status = systemd::status_text(self.sentry.active_bans(), &self.sentry.stats);
+        self.notifier.ready(&status, Instant::now());
         match &result {
             Ok(msg) => logging::notice(&format!("adminalert: {}", msg.trim_end())),
             Err(e) => logging::error(&format!(
@@ -1008,12 +1088,25 @@ impl Daemon {
             ("state_file", new.state_file == old.state_file),
             ("nflog_group", new.nflog_group == old.nflog_group),
             ("control_socket", new.control_socket == old.control_socket),
+            ("user", new.user == old.user),
         ] {
             if !same {
                 return Err(Error::config(format!(
                     "{}: key `{key}` changed: that takes a restart (systemctl restart nftsentry)",
                     new.source
                 )));
+            }
+        }
+        // Files an action writes must be writable with what we kept.
+        use privileges::Write;
+        if new.history_file != old.history_file {
+            if let Some(p) = &new.history_file {
+                privileges::check_writable("history_file", p, Write::Append)?;
+            }
+        }
+        if new.hosts_deny != old.hosts_deny {
+            if let Some(p) = &new.hosts_deny {
+                privileges::check_writable("hosts_deny", p, Write::Replace)?;
             }
         }
         let (mut ruleset, ignores) = build_ruleset(&new)?;

@@ -218,6 +218,11 @@ impl Responder {
         self.modes[proto_index(proto)]
     }
 
+    /// Bans in force (any block mode), for the service manager's status.
+    pub fn active_bans(&self) -> usize {
+        self.records.values().filter(|r| !r.ended).count()
+    }
+
     /// Is `addr` banned (in any block mode)?
     pub fn is_banned(&self, addr: IpAddr) -> bool {
         self.records.get(&addr).is_some_and(|r| !r.ended)

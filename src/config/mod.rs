@@ -97,6 +97,8 @@ pub struct Config {
     pub ban_time_factor: u32,
     /// `ban_time_max`: cap of escalated bans.
     pub ban_time_max: Duration,
+    /// `user`: the account the daemon switches to once set up; "" = stay.
+    pub user: String,
     /// `[tcp]`.
     pub tcp: Protocol,
     /// `[udp]`.
@@ -308,6 +310,7 @@ pub const TOP_KEYS: &[&str] = &[
     "state_file",
     "ban_time_factor",
     "ban_time_max",
+    "user",
     "tcp",
     "udp",
 ];
@@ -441,6 +444,7 @@ impl Config {
                     c.ban_time_max =
                         doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
                 }
+                "user" => c.user = doc.check(v, key, |v| user_name(string(v)?))?,
                 "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp)?,
                 "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp)?,
                 _ => return Err(doc.unknown_key(k, None)),
@@ -505,6 +509,7 @@ impl Config {
             state_file: Some(PathBuf::from("/var/lib/nftsentry/state")),
             ban_time_factor: 1,
             ban_time_max: Duration::from_secs(30 * 86_400),
+            user: String::new(),
             tcp: protocol(Proto::Tcp),
             udp: protocol(Proto::Udp),
         }
@@ -892,6 +897,28 @@ fn port_banner(s: &str) -> Result<String, String> {
     }
     if s.contains('\0') {
         return Err("the banner cannot contain a NUL character".to_string());
+    }
+    Ok(s.to_string())
+}
+
+/// Longest user name useradd(8) accepts by default.
+pub const USER_NAME_MAX: usize = 32;
+
+/// An account name as useradd(8) allows it, or "" for none. Whether the
+/// account exists is checked when the daemon starts, on that host.
+fn user_name(s: &str) -> Result<String, String> {
+    let rule = format!(
+        "a user name is 1 to {USER_NAME_MAX} letters, digits, `_`, `.` or `-`, not starting with `-`; \"\" keeps the user nftsentry was started as"
+    );
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = s.len() <= USER_NAME_MAX
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !ok {
+        return Err(format!("{s:?} is not a valid user name: {rule}"));
     }
     Ok(s.to_string())
 }

@@ -156,6 +156,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         state_file: _,
         ban_time_factor: _,
         ban_time_max: _,
+        user: _,
         tcp:
             Protocol {
                 mode: _,
@@ -196,6 +197,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         "state_file",
         "ban_time_factor",
         "ban_time_max",
+        "user",
     ];
     let text = Config::DEFAULT_TEXT;
     for key in keys {
@@ -291,6 +293,7 @@ history_file = ""
 state_file = "/run/nftsentry/state"
 ban_time_factor = 4
 ban_time_max = "60d"
+user = "nftsentry"
 
 [tcp]
 mode = "off"
@@ -330,6 +333,7 @@ block_mode = "log"
     assert_eq!(c.protocol(Proto::Tcp).mode, Mode::OFF);
     assert_eq!(c.port_banner, "GO AWAY\n");
     assert!(c.ban_requires_handshake);
+    assert_eq!(c.user, "nftsentry");
     assert_eq!(c.tcp.advanced_ports, 65535);
     assert_eq!(c.tcp.advanced_exclude.ranges(), &[(22, 22), (80, 81)]);
     assert_eq!(c.udp.advanced_ports, 1);
@@ -515,6 +519,28 @@ fn action_keys_forms_and_errors() {
             "{FILE}: key `ban_time_max`: 30d is shorter than ban_time (60d): escalated bans could not be longer than the first"
         )
     );
+}
+
+#[test]
+fn user_names() {
+    let user = |v: &str| Config::parse(&format!("user = {v}"), FILE).map(|c| c.user);
+    assert_eq!(user("\"\"").unwrap(), "");
+    assert_eq!(Config::default().user, "");
+    for ok in ["nobody", "_nftsentry", "nft-sentry.1", &"u".repeat(32)] {
+        assert_eq!(user(&format!("{ok:?}")).unwrap(), ok);
+    }
+    for (bad, want) in [
+        ("\"-x\"", "not a valid user name"),
+        ("\"a b\"", "not a valid user name"),
+        ("\"root:0\"", "not a valid user name"),
+        ("\"../x\"", "not a valid user name"),
+        (&format!("{:?}", "u".repeat(33)), "not a valid user name"),
+        ("0", "expected a string"),
+    ] {
+        let msg = user(bad).unwrap_err().message;
+        assert_at(&msg, 1, "user");
+        assert!(msg.contains(want), "{bad}: {msg}");
+    }
 }
 
 #[test]
