@@ -622,6 +622,9 @@ pub fn run(cfg: Config) -> Result<()> {
         }
         return Err(e);
     }
+    // Threads only now: capabilities were dropped for this one thread, and
+    // a new thread inherits the dropped sets.
+    respond.start_writer();
 
     let table = cfg.table.clone();
     let resolver = make_resolver(&cfg)?;
