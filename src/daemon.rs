@@ -444,7 +444,7 @@ pub fn run(cfg: Config) -> Result<()> {
     // Before anything changes: the table's name must be free, or a table
     // nftsentry left behind, and no other nftsentry may be using it.
     let mut nft = NftSocket::open()?;
-    let _claim = claim_table(&mut nft, &cfg.table)?;
+    let claim = claim_table(&mut nft, &cfg.table)?;
 
     // Signals are blocked and read from a descriptor, so the loop sees them
     // in order with everything else and nothing runs in a handler.
@@ -490,6 +490,12 @@ pub fn run(cfg: Config) -> Result<()> {
     for w in handshake_warnings(&cfg) {
         logging::warning(&format!("adminalert: WARNING: {w}"));
     }
+    if claim.leftover {
+        logging::notice(&format!(
+            "adminalert: table inet {} was left by an earlier nftsentry; replacing it",
+            cfg.table
+        ));
+    }
     nft.commit(&ruleset.install_batch())?;
     logging::notice(&format!(
         "adminalert: nftsentry {} started: table inet {} installed (TCP mode {}, UDP mode {}, {} ignored networks, {} TCP and {} UDP ports watched, NFLOG group {})",
@@ -516,6 +522,7 @@ pub fn run(cfg: Config) -> Result<()> {
     };
     let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
     let result = event_loop(&signals, &mut nflog, &connect, &mut sentry);
+    logging::notice(&statistics_line(&nflog.stats(), &sentry.stats));
 
     if keep {
         logging::notice(&format!(
@@ -540,6 +547,8 @@ pub fn run(cfg: Config) -> Result<()> {
 /// however it ends. A second daemon for the same table finds the name taken.
 pub struct TableClaim {
     _socket: std::os::fd::OwnedFd,
+    /// A table nftsentry left behind is there; `run` replaces it.
+    pub leftover: bool,
 }
 
 fn claim_name(table: &str) -> String {
@@ -593,11 +602,15 @@ pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
                 ruleset::TABLE_COMMENT
             )));
         }
-        logging::notice(&format!(
-            "adminalert: table inet {table} was left by an earlier nftsentry; replacing it"
-        ));
+        return Ok(TableClaim {
+            _socket: sock,
+            leftover: true,
+        });
     }
-    Ok(TableClaim { _socket: sock })
+    Ok(TableClaim {
+        _socket: sock,
+        leftover: false,
+    })
 }
 
 /// The pid of the process listening on `addr`, from its credentials.
@@ -616,6 +629,38 @@ fn claim_holder(addr: &nix::sys::socket::UnixAddr) -> Option<i32> {
     getsockopt(&s, sockopt::PeerCredentials)
         .ok()
         .map(|c| c.pid())
+}
+
+/// The counters since start, logged when the daemon stops (until the
+/// control socket's `status` shows them while it runs). Lost events are the
+/// NFLOG sequence numbers that never arrived: the kernel numbers every
+/// packet it logs for the group, so this is exact, overruns included.
+pub fn statistics_line(nflog: &crate::nflog::NflogStats, s: &Stats) -> String {
+    let mut probes: Vec<(&str, u64)> = s.probes.iter().map(|(k, v)| (*k, *v)).collect();
+    probes.sort_unstable();
+    let probes = if probes.is_empty() {
+        "none".to_string()
+    } else {
+        probes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "adminalert: statistics since start: {} NFLOG packets received, {} lost (sequence gaps), \
+         {} receive-buffer overruns, {} malformed; probes: {probes}; {} from ignored sources, \
+         {} not probes, {} undecodable; {} bans, {} failed bans",
+        nflog.packets,
+        nflog.seq_gaps,
+        nflog.overruns,
+        nflog.malformed,
+        s.ignored,
+        s.not_probes,
+        s.undecodable,
+        s.bans,
+        s.ban_errors
+    )
 }
 
 /// What `check` and start-up say about `ban_requires_handshake`.
