@@ -93,15 +93,18 @@ fn run_once(ns: &Netns, cfg: &Path) -> std::process::Output {
     c.output().unwrap()
 }
 
-/// (what, config text or None for the ignore-file cases, ignore file text,
-/// the line, and what must follow `FILE:LINE: ` in the message)
-fn cases() -> Vec<(
+/// One bad input: what it is, the config text (None: the ignore-file
+/// cases, whose config only names the file), the ignore file's text, the
+/// line the message must name, and what the message must say.
+type Case = (
     &'static str,
     Option<&'static [u8]>,
     &'static [u8],
     usize,
     &'static str,
-)> {
+);
+
+fn cases() -> Vec<Case> {
     vec![
         (
             "wrong type: bare number for a duration",

@@ -27,7 +27,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -177,7 +176,7 @@ fn a_million_spoofed_probes() {
     cmd.arg("-c")
         .arg(&cfg)
         .arg("run")
-        .stderr(std::process::Stdio::from(OwnedFd::from(write_end)));
+        .stderr(std::process::Stdio::from(write_end));
     let pid = pair.victim.spawn(&mut cmd);
     drop(cmd);
     let (lines_tx, lines_rx) = mpsc::channel::<String>();

@@ -467,22 +467,24 @@ fn written() -> impl Strategy<Value = Written> {
                 ((tm, tmode), tports, tadv, texcl),
                 ((um, umode), uports, uarray),
             )| {
-                let mut want = Config::default();
-                want.source = "test.toml".into();
-                want.table = table.clone();
-                want.chain_priority = prio;
-                want.nflog_group = group;
-                want.log_prefix = prefix.clone();
-                want.ban_time = ban;
-                want.scan_window = window;
-                want.set_size = size;
-                want.scan_trigger = trigger;
-                want.max_tracked_sources = tracked;
-                want.keep_table_on_exit = keep;
-                want.ignore_local = local;
-                want.resolve_host = resolve;
-                want.ban_requires_handshake = handshake;
-                want.ignore_file = None;
+                let mut want = Config {
+                    source: "test.toml".into(),
+                    table: table.clone(),
+                    chain_priority: prio,
+                    nflog_group: group,
+                    log_prefix: prefix.clone(),
+                    ban_time: ban,
+                    scan_window: window,
+                    set_size: size,
+                    scan_trigger: trigger,
+                    max_tracked_sources: tracked,
+                    keep_table_on_exit: keep,
+                    ignore_local: local,
+                    resolve_host: resolve,
+                    ban_requires_handshake: handshake,
+                    ignore_file: None,
+                    ..Config::default()
+                };
                 want.tcp.mode = tm;
                 want.tcp.ports = tports.clone();
                 want.tcp.advanced_ports = tadv;
