@@ -75,7 +75,10 @@ fn main() {
     let dir = TempDir::new("lat");
     let cfg = dir.file(
         "nftsentry.toml",
-        "ignore_file = \"\"\nban_time = \"1h\"\nset_size = 1000000\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
+        &format!(
+            "ignore_file = \"\"\n{}ban_time = \"1h\"\nset_size = 1000000\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
+            private_files(&dir.path)
+        ),
     );
     let log = dir.path.join("log");
     start_daemon(&mut pair.victim, &cfg, &log);

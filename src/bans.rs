@@ -87,6 +87,32 @@ pub fn add(
     })
 }
 
+/// Appends to `b` the bans `(address, timeout, time left)`, e.g. to the
+/// batch that installs the table, so they are in from its first instant.
+pub fn add_to_batch(
+    b: &mut Batch,
+    table: &str,
+    bans: impl IntoIterator<Item = (IpAddr, Duration, Duration)>,
+) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for (addr, timeout, left) in bans {
+        let addr = canonical(addr);
+        let e = Element {
+            key: key(&addr),
+            timeout: Some(timeout),
+            expiration: Some(left.min(timeout)),
+            interval_end: false,
+        };
+        if addr.is_ipv4() { &mut v4 } else { &mut v6 }.push(e);
+    }
+    for (set, elems) in [(SET_BLOCKED4, v4), (SET_BLOCKED6, v6)] {
+        if !elems.is_empty() {
+            b.add_elements(FAMILY, table, set, None, &elems);
+        }
+    }
+}
+
 fn missing_table(table: &str, e: Error) -> Error {
     Error::other(format!(
         "{e} (is table inet {table} installed? start nftsentry first)"

@@ -9,10 +9,13 @@
 //! in ("already blocked"), or a sign that the ban is gone (expired, or lifted
 //! with `nftsentry unblock`): then it is a new probe.
 //!
+//! What a ban does beyond the detection (actions, history and state files,
+//! expiry, restore at start) is `respond`'s: the daemon hands it triggers,
+//! ticks its timer and tells it when a child exits (SIGCHLD).
+//!
 //! Knows nothing of packet formats or netlink encodings.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -32,7 +35,8 @@ use crate::nflog::{NflogConfig, NflogPacket, NflogSocket};
 use crate::nft::NftSocket;
 use crate::packet;
 use crate::resolve::{Lookup, Resolver};
-use crate::ruleset::{self, Ruleset};
+use crate::respond::{BanResult, HistoryDue, Responder, Trigger};
+use crate::ruleset::Ruleset;
 
 /// After this long, a probe from a source we banned means the ban is gone:
 /// the kernel would have dropped it. Queued NFLOG events arrive well within.
@@ -128,18 +132,14 @@ pub struct Stats {
     pub withheld: u64,
 }
 
-/// A ban this daemon made, as far as it knows.
-struct ActiveBan {
-    since: Instant,
-    until: Instant,
-}
-
 /// A log line that names a host, held back until its name is known.
 #[derive(Clone, Copy, Debug)]
 enum HostLine {
     Alert(ScanType, u16),
     IpOptions(ScanType, u16),
     AlreadyBlocked,
+    /// Not a log line: the ban's line in the history file.
+    History(HistoryDue),
 }
 
 impl HostLine {
@@ -148,6 +148,7 @@ impl HostLine {
             HostLine::Alert(scan, port) => detect::alert_line(scan, name, ip, port),
             HostLine::IpOptions(scan, port) => detect::ip_options_line(scan, name, ip, port),
             HostLine::AlreadyBlocked => detect::already_blocked_line(name, ip),
+            HostLine::History(h) => crate::history::line_at(h.epoch, name, ip, h.port, h.protocol),
         }
     }
 }
@@ -168,8 +169,8 @@ pub struct Sentry {
     ignored_by: Vec<Ignored>,
     ignored_log: IgnoredLog,
     tracker: Tracker,
-    active: HashMap<IpAddr, ActiveBan>,
-    expiry: BinaryHeap<Reverse<(Instant, IpAddr)>>,
+    /// Bans: actions, expiry, history and state files.
+    respond: Responder,
     /// Reverse DNS for `resolve_host`; lines wait for it, bans never do.
     resolver: Option<Resolver>,
     held: HashMap<IpAddr, (Vec<HostLine>, u64)>,
@@ -189,7 +190,9 @@ impl Sentry {
         resolver: Option<Resolver>,
     ) -> Sentry {
         let tracker = Tracker::new(cfg.max_tracked_sources, cfg.scan_trigger, cfg.scan_window);
+        let respond = Responder::new(&cfg);
         Sentry {
+            respond,
             resolver,
             held: HashMap::new(),
             withheld: HashSet::new(),
@@ -201,8 +204,6 @@ impl Sentry {
             tracker,
             nft,
             cfg,
-            active: HashMap::new(),
-            expiry: BinaryHeap::new(),
             stats: Stats::default(),
         }
     }
@@ -211,7 +212,7 @@ impl Sentry {
     /// the address as name, or, with `resolve_host`, when the name is known.
     fn host_line(&mut self, ip: IpAddr, line: HostLine, now: Instant) {
         let Some(resolver) = self.resolver.as_mut() else {
-            return logging::notice(&line.render(&ip.to_string(), ip));
+            return self.emit(line, &ip.to_string(), ip);
         };
         if let Some((lines, dropped)) = self.held.get_mut(&ip) {
             if lines.len() < MAX_HELD_LINES {
@@ -222,11 +223,19 @@ impl Sentry {
             return;
         }
         match resolver.lookup(ip, now) {
-            Some(Lookup::Found(name)) => logging::notice(&line.render(&name, ip)),
-            Some(Lookup::NotFound) => logging::notice(&line.render(&ip.to_string(), ip)),
+            Some(Lookup::Found(name)) => self.emit(line, &name, ip),
+            Some(Lookup::NotFound) => self.emit(line, &ip.to_string(), ip),
             None => {
                 self.held.insert(ip, (vec![line], 0));
             }
+        }
+    }
+
+    /// A line whose host name is known: to the log, or to the history file.
+    fn emit(&mut self, line: HostLine, name: &str, ip: IpAddr) {
+        match line {
+            HostLine::History(h) => self.respond.write_history(name, ip, &h),
+            _ => logging::notice(&line.render(name, ip)),
         }
     }
 
@@ -238,7 +247,7 @@ impl Sentry {
             };
             let name = name.unwrap_or_else(|| ip.to_string());
             for line in lines {
-                logging::notice(&line.render(&name, ip));
+                self.emit(line, &name, ip);
             }
             if dropped > 0 {
                 logging::notice(&format!(
@@ -331,12 +340,12 @@ impl Sentry {
     /// A probe or visit from a source that is not ignored: log, count, and
     /// ban at the trigger.
     fn detected(&mut self, src: IpAddr, scan: ScanType, port: u16, ip_options: bool, now: Instant) {
-        if let Some(ban) = self.active.get(&src) {
-            if now.duration_since(ban.since) > IN_FLIGHT {
-                // The kernel no longer has it (lifted or expired early).
-                self.active.remove(&src);
-                self.tracker.forget(src);
-            }
+        if self.respond.kernel_ban_older_than(src, now, IN_FLIGHT)
+            || self.respond.upgrades(src, proto_of(scan))
+        {
+            // The kernel no longer has it (lifted or expired early), or the
+            // ban so far was only a command: a trigger renews the ban.
+            self.tracker.forget(src);
         }
         *self.stats.probes.entry(scan.key()).or_default() += 1;
         let outcome = self.tracker.record(src, now);
@@ -359,7 +368,7 @@ impl Sentry {
                 self.withhold(src);
                 return;
             }
-            self.ban(src, now);
+            self.ban(src, scan, port, now);
         }
     }
 
@@ -376,66 +385,98 @@ impl Sentry {
         }
     }
 
-    fn ban(&mut self, src: IpAddr, now: Instant) {
-        let ban_time = self.cfg.ban_time;
-        match bans::add(&mut self.nft, &self.cfg.table, src, ban_time, None) {
-            Ok(()) => {
+    fn ban(&mut self, src: IpAddr, scan: ScanType, port: u16, now: Instant) {
+        let proto = proto_of(scan);
+        let trigger = Trigger {
+            addr: src,
+            scan,
+            proto,
+            port,
+            mode: detection_mode(&self.cfg, scan).to_string(),
+        };
+        let nft = &mut self.nft;
+        let table = self.cfg.table.as_str();
+        let result = self.respond.ban(&trigger, now, &mut |addr, timeout| {
+            bans::add(nft, table, addr, timeout, None)
+        });
+        let set_error = match result {
+            BanResult::LogOnly => None,
+            BanResult::Banned {
+                history, set_error, ..
+            } => {
                 self.stats.bans += 1;
                 self.withheld.remove(&src);
                 self.tracker.mark_blocked(src, now);
-                self.active.insert(
-                    src,
-                    ActiveBan {
-                        since: now,
-                        until: now + ban_time,
-                    },
-                );
-                self.expiry.push(Reverse((now + ban_time, src)));
-                logging::notice(&format!(
-                    "attackalert: Host {src} has been blocked via nftables set {} in table inet {} for {}",
-                    bans::set_for(&src),
-                    self.cfg.table,
-                    ruleset::nft_duration(ban_time)
-                ));
-            }
-            Err(e) => {
-                self.stats.ban_errors += 1;
-                // A full set fails every ban of a flood: one line a minute.
-                let due = self
-                    .last_ban_error
-                    .is_none_or(|t| now.duration_since(t) >= LOSS_REPORT_INTERVAL);
-                if due {
-                    let more = self.stats.ban_errors - self.ban_errors_logged - 1;
-                    let suffix = if more > 0 {
-                        format!(" ({more} more ban failures since the last report)")
-                    } else {
-                        String::new()
-                    };
-                    logging::error(&format!(
-                        "attackalert: ERROR: could not block host {src}: {e}{suffix}"
-                    ));
-                    self.last_ban_error = Some(now);
-                    self.ban_errors_logged = self.stats.ban_errors;
+                if let Some(h) = history {
+                    self.host_line(src, HostLine::History(h), now);
                 }
+                set_error
             }
+            BanResult::Failed { set_error } => set_error,
+        };
+        if let Some(e) = set_error {
+            self.ban_error(src, e, now);
         }
     }
 
-    /// Forgets bans the kernel has expired; returns the time to the next one.
-    pub fn expire(&mut self, now: Instant) -> Option<Duration> {
-        while let Some(Reverse((until, ip))) = self.expiry.peek().copied() {
-            if until > now {
-                return Some(until - now);
-            }
-            self.expiry.pop();
-            // A re-ban pushed a later entry; only the current one counts.
-            if self.active.get(&ip).is_some_and(|b| b.until <= now) {
-                self.active.remove(&ip);
-                self.tracker.forget(ip);
-                logging::info(&format!("ban of {ip} expired"));
-            }
+    /// A failed kernel-set step. A full set fails every ban of a flood: one
+    /// line a minute.
+    fn ban_error(&mut self, src: IpAddr, e: Error, now: Instant) {
+        self.stats.ban_errors += 1;
+        let due = self
+            .last_ban_error
+            .is_none_or(|t| now.duration_since(t) >= LOSS_REPORT_INTERVAL);
+        if due {
+            let more = self.stats.ban_errors - self.ban_errors_logged - 1;
+            let suffix = if more > 0 {
+                format!(" ({more} more ban failures since the last report)")
+            } else {
+                String::new()
+            };
+            logging::error(&format!(
+                "attackalert: ERROR: could not block host {src}: {e}{suffix}"
+            ));
+            self.last_ban_error = Some(now);
+            self.ban_errors_logged = self.stats.ban_errors;
         }
-        None
+    }
+
+    /// Ends bans that are due (and undoes their actions), times out
+    /// commands, writes the state file; returns the time to the next of
+    /// these.
+    pub fn expire(&mut self, now: Instant) -> Option<Duration> {
+        let next = self.respond.tick(now);
+        for ip in self.respond.released() {
+            self.tracker.forget(ip);
+        }
+        next
+    }
+}
+
+fn proto_of(scan: ScanType) -> Proto {
+    if scan.protocol() == "UDP" {
+        Proto::Udp
+    } else {
+        Proto::Tcp
+    }
+}
+
+/// $MODE$ for a detection: PortSentry's name of the mode that saw it (its
+/// -tcp/-stcp/-atcp and -udp/-sudp/-audp command line switches).
+fn detection_mode(cfg: &Config, scan: ScanType) -> &'static str {
+    use crate::config::Tripwires;
+    match scan {
+        ScanType::TcpConnect => return "tcp",
+        ScanType::UdpConnect => return "udp",
+        _ => {}
+    }
+    let proto = proto_of(scan);
+    let advanced = cfg.protocol(proto).mode.tripwires == Tripwires::Advanced;
+    match (proto, advanced) {
+        (Proto::Tcp, false) => "stcp",
+        (Proto::Tcp, true) => "atcp",
+        (Proto::Udp, false) => "sudp",
+        (Proto::Udp, true) => "audp",
     }
 }
 
@@ -449,7 +490,13 @@ pub fn run(cfg: Config) -> Result<()> {
     // Signals are blocked and read from a descriptor, so the loop sees them
     // in order with everything else and nothing runs in a handler.
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    // SIGCHLD: external commands ended; the loop reaps them.
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
         mask.add(s);
     }
     mask.thread_block()
@@ -490,13 +537,38 @@ pub fn run(cfg: Config) -> Result<()> {
     for w in handshake_warnings(&cfg) {
         logging::warning(&format!("adminalert: WARNING: {w}"));
     }
-    if claim.leftover {
+    // Bans come back in the transaction that installs the table: those of
+    // the state file, and those of a table that survived (we were killed,
+    // or it was kept), listed before it is replaced, so no ban has a gap.
+    let mut respond = Responder::new(&cfg);
+    let survived = if claim.leftover {
         logging::notice(&format!(
             "adminalert: table inet {} was left by an earlier nftsentry; replacing it",
             cfg.table
         ));
-    }
-    nft.commit(&ruleset.install_batch())?;
+        match bans::list(&mut nft, &cfg.table) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                logging::warning(&format!(
+                    "adminalert: the bans of the table inet {} left in the kernel cannot be read ({e}); they are not carried over",
+                    cfg.table
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let restored = respond.restore(survived, Instant::now())?;
+    let mut batch = ruleset.install_batch();
+    bans::add_to_batch(
+        &mut batch,
+        &cfg.table,
+        restored.iter().map(|r| (r.addr, r.timeout, r.remaining)),
+    );
+    nft.commit(&batch)?;
+    // Routes and hosts.deny lines of restored bans, before we say we run.
+    respond.after_install(Instant::now());
     logging::notice(&format!(
         "adminalert: nftsentry {} started: table inet {} installed (TCP mode {}, UDP mode {}, {} ignored networks, {} TCP and {} UDP ports watched, NFLOG group {})",
         env!("CARGO_PKG_VERSION"),
@@ -521,7 +593,13 @@ pub fn run(cfg: Config) -> Result<()> {
         None
     };
     let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
+    sentry.respond = respond;
     let result = event_loop(&signals, &mut nflog, &connect, &mut sentry);
+    // Lines still waiting for a host name (history lines among them) are
+    // written with the address as the name rather than lost.
+    let waiting: Vec<(IpAddr, Option<String>)> = sentry.held.keys().map(|ip| (*ip, None)).collect();
+    sentry.release(waiting);
+    sentry.respond.shutdown();
     logging::notice(&statistics_line(&nflog.stats(), &sentry.stats));
 
     if keep {
@@ -592,14 +670,14 @@ pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
     )
     .map_err(|e| Error::other(format!("listen on @{name}: {e}")))?;
     if let Some(info) = nft.table_info(table)? {
-        if info.comment.as_deref() != Some(ruleset::TABLE_COMMENT) {
+        if info.comment.as_deref() != Some(crate::ruleset::TABLE_COMMENT) {
             let found = match info.comment {
                 Some(c) => format!("its comment is {c:?}"),
                 None => "it has no comment".to_string(),
             };
             return Err(Error::other(format!(
                 "table inet {table} exists and was not created by nftsentry ({found}, not \"{}\");                  it is left as it is. Set `table` to another name, or, if it is yours to drop,                  remove it with `nft delete table inet {table}`",
-                ruleset::TABLE_COMMENT
+                crate::ruleset::TABLE_COMMENT
             )));
         }
         return Ok(TableClaim {
@@ -752,6 +830,7 @@ fn event_loop(
                     Ok(Signal::SIGHUP) => logging::warning(
                         "adminalert: SIGHUP received; reload is not supported yet, keeping the running table",
                     ),
+                    Ok(Signal::SIGCHLD) => sentry.respond.on_child_exit(Instant::now()),
                     _ => {}
                 }
             }

@@ -3,6 +3,7 @@
 //! The map of the modules is in `../shared/design.md`; each module owns one
 //! concern and says in its header what it knows nothing of.
 
+pub mod actions;
 pub mod bans;
 pub mod cidr;
 pub mod config;
@@ -10,7 +11,9 @@ pub mod connect;
 pub mod daemon;
 pub mod detect;
 pub mod error;
+pub mod history;
 pub mod ignores;
+pub mod import;
 pub mod listeners;
 pub mod localnet;
 pub mod logging;
@@ -19,4 +22,6 @@ pub mod nflog;
 pub mod nft;
 pub mod packet;
 pub mod resolve;
+pub mod respond;
 pub mod ruleset;
+pub mod state;

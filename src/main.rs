@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use nftsentry::config::{self, Config};
 use nftsentry::error::{Error, Result};
 use nftsentry::nft::NftSocket;
-use nftsentry::{bans, daemon, ignores, logging};
+use nftsentry::{bans, daemon, ignores, import, logging, respond};
 
 /// Where the config is read from when --config is not given.
 const DEFAULT_CONFIG: &str = "/etc/nftsentry/nftsentry.toml";
@@ -61,6 +61,21 @@ enum Command {
     },
     /// Lift every ban
     Flush,
+    /// Convert a PortSentry config to nftsentry.toml, printed on standard output
+    ImportPortsentry {
+        /// PortSentry's config file
+        #[arg(value_name = "FILE", default_value = nftsentry::import::DEFAULT_CONF)]
+        file: PathBuf,
+        /// PortSentry's ignore file [default: IGNORE_FILE of the config]
+        #[arg(long, value_name = "FILE")]
+        ignore: Option<PathBuf>,
+        /// Debian's file of TCP_MODE and UDP_MODE [default: /etc/default/portsentry if it exists]
+        #[arg(long = "default", value_name = "FILE")]
+        default_file: Option<PathBuf>,
+        /// Write the ignore entries to FILE and set ignore_file to it, instead of listing them as comments
+        #[arg(long, value_name = "FILE")]
+        write_ignore: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +104,21 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // The import writes an nftsentry config; it reads none.
+    if let Command::ImportPortsentry {
+        file,
+        ignore,
+        default_file,
+        write_ignore,
+    } = cli.command
+    {
+        return import_portsentry(import::Options {
+            conf: file,
+            ignore,
+            default: default_file,
+            write_ignore,
+        });
+    }
     let cfg = load_config(cli.config.as_deref())?;
     match cli.command {
         Command::Run { debug } => {
@@ -111,7 +141,9 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(Error::usage("--for: a ban must last at least 1s"));
             }
             let mut sock = NftSocket::open()?;
-            bans::add(&mut sock, &cfg.table, addr, timeout, None)?;
+            // The element, the route and hosts.deny line where configured,
+            // and the state file's record.
+            respond::block(&cfg, &mut sock, addr, timeout)?;
             // The ignore rule comes first in the chain: say so rather than
             // let the admin believe the address is cut off.
             if nftsentry::detect::IgnoreList::new(ignores::collect(&cfg)?).contains(&addr) {
@@ -128,7 +160,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Unblock { addr } => {
             let mut sock = NftSocket::open()?;
-            if bans::remove(&mut sock, &cfg.table, addr)? {
+            if respond::unblock(&cfg, &mut sock, addr)? {
                 println!("{} unblocked", bans::canonical(addr));
                 Ok(())
             } else {
@@ -153,11 +185,33 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Flush => {
             let mut sock = NftSocket::open()?;
-            let n = bans::flush(&mut sock, &cfg.table)?;
+            let n = respond::flush(&cfg, &mut sock)?;
             println!("{n} bans lifted");
             Ok(())
         }
+        Command::ImportPortsentry { .. } => unreachable!("handled before the config is loaded"),
     }
+}
+
+/// `import-portsentry`: the converted config on standard output, notes on
+/// standard error, the ignore file written when asked for.
+fn import_portsentry(opts: import::Options) -> Result<()> {
+    let out = import::import(&opts)?;
+    // Never print a config that nftsentry itself would refuse.
+    if let Err(e) = Config::parse(&out.toml, "<converted config>") {
+        return Err(Error::other(format!(
+            "the converted config does not pass nftsentry's checks (please report this as a bug of import-portsentry): {e}"
+        )));
+    }
+    for w in &out.warnings {
+        eprintln!("nftsentry: note: {w}");
+    }
+    if let Some((path, text)) = &out.ignore_file {
+        import::write_file(path, text)?;
+        eprintln!("nftsentry: wrote the ignore entries to {}", path.display());
+    }
+    print!("{}", out.toml);
+    Ok(())
 }
 
 fn check(cfg: &Config) -> Result<()> {
@@ -185,6 +239,20 @@ fn check(cfg: &Config) -> Result<()> {
     for w in nftsentry::daemon::handshake_warnings(cfg) {
         println!("warning: {w}");
     }
+    println!(
+        "block mode: tcp {}, udp {}",
+        cfg.tcp.block_mode, cfg.udp.block_mode
+    );
+    for line in respond::describe_actions(cfg) {
+        println!("{line}");
+    }
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none".into())
+    };
+    println!("history file: {}", path(&cfg.history_file));
+    println!("state file: {}", path(&cfg.state_file));
     Ok(())
 }
 

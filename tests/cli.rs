@@ -7,7 +7,10 @@ use std::time::Duration;
 
 /// A config for tests: the built-in defaults, no ignore file.
 fn config(dir: &TempDir, extra: &str) -> std::path::PathBuf {
-    dir.file("nftsentry.toml", &format!("ignore_file = \"\"\n{extra}"))
+    dir.file(
+        "nftsentry.toml",
+        &format!("ignore_file = \"\"\n{}{extra}", private_files(&dir.path)),
+    )
 }
 
 fn stdout(o: &std::process::Output) -> String {
@@ -156,13 +159,16 @@ fn exit_codes() {
     // Config error: 78, naming file, line and key.
     let bad = dir.file(
         "bad.toml",
-        "ignore_file = \"\"\n\n[tcp]\nports = \"1,70000\"\n",
+        &format!(
+            "ignore_file = \"\"\n{}\n[tcp]\nports = \"1,70000\"\n",
+            private_files(&dir.path).trim_end()
+        ),
     );
     let o = nftsentry(&ns, &bad, &["check"]);
     assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
-        e.contains(&format!("{}:4", bad.display())) && e.contains("tcp.ports"),
+        e.contains(&format!("{}:5", bad.display())) && e.contains("tcp.ports"),
         "{e}"
     );
     let o = nftsentry(&ns, &dir.path.join("missing.toml"), &["check"]);

@@ -20,7 +20,11 @@ fn default_config(dir: &TempDir) -> std::path::PathBuf {
     let ignore = std::fs::canonicalize("config/ignore").unwrap();
     dir.file(
         "nftsentry.toml",
-        &format!("ignore_file = \"{}\"\n", ignore.display()),
+        &format!(
+            "ignore_file = \"{}\"\n{}",
+            ignore.display(),
+            private_files(&dir.path)
+        ),
     )
 }
 

@@ -5,6 +5,7 @@
 //!
 //! Knows nothing of sockets or nftables: it only says what was asked for.
 
+mod actions;
 mod duration;
 pub mod ignore;
 mod ports;
@@ -20,6 +21,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::Error;
 
+pub use actions::{BlockMode, RouteMode, TEMPLATE_VARIABLES};
 pub use duration::{format_duration, parse_duration};
 pub use ports::{
     PORTSENTRY_TCP_AWARE, PORTSENTRY_TCP_BARE_BONES, PORTSENTRY_TCP_PARANOID, PORTSENTRY_UDP_AWARE,
@@ -66,6 +68,31 @@ pub struct Config {
     pub port_banner: String,
     /// `ban_requires_handshake`: only a completed TCP handshake bans.
     pub ban_requires_handshake: bool,
+    /// `route`: native host route added for a banned source.
+    pub route: RouteMode,
+    /// `kill_route`: legacy command template, run instead of a native route
+    /// when not empty.
+    pub kill_route: String,
+    /// `hosts_deny`; `None` when set to "".
+    pub hosts_deny: Option<PathBuf>,
+    /// `hosts_deny_line`: the line template.
+    pub hosts_deny_line: String,
+    /// `command`: argv template; empty = no command.
+    pub command: Vec<String>,
+    /// `command_shell`: run `command` (and `kill_route`) through /bin/sh -c.
+    pub command_shell: bool,
+    /// `run_before_block`.
+    pub run_before_block: bool,
+    /// `command_timeout`.
+    pub command_timeout: Duration,
+    /// `history_file`; `None` when set to "".
+    pub history_file: Option<PathBuf>,
+    /// `state_file`; `None` when set to "".
+    pub state_file: Option<PathBuf>,
+    /// `ban_time_factor`: 1 = no escalation.
+    pub ban_time_factor: u32,
+    /// `ban_time_max`: cap of escalated bans.
+    pub ban_time_max: Duration,
     /// `[tcp]`.
     pub tcp: Protocol,
     /// `[udp]`.
@@ -83,6 +110,8 @@ pub struct Protocol {
     pub advanced_ports: u16,
     /// `advanced_exclude`: never watched in advanced mode.
     pub advanced_exclude: PortSet,
+    /// `block_mode`.
+    pub block_mode: BlockMode,
 }
 
 impl Protocol {
@@ -241,6 +270,8 @@ pub const SCAN_WINDOW_MAX: Duration = Duration::from_secs(365 * 86_400);
 /// extra zero or three) into an error instead of a huge kernel set.
 pub const SET_SIZE_MAX: u32 = 16_777_216;
 pub const MAX_TRACKED_SOURCES_MAX: usize = 10_000_000;
+pub const COMMAND_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+pub const COMMAND_TIMEOUT_MAX: Duration = Duration::from_secs(86_400);
 
 /// Keys of the top level, in the order the default file documents them.
 pub const TOP_KEYS: &[&str] = &[
@@ -259,11 +290,29 @@ pub const TOP_KEYS: &[&str] = &[
     "ignore_local",
     "port_banner",
     "ban_requires_handshake",
+    "route",
+    "kill_route",
+    "hosts_deny",
+    "hosts_deny_line",
+    "command",
+    "command_shell",
+    "run_before_block",
+    "command_timeout",
+    "history_file",
+    "state_file",
+    "ban_time_factor",
+    "ban_time_max",
     "tcp",
     "udp",
 ];
 /// Keys of `[tcp]` and `[udp]`.
-pub const PROTOCOL_KEYS: &[&str] = &["mode", "ports", "advanced_ports", "advanced_exclude"];
+pub const PROTOCOL_KEYS: &[&str] = &[
+    "mode",
+    "ports",
+    "advanced_ports",
+    "advanced_exclude",
+    "block_mode",
+];
 
 impl Default for Config {
     /// The configuration built into the binary: `DEFAULT_TEXT`, parsed. A
@@ -351,11 +400,51 @@ impl Config {
                 "ban_requires_handshake" => {
                     c.ban_requires_handshake = doc.check(v, key, boolean)?
                 }
+                "route" => c.route = doc.check(v, key, |v| actions::route_mode(string(v)?))?,
+                "kill_route" => {
+                    c.kill_route = doc.check(v, key, |v| actions::kill_route(string(v)?))?
+                }
+                "hosts_deny" => {
+                    c.hosts_deny = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/etc/hosts.deny")
+                    })?
+                }
+                "hosts_deny_line" => {
+                    c.hosts_deny_line =
+                        doc.check(v, key, |v| actions::hosts_deny_line(string(v)?))?
+                }
+                "command" => c.command = doc.check(v, key, actions::command)?,
+                "command_shell" => c.command_shell = doc.check(v, key, boolean)?,
+                "run_before_block" => c.run_before_block = doc.check(v, key, boolean)?,
+                "command_timeout" => {
+                    c.command_timeout = doc.check(v, key, |v| {
+                        duration(v, COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX)
+                    })?
+                }
+                "history_file" => {
+                    c.history_file = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/var/lib/nftsentry/history")
+                    })?
+                }
+                "state_file" => {
+                    c.state_file = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/var/lib/nftsentry/state")
+                    })?
+                }
+                "ban_time_factor" => {
+                    c.ban_time_factor =
+                        doc.check(v, key, |v| integer(v, 1, actions::BAN_TIME_FACTOR_MAX))? as u32
+                }
+                "ban_time_max" => {
+                    c.ban_time_max =
+                        doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
+                }
                 "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp)?,
                 "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp)?,
                 _ => return Err(doc.unknown_key(k, None)),
             }
         }
+        doc.check_across_keys(&c, root.get_ref())?;
         Ok(c)
     }
 
@@ -381,6 +470,7 @@ impl Config {
                 Proto::Tcp => PortSet::from_ports([113, 139]),
                 Proto::Udp => PortSet::from_ports([520, 138, 137, 67]),
             },
+            block_mode: BlockMode::Block,
         };
         Config {
             source: source.to_string(),
@@ -399,6 +489,18 @@ impl Config {
             resolve_host: false,
             port_banner: String::new(),
             ban_requires_handshake: false,
+            route: RouteMode::Off,
+            kill_route: String::new(),
+            hosts_deny: None,
+            hosts_deny_line: "ALL: $TARGET$".to_string(),
+            command: Vec::new(),
+            command_shell: false,
+            run_before_block: false,
+            command_timeout: Duration::from_secs(30),
+            history_file: Some(PathBuf::from("/var/lib/nftsentry/history")),
+            state_file: Some(PathBuf::from("/var/lib/nftsentry/state")),
+            ban_time_factor: 1,
+            ban_time_max: Duration::from_secs(30 * 86_400),
             tcp: protocol(Proto::Tcp),
             udp: protocol(Proto::Udp),
         }
@@ -513,6 +615,9 @@ impl Doc<'_> {
                         self.check(v, &key, |v| integer(v, 1, u16::MAX.into()))? as u16
                 }
                 "advanced_exclude" => p.advanced_exclude = self.ports(v, &key, proto)?,
+                "block_mode" => {
+                    p.block_mode = self.check(v, &key, |v| actions::block_mode(string(v)?))?
+                }
                 _ => return Err(self.unknown_key(k, Some(name))),
             }
         }
@@ -559,6 +664,53 @@ impl Doc<'_> {
                 ),
             )),
         }
+    }
+}
+
+impl Doc<'_> {
+    /// Checks that involve more than one key, once the whole file is read.
+    fn check_across_keys(&self, c: &Config, root: &DeTable<'_>) -> Result<(), Error> {
+        // The line of `table.key`, or of a top-level `key`, if the file has it.
+        let line_of = |table: Option<&str>, key: &str| {
+            let t = match table {
+                None => root,
+                Some(name) => match root.get(name).map(|v| v.get_ref()) {
+                    Some(DeValue::Table(t)) => t,
+                    _ => return None,
+                },
+            };
+            t.get(key).map(|v| self.line(v.span().start))
+        };
+        let at = |line: Option<usize>, key: &str, message: String| {
+            Error::config(match line {
+                Some(l) => format!("{}:{l}: key `{key}`: {message}", self.source),
+                None => format!("{}: key `{key}`: {message}", self.source),
+            })
+        };
+        for (proto, line) in [
+            (Proto::Tcp, line_of(Some("tcp"), "block_mode")),
+            (Proto::Udp, line_of(Some("udp"), "block_mode")),
+        ] {
+            if c.protocol(proto).block_mode == BlockMode::Command && c.command.is_empty() {
+                return Err(at(
+                    line,
+                    &format!("{proto}.block_mode"),
+                    "block mode \"command\" runs only the external command, and `command` is empty: set `command`".to_string(),
+                ));
+            }
+        }
+        if c.ban_time_factor > 1 && c.ban_time_max < c.ban_time {
+            return Err(at(
+                line_of(None, "ban_time_max"),
+                "ban_time_max",
+                format!(
+                    "{} is shorter than ban_time ({}): escalated bans could not be longer than the first",
+                    format_duration(c.ban_time_max),
+                    format_duration(c.ban_time)
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

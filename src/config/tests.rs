@@ -51,6 +51,28 @@ fn every_key_has_its_documented_default() {
     assert!(!c.resolve_host);
     assert_eq!(c.tcp.mode, Mode::STEALTH);
     assert_eq!(c.udp.mode, Mode::STEALTH);
+    assert_eq!(c.route, RouteMode::Off);
+    assert_eq!(c.kill_route, "");
+    assert_eq!(c.hosts_deny, None);
+    assert_eq!(c.hosts_deny_line, "ALL: $TARGET$");
+    assert!(c.command.is_empty());
+    assert!(!c.command_shell);
+    assert!(!c.run_before_block);
+    assert_eq!(c.command_timeout, Duration::from_secs(30));
+    assert_eq!(
+        c.history_file,
+        Some(PathBuf::from("/var/lib/nftsentry/history"))
+    );
+    assert_eq!(
+        c.state_file,
+        Some(PathBuf::from("/var/lib/nftsentry/state"))
+    );
+    assert_eq!(c.ban_time_factor, 1);
+    assert_eq!(c.ban_time_max, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.tcp.block_mode, BlockMode::Block);
+    assert_eq!(c.udp.block_mode, BlockMode::Block);
+    assert_eq!(c.tcp.mode, Mode::STEALTH);
+    assert_eq!(c.udp.mode, Mode::STEALTH);
     assert_eq!(c.tcp.ports, aware(Proto::Tcp));
     assert_eq!(c.udp.ports, aware(Proto::Udp));
     assert_eq!(c.tcp.ports.len(), 26);
@@ -120,12 +142,25 @@ fn every_config_field_is_documented_in_the_default_file() {
         resolve_host: _,
         port_banner: _,
         ban_requires_handshake: _,
+        route: _,
+        kill_route: _,
+        hosts_deny: _,
+        hosts_deny_line: _,
+        command: _,
+        command_shell: _,
+        run_before_block: _,
+        command_timeout: _,
+        history_file: _,
+        state_file: _,
+        ban_time_factor: _,
+        ban_time_max: _,
         tcp:
             Protocol {
                 mode: _,
                 ports: _,
                 advanced_ports: _,
                 advanced_exclude: _,
+                block_mode: _,
             },
         udp: _,
     } = Config::default();
@@ -145,6 +180,18 @@ fn every_config_field_is_documented_in_the_default_file() {
         "resolve_host",
         "port_banner",
         "ban_requires_handshake",
+        "route",
+        "kill_route",
+        "hosts_deny",
+        "hosts_deny_line",
+        "command",
+        "command_shell",
+        "run_before_block",
+        "command_timeout",
+        "history_file",
+        "state_file",
+        "ban_time_factor",
+        "ban_time_max",
     ];
     let text = Config::DEFAULT_TEXT;
     for key in keys {
@@ -226,17 +273,31 @@ max_tracked_sources = 1
 resolve_host = true
 port_banner = "GO AWAY\n"
 ban_requires_handshake = true
+route = "prohibit"
+kill_route = "/sbin/route add -host $TARGET$ reject"
+hosts_deny = "/etc/hosts.deny"
+hosts_deny_line = "ALL: $TARGET$ : DENY"
+command = ["/usr/local/bin/notify", "$TARGET$", "port $PORT$"]
+command_shell = true
+run_before_block = true
+command_timeout = "2m"
+history_file = ""
+state_file = "/run/nftsentry/state"
+ban_time_factor = 4
+ban_time_max = "60d"
 
 [tcp]
 mode = "off"
 ports = "1,11,100-200"
 advanced_ports = 65535
 advanced_exclude = "22,80-81"
+block_mode = "command"
 
 [udp]
 ports = [1, 11, "100-200", "aware"]
 advanced_ports = 1
 advanced_exclude = []
+block_mode = "log"
 "#;
     let c = Config::parse(text, "x.toml").unwrap();
     assert_eq!(c.source, "x.toml");
@@ -265,6 +326,23 @@ advanced_exclude = []
     assert_eq!(c.tcp.advanced_exclude.ranges(), &[(22, 22), (80, 81)]);
     assert_eq!(c.udp.advanced_ports, 1);
     assert!(c.udp.advanced_exclude.is_empty());
+    assert_eq!(c.route, RouteMode::Prohibit);
+    assert_eq!(c.kill_route, "/sbin/route add -host $TARGET$ reject");
+    assert_eq!(c.hosts_deny, Some(PathBuf::from("/etc/hosts.deny")));
+    assert_eq!(c.hosts_deny_line, "ALL: $TARGET$ : DENY");
+    assert_eq!(
+        c.command,
+        ["/usr/local/bin/notify", "$TARGET$", "port $PORT$"]
+    );
+    assert!(c.command_shell);
+    assert!(c.run_before_block);
+    assert_eq!(c.command_timeout, Duration::from_secs(120));
+    assert_eq!(c.history_file, None);
+    assert_eq!(c.state_file, Some(PathBuf::from("/run/nftsentry/state")));
+    assert_eq!(c.ban_time_factor, 4);
+    assert_eq!(c.ban_time_max, Duration::from_secs(60 * 86_400));
+    assert_eq!(c.tcp.block_mode, BlockMode::Command);
+    assert_eq!(c.udp.block_mode, BlockMode::Log);
 }
 
 #[test]
@@ -352,6 +430,83 @@ fn modes_and_what_they_watch() {
     assert_at(&msg, 1, "port_banner");
     let msg = err("ban_requires_handshake = \"1\"");
     assert_at(&msg, 1, "ban_requires_handshake");
+}
+
+#[test]
+fn action_keys_forms_and_errors() {
+    // A string command is split on white space, as PortSentry's KILL_RUN_CMD.
+    let c = Config::parse("command = \"/bin/logger  -t x $TARGET$\"\n", "f").unwrap();
+    assert_eq!(c.command, ["/bin/logger", "-t", "x", "$TARGET$"]);
+    let c = Config::parse("command = \"\"\n", "f").unwrap();
+    assert!(c.command.is_empty());
+    let msg = err("\ncommand = [\"/bin/echo\", 5]\n");
+    assert_at(&msg, 2, "command");
+    assert!(msg.contains("argument 2"), "{msg}");
+    let msg = err("command = [\"$TARGET$\"]\n");
+    assert!(msg.contains("the program `$TARGET$` contains `$`"), "{msg}");
+    let msg = err("command = [\"\"]\n");
+    assert!(msg.contains("program (first argument) is empty"), "{msg}");
+    let msg = err("command = 5\n");
+    assert!(msg.contains("expected an array of arguments"), "{msg}");
+    let msg = err("command = [\"/bin/echo\", \"a\\nb\"]\n");
+    assert!(msg.contains("one line"), "{msg}");
+    let msg = err("route = \"reject\"\n");
+    assert_eq!(
+        msg,
+        format!(
+            "{FILE}:1: key `route`: unknown route `reject`; valid routes: \"off\", \"blackhole\", \"unreachable\", \"prohibit\"; a PortSentry KILL_ROUTE command goes in `kill_route`"
+        )
+    );
+    let msg = err("kill_route = \"/sbin/route add -host 1.2.3.4 reject\"\n");
+    assert_at(&msg, 1, "kill_route");
+    assert!(msg.contains("no $TARGET$"), "{msg}");
+    let msg = err("hosts_deny_line = \"ALL: everybody\"\n");
+    assert_at(&msg, 1, "hosts_deny_line");
+    assert!(msg.contains("no $TARGET$"), "{msg}");
+    let msg = err("hosts_deny_line = \"# $TARGET$\"\n");
+    assert!(msg.contains("comment"), "{msg}");
+    let msg = err("hosts_deny = \"hosts.deny\"\n");
+    assert_at(&msg, 1, "hosts_deny");
+    assert!(msg.contains("not an absolute path"), "{msg}");
+    let msg = err("state_file = \"/var/lib/nftsentry/\"\n");
+    assert_at(&msg, 1, "state_file");
+    assert!(msg.contains("directory"), "{msg}");
+    let msg = err("history_file = \"history\"\n");
+    assert_at(&msg, 1, "history_file");
+    let msg = err("ban_time_factor = 0\n");
+    assert!(msg.ends_with("0 is out of range 1 to 1000"), "{msg}");
+    let msg = err("ban_time_factor = 1001\n");
+    assert_at(&msg, 1, "ban_time_factor");
+    let msg = err("command_timeout = \"500ms\"\n");
+    assert!(msg.ends_with("500ms is out of range 1s to 1d"), "{msg}");
+    let msg = err("[udp]\nblock_mode = \"2\"\n");
+    assert_at(&msg, 2, "udp.block_mode");
+    assert!(
+        msg.contains("valid block modes: \"block\", \"log\", \"command\""),
+        "{msg}"
+    );
+    // Checks across keys name the key that has to change.
+    let msg = err("[tcp]\n\nblock_mode = \"command\"\n");
+    assert_at(&msg, 3, "tcp.block_mode");
+    assert!(msg.contains("`command` is empty"), "{msg}");
+    let c = Config::parse(
+        "command = [\"/bin/true\"]\n[udp]\nblock_mode = \"command\"\n",
+        "f",
+    )
+    .unwrap();
+    assert_eq!(c.udp.block_mode, BlockMode::Command);
+    let msg = err("ban_time = \"2d\"\nban_time_factor = 2\nban_time_max = \"1d\"\n");
+    assert_at(&msg, 3, "ban_time_max");
+    assert!(msg.contains("shorter than ban_time (2d)"), "{msg}");
+    // Without escalation the cap does not matter.
+    assert!(Config::parse("ban_time = \"60d\"\n", "f").is_ok());
+    let msg = err("ban_time = \"60d\"\nban_time_factor = 2\n");
+    assert_eq!(
+        msg,
+        format!(
+            "{FILE}: key `ban_time_max`: 30d is shorter than ban_time (60d): escalated bans could not be longer than the first"
+        )
+    );
 }
 
 #[test]
@@ -496,7 +651,7 @@ fn unknown_keys_name_line_and_key() {
     assert_eq!(
         msg,
         format!(
-            "{FILE}:4: unknown key `tcp.port`; keys allowed at [tcp]: mode, ports, advanced_ports, advanced_exclude"
+            "{FILE}:4: unknown key `tcp.port`; keys allowed at [tcp]: mode, ports, advanced_ports, advanced_exclude, block_mode"
         )
     );
     let msg = err("[udp]\n  Ports = \"1\"\n");

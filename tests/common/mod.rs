@@ -247,14 +247,42 @@ impl Drop for TempDir {
 
 /// `nftsentry -c CONFIG ARGS...` inside `ns`.
 pub fn nftsentry(ns: &Netns, config: &std::path::Path, args: &[&str]) -> Output {
+    if config.exists() {
+        assert_private_files(config);
+    }
     let mut c = ns.cmd(nftsentry_bin());
     c.arg("-c").arg(config).args(args);
     c.output().unwrap()
 }
 
+/// Config lines that keep a test's state and history files in its own
+/// directory: tests run in parallel, and none may write the host's
+/// /var/lib/nftsentry.
+pub fn private_files(dir: &std::path::Path) -> String {
+    format!(
+        "state_file = \"{}\"\nhistory_file = \"{}\"\n",
+        dir.join("state").display(),
+        dir.join("history").display()
+    )
+}
+
+/// Panics unless the config at `config` sets its own state and history
+/// files (see `private_files`).
+pub fn assert_private_files(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    for key in ["state_file", "history_file"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(key)),
+            "{} does not set {key}: a test daemon would write /var/lib/nftsentry (use common::private_files)",
+            config.display()
+        );
+    }
+}
+
 /// Starts `nftsentry -c CONFIG run` in `ns` (stderr to `log`) and waits until
 /// its table is in. Returns the daemon's PID.
 pub fn start_daemon(ns: &mut Netns, config: &std::path::Path, log: &std::path::Path) -> u32 {
+    assert_private_files(config);
     let table_present = |ns: &Netns| {
         ns.cmd("nft")
             .args(["list", "table", "inet", "nftsentry"])

@@ -41,7 +41,11 @@ impl Scene {
         let ignore = dir.file("ignore", ignore);
         let cfg = dir.file(
             "nftsentry.toml",
-            &format!("ignore_file = \"{}\"\n{extra}\n{tables}", ignore.display()),
+            &format!(
+                "ignore_file = \"{}\"\n{}{extra}\n{tables}",
+                ignore.display(),
+                private_files(&dir.path)
+            ),
         );
         prepare(&mut pair);
         let log = dir.path.join("log");

@@ -1,0 +1,351 @@
+//! actions::hosts_deny: one line per banned host in a tcp_wrappers file.
+//!
+//! The file is read, changed in memory and replaced: a new file in the same
+//! directory (same owner and mode), fsynced, renamed over the old one, the
+//! directory fsynced. A crash leaves the old file or the new one, never half
+//! a line. A line is never added twice, and every other byte of the file,
+//! comments and blank lines and a missing final newline included, stays as
+//! it was: removing the line we added gives back the file as it was before.
+//! A symbolic link, anything but a regular file, and a world-writable file
+//! are refused: writing through them would let someone else choose what we
+//! overwrite, or undo our lines.
+//!
+//! Knows nothing of bans or templates: it is given the finished line.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// What `add` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// The line was added.
+    Added,
+    /// The same line was already in the file: left as it was.
+    AlreadyThere,
+}
+
+fn fail(path: &Path, why: impl std::fmt::Display) -> Error {
+    Error::other(format!("hosts.deny file {}: {why}", path.display()))
+}
+
+/// Checks the file before we touch it. `Ok(None)` when it does not exist.
+pub fn check(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    let m = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(path, e)),
+    };
+    let ft = m.file_type();
+    if ft.is_symlink() {
+        return Err(fail(
+            path,
+            "is a symbolic link; refusing to write through it (set hosts_deny to the real file)",
+        ));
+    }
+    if !ft.is_file() {
+        return Err(fail(path, "is not a regular file; refusing to replace it"));
+    }
+    let mode = m.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(fail(
+            path,
+            format!(
+                "is world-writable (mode {:04o}); refusing to use it: anyone could add or remove lines (chmod o-w)",
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(Some(m))
+}
+
+/// Reads the file (without following a symbolic link); empty if missing.
+fn read(path: &Path) -> Result<(Vec<u8>, Option<std::fs::Metadata>)> {
+    let Some(meta) = check(path)? else {
+        return Ok((Vec::new(), None));
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| fail(path, e))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| fail(path, e))?;
+    Ok((bytes, Some(meta)))
+}
+
+/// Is `line` in the file (ignoring white space at the ends of lines)?
+pub fn contains(path: &Path, line: &str) -> Result<bool> {
+    let (bytes, _) = read(path)?;
+    Ok(position(&bytes, line.trim_end().as_bytes(), true).is_some())
+}
+
+/// Adds `line` unless the file has it already.
+pub fn add(path: &Path, line: &str) -> Result<Added> {
+    if line.contains(['\n', '\r', '\0']) || line.trim().is_empty() {
+        return Err(fail(path, format!("{line:?} is not one line of text")));
+    }
+    let (bytes, meta) = read(path)?;
+    match with_line(&bytes, line) {
+        None => Ok(Added::AlreadyThere),
+        Some(new) => {
+            replace(path, &new, meta.as_ref())?;
+            Ok(Added::Added)
+        }
+    }
+}
+
+/// Removes `line` (the last copy, exactly as given). Ok(false) if the file
+/// or the line is not there.
+pub fn remove(path: &Path, line: &str) -> Result<bool> {
+    let (bytes, meta) = read(path)?;
+    match without_line(&bytes, line) {
+        None => Ok(false),
+        Some(new) => {
+            replace(path, &new, meta.as_ref())?;
+            Ok(true)
+        }
+    }
+}
+
+/// Index and length (without newline) of the line equal to `line`; the
+/// last one when several are. `loose` ignores white space at line ends.
+fn position(content: &[u8], line: &[u8], loose: bool) -> Option<(usize, usize)> {
+    let mut found = None;
+    let mut start = 0;
+    while start < content.len() {
+        let end = content[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(content.len(), |i| start + i);
+        let text = &content[start..end];
+        let same = if loose {
+            text.trim_ascii_end() == line
+        } else {
+            text == line
+        };
+        if same {
+            found = Some((start, end - start));
+        }
+        start = end + 1;
+    }
+    found
+}
+
+/// The content with `line` added at the end, or `None` if a line equal to
+/// it (ignoring white space at the ends) is already there. A file without
+/// a final newline keeps having none, so that `without_line` can restore
+/// it exactly.
+pub fn with_line(content: &[u8], line: &str) -> Option<Vec<u8>> {
+    if position(content, line.trim_end().as_bytes(), true).is_some() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(content.len() + line.len() + 2);
+    out.extend_from_slice(content);
+    if content.is_empty() || content.ends_with(b"\n") {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    } else {
+        out.push(b'\n');
+        out.extend_from_slice(line.as_bytes());
+    }
+    Some(out)
+}
+
+/// The content without the last line exactly equal to `line`, or `None` if
+/// there is none. The inverse of `with_line`.
+pub fn without_line(content: &[u8], line: &str) -> Option<Vec<u8>> {
+    let (start, len) = position(content, line.as_bytes(), false)?;
+    let end = start + len;
+    let mut out = Vec::with_capacity(content.len());
+    if end < content.len() {
+        // "line\n": drop it and its newline.
+        out.extend_from_slice(&content[..start]);
+        out.extend_from_slice(&content[end + 1..]);
+    } else {
+        // The last line, without a newline: drop the newline before it too.
+        out.extend_from_slice(&content[..start.saturating_sub(1)]);
+    }
+    Some(out)
+}
+
+/// Replaces the file atomically with `bytes`, keeping the old file's owner
+/// and mode (a new file is 0644).
+fn replace(path: &Path, bytes: &[u8], old: Option<&std::fs::Metadata>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| fail(path, "has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".nftsentry.{}", std::process::id()));
+    let tmp: PathBuf = dir.join(tmp_name);
+    // A leftover of a crash of this same PID is ours to replace.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| fail(path, format!("cannot create {}: {e}", tmp.display())))?;
+    let result = (|| -> std::io::Result<()> {
+        let (mode, uid, gid) = match old {
+            Some(m) => (
+                m.permissions().mode() & 0o7777,
+                Some(m.uid()),
+                Some(m.gid()),
+            ),
+            None => (0o644, None, None),
+        };
+        if uid.is_some() {
+            std::os::unix::fs::fchown(&f, uid, gid)?;
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(path, format!("cannot replace it: {e}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = "ALL: 192.0.2.2";
+
+    #[test]
+    fn add_then_remove_restores_every_byte() {
+        for content in [
+            "",
+            "\n",
+            "# comment\n",
+            "# comment",
+            "sshd: 10.0.0.0/8\r\n\n#x\n",
+            "a\n\n\n",
+            "ALL: 192.0.2.22\nALL: 192.0.2.2 \t# other\n",
+        ] {
+            let added =
+                with_line(content.as_bytes(), LINE).unwrap_or_else(|| panic!("{content:?}"));
+            assert!(added.starts_with(content.as_bytes()), "{content:?}");
+            let text = String::from_utf8(added.clone()).unwrap();
+            assert_eq!(
+                text.matches(LINE).count(),
+                content.matches(LINE).count() + 1
+            );
+            assert_eq!(
+                without_line(&added, LINE).unwrap(),
+                content.as_bytes(),
+                "{content:?} -> {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_a_duplicate() {
+        for content in [
+            "ALL: 192.0.2.2\n",
+            "# x\nALL: 192.0.2.2",
+            "ALL: 192.0.2.2  \n# x\n",
+            "ALL: 192.0.2.2\r\n",
+        ] {
+            assert_eq!(with_line(content.as_bytes(), LINE), None, "{content:?}");
+        }
+        let once = with_line(b"# head\n", LINE).unwrap();
+        assert_eq!(with_line(&once, LINE), None);
+    }
+
+    #[test]
+    fn remove_takes_only_the_exact_line() {
+        assert_eq!(without_line(b"ALL: 192.0.2.22\n", LINE), None);
+        assert_eq!(without_line(b"# ALL: 192.0.2.2\n", LINE), None);
+        assert_eq!(without_line(b"", LINE), None);
+        assert_eq!(
+            without_line(b"ALL: 192.0.2.2\nx\nALL: 192.0.2.2\ny\n", LINE).unwrap(),
+            b"ALL: 192.0.2.2\nx\ny\n"
+        );
+        assert_eq!(without_line(b"ALL: 192.0.2.2", LINE).unwrap(), b"");
+        assert_eq!(without_line(b"ALL: 192.0.2.2\n", LINE).unwrap(), b"");
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nftsentry-hd-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn file_round_trip_keeps_mode_and_content() {
+        let d = tempdir("rt");
+        let p = d.join("hosts.deny");
+        let original = "# /etc/hosts.deny\n#\n# comments stay\nsshd: 203.0.113.9\n";
+        std::fs::write(&p, original).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(add(&p, LINE).unwrap(), Added::Added);
+        assert_eq!(add(&p, LINE).unwrap(), Added::AlreadyThere);
+        assert!(contains(&p, LINE).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("{original}{LINE}\n")
+        );
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        assert!(remove(&p, LINE).unwrap());
+        assert!(!remove(&p, LINE).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), original);
+        // A missing file is created (0644) and can become empty again.
+        let q = d.join("new.deny");
+        assert!(!remove(&q, LINE).unwrap());
+        assert_eq!(add(&q, LINE).unwrap(), Added::Added);
+        let mode = std::fs::metadata(&q).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644);
+        assert!(remove(&q, LINE).unwrap());
+        assert_eq!(std::fs::read(&q).unwrap(), b"");
+        // Nothing but the two files is left in the directory.
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn refuses_symlinks_other_files_and_world_writable() {
+        let d = tempdir("bad");
+        let real = d.join("real");
+        std::fs::write(&real, "# real\n").unwrap();
+        let link = d.join("hosts.deny");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = add(&link, LINE).unwrap_err();
+        assert!(e.message.contains("is a symbolic link"), "{e}");
+        assert!(e.message.contains(&link.display().to_string()), "{e}");
+        assert!(remove(&link, LINE).is_err());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "# real\n");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = add(&real, LINE).unwrap_err();
+        assert!(e.message.contains("world-writable (mode 0666)"), "{e}");
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "# real\n");
+
+        let e = add(&d, LINE).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        let e = add(&real, "two\nlines").unwrap_err();
+        assert!(e.message.contains("not one line"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
