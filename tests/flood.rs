@@ -22,7 +22,9 @@
 //! its own RSTs to it), and does not track those flows in conntrack, so
 //! nothing leaves the namespaces and the host's conntrack table is spared.
 mod common;
-use common::spoof::{L4, SYN, Spoofer, accept_own_sources, packet, pin_victim_neighbours};
+use common::spoof::{
+    L4, SYN, Spoofer, accept_own_sources, packet, pin_victim_neighbours, route_spoofed_range_back,
+};
 use common::*;
 use nix::sys::signal::Signal;
 use std::io::BufRead;
@@ -138,8 +140,8 @@ fn a_million_spoofed_probes() {
     let started = Instant::now();
     let mut pair = Pair::new("fld");
     let dir = TempDir::new("fld");
+    route_spoofed_range_back(&pair);
     let v = &pair.victim;
-    v.ip(&["route", "add", "198.18.0.0/15", "via", ATTACKER4]);
     v.ip(&["route", "add", "default", "via", GATEWAY4]);
     v.ip(&["-6", "route", "add", "default", "via", GATEWAY6]);
     set_resolv_conf(
@@ -148,11 +150,6 @@ fn a_million_spoofed_probes() {
     );
     accept_own_sources(v, "eth0");
     pin_victim_neighbours(&pair);
-    pair.attacker.sh("sysctl -qw net.ipv4.ip_forward=0");
-    // No conntrack entries for the flood, no RSTs back to it.
-    v.nft(&["add table ip floodraw { \
-        chain pre { type filter hook prerouting priority raw; ip saddr 198.18.0.0/15 notrack; }; \
-        chain out { type filter hook output priority raw; ip daddr 198.18.0.0/15 drop; }; }"]);
     // After nftsentry's chain (priority -10): every probe its tripwire
     // logged (nothing listens on ports 1-3, and banned sources are gone).
     v.nft(&["add table inet floodcount { \
@@ -163,9 +160,10 @@ fn a_million_spoofed_probes() {
         "nftsentry.toml",
         &format!(
             "ignore_file = \"{}\"\nban_time = \"1h\"\nscan_trigger = {SCAN_TRIGGER}\n\
-             max_tracked_sources = {MAX_TRACKED}\nset_size = 65536\n\
+             max_tracked_sources = {MAX_TRACKED}\nset_size = 65536\n{}\
              [tcp]\nports = \"1-3\"\n[udp]\nports = \"\"\n",
-            ignore.display()
+            ignore.display(),
+            private_files(&dir.path)
         ),
     );
 
@@ -177,6 +175,7 @@ fn a_million_spoofed_probes() {
         .arg(&cfg)
         .arg("run")
         .stderr(std::process::Stdio::from(write_end));
+    assert_private_files(&cfg);
     let pid = pair.victim.spawn(&mut cmd);
     drop(cmd);
     let (lines_tx, lines_rx) = mpsc::channel::<String>();

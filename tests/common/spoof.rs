@@ -211,3 +211,16 @@ pub fn pin_victim_neighbours(pair: &super::Pair) {
         ]);
     }
 }
+
+/// For floods from 198.18.0.0/15: the victim routes the range back to the
+/// attacker (whose forwarding is off, so nothing goes further), drops its own
+/// RSTs to it, and keeps those flows out of conntrack (a million spoofed
+/// SYNs would fill the conntrack table every namespace shares).
+pub fn route_spoofed_range_back(pair: &super::Pair) {
+    pair.victim
+        .ip(&["route", "add", "198.18.0.0/15", "via", super::ATTACKER4]);
+    pair.attacker.sh("sysctl -qw net.ipv4.ip_forward=0");
+    pair.victim.nft(&["add table ip floodraw { \
+        chain pre { type filter hook prerouting priority raw; ip saddr 198.18.0.0/15 notrack; }; \
+        chain out { type filter hook output priority raw; ip daddr 198.18.0.0/15 drop; }; }"]);
+}
