@@ -50,7 +50,10 @@ impl Running {
     fn start(tag: &str, extra: &str) -> Running {
         let mut ns = Netns::new(tag);
         let dir = TempDir::new(tag);
-        let cfg = dir.file("good.toml", &format!("ignore_file = \"\"\n{extra}"));
+        let cfg = dir.file(
+            "good.toml",
+            &format!("ignore_file = \"\"\n{}{extra}", private_files(&dir.path)),
+        );
         let pid = start_daemon(&mut ns, &cfg, &dir.path.join("log"));
         let o = nftsentry(&ns, &cfg, &["block", "198.51.100.7", "--for", "1h"]);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -298,13 +301,24 @@ fn invalid_configs_and_ignore_files_exit_78_naming_the_line_and_leave_the_runnin
                 format!("ignore_file = \"{}\"\n", ign.display()).into_bytes(),
             ),
         };
+        // Our own state and history files, after the bad line.
+        let mut text = text;
+        text.extend_from_slice(format!("\n{}", private_files(&r.dir.path)).as_bytes());
         std::fs::write(&cfg, text).unwrap();
         let at = format!("{}:{line}: ", file.display());
         for cmd in ["check", "run"] {
+            // Not through common::nftsentry, which reads the config as text
+            // (to check that it names its own state files): one case is
+            // not text. Each bad config does name them, after the bad line.
             let o = if cmd == "run" {
                 run_once(&r.ns, &cfg)
             } else {
-                nftsentry(&r.ns, &cfg, &[cmd])
+                r.ns.cmd(nftsentry_bin())
+                    .arg("-c")
+                    .arg(&cfg)
+                    .arg(cmd)
+                    .output()
+                    .unwrap()
             };
             let e = stderr(&o);
             assert_eq!(o.status.code(), Some(78), "{what}: {cmd}: {e}");
@@ -320,7 +334,11 @@ fn invalid_configs_and_ignore_files_exit_78_naming_the_line_and_leave_the_runnin
     // An ignore file that cannot be read at all (a directory).
     let cfg = r.dir.file(
         "dir.toml",
-        &format!("ignore_file = \"{}\"\n", r.dir.path.display()),
+        &format!(
+            "ignore_file = \"{}\"\n{}",
+            r.dir.path.display(),
+            private_files(&r.dir.path)
+        ),
     );
     let o = run_once(&r.ns, &cfg);
     assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
@@ -340,9 +358,13 @@ fn invalid_configs_and_ignore_files_exit_78_naming_the_line_and_leave_the_runnin
 fn a_second_daemon_for_the_same_table_refuses_and_names_the_first() {
     let r = Running::start("twice", "");
     // Another NFLOG group, so the group cannot be what stops it.
-    let cfg = r
-        .dir
-        .file("second.toml", "ignore_file = \"\"\nnflog_group = 7532\n");
+    let cfg = r.dir.file(
+        "second.toml",
+        &format!(
+            "ignore_file = \"\"\nnflog_group = 7532\n{}",
+            private_files(&r.dir.path.join("second"))
+        ),
+    );
     let o = run_once(&r.ns, &cfg);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
@@ -357,7 +379,10 @@ fn a_second_daemon_for_the_same_table_refuses_and_names_the_first() {
     // Another table name is another daemon's business: it starts.
     let other = r.dir.file(
         "other.toml",
-        "ignore_file = \"\"\nnflog_group = 7532\ntable = \"second\"\n",
+        &format!(
+            "ignore_file = \"\"\nnflog_group = 7532\ntable = \"second\"\n{}",
+            private_files(&r.dir.path.join("second"))
+        ),
     );
     let mut ns = r.ns;
     let pid2 = ns.spawn(
@@ -391,7 +416,10 @@ fn a_table_someone_else_made_is_left_alone() {
              add rule inet nftsentry mine tcp dport 22 accept; add set inet nftsentry blocked4 {{ type ipv4_addr; }}"
         )]);
         let before = ruleset(&ns);
-        let cfg = dir.file("nftsentry.toml", "ignore_file = \"\"\n");
+        let cfg = dir.file(
+            "nftsentry.toml",
+            &format!("ignore_file = \"\"\n{}", private_files(&dir.path)),
+        );
         let o = run_once(&ns, &cfg);
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{e}");
@@ -410,7 +438,10 @@ fn a_table_someone_else_made_is_left_alone() {
         // The way out the message gives: another name.
         let renamed = dir.file(
             "renamed.toml",
-            "ignore_file = \"\"\ntable = \"nftsentry2\"\n",
+            &format!(
+                "ignore_file = \"\"\ntable = \"nftsentry2\"\n{}",
+                private_files(&dir.path)
+            ),
         );
         let mut ns = ns;
         ns.spawn(
@@ -433,7 +464,10 @@ fn kept_table(tag: &str) -> (Netns, TempDir, PathBuf, String) {
     let dir = TempDir::new(tag);
     let cfg = dir.file(
         "nftsentry.toml",
-        "ignore_file = \"\"\nkeep_table_on_exit = true\n",
+        &format!(
+            "ignore_file = \"\"\nkeep_table_on_exit = true\n{}",
+            private_files(&dir.path)
+        ),
     );
     let pid = start_daemon(&mut ns, &cfg, &dir.path.join("log"));
     let o = nftsentry(&ns, &cfg, &["block", "198.51.100.9", "--for", "1h"]);
@@ -525,4 +559,353 @@ fn without_cap_net_admin_run_exits_77_and_changes_nothing() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A victim whose daemon bans a spoofed source (198.18.0.0/15, routed back
+/// to the attacker) at its first probe, with `extra` in its config.
+struct Banning {
+    pair: Pair,
+    dir: TempDir,
+    cfg: PathBuf,
+    spoofer: common::spoof::Spoofer,
+    pid: Option<u32>,
+    starts: u32,
+}
+
+impl Banning {
+    fn new(tag: &str, extra: &str) -> Banning {
+        let pair = Pair::new(tag);
+        common::spoof::route_spoofed_range_back(&pair);
+        common::spoof::pin_victim_neighbours(&pair);
+        let dir = TempDir::new(tag);
+        let cfg = dir.file(
+            "nftsentry.toml",
+            &format!(
+                "ignore_file = \"\"\n{}ban_time = \"1h\"\nscan_trigger = 0\n{extra}\n\
+                 [tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
+                private_files(&dir.path)
+            ),
+        );
+        let spoofer = common::spoof::Spoofer::open(&pair.attacker);
+        Banning {
+            pair,
+            dir,
+            cfg,
+            spoofer,
+            pid: None,
+            starts: 0,
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path.join(format!("log{}", self.starts))
+    }
+
+    /// The log of the current (or last) run.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn start(&mut self) {
+        self.starts += 1;
+        let mut c = self.pair.victim.cmd(nftsentry_bin());
+        c.arg("-c")
+            .arg(&self.cfg)
+            .arg("run")
+            .stderr(std::fs::File::create(self.log_path()).unwrap());
+        self.pid = Some(self.pair.victim.spawn(&mut c));
+        assert!(
+            wait_until(Duration::from_secs(10), || self
+                .log()
+                .contains(" started: table inet nftsentry installed")),
+            "daemon did not start:\n{}",
+            self.log()
+        );
+    }
+
+    fn stop(&mut self) {
+        let pid = self.pid.take().unwrap();
+        assert!(running(pid), "the daemon died:\n{}", self.log());
+        signal(pid, Signal::SIGTERM);
+        let status = self.pair.victim.take_child(pid).wait().unwrap();
+        assert!(status.success(), "exit {status}:\n{}", self.log());
+    }
+
+    /// A SYN to port 1 from 198.18.0.`n`; waits for its ban.
+    fn ban(&self, n: u8) -> String {
+        let src = format!("198.18.0.{n}");
+        self.spoofer.send_sure(&common::spoof::packet(
+            src.parse().unwrap(),
+            VICTIM4.parse().unwrap(),
+            common::spoof::L4::Tcp {
+                flags: common::spoof::SYN,
+            },
+            40000,
+            1,
+        ));
+        assert!(
+            wait_until(Duration::from_secs(5), || self.banned().contains(&src)),
+            "{src} not banned:\n{}",
+            self.log()
+        );
+        src
+    }
+
+    fn banned(&self) -> Vec<String> {
+        self.pair.victim.enter(|| {
+            nftsentry::nft::NftSocket::open()
+                .and_then(|mut s| nftsentry::bans::list(&mut s, "nftsentry"))
+                .map(|l| l.iter().map(|b| b.addr.to_string()).collect())
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// `chattr +i` on a file, undone on drop (an immutable file cannot be
+/// removed, not even by root, so the test's directory could not be either).
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(p: &Path) -> Immutable {
+        run_ok(std::process::Command::new("chattr").arg("+i").arg(p));
+        Immutable(p.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn hosts_deny_missing_read_only_or_a_symlink_never_stops_a_ban() {
+    // Missing: the file is created, 0644, with the line.
+    let deny_line = "hosts_deny_line = \"ALL: $TARGET$\"";
+    let mut h = Banning::new("hdm", "");
+    let deny = h.dir.path.join("hosts.deny");
+    let text = std::fs::read_to_string(&h.cfg).unwrap();
+    std::fs::write(
+        &h.cfg,
+        format!("hosts_deny = \"{}\"\n{deny_line}\n{text}", deny.display()),
+    )
+    .unwrap();
+    h.start();
+    let a = h.ban(1);
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&deny).is_ok_and(|t| t == format!("ALL: {a}\n"))
+    }));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&deny).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+
+    // Read-only even for root (immutable): the ban happens, the file stays
+    // as it was, the error says why; once writable again, the next ban
+    // writes its line.
+    {
+        let _ro = Immutable::new(&deny);
+        let b = h.ban(2);
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                h.log().contains(&format!(
+                "attackalert: ERROR: could not block host {b} via wrappers: hosts.deny file {}: cannot replace it: Operation not permitted",
+                deny.display()
+            ))
+            }),
+            "{}",
+            h.log()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&deny).unwrap(),
+            format!("ALL: {a}\n")
+        );
+    }
+    let c = h.ban(3);
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&deny)
+            .unwrap()
+            .contains(&format!("ALL: {c}\n"))
+    }));
+    h.stop();
+
+    // A symbolic link: refused, never written through; the ban happens.
+    let mut h = Banning::new("hds", "");
+    let real = h.dir.file("real-hosts.deny", "# theirs\n");
+    let link = h.dir.path.join("hosts.deny");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let text = std::fs::read_to_string(&h.cfg).unwrap();
+    std::fs::write(
+        &h.cfg,
+        format!("hosts_deny = \"{}\"\n{deny_line}\n{text}", link.display()),
+    )
+    .unwrap();
+    h.start();
+    let a = h.ban(4);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            h.log().contains(&format!(
+            "attackalert: ERROR: could not block host {a} via wrappers: hosts.deny file {}: is a symbolic link",
+            link.display()
+        ))
+        }),
+        "{}",
+        h.log()
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "# theirs\n");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    h.stop();
+
+    // Its directory missing: an error, the ban all the same.
+    let mut h = Banning::new("hdd", "");
+    let gone = h.dir.path.join("no-such-dir/hosts.deny");
+    let text = std::fs::read_to_string(&h.cfg).unwrap();
+    std::fs::write(
+        &h.cfg,
+        format!("hosts_deny = \"{}\"\n{deny_line}\n{text}", gone.display()),
+    )
+    .unwrap();
+    h.start();
+    let a = h.ban(5);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            h.log().contains(&format!(
+            "attackalert: ERROR: could not block host {a} via wrappers: hosts.deny file {}: cannot create",
+            gone.display()
+        ))
+        }),
+        "{}",
+        h.log()
+    );
+    assert!(!gone.exists());
+    h.stop();
+}
+
+/// The `ban` lines of a state file, whole (each with its newline).
+fn state_lines(text: &[u8]) -> Vec<&[u8]> {
+    text.split_inclusive(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"ban ") && l.ends_with(b"\n"))
+        .collect()
+}
+
+#[test]
+fn a_state_file_cut_short_or_garbled_gives_back_every_whole_line() {
+    let mut h = Banning::new("stc", "");
+    let state = h.dir.path.join("state");
+    h.start();
+    for n in 1..=40 {
+        h.ban(n);
+    }
+    h.stop(); // the table goes; the state file keeps the 40 bans
+    let full = std::fs::read(&state).unwrap();
+    let lines = state_lines(&full);
+    assert_eq!(lines.len(), 40);
+    let header = full.len() - lines.iter().map(|l| l.len()).sum::<usize>();
+    let line_no = |ban: usize| {
+        // 1-based line of the ban-th ban line: the header's lines first.
+        full[..header].iter().filter(|&&b| b == b'\n').count() + ban + 1
+    };
+
+    // Cut anywhere: every line before the cut comes back; a line cut in two
+    // is reported (with its number) and dropped; the daemon runs.
+    let mut offsets: Vec<usize> = (0..10)
+        .map(|k| header + 17 + k * (full.len() - header) / 10)
+        .collect();
+    offsets.push(full.len() - 1); // the last newline missing
+    offsets.push(header + lines[0].len()); // right after a whole line
+    offsets.push(0); // empty
+    for &cut in &offsets {
+        let cut = cut.min(full.len());
+        std::fs::write(&state, &full[..cut]).unwrap();
+        let whole = state_lines(&full[..cut]).len();
+        let partial = cut > header && !full[..cut].ends_with(b"\n");
+        h.start();
+        let banned = h.banned();
+        assert_eq!(banned.len(), whole, "cut at {cut}:\n{}", h.log());
+        let errors: Vec<String> = h
+            .log()
+            .lines()
+            .filter(|l| l.contains("ERROR: state file"))
+            .map(str::to_string)
+            .collect();
+        if partial {
+            assert_eq!(errors.len(), 1, "cut at {cut}: {errors:?}");
+            let want = format!("{}:{}: ", state.display(), line_no(whole));
+            assert!(
+                errors[0].contains(&want),
+                "cut at {cut}: {errors:?}, want {want}"
+            );
+        } else {
+            assert!(errors.is_empty(), "cut at {cut}: {errors:?}");
+        }
+        h.stop();
+    }
+
+    // Garbled: five lines with a byte changed fail their checksums; 10,000
+    // lines of binary junk are summed up, not logged one by one; every
+    // intact line comes back.
+    let mut garbled = full[..header].to_vec();
+    for (i, l) in lines.iter().enumerate() {
+        let mut l = l.to_vec();
+        if i % 8 == 3 {
+            let at = l.len() / 2;
+            l[at] ^= 0x20;
+        }
+        garbled.extend(l);
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    // Damaged lines: the five, and the junk that does not start like a
+    // comment (`#`).
+    let mut damaged = 5;
+    for _ in 0..10_000 {
+        for k in 0..40 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = (x >> 24) as u8;
+            let b = if b == b'\n' { b'x' } else { b };
+            if k == 0 && b != b'#' {
+                damaged += 1;
+            }
+            garbled.push(b);
+        }
+        garbled.push(b'\n');
+    }
+    std::fs::write(&state, &garbled).unwrap();
+    h.start();
+    assert_eq!(h.banned().len(), 35, "{}", h.log());
+    let log = h.log();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("ERROR: state file"))
+        .count();
+    assert_eq!(errors, 21, "{log}");
+    assert!(
+        log.contains("checksum mismatch (the line is damaged)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "ERROR: state file {}: {} more damaged lines not shown; every valid line was read",
+            state.display(),
+            damaged - 20
+        )),
+        "{log}"
+    );
+    // It goes on: a new ban, and the file is rewritten clean.
+    h.ban(200);
+    assert!(wait_until(Duration::from_secs(8), || {
+        let t = std::fs::read(&state).unwrap_or_default();
+        state_lines(&t).len() == 36 && !t.contains(&0u8)
+    }));
+    h.stop();
 }
