@@ -702,3 +702,162 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------ hosts.deny edits ---
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Adding a line and removing it gives back the file byte for byte, and
+    /// a line is never added twice, whatever the file held.
+    #[test]
+    fn hosts_deny_add_then_remove_is_the_identity(
+        content in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b' '), Just(b'\t'), Just(b'\x0b'), any::<u8>()], 0..200),
+        line in "[!-~][ -~\u{a0}\u{b}\u{c}]{0,30}",
+    ) {
+        use nftsentry::actions::hosts_deny::{with_line, without_line};
+        prop_assume!(!line.contains(['\n', '\r']));
+        if let Some(added) = with_line(&content, &line) {
+            prop_assert_eq!(with_line(&added, &line), None);
+            prop_assert_eq!(without_line(&added, &line), Some(content.clone()));
+        }
+    }
+}
+
+// ---------------------------------------------------------- state file ---
+
+fn entry() -> impl Strategy<Value = nftsentry::state::Entry> {
+    use nftsentry::config::RouteMode;
+    use nftsentry::state::{Applied, Entry};
+    (
+        any::<IpAddr>(),
+        "[a-z_-]{1,12}",
+        prop::option::of(prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)]),
+        any::<u16>(),
+        (any::<u32>(), any::<u32>(), any::<u64>(), 1u32..100),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
+        prop::option::of(prop_oneof![
+            Just(RouteMode::Blackhole),
+            Just(RouteMode::Unreachable),
+            Just(RouteMode::Prohibit)
+        ]),
+        prop::option::of(("/[ -~]{1,30}", "[ -~\u{e9}]{1,40}")),
+    )
+        .prop_map(
+            |(
+                addr,
+                scan,
+                proto,
+                port,
+                (banned, len, length, repeat),
+                (set, kill_route, command),
+                route,
+                deny,
+            )| Entry {
+                addr,
+                scan,
+                proto,
+                port,
+                banned_at: u64::from(banned),
+                expires_at: u64::from(banned) + u64::from(len),
+                length,
+                repeat,
+                applied: Applied {
+                    set,
+                    route,
+                    kill_route,
+                    hosts_deny: deny.map(|(p, l)| (std::path::PathBuf::from(p), l)),
+                    command,
+                },
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn state_files_read_back(entries in prop::collection::vec(entry(), 0..20)) {
+        use nftsentry::state::{parse, render};
+        let text = render(entries.iter());
+        let (got, problems) = parse(text.as_bytes(), "state");
+        // Only the duplicates the generator made are remarked upon.
+        prop_assert!(problems.iter().all(|p| p.contains("a second entry for the same address")), "{:?}", problems);
+        // A later line for the same address wins, as in the file.
+        let mut want = std::collections::BTreeMap::new();
+        for e in &entries {
+            want.insert(e.addr, e.clone());
+        }
+        prop_assert_eq!(got, want);
+    }
+
+    /// A state file cut at any byte keeps every whole line, reports the cut
+    /// one, and never panics.
+    #[test]
+    fn state_files_cut_anywhere(entries in prop::collection::vec(entry(), 1..8), cut in any::<prop::sample::Index>()) {
+        use nftsentry::state::{parse, render};
+        let text = render(entries.iter());
+        let n = cut.index(text.len() + 1);
+        let (got, problems) = parse(&text.as_bytes()[..n], "state");
+        let whole = text[..n].matches('\n').count();
+        let header = nftsentry::state::HEADER.matches('\n').count();
+        let lines = whole.saturating_sub(header);
+        let kept: std::collections::BTreeSet<IpAddr> = entries[..lines].iter().map(|e| e.addr).collect();
+        prop_assert_eq!(got.keys().copied().collect::<std::collections::BTreeSet<_>>(), kept);
+        let cut_in_a_line = n > nftsentry::state::HEADER.len() && !text[..n].ends_with('\n');
+        prop_assert_eq!(problems.iter().filter(|p| !p.contains("second entry")).count(), usize::from(cut_in_a_line), "{:?}", problems);
+    }
+
+    #[test]
+    fn state_garbage_never_panics(d in bytes(400)) {
+        let _ = nftsentry::state::parse(&d, "state");
+    }
+}
+
+// ----------------------------------------------------- portsentry import ---
+
+/// A portsentry.conf line: a PortSentry key with a value, quoted or not,
+/// or something else.
+fn portsentry_line() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(nftsentry::import::KEYS.to_vec());
+    let value = prop_oneof![
+        "[0-9,]{0,40}",
+        "[0-9]{1,6}",
+        Just("/sbin/route add -host $TARGET$ reject".to_string()),
+        Just("/sbin/iptables -I INPUT -s $TARGET$ -j DROP".to_string()),
+        Just("ALL: $TARGET$".to_string()),
+        "[ -~]{0,40}",
+    ];
+    prop_oneof![
+        (key.clone(), value.clone()).prop_map(|(k, v)| format!("{k}=\"{v}\"")),
+        (key.clone(), value).prop_map(|(k, v)| format!("{k} = {v}")),
+        "#[ -~]{0,30}",
+        "[ -~]{0,30}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the old files say, the config the importer writes passes
+    /// the config parser (its promise: `nftsentry check` accepts it).
+    #[test]
+    fn imported_configs_parse(
+        lines in prop::collection::vec(portsentry_line(), 0..25),
+        tcp_mode in prop::option::of(prop::sample::select(vec!["tcp", "stcp", "atcp", "\"atcp\"", "bogus"])),
+        ignore in prop::collection::vec(prop_oneof![cidr().prop_map(|c| c.to_string()), "[ -~]{0,20}"], 0..6),
+    ) {
+        use nftsentry::import::{DebianDefault, IgnoreImport, PortsentryConf, convert};
+        let conf = PortsentryConf::parse(lines.join("\n").as_bytes(), "portsentry.conf");
+        let default = tcp_mode
+            .and_then(|m| DebianDefault::parse(&format!("TCP_MODE={m}\nUDP_MODE=sudp\n"), "default").ok());
+        let ignore = IgnoreImport::parse(&ignore.join("\n"), "portsentry.ignore");
+        for write in [None, Some(std::path::Path::new("/etc/nftsentry/ignore"))] {
+            let out = convert(&conf, default.as_ref(), Some(&ignore), write, &[]);
+            if let Err(e) = Config::parse(&out.toml, "imported.toml") {
+                return Err(TestCaseError::fail(format!("{e}\n{}", out.toml)));
+            }
+        }
+        prop_assert!(config::ignore::parse(&ignore.file_text(), "ignore").is_ok());
+    }
+}
