@@ -1,4 +1,4 @@
-//! A short run of every fuzz target (fuzz/run, 20 s each unless
+//! A short run of every fuzz target (fuzz/run, 18 s each unless
 //! NFTSENTRY_FUZZ_SECONDS says otherwise): a crash, a failed invariant or a
 //! target that does not build fails the suite. The long runs (fuzz/run with
 //! no argument: 10 minutes per target) are scheduled by hand.
@@ -6,7 +6,7 @@ use std::process::Command;
 
 #[test]
 fn every_fuzz_target_runs_without_a_crash() {
-    let secs = std::env::var("NFTSENTRY_FUZZ_SECONDS").unwrap_or_else(|_| "20".into());
+    let secs = std::env::var("NFTSENTRY_FUZZ_SECONDS").unwrap_or_else(|_| "18".into());
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(format!("{root}/fuzz/run"))
         .arg(&secs)
