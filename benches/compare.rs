@@ -274,7 +274,11 @@ fn nftsentry_config(scan_trigger: u32, extra_tcp: &str) -> String {
 /// for profiling runs.
 fn start_nftsentry(p: &mut Pair, config: &str) -> Nftsentry {
     let dir = TempDir::new("cmp-nft");
-    let cfg = dir.file("nftsentry.toml", config);
+    // Its own state, history and control socket, never the host's.
+    let cfg = dir.file(
+        "nftsentry.toml",
+        &format!("{}{config}", private_files(&dir.path)),
+    );
     let log = dir.path.join("log");
     let pid = match std::env::var("NFTSENTRY_BENCH_WRAP") {
         Ok(wrap) if !wrap.trim().is_empty() => {

@@ -15,9 +15,10 @@
 //!
 //! Knows nothing of packet formats or netlink encodings.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -25,18 +26,25 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::bans;
+use crate::commands;
 use crate::config::{Config, Proto};
 use crate::connect::{ConnectSockets, Visit};
+use crate::control::{ControlServer, Reply, Request};
 use crate::detect::{self, IgnoreList, Outcome, ScanType, Tracker};
 use crate::error::{Error, Result};
 use crate::ignores::Ignored;
 use crate::logging;
+use crate::monitor::Monitor;
 use crate::nflog::{NflogConfig, NflogPacket, NflogSocket};
 use crate::nft::NftSocket;
 use crate::packet;
+use crate::privileges;
 use crate::resolve::{Lookup, Resolver};
 use crate::respond::{BanResult, HistoryDue, Responder, Trigger};
 use crate::ruleset::Ruleset;
+use crate::status::{LastBan, ProtoStatus, Snapshot};
+use crate::systemd::{self, Notifier};
+use netlink_packet_netfilter::nftables::TableFlags;
 
 /// After this long, a probe from a source we banned means the ban is gone:
 /// the kernel would have dropped it. Queued NFLOG events arrive well within.
@@ -179,8 +187,13 @@ pub struct Sentry {
     withheld: HashSet<IpAddr>,
     last_ban_error: Option<Instant>,
     ban_errors_logged: u64,
+    /// The most recent bans, newest last, for `status`.
+    last_bans: VecDeque<LastBan>,
     pub stats: Stats,
 }
+
+/// Bans `status` lists.
+const LAST_BANS: usize = 10;
 
 impl Sentry {
     pub fn new(
@@ -198,6 +211,7 @@ impl Sentry {
             withheld: HashSet::new(),
             last_ban_error: None,
             ban_errors_logged: 0,
+            last_bans: VecDeque::new(),
             ignore: IgnoreList::new(crate::ignores::networks(&ignores)),
             ignored_by: ignores,
             ignored_log: IgnoredLog::default(),
@@ -405,6 +419,15 @@ impl Sentry {
                 history, set_error, ..
             } => {
                 self.stats.bans += 1;
+                if self.last_bans.len() == LAST_BANS {
+                    self.last_bans.pop_front();
+                }
+                self.last_bans.push_back(LastBan {
+                    at: crate::status::now_secs(),
+                    addr: src,
+                    scan: scan.name(),
+                    port,
+                });
                 self.withheld.remove(&src);
                 self.tracker.mark_blocked(src, now);
                 if let Some(h) = history {
@@ -417,6 +440,11 @@ impl Sentry {
         if let Some(e) = set_error {
             self.ban_error(src, e, now);
         }
+    }
+
+    /// Bans in force, for STATUS= and status.
+    pub fn active_bans(&self) -> usize {
+        self.respond.active_bans()
     }
 
     /// A failed kernel-set step. A full set fails every ban of a flood: one
@@ -480,8 +508,116 @@ fn detection_mode(cfg: &Config, scan: ScanType) -> &'static str {
     }
 }
 
+/// Binds connect-mode sockets for `cfg` and logs what it could and could not.
+fn bind_connect(cfg: &Config) -> ConnectSockets {
+    let (connect, warnings) =
+        ConnectSockets::bind(&cfg.tcp.connect_ports(), &cfg.udp.connect_ports());
+    for w in &warnings {
+        logging::warning(&format!("adminalert: WARNING: {w}"));
+    }
+    for (proto, p) in [(Proto::Tcp, &cfg.tcp), (Proto::Udp, &cfg.udp)] {
+        if p.connect_ports().is_empty() {
+            continue;
+        }
+        let bound = connect.ports(proto);
+        let name = proto.as_str().to_ascii_uppercase();
+        if bound.is_empty() {
+            logging::error(&format!(
+                "adminalert: ERROR: could not listen on any {name} port: connect mode for {name} is not working"
+            ));
+        } else {
+            logging::notice(&format!(
+                "adminalert: connect mode listening on {name} ports {}",
+                port_list(&bound)
+            ));
+        }
+    }
+    connect
+}
+
+/// EOPNOTSUPP: the kernel does not know a table flag.
+const EOPNOTSUPP: i32 = nix::libc::EOPNOTSUPP;
+
+/// Installs `ruleset` with `bans` in one transaction. A kernel without the
+/// `persist` (Linux < 6.9) or `owner` (< 5.12) table flag refuses it with
+/// EOPNOTSUPP: the flag is dropped, said once, and the install retried.
+fn install(
+    nft: &mut NftSocket,
+    ruleset: &mut Ruleset,
+    bans: &[(IpAddr, Duration, Duration)],
+) -> Result<()> {
+    let mut races = 0;
+    loop {
+        let exists = nft.table_exists(&ruleset.table)?;
+        let mut batch = ruleset.replace_batch(exists);
+        bans::add_to_batch(&mut batch, &ruleset.table, bans.iter().copied());
+        let err = match nft.commit(&batch) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if err.errno == Some(EOPNOTSUPP) && ruleset.flags.contains(TableFlags::Persisent) {
+            ruleset.flags.remove(TableFlags::Persisent);
+            logging::warning(
+                "adminalert: WARNING: this kernel has no `persist` table flag (Linux 6.9): the table goes with the daemon if it is killed; its bans come back from the state file at the next start",
+            );
+            continue;
+        }
+        if err.errno == Some(EOPNOTSUPP) && ruleset.flags.contains(TableFlags::Owner) {
+            ruleset.flags = TableFlags::empty();
+            logging::warning(
+                "adminalert: WARNING: this kernel has no `owner` table flag (Linux 5.12): the table is a plain one, watched and put back if someone deletes it",
+            );
+            continue;
+        }
+        // Someone created or deleted the table between our look and the
+        // transaction: look again.
+        let raced = [libc_errno::ENOENT, libc_errno::EEXIST].contains(&err.errno.unwrap_or(0));
+        if raced && races < 3 {
+            races += 1;
+            continue;
+        }
+        if exists && err.errno == Some(libc_errno::EPERM) {
+            return Err(Error::other(format!(
+                "table inet {} exists and belongs to another running program (another nftsentry with the same `table`?): {err}",
+                ruleset.table
+            )));
+        }
+        return Err(err);
+    }
+}
+
+/// The errno values `install` tells apart.
+mod libc_errno {
+    pub const EPERM: i32 = nix::libc::EPERM;
+    pub const ENOENT: i32 = nix::libc::ENOENT;
+    pub const EEXIST: i32 = nix::libc::EEXIST;
+}
+
+fn flags_text(f: TableFlags) -> String {
+    let mut v = Vec::new();
+    if f.contains(TableFlags::Owner) {
+        v.push("owner");
+    }
+    if f.contains(TableFlags::Persisent) {
+        v.push("persist");
+    }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 pub fn run(cfg: Config) -> Result<()> {
-    let (ruleset, ignores) = build_ruleset(&cfg)?;
+    // Both first: the plan looks the `user` up (a typo fails before anything
+    // is touched), the notifier takes NOTIFY_SOCKET out of the environment
+    // (sound only while there is one thread; the daemon never starts one).
+    let plan = privileges::Plan::for_config(&cfg)?;
+    let notifier = Notifier::from_env(Instant::now());
+    // Become `user` now, capabilities kept for the setup, so that the files
+    // made while setting up (state file and lock, history) are its own.
+    privileges::become_user(&plan)?;
+    let (mut ruleset, ignores) = build_ruleset(&cfg)?;
     // Before anything changes: the table's name must be free, or a table
     // nftsentry left behind, and no other nftsentry may be using it.
     let mut nft = NftSocket::open()?;
@@ -505,35 +641,19 @@ pub fn run(cfg: Config) -> Result<()> {
         .map_err(|e| Error::other(format!("signalfd: {e}")))?;
 
     // NFLOG first: if the group is taken we stop before touching nftables.
-    let mut nflog = NflogSocket::open(&NflogConfig {
+    let nflog = NflogSocket::open(&NflogConfig {
         group: cfg.nflog_group,
         ..NflogConfig::default()
     })?;
+    // The control socket too: a second instance on the same socket stops
+    // here, before it replaces the first one's table.
+    let control = match &cfg.control_socket {
+        Some(path) => Some(ControlServer::bind(path)?),
+        None => None,
+    };
     // Connect-mode sockets before the table: in advanced mode their ports
     // are tripwires until a socket holds them.
-    let (connect, warnings) =
-        ConnectSockets::bind(&cfg.tcp.connect_ports(), &cfg.udp.connect_ports());
-    for w in &warnings {
-        logging::warning(&format!("adminalert: WARNING: {w}"));
-    }
-    for (proto, p) in [(Proto::Tcp, &cfg.tcp), (Proto::Udp, &cfg.udp)] {
-        let wanted = p.connect_ports();
-        if wanted.is_empty() {
-            continue;
-        }
-        let bound = connect.ports(proto);
-        let name = proto.as_str().to_ascii_uppercase();
-        if bound.is_empty() {
-            logging::error(&format!(
-                "adminalert: ERROR: could not listen on any {name} port: connect mode for {name} is not working"
-            ));
-        } else {
-            logging::notice(&format!(
-                "adminalert: connect mode listening on {name} ports {}",
-                port_list(&bound)
-            ));
-        }
-    }
+    let connect = bind_connect(&cfg);
     for w in handshake_warnings(&cfg) {
         logging::warning(&format!("adminalert: WARNING: {w}"));
     }
@@ -560,13 +680,25 @@ pub fn run(cfg: Config) -> Result<()> {
         None
     };
     let restored = respond.restore(survived, Instant::now())?;
-    let mut batch = ruleset.install_batch();
-    bans::add_to_batch(
-        &mut batch,
-        &cfg.table,
-        restored.iter().map(|r| (r.addr, r.timeout, r.remaining)),
-    );
-    nft.commit(&batch)?;
+    let restored: Vec<_> = restored
+        .iter()
+        .map(|r| (r.addr, r.timeout, r.remaining))
+        .collect();
+    install(&mut nft, &mut ruleset, &restored)?;
+    if cfg.keep_table_on_exit
+        && ruleset.flags.contains(TableFlags::Owner)
+        && !ruleset.flags.contains(TableFlags::Persisent)
+    {
+        logging::warning(
+            "adminalert: WARNING: keep_table_on_exit is set, but an owned table without the persist flag goes with the daemon; set table_owner = false to keep it",
+        );
+    }
+    // Without the owner flag anyone may delete the table: watch for it.
+    let monitor = if ruleset.flags.contains(TableFlags::Owner) {
+        None
+    } else {
+        Some(Monitor::open()?)
+    };
     // Routes and hosts.deny lines of restored bans, before we say we run.
     respond.after_install(Instant::now());
     logging::notice(&format!(
@@ -581,28 +713,55 @@ pub fn run(cfg: Config) -> Result<()> {
         cfg.nflog_group
     ));
 
+    // Set up: sockets open and bound, table in. Keep only what the loop
+    // needs; a failure leaves no table behind (unless told to keep it).
+    if let Err(e) = drop_privileges(&plan, &cfg) {
+        if !cfg.keep_table_on_exit {
+            let _ = nft.delete_table(&cfg.table);
+        }
+        return Err(e);
+    }
+    // Threads only now: capabilities were dropped for this one thread, and
+    // a new thread inherits the dropped sets.
+    respond.start_writer();
+
     let table = cfg.table.clone();
-    let keep = cfg.keep_table_on_exit;
-    let resolver = if cfg.resolve_host {
-        Some(Resolver::from_resolv_conf(
-            std::path::Path::new(crate::ignores::RESOLV_CONF),
-            RESOLVE_TIMEOUT,
-            4096,
-        )?)
-    } else {
-        None
-    };
+    let resolver = make_resolver(&cfg)?;
     let mut sentry = Sentry::new(cfg, nft, ignores, resolver);
     sentry.respond = respond;
-    let result = event_loop(&signals, &mut nflog, &connect, &mut sentry);
+    let mut daemon = Daemon {
+        io: Io {
+            signals,
+            nflog,
+            connect,
+            control,
+            monitor,
+        },
+        sentry,
+        ruleset,
+        notifier,
+        started: Instant::now(),
+        check_at: None,
+        reloads: 0,
+        table_restores: 0,
+    };
+    // The table is in and we are hardened: systemd may order other units
+    // after us now.
+    let status = systemd::status_text(daemon.sentry.active_bans(), &daemon.sentry.stats);
+    daemon.notifier.ready(&status, Instant::now());
+    let result = daemon.event_loop();
+    daemon.notifier.stopping();
+    let nflog_stats = daemon.io.nflog.stats();
+    let mut sentry = daemon.sentry;
     // Lines still waiting for a host name (history lines among them) are
     // written with the address as the name rather than lost.
     let waiting: Vec<(IpAddr, Option<String>)> = sentry.held.keys().map(|ip| (*ip, None)).collect();
     sentry.release(waiting);
     sentry.respond.shutdown();
-    logging::notice(&statistics_line(&nflog.stats(), &sentry.stats));
+    logging::notice(&statistics_line(&nflog_stats, &sentry.stats));
 
-    if keep {
+    // The configuration as it is now (a reload may have changed it).
+    if sentry.cfg.keep_table_on_exit {
         logging::notice(&format!(
             "adminalert: nftsentry stopping; table inet {table} kept with its bans"
         ));
@@ -658,7 +817,8 @@ pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
                 None => "its pid could not be read".to_string(),
             };
             return Err(Error::other(format!(
-                "table inet {table} is in use by another nftsentry in this network namespace ({who});                  stop it first, or give this one another `table` (and `nflog_group`)"
+                "table inet {table} is in use by another nftsentry in this network namespace ({who}); \
+                 stop it first, or give this one another `table` (and `nflog_group`)"
             )));
         }
         Err(e) => return Err(Error::other(format!("binding @{name}: {e}"))),
@@ -676,7 +836,9 @@ pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
                 None => "it has no comment".to_string(),
             };
             return Err(Error::other(format!(
-                "table inet {table} exists and was not created by nftsentry ({found}, not \"{}\");                  it is left as it is. Set `table` to another name, or, if it is yours to drop,                  remove it with `nft delete table inet {table}`",
+                "table inet {table} exists and was not created by nftsentry ({found}, not \"{}\"); \
+                 it is left as it is. Set `table` to another name, or, if it is yours to drop, \
+                 remove it with `nft delete table inet {table}`",
                 crate::ruleset::TABLE_COMMENT
             )));
         }
@@ -741,6 +903,57 @@ pub fn statistics_line(nflog: &crate::nflog::NflogStats, s: &Stats) -> String {
     )
 }
 
+fn make_resolver(cfg: &Config) -> Result<Option<Resolver>> {
+    if !cfg.resolve_host {
+        return Ok(None);
+    }
+    Ok(Some(Resolver::from_resolv_conf(
+        Path::new(crate::ignores::RESOLV_CONF),
+        RESOLVE_TIMEOUT,
+        4096,
+    )?))
+}
+
+/// Gives up privileges (privileges.rs) and logs what is kept; fails when
+/// a file an action writes is out of reach now, and warns about files a
+/// reload would read but can no longer.
+fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
+    use privileges::Write;
+    let dropped = privileges::drop_privileges(plan)?;
+    logging::notice(&format!(
+        "adminalert: privileges dropped: {}",
+        dropped.describe()
+    ));
+    let mut written = Vec::new();
+    if let Some(p) = &cfg.state_file {
+        written.push(("state_file", p.clone(), Write::Replace));
+        written.push(("state_file lock", crate::state::lock_path(p), Write::Append));
+    }
+    if let Some(p) = &cfg.history_file {
+        written.push(("history_file", p.clone(), Write::Append));
+    }
+    if let Some(p) = &cfg.hosts_deny {
+        written.push(("hosts_deny", p.clone(), Write::Replace));
+    }
+    for (what, path, how) in written {
+        privileges::check_writable(what, &path, how)?;
+    }
+    if !cfg.kill_route.is_empty() {
+        logging::warning(
+            "adminalert: WARNING: kill_route runs without capabilities (see PRIVILEGES in nftsentry(8)): a command that changes routes or firewall rules fails with \"Operation not permitted\"; `route` adds the route itself",
+        );
+    }
+    let config = (cfg.source != crate::config::BUILTIN_SOURCE)
+        .then(|| ("config file", std::path::PathBuf::from(&cfg.source)));
+    let ignore = cfg.ignore_file.clone().map(|p| ("ignore_file", p));
+    for (what, path) in config.into_iter().chain(ignore) {
+        if let Err(e) = privileges::check_readable(what, &path) {
+            logging::warning(&format!("adminalert: WARNING: {e}"));
+        }
+    }
+    Ok(())
+}
+
 /// What `check` and start-up say about `ban_requires_handshake`.
 pub fn handshake_warnings(cfg: &Config) -> Vec<String> {
     if cfg.ban_requires_handshake && !cfg.tcp.mode.connect {
@@ -769,82 +982,500 @@ fn count_ports(r: &[(u16, u16)]) -> u32 {
     r.iter().map(|&(s, e)| (e - s) as u32 + 1).sum()
 }
 
-fn event_loop(
-    signals: &SignalFd,
-    nflog: &mut NflogSocket,
-    connect: &ConnectSockets,
-    sentry: &mut Sentry,
-) -> Result<()> {
-    let banner = sentry.cfg.port_banner.clone().into_bytes();
-    let mut last_loss_report: Option<Instant> = None;
-    let mut reported_lost = 0u64;
-    loop {
-        let now = Instant::now();
-        let next = [sentry.expire(now), sentry.resolve_tick(now)]
+/// Everything the loop polls besides the detection state.
+struct Io {
+    signals: SignalFd,
+    nflog: NflogSocket,
+    connect: ConnectSockets,
+    control: Option<ControlServer>,
+    monitor: Option<Monitor>,
+}
+
+/// The running daemon: its descriptors, its detection state and the table
+/// it installed.
+struct Daemon {
+    io: Io,
+    sentry: Sentry,
+    ruleset: Ruleset,
+    /// sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING.
+    notifier: Notifier,
+    started: Instant,
+    /// When to compare the kernel with what the table should hold, after
+    /// nftables events (no owner flag).
+    check_at: Option<Instant>,
+    reloads: u64,
+    table_restores: u64,
+}
+
+/// How long after an nftables event the table is checked: events come in
+/// bursts (a whole `nft -f`), one check after the burst is enough.
+const CHECK_DELAY: Duration = Duration::from_millis(100);
+
+/// What the loop saw ready in one poll.
+#[derive(Default)]
+struct Ready {
+    signals: bool,
+    nflog: bool,
+    monitor: bool,
+    control: bool,
+    visitors: Vec<usize>,
+}
+
+impl Daemon {
+    fn poll(&mut self, timeout: PollTimeout) -> Result<Option<Ready>> {
+        let io = &self.io;
+        let mut fds = vec![
+            PollFd::new(io.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(io.nflog.as_fd(), PollFlags::POLLIN),
+        ];
+        let monitor_at = fds.len();
+        if let Some(m) = &io.monitor {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        }
+        let control_at = fds.len();
+        if let Some(c) = &io.control {
+            fds.extend(
+                c.fds()
+                    .into_iter()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+        }
+        let connect_at = fds.len();
+        fds.extend(
+            io.connect
+                .fds()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
+        if let Some(r) = self.sentry.resolver.as_ref() {
+            fds.extend(
+                r.fds()
+                    .into_iter()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(Error::other(format!("poll: {e}"))),
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        Ok(Some(Ready {
+            signals: ready(&fds[0]),
+            nflog: ready(&fds[1]),
+            monitor: io.monitor.is_some() && ready(&fds[monitor_at]),
+            control: fds[control_at..connect_at].iter().any(ready),
+            visitors: (0..io.connect.len())
+                .filter(|&i| ready(&fds[connect_at + i]))
+                .collect(),
+        }))
+    }
+
+    fn event_loop(&mut self) -> Result<()> {
+        let mut last_loss_report: Option<Instant> = None;
+        let mut reported_lost = 0u64;
+        loop {
+            let now = Instant::now();
+            let sentry = &self.sentry;
+            self.notifier.tick(now, || {
+                systemd::status_text(sentry.active_bans(), &sentry.stats)
+            });
+            let next = [
+                self.notifier.next_due(now),
+                self.sentry.expire(now),
+                self.sentry.resolve_tick(now),
+                self.check_at.map(|t| t.saturating_duration_since(now)),
+                self.io.control.as_ref().and_then(|c| c.next_deadline(now)),
+            ]
             .into_iter()
             .flatten()
             .min();
-        let timeout = match next {
-            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
-                .unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::from(60_000u16),
-        };
-        let nflog_ready;
-        let signal_ready;
-        let visitors: Vec<usize>;
-        {
-            let mut fds = vec![
-                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-                PollFd::new(nflog.as_fd(), PollFlags::POLLIN),
-            ];
-            fds.extend(connect.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-            if let Some(r) = sentry.resolver.as_ref() {
-                fds.extend(
-                    r.fds()
-                        .into_iter()
-                        .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
-                );
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::other(format!("poll: {e}"))),
-            }
-            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            signal_ready = ready(&fds[0]);
-            nflog_ready = ready(&fds[1]);
-            visitors = (0..connect.len()).filter(|&i| ready(&fds[2 + i])).collect();
-        }
-        for i in visitors {
-            let now = Instant::now();
-            connect.serve(i, &banner, |v| sentry.on_visit(v, now));
-        }
-        if nflog_ready {
-            let now = Instant::now();
-            nflog.drain(|pkt| sentry.on_packet(pkt, now))?;
-        }
-        if signal_ready {
-            while let Ok(Some(info)) = signals.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => return Ok(()),
-                    Ok(Signal::SIGHUP) => logging::warning(
-                        "adminalert: SIGHUP received; reload is not supported yet, keeping the running table",
-                    ),
-                    Ok(Signal::SIGCHLD) => sentry.respond.on_child_exit(Instant::now()),
-                    _ => {}
+            let timeout = match next {
+                Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
+                    .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::from(60_000u16),
+            };
+            let Some(ready) = self.poll(timeout)? else {
+                continue;
+            };
+            if !ready.visitors.is_empty() {
+                let banner = self.sentry.cfg.port_banner.clone().into_bytes();
+                for i in ready.visitors {
+                    let now = Instant::now();
+                    let sentry = &mut self.sentry;
+                    self.io
+                        .connect
+                        .serve(i, &banner, |v| sentry.on_visit(v, now));
                 }
             }
+            if ready.nflog {
+                let now = Instant::now();
+                let sentry = &mut self.sentry;
+                self.io.nflog.drain(|pkt| sentry.on_packet(pkt, now))?;
+            }
+            if ready.monitor
+                && self.io.monitor.as_mut().is_some_and(|m| m.drain())
+                && self.check_at.is_none()
+            {
+                self.check_at = Some(Instant::now() + CHECK_DELAY);
+            }
+            if self.check_at.is_some_and(|t| t <= Instant::now()) {
+                self.check_at = None;
+                self.check_table();
+            }
+            let overdue = self
+                .io
+                .control
+                .as_ref()
+                .is_some_and(|c| c.next_deadline(Instant::now()) == Some(Duration::ZERO));
+            if ready.control || overdue {
+                self.serve_control();
+            }
+            if ready.signals {
+                while let Ok(Some(info)) = self.io.signals.read_signal() {
+                    match Signal::try_from(info.ssi_signo as i32) {
+                        Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => return Ok(()),
+                        Ok(Signal::SIGHUP) => {
+                            let _ = self.reload();
+                        }
+                        Ok(Signal::SIGCHLD) => self.sentry.respond.on_child_exit(Instant::now()),
+                        _ => {}
+                    }
+                }
+            }
+            let st = self.io.nflog.stats();
+            let lost = st.overruns + st.seq_gaps;
+            let due = last_loss_report.is_none_or(|t| t.elapsed() >= LOSS_REPORT_INTERVAL);
+            if lost > reported_lost && due {
+                logging::warning(&format!(
+                    "adminalert: NFLOG events lost: {} receive-buffer overruns, {} sequence gaps since start",
+                    st.overruns, st.seq_gaps
+                ));
+                reported_lost = lost;
+                last_loss_report = Some(Instant::now());
+            }
         }
-        let st = nflog.stats();
-        let lost = st.overruns + st.seq_gaps;
-        let due = last_loss_report.is_none_or(|t| t.elapsed() >= LOSS_REPORT_INTERVAL);
-        if lost > reported_lost && due {
-            logging::warning(&format!(
-                "adminalert: NFLOG events lost: {} receive-buffer overruns, {} sequence gaps since start",
-                st.overruns, st.seq_gaps
-            ));
-            reported_lost = lost;
-            last_loss_report = Some(Instant::now());
+    }
+
+    /// Answers the control socket's clients (never blocks on one).
+    fn serve_control(&mut self) {
+        let Some(mut control) = self.io.control.take() else {
+            return;
+        };
+        control.serve(Instant::now(), |req| self.command(req));
+        self.io.control = Some(control);
+        // Lifted bans: a new probe from these counts afresh.
+        for ip in self.sentry.respond.released() {
+            self.sentry.tracker.forget(ip);
+        }
+    }
+
+    /// One control-socket request.
+    fn command(&mut self, req: &Request) -> Reply {
+        let json = req.args.iter().any(|a| a == "--json");
+        let result = match (req.command.as_str(), req.args.as_slice()) {
+            ("status", _) => {
+                let snap = self.snapshot();
+                Ok(if json { snap.json() } else { snap.text() })
+            }
+            ("list", _) => {
+                let s = &mut self.sentry;
+                commands::list(&s.cfg, &mut s.nft, json)
+            }
+            ("block", [addr, secs]) => match (addr.parse::<IpAddr>(), secs.parse::<u64>()) {
+                (Ok(addr), Ok(secs)) => {
+                    let s = &mut self.sentry;
+                    // Ours first, so the command line's writer sees it.
+                    s.respond.flush();
+                    let r = commands::block(
+                        &s.cfg,
+                        &mut s.nft,
+                        addr,
+                        Duration::from_secs(secs),
+                        &s.ignore,
+                    );
+                    s.respond.take_over();
+                    r
+                }
+                _ => Err(Error::usage(format!("block: bad arguments {addr} {secs}"))),
+            },
+            ("unblock", [addr]) => match addr.parse::<IpAddr>() {
+                Ok(addr) => {
+                    let s = &mut self.sentry;
+                    let addr = bans::canonical(addr);
+                    s.respond.flush();
+                    let r = commands::unblock(&s.cfg, &mut s.nft, addr);
+                    if r.is_ok() {
+                        s.respond.take_over();
+                        s.respond.lifted(Some(&[addr]));
+                    }
+                    r
+                }
+                Err(_) => Err(Error::usage(format!("unblock: `{addr}` is not an address"))),
+            },
+            ("flush", []) => {
+                let s = &mut self.sentry;
+                s.respond.flush();
+                let r = commands::flush(&s.cfg, &mut s.nft);
+                if r.is_ok() {
+                    s.respond.take_over();
+                    s.respond.lifted(None);
+                }
+                r
+            }
+            ("reload", []) => self.reload(),
+            (cmd, _) => Err(Error::usage(format!("unknown control command `{cmd}`"))),
+        };
+        match result {
+            Ok(text) => Reply::ok(text),
+            Err(e) => Reply::error(&e),
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let s = &mut self.sentry;
+        let count = |nft: &mut NftSocket, set| {
+            nft.set_info(&s.cfg.table, set)
+                .ok()
+                .and_then(|i| i.count)
+                .unwrap_or(0)
+        };
+        let bans_v4 = count(&mut s.nft, crate::ruleset::SET_BLOCKED4);
+        let bans_v6 = count(&mut s.nft, crate::ruleset::SET_BLOCKED6);
+        let st = self.io.nflog.stats();
+        let mut probes: Vec<(String, u64)> = s
+            .stats
+            .probes
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        probes.sort();
+        let protocols = [(Proto::Tcp, &s.cfg.tcp), (Proto::Udp, &s.cfg.udp)]
+            .into_iter()
+            .map(|(proto, p)| ProtoStatus {
+                name: proto.as_str(),
+                mode: p.mode.to_string(),
+                tripwire_ports: p.tripwire_ports().len(),
+                listening_ports: self.io.connect.ports(proto).len(),
+                block_mode: p.block_mode.to_string(),
+            })
+            .collect();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            uptime: self.started.elapsed(),
+            config: s.cfg.source.clone(),
+            table: s.cfg.table.clone(),
+            table_flags: flags_text(self.ruleset.flags),
+            nflog_group: s.cfg.nflog_group,
+            protocols,
+            bans_v4,
+            bans_v6,
+            bans_since_start: s.stats.bans,
+            ban_errors: s.stats.ban_errors,
+            withheld: s.stats.withheld,
+            probes,
+            not_probes: s.stats.not_probes,
+            ignored: s.stats.ignored,
+            undecodable: s.stats.undecodable,
+            lost_overruns: st.overruns,
+            lost_seq_gaps: st.seq_gaps,
+            tracked_sources: s.tracker.len(),
+            top_sources: s.tracker.top(10),
+            last_bans: s.last_bans.iter().rev().cloned().collect(),
+            reloads: self.reloads,
+            table_restores: self.table_restores,
+        }
+    }
+
+    /// Re-reads the config and the ignore file and replaces the table in
+    /// one transaction, every ban carried over with the time it has left.
+    /// Anything wrong (a bad config, a kernel refusal) leaves the running
+    /// table and settings exactly as they were.
+    fn reload(&mut self) -> Result<String> {
+        self.notifier.reloading();
+        let result = self.try_reload();
+        let status = systemd::status_text(self.sentry.active_bans(), &self.sentry.stats);
+        self.notifier.ready(&status, Instant::now());
+        match &result {
+            Ok(msg) => logging::notice(&format!("adminalert: {}", msg.trim_end())),
+            Err(e) => logging::error(&format!(
+                "adminalert: ERROR: reload refused, the running table and settings are unchanged: {e}"
+            )),
+        }
+        result
+    }
+
+    fn try_reload(&mut self) -> Result<String> {
+        let old = &self.sentry.cfg;
+        let new = if old.source == crate::config::BUILTIN_SOURCE {
+            Config::default()
+        } else {
+            Config::load(Some(Path::new(&old.source)))?
+        };
+        for (key, same) in [
+            ("table", new.table == old.table),
+            ("state_file", new.state_file == old.state_file),
+            ("nflog_group", new.nflog_group == old.nflog_group),
+            ("control_socket", new.control_socket == old.control_socket),
+            ("user", new.user == old.user),
+        ] {
+            if !same {
+                return Err(Error::config(format!(
+                    "{}: key `{key}` changed: that takes a restart (systemctl restart nftsentry)",
+                    new.source
+                )));
+            }
+        }
+        // Files an action writes must be writable with what we kept.
+        use privileges::Write;
+        if new.history_file != old.history_file {
+            if let Some(p) = &new.history_file {
+                privileges::check_writable("history_file", p, Write::Append)?;
+            }
+        }
+        if new.hosts_deny != old.hosts_deny {
+            if let Some(p) = &new.hosts_deny {
+                privileges::check_writable("hosts_deny", p, Write::Replace)?;
+            }
+        }
+        let (mut ruleset, ignores) = build_ruleset(&new)?;
+        // Keep the flags the kernel took at start, unless owner was turned
+        // off (turning it on takes a restart: the kernel's support is known
+        // only from the start's install).
+        ruleset.flags = if new.table_owner {
+            self.ruleset.flags
+        } else {
+            TableFlags::empty()
+        };
+        let s = &mut self.sentry;
+        let kernel: Vec<(IpAddr, Duration, Duration)> = bans::list(&mut s.nft, &new.table)?
+            .into_iter()
+            .filter_map(|b| {
+                let left = b.expires_in?;
+                Some((b.addr, b.timeout.unwrap_or(left), left))
+            })
+            .collect();
+        install(&mut s.nft, &mut ruleset, &kernel)?;
+        // The table is in: apply the rest, which cannot fail.
+        let connect_changed = new.tcp.connect_ports() != s.cfg.tcp.connect_ports()
+            || new.udp.connect_ports() != s.cfg.udp.connect_ports();
+        if connect_changed {
+            self.io.connect = ConnectSockets::default();
+            self.io.connect = bind_connect(&new);
+        }
+        if new.resolve_host != s.cfg.resolve_host {
+            s.resolver = make_resolver(&new).unwrap_or_else(|e| {
+                logging::warning(&format!("adminalert: WARNING: resolve_host: {e}"));
+                None
+            });
+        }
+        s.ignore = IgnoreList::new(crate::ignores::networks(&ignores));
+        let networks = crate::ignores::networks(&ignores).len();
+        s.ignored_by = ignores;
+        s.tracker.set_params(new.scan_trigger, new.scan_window);
+        s.respond.reconfigure(&new);
+        let monitor_needed = !ruleset.flags.contains(TableFlags::Owner);
+        if monitor_needed && self.io.monitor.is_none() {
+            self.io.monitor = Some(Monitor::open()?);
+        } else if !monitor_needed {
+            self.io.monitor = None;
+        }
+        let msg = format!(
+            "configuration reloaded from {}: table inet {} replaced with {} bans carried over (TCP mode {}, UDP mode {}, {} ignored networks, {} TCP and {} UDP ports watched)\n",
+            new.source,
+            new.table,
+            kernel.len(),
+            new.tcp.mode,
+            new.udp.mode,
+            networks,
+            count_ports(&ruleset.watch_tcp),
+            count_ports(&ruleset.watch_udp)
+        );
+        s.cfg = new;
+        self.ruleset = ruleset;
+        self.reloads += 1;
+        Ok(msg)
+    }
+
+    /// After nftables events (no owner flag): puts the table back with
+    /// every ban if someone deleted it, and the bans back if someone
+    /// flushed a set.
+    fn check_table(&mut self) {
+        let s = &mut self.sentry;
+        let table = s.cfg.table.clone();
+        let should = s.respond.kernel_bans();
+        let present = match s.nft.table_exists(&table) {
+            Ok(p) => p,
+            Err(e) => {
+                logging::error(&format!(
+                    "adminalert: ERROR: checking table inet {table}: {e}"
+                ));
+                return;
+            }
+        };
+        let missing_sets = [
+            crate::ruleset::SET_BLOCKED4,
+            crate::ruleset::SET_BLOCKED6,
+            crate::ruleset::SET_WATCH_TCP,
+            crate::ruleset::SET_WATCH_UDP,
+            crate::ruleset::SET_IGNORE4,
+            crate::ruleset::SET_IGNORE6,
+        ]
+        .iter()
+        .any(|set| s.nft.set_info(&table, set).is_err());
+        let what = if !present {
+            "was deleted"
+        } else if missing_sets {
+            "lost a set"
+        } else {
+            // The table is there: are the bans?
+            let mut have = 0u64;
+            for set in [crate::ruleset::SET_BLOCKED4, crate::ruleset::SET_BLOCKED6] {
+                have += s
+                    .nft
+                    .set_info(&table, set)
+                    .ok()
+                    .and_then(|i| i.count)
+                    .map_or(0, u64::from);
+            }
+            if have >= should.len() as u64 {
+                return;
+            }
+            let list: Vec<_> = should
+                .iter()
+                .map(|r| (r.addr, r.timeout, r.remaining))
+                .collect();
+            let mut b = crate::nft::Batch::new();
+            bans::add_to_batch(&mut b, &table, list.iter().copied());
+            match s.nft.commit(&b) {
+                Ok(()) => {
+                    self.table_restores += 1;
+                    logging::warning(&format!(
+                        "adminalert: WARNING: bans were removed from table inet {table} by another program; {} bans put back",
+                        list.len()
+                    ));
+                }
+                Err(e) => logging::error(&format!(
+                    "adminalert: ERROR: putting the bans of table inet {table} back: {e}"
+                )),
+            }
+            return;
+        };
+        let list: Vec<_> = should
+            .iter()
+            .map(|r| (r.addr, r.timeout, r.remaining))
+            .collect();
+        match install(&mut s.nft, &mut self.ruleset, &list) {
+            Ok(()) => {
+                self.table_restores += 1;
+                logging::warning(&format!(
+                    "adminalert: WARNING: table inet {table} {what} (nft flush ruleset, a firewall restart?); put back with {} bans",
+                    list.len()
+                ));
+            }
+            Err(e) => logging::error(&format!(
+                "adminalert: ERROR: table inet {table} {what} and could not be put back: {e}"
+            )),
         }
     }
 }

@@ -1182,6 +1182,10 @@ fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
             c.push(format!(
                 "PortSentry appended this line to {HOSTS_DENY} (its compiled-in path), duplicates included, and never removed it; nftsentry adds it once per ban and removes it when the ban ends. Few services still read hosts.deny (current OpenSSH does not)."
             ));
+            c.push(
+                "Under the packaged systemd unit /etc is read-only and nftsentry cannot write /etc/hosts.deny: use hosts_deny = \"/var/lib/nftsentry/hosts.deny\" with hosts_deny_line = \"$TARGET$\", and add once to /etc/hosts.deny the line \"ALL: /var/lib/nftsentry/hosts.deny\" (see PRIVILEGES in nftsentry(8))."
+                    .to_string(),
+            );
             o.key(None, c, "hosts_deny", toml_str(HOSTS_DENY));
             o.key(None, Vec::new(), "hosts_deny_line", toml_str(line));
         }

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use nftsentry::config::{self, Config};
+use nftsentry::control::{self, Request};
+use nftsentry::detect::IgnoreList;
+use nftsentry::error::Kind;
 use nftsentry::error::{Error, Result};
 use nftsentry::nft::NftSocket;
-use nftsentry::{bans, daemon, ignores, import, logging, respond};
+use nftsentry::{commands, daemon, ignores, import, logging, respond};
 
 /// Where the config is read from when --config is not given.
 const DEFAULT_CONFIG: &str = "/etc/nftsentry/nftsentry.toml";
@@ -61,6 +64,14 @@ enum Command {
     },
     /// Lift every ban
     Flush,
+    /// Show the running daemon's state: modes, bans, probes, lost events
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running daemon re-read its config and ignore file
+    Reload,
     /// Convert a PortSentry config to nftsentry.toml, printed on standard output
     ImportPortsentry {
         /// PortSentry's config file
@@ -137,58 +148,40 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|e| Error::usage(format!("--for {d}: {e}")))?,
                 None => cfg.ban_time,
             };
-            if timeout < Duration::from_secs(1) {
+            if timeout < commands::MIN_BAN {
                 return Err(Error::usage("--for: a ban must last at least 1s"));
             }
-            let mut sock = NftSocket::open()?;
-            // The element, the route and hosts.deny line where configured,
-            // and the state file's record.
-            respond::block(&cfg, &mut sock, addr, timeout)?;
-            // The ignore rule comes first in the chain: say so rather than
-            // let the admin believe the address is cut off.
-            if nftsentry::detect::IgnoreList::new(ignores::collect(&cfg)?).contains(&addr) {
-                eprintln!(
-                    "nftsentry: note: {addr} is in the ignore list (ignore file or a local address); its packets are not dropped while it is ignored"
-                );
-            }
-            println!(
-                "{} blocked for {}",
-                bans::canonical(addr),
-                nftsentry::ruleset::nft_duration(timeout)
-            );
-            Ok(())
+            let secs = timeout.as_secs().to_string();
+            by_daemon_or(&cfg, "block", &[&addr.to_string(), &secs], |sock| {
+                let ignored = IgnoreList::new(ignores::collect(&cfg)?);
+                commands::block(&cfg, sock, addr, timeout, &ignored)
+            })
         }
-        Command::Unblock { addr } => {
-            let mut sock = NftSocket::open()?;
-            if respond::unblock(&cfg, &mut sock, addr)? {
-                println!("{} unblocked", bans::canonical(addr));
-                Ok(())
-            } else {
-                Err(Error::other(format!(
-                    "{} is not blocked",
-                    bans::canonical(addr)
-                )))
-            }
-        }
+        Command::Unblock { addr } => by_daemon_or(&cfg, "unblock", &[&addr.to_string()], |sock| {
+            commands::unblock(&cfg, sock, addr)
+        }),
         Command::List { json } => {
-            let mut sock = NftSocket::open()?;
-            let list = bans::list(&mut sock, &cfg.table)?;
-            print!(
-                "{}",
-                if json {
-                    list_json(&list)
-                } else {
-                    list_text(&list)
-                }
-            );
-            Ok(())
+            let args: &[&str] = if json { &["--json"] } else { &[] };
+            by_daemon_or(&cfg, "list", args, |sock| commands::list(&cfg, sock, json))
         }
-        Command::Flush => {
-            let mut sock = NftSocket::open()?;
-            let n = respond::flush(&cfg, &mut sock)?;
-            println!("{n} bans lifted");
-            Ok(())
+        Command::Flush => by_daemon_or(&cfg, "flush", &[], |sock| commands::flush(&cfg, sock)),
+        Command::Status { json } => {
+            let args: &[&str] = if json { &["--json"] } else { &[] };
+            match ask_daemon(&cfg, "status", args)? {
+                Some(done) => done,
+                None => Err(Error::other(format!(
+                    "nftsentry is not running (no daemon answers on {})",
+                    control_path(&cfg)
+                ))),
+            }
         }
+        Command::Reload => match ask_daemon(&cfg, "reload", &[])? {
+            Some(done) => done,
+            None => Err(Error::other(format!(
+                "nftsentry is not running (no daemon answers on {}): nothing to reload",
+                control_path(&cfg)
+            ))),
+        },
         Command::ImportPortsentry { .. } => unreachable!("handled before the config is loaded"),
     }
 }
@@ -256,42 +249,66 @@ fn check(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-fn secs(d: Option<Duration>) -> String {
-    d.map(|d| d.as_secs().to_string())
-        .unwrap_or_else(|| "null".into())
+fn control_path(cfg: &Config) -> String {
+    cfg.control_socket
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "no control socket (control_socket = \"\")".into())
 }
 
-fn list_json(list: &[bans::Ban]) -> String {
-    let items: Vec<String> = list
-        .iter()
-        .map(|b| {
-            format!(
-                "{{\"address\":\"{}\",\"timeout\":{},\"expires_in\":{}}}",
-                b.addr,
-                secs(b.timeout),
-                secs(b.expires_in)
-            )
-        })
-        .collect();
-    format!("[{}]\n", items.join(","))
-}
-
-fn list_text(list: &[bans::Ban]) -> String {
-    let dur = |d: Option<Duration>| {
-        d.map(|d| nftsentry::ruleset::nft_duration(Duration::from_secs(d.as_secs())))
-            .unwrap_or_else(|| "-".into())
+/// Sends a command to the running daemon. `None`: no daemon answers (or
+/// the config has no control socket). `Some`: its answer, printed, as the
+/// command's result.
+fn ask_daemon(cfg: &Config, command: &str, args: &[&str]) -> Result<Option<Result<()>>> {
+    let Some(path) = &cfg.control_socket else {
+        return Ok(None);
     };
-    let mut out = format!(
-        "{:<40} {:>12} {:>12}\n",
-        "ADDRESS", "EXPIRES IN", "BAN TIME"
-    );
-    for b in list {
-        out.push_str(&format!(
-            "{:<40} {:>12} {:>12}\n",
-            b.addr.to_string(),
-            dur(b.expires_in),
-            dur(b.timeout)
-        ));
+    let req = Request {
+        command: command.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+    };
+    // A reload replaces a table that may hold many bans: give it time.
+    let Some(reply) = control::request(path, &req, Duration::from_secs(30))? else {
+        return Ok(None);
+    };
+    if reply.code == 0 {
+        print_output(&reply.body);
+        return Ok(Some(Ok(())));
     }
-    out
+    let kind = match reply.code {
+        64 => Kind::Usage,
+        77 => Kind::Privilege,
+        78 => Kind::Config,
+        _ => Kind::Other,
+    };
+    let message = reply.body.trim_end();
+    let message = message.strip_prefix("nftsentry: ").unwrap_or(message);
+    Ok(Some(Err(Error::new(kind, message.to_string()))))
+}
+
+/// The daemon does it when it runs (it owns the table); else `direct` on
+/// a socket of our own.
+fn by_daemon_or(
+    cfg: &Config,
+    command: &str,
+    args: &[&str],
+    direct: impl FnOnce(&mut NftSocket) -> Result<String>,
+) -> Result<()> {
+    if let Some(done) = ask_daemon(cfg, command, args)? {
+        return done;
+    }
+    let mut sock = NftSocket::open()?;
+    print_output(&direct(&mut sock)?);
+    Ok(())
+}
+
+/// A command's output: notes to standard error, the rest to standard output.
+fn print_output(out: &str) {
+    for line in out.lines() {
+        if let Some(note) = line.strip_prefix("note: ") {
+            eprintln!("nftsentry: note: {note}");
+        } else {
+            println!("{line}");
+        }
+    }
 }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::nft::FAMILY;
 use crate::nft::batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
 use crate::nft::expr::{self, Expr};
+use netlink_packet_netfilter::nftables::TableFlags;
 
 pub const CHAIN: &str = "input";
 
@@ -42,6 +43,9 @@ pub struct Ruleset {
     pub log_prefix: String,
     pub ban_time: Duration,
     pub set_size: u32,
+    /// Table flags: `Owner | Persisent` with `table_owner` (the daemon
+    /// drops what the kernel lacks), else none.
+    pub flags: TableFlags,
     /// Merged inclusive ranges of ignored sources.
     pub ignore4: Vec<(u128, u128)>,
     pub ignore6: Vec<(u128, u128)>,
@@ -137,6 +141,11 @@ impl Ruleset {
             log_prefix: cfg.log_prefix.clone(),
             ban_time: cfg.ban_time,
             set_size: cfg.set_size,
+            flags: if cfg.table_owner {
+                TableFlags::Owner | TableFlags::Persisent
+            } else {
+                TableFlags::empty()
+            },
             ignore4,
             ignore6,
             watch_tcp: watched(&cfg.tcp),
@@ -243,15 +252,29 @@ impl Ruleset {
     /// one: create (so the delete cannot fail), delete, create with content.
     pub fn install_batch(&self) -> Batch {
         let mut b = Batch::new();
-        b.add_table(FAMILY, &self.table, false, None);
+        b.add_table(FAMILY, &self.table, false);
         b.del_table(FAMILY, &self.table);
+        self.create_into(&mut b);
+        b
+    }
+
+    /// The same, for a caller that knows whether the table exists: delete
+    /// it (when it does) and create ours, in one transaction. No update of
+    /// the old table on the way: the kernel refuses to change the `persist`
+    /// flag of a table (EOPNOTSUPP), so the trick above fails on a table
+    /// left by a killed daemon.
+    pub fn replace_batch(&self, exists: bool) -> Batch {
+        let mut b = Batch::new();
+        if exists {
+            b.del_table(FAMILY, &self.table);
+        }
         self.create_into(&mut b);
         b
     }
 
     /// Appends the creation of the table and everything in it to `b`.
     pub fn create_into(&self, b: &mut Batch) {
-        b.add_table(FAMILY, &self.table, true, Some(TABLE_COMMENT));
+        b.add_table_commented(FAMILY, &self.table, true, self.flags, Some(TABLE_COMMENT));
         for s in set_specs(self) {
             b.add_set(FAMILY, &self.table, &s);
             let elems = self.set_elements(&s.name);
@@ -276,8 +299,16 @@ impl Ruleset {
     /// The table in nft syntax, laid out as `nft -s list table` prints it.
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let _ = writeln!(o, "table inet {} {{", self.table);
-        let _ = writeln!(o, "\tcomment \"{TABLE_COMMENT}\"");
+        // As nft lists the table: an owned one with the owner's process
+        // name, the flags it knows (nft 1.0.6 does not print `persist`),
+        // then the comment.
+        if self.flags.contains(TableFlags::Owner) {
+            let _ = writeln!(o, "table inet {} {{ # progname nftsentry", self.table);
+            let _ = writeln!(o, "\tflags owner");
+        } else {
+            let _ = writeln!(o, "table inet {} {{", self.table);
+        }
+        let _ = writeln!(o, "\tcomment \"{TABLE_COMMENT}\"\n");
         for (i, s) in set_specs(self).iter().enumerate() {
             if i > 0 {
                 o.push('\n');

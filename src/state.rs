@@ -416,6 +416,31 @@ pub fn remove_dead_writers_files(target: &Path, infix: &str) -> Vec<PathBuf> {
 
 /// Replaces the file with `text` atomically (see the module header) and
 /// returns the new file's identity. Creates the directory (0750) if missing.
+/// Root (the command line, while the daemon is stopped) makes files in a
+/// directory that belongs to the daemon's user (systemd's StateDirectory
+/// with DynamicUser): they are given to that user, or the daemon could not
+/// read its own state at the next start.
+pub fn give_to_dir_owner(f: &File, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let m = std::fs::metadata(dir)?;
+    if m.uid() == 0 {
+        return Ok(());
+    }
+    let f_meta = f.metadata()?;
+    if f_meta.uid() == m.uid() && f_meta.gid() == m.gid() {
+        return Ok(());
+    }
+    nix::unistd::fchown(
+        f,
+        Some(nix::unistd::Uid::from_raw(m.uid())),
+        Some(nix::unistd::Gid::from_raw(m.gid())),
+    )
+    .map_err(std::io::Error::from)
+}
+
 pub fn save(path: &Path, text: &str) -> std::io::Result<FileId> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -447,6 +472,7 @@ pub fn save(path: &Path, text: &str) -> std::io::Result<FileId> {
         }
         other => other?,
     };
+    give_to_dir_owner(&f, dir)?;
     let written = f
         .write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
@@ -497,6 +523,9 @@ pub fn lock(state: &Path) -> std::io::Result<Lock> {
         }
         other => other?,
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        give_to_dir_owner(&f, dir)?;
+    }
     let flock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| std::io::Error::from(e))?;
     Ok(Lock { _flock: flock })
@@ -504,6 +533,31 @@ pub fn lock(state: &Path) -> std::io::Result<Lock> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn root_gives_new_files_to_the_directory_owner() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the test suite runs as root"
+        );
+        let dir = std::env::temp_dir().join(format!("nftsentry-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        let nogroup = nix::unistd::Gid::from_raw(65534);
+        nix::unistd::chown(&dir, Some(nobody), Some(nogroup)).unwrap();
+        let state = dir.join("state");
+        save(&state, "").unwrap();
+        drop(lock(&state).unwrap());
+        crate::history::append(&dir.join("history"), "x").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        for f in ["state", "state.lock", "history"] {
+            let m = std::fs::metadata(dir.join(f)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{f}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]

@@ -168,7 +168,7 @@ fn exit_codes() {
     assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
-        e.contains(&format!("{}:5", bad.display())) && e.contains("tcp.ports"),
+        e.contains(&format!("{}:6", bad.display())) && e.contains("tcp.ports"),
         "{e}"
     );
     let o = nftsentry(&ns, &dir.path.join("missing.toml"), &["check"]);

@@ -114,7 +114,6 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
             "./etc/nftsentry/ignore",
             "./etc/nftsentry/nftsentry.toml",
             "./usr/lib/systemd/system/nftsentry.service",
-            "./usr/lib/tmpfiles.d/nftsentry.conf",
             "./usr/sbin/nftsentry",
             "./usr/share/doc/nftsentry/README.md",
             "./usr/share/doc/nftsentry/copyright",
@@ -203,8 +202,6 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
         "{unit}"
     );
     assert!(unit.contains("\nStateDirectory=nftsentry\n"), "{unit}");
-    let tmpfiles = std::fs::read_to_string(root.join("usr/lib/tmpfiles.d/nftsentry.conf")).unwrap();
-    assert!(tmpfiles.contains("\nd /var/lib/nftsentry 0755 root root -\n"));
 
     // The installed binary is the one under test (stripped), and it checks
     // the installed config.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 fn sample() -> Ruleset {
     Ruleset {
+        flags: Default::default(),
         table: "nftsentry".into(),
         priority: -10,
         nflog_group: 7531,
@@ -70,6 +71,7 @@ fn hundred_thousand_bans_with_timeouts_list_back() {
     let (listed, elapsed) = ns.enter(|| {
         let mut s = NftSocket::open().unwrap();
         let r = Ruleset {
+            flags: Default::default(),
             set_size: 200_000,
             ..sample()
         };

@@ -163,6 +163,11 @@ impl Runner {
         }
     }
 
+    /// A new timeout (reload), for commands started from now on.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Children not reaped yet.
     pub fn running(&self) -> usize {
         self.running.len()
@@ -201,8 +206,10 @@ impl Runner {
         // a blocked mask is inherited: std's posix_spawn path keeps it (seen
         // with strace in the daemon), and SIGTERM would then never end a
         // command (tests/actions.rs checks that the timeout's SIGTERM does).
+        // The program gets no capability, whatever the daemon kept and
+        // whatever file capabilities it carries (privileges.rs).
         // SAFETY: the closure runs between fork and exec and only calls
-        // sigprocmask, which is async-signal-safe.
+        // sigprocmask, capset and prctl, which are async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
                 nix::sys::signal::sigprocmask(
@@ -210,7 +217,8 @@ impl Runner {
                     Some(&nix::sys::signal::SigSet::empty()),
                     None,
                 )
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+                crate::privileges::drop_in_child()
             });
         }
         let child = cmd

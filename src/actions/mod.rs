@@ -138,6 +138,19 @@ impl Actions {
         }
     }
 
+    /// New settings (reload). Commands still running keep their deadline
+    /// and are reaped as before; the route socket stays open.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        let mut runner = std::mem::replace(&mut self.runner, Runner::new(cfg.command_timeout));
+        runner.set_timeout(cfg.command_timeout);
+        let routes = self.routes.take();
+        let errors = std::mem::take(&mut self.errors);
+        *self = Actions::new(cfg, self.lock.is_some());
+        self.runner = runner;
+        self.routes = routes;
+        self.errors = errors;
+    }
+
     /// The native route kind in use: none when off or replaced by kill_route.
     pub fn native_route(&self) -> Option<RouteMode> {
         (self.route != RouteMode::Off && self.kill_route.is_none()).then_some(self.route)

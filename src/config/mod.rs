@@ -56,6 +56,10 @@ pub struct Config {
     pub ignore_local: bool,
     /// `keep_table_on_exit`.
     pub keep_table_on_exit: bool,
+    /// `table_owner`: create the table with nftables' owner flag.
+    pub table_owner: bool,
+    /// `control_socket`; `None` when set to "".
+    pub control_socket: Option<PathBuf>,
     /// `scan_trigger`: probes tolerated before a ban (0 = the first acts).
     pub scan_trigger: u32,
     /// `scan_window`: probes older than this do not count.
@@ -93,6 +97,8 @@ pub struct Config {
     pub ban_time_factor: u32,
     /// `ban_time_max`: cap of escalated bans.
     pub ban_time_max: Duration,
+    /// `user`: the account the daemon switches to once set up; "" = stay.
+    pub user: String,
     /// `[tcp]`.
     pub tcp: Protocol,
     /// `[udp]`.
@@ -281,6 +287,8 @@ pub const TOP_KEYS: &[&str] = &[
     "log_prefix",
     "set_size",
     "keep_table_on_exit",
+    "table_owner",
+    "control_socket",
     "ban_time",
     "scan_trigger",
     "scan_window",
@@ -302,6 +310,7 @@ pub const TOP_KEYS: &[&str] = &[
     "state_file",
     "ban_time_factor",
     "ban_time_max",
+    "user",
     "tcp",
     "udp",
 ];
@@ -378,6 +387,12 @@ impl Config {
                     c.set_size = doc.check(v, key, |v| integer(v, 1, SET_SIZE_MAX.into()))? as u32
                 }
                 "keep_table_on_exit" => c.keep_table_on_exit = doc.check(v, key, boolean)?,
+                "table_owner" => c.table_owner = doc.check(v, key, boolean)?,
+                "control_socket" => {
+                    c.control_socket = doc.check(v, key, |v| {
+                        actions::file_path(string(v)?, "/run/nftsentry/control")
+                    })?
+                }
                 "ban_time" => {
                     c.ban_time = doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
                 }
@@ -439,6 +454,7 @@ impl Config {
                     c.ban_time_max =
                         doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
                 }
+                "user" => c.user = doc.check(v, key, |v| user_name(string(v)?))?,
                 "tcp" => c.tcp = doc.protocol(v, Proto::Tcp, c.tcp)?,
                 "udp" => c.udp = doc.protocol(v, Proto::Udp, c.udp)?,
                 _ => return Err(doc.unknown_key(k, None)),
@@ -483,6 +499,8 @@ impl Config {
             ignore_file: Some(PathBuf::from("/etc/nftsentry/ignore")),
             ignore_local: true,
             keep_table_on_exit: false,
+            table_owner: true,
+            control_socket: Some(PathBuf::from("/run/nftsentry/control")),
             scan_trigger: 0,
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,
@@ -501,6 +519,7 @@ impl Config {
             state_file: Some(PathBuf::from("/var/lib/nftsentry/state")),
             ban_time_factor: 1,
             ban_time_max: Duration::from_secs(30 * 86_400),
+            user: String::new(),
             tcp: protocol(Proto::Tcp),
             udp: protocol(Proto::Udp),
         }
@@ -888,6 +907,28 @@ fn port_banner(s: &str) -> Result<String, String> {
     }
     if s.contains('\0') {
         return Err("the banner cannot contain a NUL character".to_string());
+    }
+    Ok(s.to_string())
+}
+
+/// Longest user name useradd(8) accepts by default.
+pub const USER_NAME_MAX: usize = 32;
+
+/// An account name as useradd(8) allows it, or "" for none. Whether the
+/// account exists is checked when the daemon starts, on that host.
+fn user_name(s: &str) -> Result<String, String> {
+    let rule = format!(
+        "a user name is 1 to {USER_NAME_MAX} letters, digits, `_`, `.` or `-`, not starting with `-`; \"\" keeps the user nftsentry was started as"
+    );
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = s.len() <= USER_NAME_MAX
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !ok {
+        return Err(format!("{s:?} is not a valid user name: {rule}"));
     }
     Ok(s.to_string())
 }

@@ -136,6 +136,8 @@ fn every_config_field_is_documented_in_the_default_file() {
         ignore_file: _,
         ignore_local: _,
         keep_table_on_exit: _,
+        table_owner: _,
+        control_socket: _,
         scan_trigger: _,
         scan_window: _,
         max_tracked_sources: _,
@@ -154,6 +156,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         state_file: _,
         ban_time_factor: _,
         ban_time_max: _,
+        user: _,
         tcp:
             Protocol {
                 mode: _,
@@ -174,6 +177,8 @@ fn every_config_field_is_documented_in_the_default_file() {
         "ignore_file",
         "ignore_local",
         "keep_table_on_exit",
+        "table_owner",
+        "control_socket",
         "scan_trigger",
         "scan_window",
         "max_tracked_sources",
@@ -192,6 +197,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         "state_file",
         "ban_time_factor",
         "ban_time_max",
+        "user",
     ];
     let text = Config::DEFAULT_TEXT;
     for key in keys {
@@ -267,6 +273,8 @@ set_size = 16777216
 ignore_file = ""
 ignore_local = false
 keep_table_on_exit = true
+table_owner = false
+control_socket = ""
 scan_trigger = 2
 scan_window = "500s"
 max_tracked_sources = 1
@@ -285,6 +293,7 @@ history_file = ""
 state_file = "/run/nftsentry/state"
 ban_time_factor = 4
 ban_time_max = "60d"
+user = "nftsentry"
 
 [tcp]
 mode = "off"
@@ -310,6 +319,8 @@ block_mode = "log"
     assert_eq!(c.ignore_file, None);
     assert!(!c.ignore_local);
     assert!(c.keep_table_on_exit);
+    assert!(!c.table_owner);
+    assert_eq!(c.control_socket, None);
     assert_eq!(c.scan_trigger, 2);
     assert_eq!(c.scan_window, Duration::from_secs(500));
     assert_eq!(c.max_tracked_sources, 1);
@@ -322,6 +333,7 @@ block_mode = "log"
     assert_eq!(c.protocol(Proto::Tcp).mode, Mode::OFF);
     assert_eq!(c.port_banner, "GO AWAY\n");
     assert!(c.ban_requires_handshake);
+    assert_eq!(c.user, "nftsentry");
     assert_eq!(c.tcp.advanced_ports, 65535);
     assert_eq!(c.tcp.advanced_exclude.ranges(), &[(22, 22), (80, 81)]);
     assert_eq!(c.udp.advanced_ports, 1);
@@ -507,6 +519,28 @@ fn action_keys_forms_and_errors() {
             "{FILE}: key `ban_time_max`: 30d is shorter than ban_time (60d): escalated bans could not be longer than the first"
         )
     );
+}
+
+#[test]
+fn user_names() {
+    let user = |v: &str| Config::parse(&format!("user = {v}"), FILE).map(|c| c.user);
+    assert_eq!(user("\"\"").unwrap(), "");
+    assert_eq!(Config::default().user, "");
+    for ok in ["nobody", "_nftsentry", "nft-sentry.1", &"u".repeat(32)] {
+        assert_eq!(user(&format!("{ok:?}")).unwrap(), ok);
+    }
+    for (bad, want) in [
+        ("\"-x\"", "not a valid user name"),
+        ("\"a b\"", "not a valid user name"),
+        ("\"root:0\"", "not a valid user name"),
+        ("\"../x\"", "not a valid user name"),
+        (&format!("{:?}", "u".repeat(33)), "not a valid user name"),
+        ("0", "expected a string"),
+    ] {
+        let msg = user(bad).unwrap_err().message;
+        assert_at(&msg, 1, "user");
+        assert!(msg.contains(want), "{bad}: {msg}");
+    }
 }
 
 #[test]

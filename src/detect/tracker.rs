@@ -119,6 +119,31 @@ impl Tracker {
         t
     }
 
+    /// The `n` sources with the most probes counted now (watching, not yet
+    /// blocked), most first: `status` shows them. One pass, no allocation
+    /// beyond the answer.
+    pub fn top(&self, n: usize) -> Vec<(IpAddr, u32)> {
+        let mut best: Vec<(u32, [u64; 2])> = Vec::with_capacity(n + 1);
+        for e in self.entries.iter().filter(|e| e.list as usize == WATCHING) {
+            if best.len() == n && best.last().is_some_and(|&(c, _)| c >= e.count) {
+                continue;
+            }
+            let at = best.partition_point(|&(c, _)| c >= e.count);
+            best.insert(at, (e.count, e.key));
+            best.truncate(n);
+        }
+        best.into_iter()
+            .map(|(c, k)| {
+                let v6 = std::net::Ipv6Addr::from((u128::from(k[0]) << 64) | u128::from(k[1]));
+                let ip = match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(v6),
+                };
+                (ip, c)
+            })
+            .collect()
+    }
+
     /// New trigger and window (on reload); counts in progress are kept.
     pub fn set_params(&mut self, scan_trigger: u32, window: Duration) {
         // 0 and 1 both mean "the first probe acts".
@@ -403,6 +428,32 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn top_sources_most_first() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(100, 10, Duration::from_secs(60));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for (src, n) in [
+            ("192.0.2.1", 3),
+            ("192.0.2.2", 5),
+            ("2001:db8::1", 4),
+            ("192.0.2.3", 1),
+        ] {
+            for _ in 0..n {
+                t.record(ip(src), t0);
+            }
+        }
+        t.mark_blocked(ip("192.0.2.2"), t0);
+        assert_eq!(
+            t.top(2),
+            vec![(ip("2001:db8::1"), 4), (ip("192.0.2.1"), 3)],
+            "blocked sources are not candidates"
+        );
+        assert_eq!(t.top(10).len(), 3);
+        assert!(t.top(0).is_empty());
+    }
+
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -156,20 +156,38 @@ impl Batch {
         });
     }
 
-    /// Creates the table; with `exclusive`, fails if it exists. A `comment`
-    /// is stored as nft stores one (`nft list` shows `comment "..."`); the
-    /// kernel keeps it only when it creates the table.
-    pub fn add_table(
+    /// Creates the table; with `exclusive`, fails if it exists.
+    pub fn add_table(&mut self, family: NetfilterProtoFamily, name: &str, exclusive: bool) {
+        self.add_table_flags(family, name, exclusive, TableFlags::empty());
+    }
+
+    /// A table with flags: `Owner` (only the sending socket may change it;
+    /// kernel >= 5.12) and `Persisent` (it outlives that socket, >= 6.9).
+    pub fn add_table_flags(
         &mut self,
         family: NetfilterProtoFamily,
         name: &str,
         exclusive: bool,
+        flags: TableFlags,
+    ) {
+        self.add_table_commented(family, name, exclusive, flags, None);
+    }
+
+    /// The same with a `comment`, stored as nft stores one (`nft list`
+    /// shows `comment "..."`); the kernel keeps it only when it creates the
+    /// table.
+    pub fn add_table_commented(
+        &mut self,
+        family: NetfilterProtoFamily,
+        name: &str,
+        exclusive: bool,
+        flags: TableFlags,
         comment: Option<&str>,
     ) {
         let excl = if exclusive { NLM_F_EXCL } else { 0 };
         let mut attributes = vec![
             TableAttribute::Name(name.to_string()),
-            TableAttribute::Flags(TableFlags::empty()),
+            TableAttribute::Flags(flags),
         ];
         if let Some(c) = comment {
             attributes.push(TableAttribute::UserData(comment_udata(c)));

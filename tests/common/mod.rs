@@ -260,9 +260,10 @@ pub fn nftsentry(ns: &Netns, config: &std::path::Path, args: &[&str]) -> Output 
 /// /var/lib/nftsentry.
 pub fn private_files(dir: &std::path::Path) -> String {
     format!(
-        "state_file = \"{}\"\nhistory_file = \"{}\"\n",
+        "state_file = \"{}\"\nhistory_file = \"{}\"\ncontrol_socket = \"{}\"\n",
         dir.join("state").display(),
-        dir.join("history").display()
+        dir.join("history").display(),
+        dir.join("control").display()
     )
 }
 
@@ -270,7 +271,7 @@ pub fn private_files(dir: &std::path::Path) -> String {
 /// files (see `private_files`).
 pub fn assert_private_files(config: &std::path::Path) {
     let text = std::fs::read_to_string(config).unwrap();
-    for key in ["state_file", "history_file"] {
+    for key in ["state_file", "history_file", "control_socket"] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(key)),
             "{} does not set {key}: a test daemon would write /var/lib/nftsentry (use common::private_files)",

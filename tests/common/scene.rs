@@ -13,6 +13,10 @@ pub struct Scene {
     /// Holds the config and log until the scene ends.
     _dir: TempDir,
     pub log: std::path::PathBuf,
+    /// The config file, for tests that change it and reload.
+    pub cfg: std::path::PathBuf,
+    /// The daemon's PID.
+    pub pid: u32,
 }
 
 impl Scene {
@@ -49,12 +53,19 @@ impl Scene {
         );
         prepare(&mut pair);
         let log = dir.path.join("log");
-        start_daemon(&mut pair.victim, &cfg, &log);
+        let pid = start_daemon(&mut pair.victim, &cfg, &log);
         Scene {
             pair,
             _dir: dir,
             log,
+            cfg,
+            pid,
         }
+    }
+
+    /// `nftsentry -c CFG ARGS` in the victim namespace.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        nftsentry(&self.pair.victim, &self.cfg, args)
     }
 
     pub fn log(&self) -> String {
@@ -79,10 +90,15 @@ impl Scene {
         } else {
             "blocked4"
         };
-        self.pair
+        // A missing set (a table being put back) holds no ban.
+        let o = self
+            .pair
             .victim
-            .nft(&["list", "set", "inet", "nftsentry", set])
-            .contains(addr)
+            .cmd("nft")
+            .args(["list", "set", "inet", "nftsentry", set])
+            .output()
+            .unwrap();
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(addr)
     }
 
     /// Packets the blocked-source rule of that family has dropped.

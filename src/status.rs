@@ -1,0 +1,280 @@
+//! status: what `nftsentry status` shows of a running daemon, as text for
+//! people and JSON for scripts, from a snapshot the daemon fills in.
+//!
+//! Knows nothing of where the figures come from.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::commands::json_str;
+use crate::ruleset::nft_duration;
+
+/// One protocol's settings as running.
+#[derive(Clone, Debug)]
+pub struct ProtoStatus {
+    pub name: &'static str,
+    pub mode: String,
+    pub tripwire_ports: usize,
+    pub listening_ports: usize,
+    pub block_mode: String,
+}
+
+/// One of the last bans.
+#[derive(Clone, Debug)]
+pub struct LastBan {
+    /// Seconds since 1970.
+    pub at: u64,
+    pub addr: IpAddr,
+    pub scan: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub pid: u32,
+    pub uptime: Duration,
+    pub config: String,
+    pub table: String,
+    /// "owner, persist", "owner" or "none".
+    pub table_flags: String,
+    pub nflog_group: u16,
+    pub protocols: Vec<ProtoStatus>,
+    pub bans_v4: u32,
+    pub bans_v6: u32,
+    pub bans_since_start: u64,
+    pub ban_errors: u64,
+    pub withheld: u64,
+    /// Probes by scan type key, sorted by key.
+    pub probes: Vec<(String, u64)>,
+    pub not_probes: u64,
+    pub ignored: u64,
+    pub undecodable: u64,
+    pub lost_overruns: u64,
+    pub lost_seq_gaps: u64,
+    pub tracked_sources: usize,
+    pub top_sources: Vec<(IpAddr, u32)>,
+    pub last_bans: Vec<LastBan>,
+    pub reloads: u64,
+    pub table_restores: u64,
+}
+
+impl Snapshot {
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "nftsentry {} running for {} (pid {}), config {}",
+            self.version,
+            nft_duration(Duration::from_secs(self.uptime.as_secs().max(1))),
+            self.pid,
+            self.config
+        );
+        let _ = writeln!(
+            o,
+            "table inet {} (flags: {}), NFLOG group {}, reloads {}, table restored {} times",
+            self.table, self.table_flags, self.nflog_group, self.reloads, self.table_restores
+        );
+        for p in &self.protocols {
+            let _ = writeln!(
+                o,
+                "{}: mode {}, {} ports watched by tripwires, {} listened on, block mode {}",
+                p.name, p.mode, p.tripwire_ports, p.listening_ports, p.block_mode
+            );
+        }
+        let _ = writeln!(
+            o,
+            "bans active: {} ({} IPv4, {} IPv6); since start: {} bans, {} failed, {} not banned for lack of a handshake",
+            self.bans_v4 + self.bans_v6,
+            self.bans_v4,
+            self.bans_v6,
+            self.bans_since_start,
+            self.ban_errors,
+            self.withheld
+        );
+        let probes: Vec<String> = self
+            .probes
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "probes by scan type: {}; not probes {}, from ignored sources {}, undecodable {}",
+            if probes.is_empty() {
+                "none".to_string()
+            } else {
+                probes.join(", ")
+            },
+            self.not_probes,
+            self.ignored,
+            self.undecodable
+        );
+        let _ = writeln!(
+            o,
+            "events lost: {} (receive-buffer overruns {}, sequence gaps {})",
+            self.lost_overruns + self.lost_seq_gaps,
+            self.lost_overruns,
+            self.lost_seq_gaps
+        );
+        let _ = writeln!(o, "sources tracked: {}", self.tracked_sources);
+        if !self.top_sources.is_empty() {
+            let _ = writeln!(o, "top sources (not banned):");
+            for (ip, n) in &self.top_sources {
+                let _ = writeln!(o, "  {ip:<39} {n} probes");
+            }
+        }
+        if !self.last_bans.is_empty() {
+            let _ = writeln!(o, "last bans:");
+            for b in &self.last_bans {
+                let ago = now_secs().saturating_sub(b.at);
+                let _ = writeln!(
+                    o,
+                    "  {:<39} {} port {}, {} ago",
+                    b.addr.to_string(),
+                    b.scan,
+                    b.port,
+                    nft_duration(Duration::from_secs(ago.max(1)))
+                );
+            }
+        }
+        o
+    }
+
+    pub fn json(&self) -> String {
+        let protocols: Vec<String> = self
+            .protocols
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{{\"mode\":{},\"tripwire_ports\":{},\"listening_ports\":{},\"block_mode\":{}}}",
+                    json_str(p.name),
+                    json_str(&p.mode),
+                    p.tripwire_ports,
+                    p.listening_ports,
+                    json_str(&p.block_mode)
+                )
+            })
+            .collect();
+        let probes: Vec<String> = self
+            .probes
+            .iter()
+            .map(|(k, n)| format!("{}:{n}", json_str(k)))
+            .collect();
+        let top: Vec<String> = self
+            .top_sources
+            .iter()
+            .map(|(ip, n)| format!("{{\"address\":\"{ip}\",\"probes\":{n}}}"))
+            .collect();
+        let last: Vec<String> = self
+            .last_bans
+            .iter()
+            .map(|b| {
+                format!(
+                    "{{\"at\":{},\"address\":\"{}\",\"scan\":{},\"port\":{}}}",
+                    b.at,
+                    b.addr,
+                    json_str(&b.scan),
+                    b.port
+                )
+            })
+            .collect();
+        format!(
+            "{{\"version\":{},\"pid\":{},\"uptime\":{},\"config\":{},\"table\":{},\"table_flags\":{},\"nflog_group\":{},\"reloads\":{},\"table_restores\":{},\"protocols\":{{{}}},\"bans\":{{\"active\":{},\"ipv4\":{},\"ipv6\":{},\"since_start\":{},\"failed\":{},\"withheld\":{}}},\"probes\":{{{}}},\"not_probes\":{},\"ignored\":{},\"undecodable\":{},\"events_lost\":{{\"total\":{},\"overruns\":{},\"sequence_gaps\":{}}},\"tracked_sources\":{},\"top_sources\":[{}],\"last_bans\":[{}]}}\n",
+            json_str(self.version),
+            self.pid,
+            self.uptime.as_secs(),
+            json_str(&self.config),
+            json_str(&self.table),
+            json_str(&self.table_flags),
+            self.nflog_group,
+            self.reloads,
+            self.table_restores,
+            protocols.join(","),
+            self.bans_v4 + self.bans_v6,
+            self.bans_v4,
+            self.bans_v6,
+            self.bans_since_start,
+            self.ban_errors,
+            self.withheld,
+            probes.join(","),
+            self.not_probes,
+            self.ignored,
+            self.undecodable,
+            self.lost_overruns + self.lost_seq_gaps,
+            self.lost_overruns,
+            self.lost_seq_gaps,
+            self.tracked_sources,
+            top.join(","),
+            last.join(",")
+        )
+    }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_well_formed_and_text_names_everything() {
+        let s = Snapshot {
+            version: "0.1.0",
+            pid: 7,
+            uptime: Duration::from_secs(90),
+            config: "/etc/nftsentry/nftsentry.toml".into(),
+            table: "nftsentry".into(),
+            table_flags: "owner, persist".into(),
+            nflog_group: 7531,
+            protocols: vec![ProtoStatus {
+                name: "tcp",
+                mode: "advanced+connect".into(),
+                tripwire_ports: 1021,
+                listening_ports: 2,
+                block_mode: "block".into(),
+            }],
+            bans_v4: 2,
+            bans_v6: 1,
+            probes: vec![("syn".into(), 5)],
+            top_sources: vec![("198.51.100.7".parse().unwrap(), 3)],
+            last_bans: vec![LastBan {
+                at: now_secs() - 5,
+                addr: "192.0.2.9".parse().unwrap(),
+                scan: "TCP SYN/Normal scan".into(),
+                port: 1,
+            }],
+            ..Snapshot::default()
+        };
+        let j = s.json();
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
+        for key in [
+            "\"uptime\":90",
+            "\"active\":3",
+            "\"syn\":5",
+            "\"address\":\"198.51.100.7\",\"probes\":3",
+            "\"events_lost\":{\"total\":0",
+            "\"mode\":\"advanced+connect\"",
+        ] {
+            assert!(j.contains(key), "{key} in {j}");
+        }
+        let t = s.text();
+        for part in [
+            "running for 1m30s",
+            "tcp: mode advanced+connect",
+            "bans active: 3 (2 IPv4, 1 IPv6)",
+            "syn 5",
+            "198.51.100.7",
+            "192.0.2.9",
+            "events lost: 0",
+        ] {
+            assert!(t.contains(part), "{part} in\n{t}");
+        }
+    }
+}
