@@ -1,7 +1,7 @@
 //! Bad input, each with a clear message and nothing lost: invalid configs
 //! and ignore files (file:line:key, exit 78, from `check` and from `run`,
 //! while another instance keeps running with its table and bans as they
-//! were), the NFLOG group held by another process, no CAP_NET_ADMIN, a
+//! were, and refused by that instance's reload, SIGHUP or `reload`), the NFLOG group held by another process, no CAP_NET_ADMIN, a
 //! table of the same name that someone else made, and a second daemon for
 //! the same table.
 mod common;
@@ -65,6 +65,10 @@ impl Running {
             pid,
             before,
         }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("log")).unwrap_or_default()
     }
 
     /// The table, its ban and the daemon are as they were.
@@ -330,6 +334,43 @@ fn invalid_configs_and_ignore_files_exit_78_naming_the_line_and_leave_the_runnin
             assert_eq!(e.lines().count(), 1, "{what}: {cmd}: {e}");
             r.unchanged(&format!("{what} ({cmd})"));
         }
+        // The same file as the running daemon's own config, then a reload
+        // by signal: refused, the file and line in the log, nothing
+        // changed; `nftsentry reload` with it stops at the same error.
+        let good = r.dir.path.join("good.toml");
+        let good_text = std::fs::read(&good).unwrap();
+        std::fs::copy(&cfg, &good).unwrap();
+        let refusals = || r.log().matches("reload refused").count();
+        let before = refusals();
+        signal(r.pid, Signal::SIGHUP);
+        assert!(
+            wait_until(Duration::from_secs(5), || refusals() > before),
+            "{what}: SIGHUP: no refusal in the log:\n{}",
+            r.log()
+        );
+        let log = r.log();
+        let line = log.lines().rfind(|l| l.contains("reload refused")).unwrap();
+        let at_good = at.replace(&cfg.display().to_string(), &good.display().to_string());
+        assert!(
+            line.contains(&at_good) && line.contains(message),
+            "{what}: SIGHUP: wanted `{at_good}...{message}` in {line}"
+        );
+        r.unchanged(&format!("{what} (SIGHUP)"));
+        let o =
+            r.ns.cmd(nftsentry_bin())
+                .arg("-c")
+                .arg(&good)
+                .arg("reload")
+                .output()
+                .unwrap();
+        assert_eq!(o.status.code(), Some(78), "{what}: reload: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&at_good),
+            "{what}: reload: {}",
+            stderr(&o)
+        );
+        r.unchanged(&format!("{what} (reload)"));
+        std::fs::write(&good, good_text).unwrap();
     }
     // An ignore file that cannot be read at all (a directory).
     let cfg = r.dir.file(
