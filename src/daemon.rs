@@ -26,13 +26,13 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::bans;
-use crate::cidr::Cidr;
 use crate::commands;
 use crate::config::{Config, Proto};
 use crate::connect::{ConnectSockets, Visit};
 use crate::control::{ControlServer, Reply, Request};
 use crate::detect::{self, IgnoreList, Outcome, ScanType, Tracker};
 use crate::error::{Error, Result};
+use crate::ignores::Ignored;
 use crate::logging;
 use crate::monitor::Monitor;
 use crate::nflog::{NflogConfig, NflogPacket, NflogSocket};
@@ -53,10 +53,78 @@ const IN_FLIGHT: Duration = Duration::from_secs(2);
 /// How often lost NFLOG events are reported, at most.
 const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The ignore list and ruleset for `cfg` on this host right now.
-pub fn build_ruleset(cfg: &Config) -> Result<(Ruleset, Vec<Cidr>)> {
-    let ignores = crate::ignores::collect(cfg)?;
-    Ok((Ruleset::from_config(cfg, &ignores), ignores))
+/// The ignore list (with reasons) and ruleset for `cfg` on this host right
+/// now.
+pub fn build_ruleset(cfg: &Config) -> Result<(Ruleset, Vec<Ignored>)> {
+    let ignores = crate::ignores::collect_labelled(cfg)?;
+    Ok((
+        Ruleset::from_config(cfg, &crate::ignores::networks(&ignores)),
+        ignores,
+    ))
+}
+
+/// Lines that say a probe from an ignored source was not acted on: one per
+/// source per `IGNORED_LINE_INTERVAL` (with a count of the probes between),
+/// and at most `IGNORED_LINES_MAX` per interval in all, so probes spoofed
+/// from many ignored addresses cannot flood the log.
+const IGNORED_LINE_INTERVAL: Duration = Duration::from_secs(60);
+const IGNORED_LINES_MAX: u32 = 100;
+/// Sources remembered for the per-source limit; the map is emptied when
+/// full (a few more lines, never unbounded memory).
+const IGNORED_SOURCES_MAX: usize = 4096;
+
+#[derive(Default)]
+struct IgnoredLog {
+    /// Per source: when its last line was written, probes since not logged.
+    sources: HashMap<IpAddr, (Instant, u64)>,
+    window_start: Option<Instant>,
+    window_lines: u32,
+    window_dropped: u64,
+}
+
+impl IgnoredLog {
+    /// The line to write for a probe from ignored `src` now, if any, given
+    /// the line itself (`what`, without counts).
+    fn line(&mut self, src: IpAddr, now: Instant, what: impl FnOnce() -> String) -> Vec<String> {
+        let mut out = Vec::new();
+        let start = *self.window_start.get_or_insert(now);
+        if now.duration_since(start) >= IGNORED_LINE_INTERVAL {
+            if self.window_dropped > 0 {
+                out.push(format!(
+                    "attackalert: {} more probes from ignored hosts not logged (at most {IGNORED_LINES_MAX} such lines a minute)",
+                    self.window_dropped
+                ));
+            }
+            self.window_start = Some(now);
+            self.window_lines = 0;
+            self.window_dropped = 0;
+        }
+        let since = match self.sources.get_mut(&src) {
+            Some((last, n)) if now.duration_since(*last) < IGNORED_LINE_INTERVAL => {
+                *n += 1;
+                return out;
+            }
+            Some((_, n)) => *n,
+            None => 0,
+        };
+        if self.window_lines >= IGNORED_LINES_MAX {
+            self.window_dropped += 1;
+            return out;
+        }
+        if self.sources.len() >= IGNORED_SOURCES_MAX {
+            self.sources.clear();
+        }
+        self.sources.insert(src, (now, 0));
+        self.window_lines += 1;
+        let mut line = what();
+        if since > 0 {
+            line.push_str(&format!(
+                " ({since} more probes from this host not logged since its last line)"
+            ));
+        }
+        out.push(line);
+        out
+    }
 }
 
 /// Counters for the log and, later, `status`.
@@ -105,6 +173,9 @@ pub struct Sentry {
     cfg: Config,
     nft: NftSocket,
     ignore: IgnoreList,
+    /// The ignore list with the reason for each entry, for log lines.
+    ignored_by: Vec<Ignored>,
+    ignored_log: IgnoredLog,
     tracker: Tracker,
     /// Bans: actions, expiry, history and state files.
     respond: Responder,
@@ -128,7 +199,7 @@ impl Sentry {
     pub fn new(
         cfg: Config,
         nft: NftSocket,
-        ignores: Vec<Cidr>,
+        ignores: Vec<Ignored>,
         resolver: Option<Resolver>,
     ) -> Sentry {
         let tracker = Tracker::new(cfg.max_tracked_sources, cfg.scan_trigger, cfg.scan_window);
@@ -141,7 +212,9 @@ impl Sentry {
             last_ban_error: None,
             ban_errors_logged: 0,
             last_bans: VecDeque::new(),
-            ignore: IgnoreList::new(ignores),
+            ignore: IgnoreList::new(crate::ignores::networks(&ignores)),
+            ignored_by: ignores,
+            ignored_log: IgnoredLog::default(),
             tracker,
             nft,
             cfg,
@@ -219,14 +292,21 @@ impl Sentry {
             }
         };
         let src = bans::canonical(probe.src);
+        let scan = detect::classify(probe.transport);
         if self.ignore.contains(&src) {
-            // The kernel returns early for ignored sources; this is the
-            // second check, for a list that changed under a running table.
+            // The kernel never drops an ignored source, but its probes reach
+            // the tripwires so that they are seen here, and logged.
             self.stats.ignored += 1;
-            logging::debug(&format!("ignored source {src} probed port {}", probe.dport));
+            match scan {
+                Some(scan) => self.ignored(src, scan, probe.dport, now),
+                None => logging::debug(&format!(
+                    "not a probe: {:?} from ignored source {src} to port {}",
+                    probe.transport, probe.dport
+                )),
+            }
             return;
         }
-        let Some(scan) = detect::classify(probe.transport) else {
+        let Some(scan) = scan else {
             self.stats.not_probes += 1;
             logging::debug(&format!(
                 "not a probe: {:?} from {src}:{} to port {}",
@@ -241,21 +321,34 @@ impl Sentry {
     /// when its source is ignored (PortSentry sent it only to offenders).
     pub fn on_visit(&mut self, visit: &Visit, now: Instant) -> bool {
         let src = bans::canonical(visit.src);
-        if self.ignore.contains(&src) {
-            self.stats.ignored += 1;
-            logging::debug(&format!(
-                "ignored source {src} connected to {} port {}",
-                visit.proto.as_str(),
-                visit.port
-            ));
-            return false;
-        }
         let scan = match visit.proto {
             Proto::Tcp => ScanType::TcpConnect,
             Proto::Udp => ScanType::UdpConnect,
         };
+        if self.ignore.contains(&src) {
+            self.stats.ignored += 1;
+            self.ignored(src, scan, visit.port, now);
+            return false;
+        }
         self.detected(src, scan, visit.port, false, now);
         true
+    }
+
+    /// A probe or visit from an ignored source: nothing is done, and the log
+    /// says so (rate-limited), naming why the source is ignored. PortSentry
+    /// 2.0 logs "attackalert: Host: %s found in ignore file %s, aborting
+    /// actions"; 1.2 logged nothing unless built with DEBUG.
+    fn ignored(&mut self, src: IpAddr, scan: ScanType, port: u16, now: Instant) {
+        let why = crate::ignores::why(&self.ignored_by, &src).unwrap_or("ignore list");
+        let lines = self.ignored_log.line(src, now, || {
+            format!(
+                "attackalert: Host: {src} found in ignore list ({why}), aborting actions: {scan} to {} port: {port}",
+                scan.protocol()
+            )
+        });
+        for l in lines {
+            logging::notice(&l);
+        }
     }
 
     /// A probe or visit from a source that is not ignored: log, count, and
@@ -525,6 +618,10 @@ pub fn run(cfg: Config) -> Result<()> {
     // made while setting up (state file and lock, history) are its own.
     privileges::become_user(&plan)?;
     let (mut ruleset, ignores) = build_ruleset(&cfg)?;
+    // Before anything changes: the table's name must be free, or a table
+    // nftsentry left behind, and no other nftsentry may be using it.
+    let mut nft = NftSocket::open()?;
+    let claim = claim_table(&mut nft, &cfg.table)?;
 
     // Signals are blocked and read from a descriptor, so the loop sees them
     // in order with everything else and nothing runs in a handler.
@@ -560,13 +657,15 @@ pub fn run(cfg: Config) -> Result<()> {
     for w in handshake_warnings(&cfg) {
         logging::warning(&format!("adminalert: WARNING: {w}"));
     }
-    let mut nft = NftSocket::open()?;
     // Bans come back in the transaction that installs the table: those of
     // the state file, and those of a table that survived (we were killed,
     // or it was kept), listed before it is replaced, so no ban has a gap.
     let mut respond = Responder::new(&cfg);
-    let existed = nft.table_exists(&cfg.table)?;
-    let survived = if existed {
+    let survived = if claim.leftover {
+        logging::notice(&format!(
+            "adminalert: table inet {} was left by an earlier nftsentry; replacing it",
+            cfg.table
+        ));
         match bans::list(&mut nft, &cfg.table) {
             Ok(list) => Some(list),
             Err(e) => {
@@ -608,7 +707,7 @@ pub fn run(cfg: Config) -> Result<()> {
         cfg.table,
         cfg.tcp.mode,
         cfg.udp.mode,
-        ignores.len(),
+        crate::ignores::networks(&ignores).len(),
         count_ports(&ruleset.watch_tcp),
         count_ports(&ruleset.watch_udp),
         cfg.nflog_group
@@ -652,12 +751,14 @@ pub fn run(cfg: Config) -> Result<()> {
     daemon.notifier.ready(&status, Instant::now());
     let result = daemon.event_loop();
     daemon.notifier.stopping();
+    let nflog_stats = daemon.io.nflog.stats();
     let mut sentry = daemon.sentry;
     // Lines still waiting for a host name (history lines among them) are
     // written with the address as the name rather than lost.
     let waiting: Vec<(IpAddr, Option<String>)> = sentry.held.keys().map(|ip| (*ip, None)).collect();
     sentry.release(waiting);
     sentry.respond.shutdown();
+    logging::notice(&statistics_line(&nflog_stats, &sentry.stats));
 
     // The configuration as it is now (a reload may have changed it).
     if sentry.cfg.keep_table_on_exit {
@@ -675,6 +776,131 @@ pub fn run(cfg: Config) -> Result<()> {
         }
     }
     result
+}
+
+/// Held while the daemon runs: the name `nftsentry/table/inet/TABLE` in the
+/// abstract unix socket namespace, which the kernel keeps per network
+/// namespace (as it keeps nftables tables) and frees when the process ends,
+/// however it ends. A second daemon for the same table finds the name taken.
+pub struct TableClaim {
+    _socket: std::os::fd::OwnedFd,
+    /// A table nftsentry left behind is there; `run` replaces it.
+    pub leftover: bool,
+}
+
+fn claim_name(table: &str) -> String {
+    format!("nftsentry/table/inet/{table}")
+}
+
+/// Refuses to go on when another nftsentry runs with `table` in this network
+/// namespace, or when a table of that name exists that nftsentry did not
+/// create (it lacks `ruleset::TABLE_COMMENT`): replacing either would take
+/// another daemon's bans, or someone's ruleset, away. A table nftsentry left
+/// (killed, or `keep_table_on_exit`) is fine: `run` replaces it.
+pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, listen, socket};
+    let name = claim_name(table);
+    let addr = UnixAddr::new_abstract(name.as_bytes())
+        .map_err(|e| Error::other(format!("socket name @{name}: {e}")))?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::other(format!("unix socket: {e}")))?;
+    match bind(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EADDRINUSE) => {
+            let who = match claim_holder(&addr) {
+                Some(pid) => format!("pid {pid}"),
+                None => "its pid could not be read".to_string(),
+            };
+            return Err(Error::other(format!(
+                "table inet {table} is in use by another nftsentry in this network namespace ({who}); \
+                 stop it first, or give this one another `table` (and `nflog_group`)"
+            )));
+        }
+        Err(e) => return Err(Error::other(format!("binding @{name}: {e}"))),
+    }
+    // Lets `claim_holder` of a refused start read our pid.
+    listen(
+        &sock,
+        nix::sys::socket::Backlog::new(8).unwrap_or(nix::sys::socket::Backlog::MAXCONN),
+    )
+    .map_err(|e| Error::other(format!("listen on @{name}: {e}")))?;
+    if let Some(info) = nft.table_info(table)? {
+        if info.comment.as_deref() != Some(crate::ruleset::TABLE_COMMENT) {
+            let found = match info.comment {
+                Some(c) => format!("its comment is {c:?}"),
+                None => "it has no comment".to_string(),
+            };
+            return Err(Error::other(format!(
+                "table inet {table} exists and was not created by nftsentry ({found}, not \"{}\"); \
+                 it is left as it is. Set `table` to another name, or, if it is yours to drop, \
+                 remove it with `nft delete table inet {table}`",
+                crate::ruleset::TABLE_COMMENT
+            )));
+        }
+        return Ok(TableClaim {
+            _socket: sock,
+            leftover: true,
+        });
+    }
+    Ok(TableClaim {
+        _socket: sock,
+        leftover: false,
+    })
+}
+
+/// The pid of the process listening on `addr`, from its credentials.
+fn claim_holder(addr: &nix::sys::socket::UnixAddr) -> Option<i32> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, connect, getsockopt, socket, sockopt,
+    };
+    let s = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ok()?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&s), addr).ok()?;
+    getsockopt(&s, sockopt::PeerCredentials)
+        .ok()
+        .map(|c| c.pid())
+}
+
+/// The counters since start, logged when the daemon stops (until the
+/// control socket's `status` shows them while it runs). Lost events are the
+/// NFLOG sequence numbers that never arrived: the kernel numbers every
+/// packet it logs for the group, so this is exact, overruns included.
+pub fn statistics_line(nflog: &crate::nflog::NflogStats, s: &Stats) -> String {
+    let mut probes: Vec<(&str, u64)> = s.probes.iter().map(|(k, v)| (*k, *v)).collect();
+    probes.sort_unstable();
+    let probes = if probes.is_empty() {
+        "none".to_string()
+    } else {
+        probes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "adminalert: statistics since start: {} NFLOG packets received, {} lost (sequence gaps), \
+         {} receive-buffer overruns, {} malformed; probes: {probes}; {} from ignored sources, \
+         {} not probes, {} undecodable; {} bans, {} failed bans",
+        nflog.packets,
+        nflog.seq_gaps,
+        nflog.overruns,
+        nflog.malformed,
+        s.ignored,
+        s.not_probes,
+        s.undecodable,
+        s.bans,
+        s.ban_errors
+    )
 }
 
 fn make_resolver(cfg: &Config) -> Result<Option<Resolver>> {
@@ -1143,7 +1369,9 @@ impl Daemon {
                 None
             });
         }
-        s.ignore = IgnoreList::new(ignores.clone());
+        s.ignore = IgnoreList::new(crate::ignores::networks(&ignores));
+        let networks = crate::ignores::networks(&ignores).len();
+        s.ignored_by = ignores;
         s.tracker.set_params(new.scan_trigger, new.scan_window);
         s.respond.reconfigure(&new);
         let monitor_needed = !ruleset.flags.contains(TableFlags::Owner);
@@ -1159,7 +1387,7 @@ impl Daemon {
             kernel.len(),
             new.tcp.mode,
             new.udp.mode,
-            ignores.len(),
+            networks,
             count_ports(&ruleset.watch_tcp),
             count_ports(&ruleset.watch_udp)
         );

@@ -44,6 +44,9 @@ use crate::state::{self, Applied, Entries, Entry, FileId};
 /// (a slow fsync must not leave bans unrecorded for long).
 const WRITE_DELAY_FACTOR: u32 = 50;
 const MAX_WRITE_DELAY: Duration = Duration::from_secs(5);
+/// Damaged state file lines logged one by one at start; a file of garbage
+/// (a disk error, the wrong file) must not flood the log with a line each.
+const MAX_PROBLEMS_LOGGED: usize = 20;
 /// After a failed write or undo, the next try.
 const RETRY: Duration = Duration::from_secs(60);
 /// File errors are logged at most this often.
@@ -831,11 +834,30 @@ impl Responder {
             let (entries, problems, id) = state::load(&path).map_err(|e| {
                 Error::other(format!("cannot read state file {}: {e}", path.display()))
             })?;
-            for p in problems {
+            for p in problems.iter().take(MAX_PROBLEMS_LOGGED) {
                 logging::error(&format!("adminalert: ERROR: state file {p}"));
+            }
+            if problems.len() > MAX_PROBLEMS_LOGGED {
+                logging::error(&format!(
+                    "adminalert: ERROR: state file {}: {} more damaged lines not shown; every valid line was read",
+                    path.display(),
+                    problems.len() - MAX_PROBLEMS_LOGGED
+                ));
             }
             file = entries;
             self.written = id;
+            for left in state::remove_dead_writers_files(&path, ".tmp.") {
+                logging::notice(&format!(
+                    "adminalert: removed {}, left by a write that was cut short (kill -9 or a crash)",
+                    left.display()
+                ));
+            }
+        }
+        for left in self.actions.remove_leftovers() {
+            logging::notice(&format!(
+                "adminalert: removed {}, left by a write that was cut short (kill -9 or a crash)",
+                left.display()
+            ));
         }
         let mut report = RestoreReport::default();
         for (addr, mut e) in file {

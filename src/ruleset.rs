@@ -17,6 +17,12 @@ use crate::nft::expr::{self, Expr};
 use netlink_packet_netfilter::nftables::TableFlags;
 
 pub const CHAIN: &str = "input";
+
+/// The comment every table nftsentry creates carries: what tells a table
+/// nftsentry left behind (killed, or `keep_table_on_exit`), which it may
+/// replace, from one someone else created under the same name, which it
+/// must not touch.
+pub const TABLE_COMMENT: &str = "managed by nftsentry";
 pub const SET_IGNORE4: &str = "ignore4";
 pub const SET_IGNORE6: &str = "ignore6";
 pub const SET_BLOCKED4: &str = "blocked4";
@@ -147,8 +153,14 @@ impl Ruleset {
         }
     }
 
-    /// The input chain's rules, in order: ignore → blocked drop → established
-    /// return → tripwires.
+    /// The input chain's rules, in order: blocked drop (unless ignored) →
+    /// established return → sockets return → tripwires.
+    ///
+    /// An ignored source is never dropped, but its probes still reach the
+    /// tripwires: the daemon logs them as ignored instead of acting, so an
+    /// admin sees that someone probed while spoofing the gateway, a resolver
+    /// or a local address (a `return` for ignored sources at the top of the
+    /// chain would hide exactly those).
     pub fn rules(&self) -> Vec<Rule> {
         use expr::*;
         use netlink_packet_netfilter::nftables::Operator;
@@ -162,30 +174,24 @@ impl Ruleset {
         };
         vec![
             Rule {
-                text: format!("ip saddr @{SET_IGNORE4} return"),
+                text: format!("ip saddr != @{SET_IGNORE4} ip saddr @{SET_BLOCKED4} counter drop"),
                 exprs: with(
-                    saddr_in(false, SET_IGNORE4, set_id(SET_IGNORE4)),
-                    vec![ret()],
-                ),
-            },
-            Rule {
-                text: format!("ip6 saddr @{SET_IGNORE6} return"),
-                exprs: with(
-                    saddr_in(true, SET_IGNORE6, set_id(SET_IGNORE6)),
-                    vec![ret()],
-                ),
-            },
-            Rule {
-                text: format!("ip saddr @{SET_BLOCKED4} counter drop"),
-                exprs: with(
-                    saddr_in(false, SET_BLOCKED4, set_id(SET_BLOCKED4)),
+                    saddr_in_unless(
+                        false,
+                        (SET_BLOCKED4, set_id(SET_BLOCKED4)),
+                        (SET_IGNORE4, set_id(SET_IGNORE4)),
+                    ),
                     vec![counter(), drop()],
                 ),
             },
             Rule {
-                text: format!("ip6 saddr @{SET_BLOCKED6} counter drop"),
+                text: format!("ip6 saddr != @{SET_IGNORE6} ip6 saddr @{SET_BLOCKED6} counter drop"),
                 exprs: with(
-                    saddr_in(true, SET_BLOCKED6, set_id(SET_BLOCKED6)),
+                    saddr_in_unless(
+                        true,
+                        (SET_BLOCKED6, set_id(SET_BLOCKED6)),
+                        (SET_IGNORE6, set_id(SET_IGNORE6)),
+                    ),
                     vec![counter(), drop()],
                 ),
             },
@@ -268,7 +274,7 @@ impl Ruleset {
 
     /// Appends the creation of the table and everything in it to `b`.
     pub fn create_into(&self, b: &mut Batch) {
-        b.add_table_flags(FAMILY, &self.table, true, self.flags);
+        b.add_table_commented(FAMILY, &self.table, true, self.flags, Some(TABLE_COMMENT));
         for s in set_specs(self) {
             b.add_set(FAMILY, &self.table, &s);
             let elems = self.set_elements(&s.name);
@@ -293,14 +299,16 @@ impl Ruleset {
     /// The table in nft syntax, laid out as `nft -s list table` prints it.
     pub fn render(&self) -> String {
         let mut o = String::new();
+        // As nft lists the table: an owned one with the owner's process
+        // name, the flags it knows (nft 1.0.6 does not print `persist`),
+        // then the comment.
         if self.flags.contains(TableFlags::Owner) {
-            // As nft lists an owned table: the owner's process name, and
-            // the flags it knows (nft 1.0.6 does not print `persist`).
             let _ = writeln!(o, "table inet {} {{ # progname nftsentry", self.table);
-            let _ = writeln!(o, "\tflags owner\n");
+            let _ = writeln!(o, "\tflags owner");
         } else {
             let _ = writeln!(o, "table inet {} {{", self.table);
         }
+        let _ = writeln!(o, "\tcomment \"{TABLE_COMMENT}\"\n");
         for (i, s) in set_specs(self).iter().enumerate() {
             if i > 0 {
                 o.push('\n');

@@ -370,6 +370,50 @@ pub fn load(path: &Path) -> std::io::Result<(Entries, Vec<String>, Option<FileId
     Ok((entries, problems, Some(id)))
 }
 
+/// Removes the temporary files that writers of `target` left when they died
+/// between creating and renaming them (kill -9, a crash, a power cut): the
+/// names `.<file name><infix><pid>` next to it whose pid is not a live
+/// process (a live one may be writing right now). Without this, each crash
+/// in the middle of a write left a copy of the whole file behind for good
+/// (seen in tests/crash.rs: 20 MB per kill with 100,000 bans). Returns what
+/// it removed.
+pub fn remove_dead_writers_files(target: &Path, infix: &str) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(infix.as_bytes());
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in listing.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.as_bytes().strip_prefix(prefix.as_slice()) else {
+            continue;
+        };
+        let Some(pid) = std::str::from_utf8(pid)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        // Regular files only: never follow or remove anything else.
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if !alive && regular && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// Replaces the file with `text` atomically (see the module header) and
 /// returns the new file's identity. Creates the directory (0750) if missing.
 /// Root (the command line, while the daemon is stopped) makes files in a
@@ -515,6 +559,35 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn leftovers_of_dead_writers_go_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("nftsentry-left-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.join("state");
+        // A pid that is not running: above the kernel's pid_max.
+        let dead = dir.join(".state.tmp.4194305");
+        let mine = dir.join(format!(".state.tmp.{}", std::process::id()));
+        let other = dir.join(".other.tmp.4194305");
+        let odd = dir.join(".state.tmp.x");
+        for f in [&dead, &mine, &other, &odd, &state] {
+            std::fs::write(f, "x").unwrap();
+        }
+        let linked = dir.join(".state.tmp.4194306");
+        std::os::unix::fs::symlink(&state, &linked).unwrap();
+        assert_eq!(
+            remove_dead_writers_files(&state, ".tmp."),
+            vec![dead.clone()]
+        );
+        for f in [&mine, &other, &odd, &state, &linked] {
+            assert!(
+                std::fs::symlink_metadata(f).is_ok(),
+                "{} removed",
+                f.display()
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn entry(addr: &str) -> Entry {
         Entry {

@@ -112,10 +112,8 @@ impl Snapshot {
         );
         let _ = writeln!(
             o,
-            "events lost: {} (receive-buffer overruns {}, sequence gaps {})",
-            self.lost_overruns + self.lost_seq_gaps,
-            self.lost_overruns,
-            self.lost_seq_gaps
+            "events lost: {} (sequence gaps; the receive buffer overflowed {} times)",
+            self.lost_seq_gaps, self.lost_overruns
         );
         let _ = writeln!(o, "sources tracked: {}", self.tracked_sources);
         if !self.top_sources.is_empty() {
@@ -201,7 +199,9 @@ impl Snapshot {
             self.not_probes,
             self.ignored,
             self.undecodable,
-            self.lost_overruns + self.lost_seq_gaps,
+            // Every event lost leaves a gap in the sequence numbers; an
+            // overrun is one overflow of the buffer, with any number lost.
+            self.lost_seq_gaps,
             self.lost_overruns,
             self.lost_seq_gaps,
             self.tracked_sources,

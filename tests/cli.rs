@@ -133,8 +133,10 @@ fn run_replaces_a_leftover_table() {
     let mut ns = Netns::new("left");
     let dir = TempDir::new("left");
     let cfg = config(&dir, "");
-    // What a killed run, or someone else, left behind under our name.
-    ns.nft(&["add table inet nftsentry; add chain inet nftsentry junk; add rule inet nftsentry junk drop; add set inet nftsentry blocked4 { type ipv4_addr; }"]);
+    // What a killed run left behind under our name: it carries our comment
+    // (a table without it is someone else's, and `run` refuses: see
+    // tests/bad_input.rs).
+    ns.nft(&["add table inet nftsentry { comment \"managed by nftsentry\"; }; add chain inet nftsentry junk; add rule inet nftsentry junk drop; add set inet nftsentry blocked4 { type ipv4_addr; }"]);
     start_daemon(&mut ns, &cfg, &dir.path.join("log"));
     let listed = ns.nft(&["-s", "list", "table", "inet", "nftsentry"]);
     let rendered = stdout(&nftsentry(&ns, &cfg, &["ruleset"]));

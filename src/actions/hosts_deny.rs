@@ -79,7 +79,7 @@ fn read(path: &Path) -> Result<(Vec<u8>, Option<std::fs::Metadata>)> {
 /// Is `line` in the file (ignoring white space at the ends of lines)?
 pub fn contains(path: &Path, line: &str) -> Result<bool> {
     let (bytes, _) = read(path)?;
-    Ok(position(&bytes, line.trim_end().as_bytes(), true).is_some())
+    Ok(position(&bytes, trim_ws_end(line.as_bytes()), true).is_some())
 }
 
 /// Adds `line` unless the file has it already.
@@ -110,6 +110,20 @@ pub fn remove(path: &Path, line: &str) -> Result<bool> {
     }
 }
 
+/// `b` without the white space C's isspace() knows at its end (space, tab,
+/// newline, vertical tab, form feed, carriage return). The same trimming on
+/// both sides of a loose compare: trimming the line one way (str::trim_end,
+/// Unicode) and the file's lines another (trim_ascii_end, which keeps a
+/// vertical tab) made a line ending in a vertical tab or a no-break space
+/// never match itself, and added again at every ban (found by fuzzing).
+fn trim_ws_end(b: &[u8]) -> &[u8] {
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .map_or(0, |i| i + 1);
+    &b[..end]
+}
+
 /// Index and length (without newline) of the line equal to `line`; the
 /// last one when several are. `loose` ignores white space at line ends.
 fn position(content: &[u8], line: &[u8], loose: bool) -> Option<(usize, usize)> {
@@ -122,7 +136,7 @@ fn position(content: &[u8], line: &[u8], loose: bool) -> Option<(usize, usize)> 
             .map_or(content.len(), |i| start + i);
         let text = &content[start..end];
         let same = if loose {
-            text.trim_ascii_end() == line
+            trim_ws_end(text) == line
         } else {
             text == line
         };
@@ -139,7 +153,7 @@ fn position(content: &[u8], line: &[u8], loose: bool) -> Option<(usize, usize)> 
 /// a final newline keeps having none, so that `without_line` can restore
 /// it exactly.
 pub fn with_line(content: &[u8], line: &str) -> Option<Vec<u8>> {
-    if position(content, line.trim_end().as_bytes(), true).is_some() {
+    if position(content, trim_ws_end(line.as_bytes()), true).is_some() {
         return None;
     }
     let mut out = Vec::with_capacity(content.len() + line.len() + 2);
@@ -169,6 +183,12 @@ pub fn without_line(content: &[u8], line: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&content[..start.saturating_sub(1)]);
     }
     Some(out)
+}
+
+/// Removes what writers that died left next to `path` (`.hosts.deny
+/// .nftsentry.<pid>` of a pid that is gone); returns what it removed.
+pub fn remove_leftovers(path: &Path) -> Vec<PathBuf> {
+    crate::state::remove_dead_writers_files(path, ".nftsentry.")
 }
 
 /// Replaces the file atomically with `bytes`, keeping the old file's owner
@@ -222,6 +242,22 @@ fn replace(path: &Path, bytes: &[u8], old: Option<&std::fs::Metadata>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_ending_in_odd_white_space_is_added_once_and_removed() {
+        for line in [
+            "ALL: 192.0.2.7\x0b",
+            "ALL: 192.0.2.7\u{a0}",
+            "ALL: 192.0.2.7 \x0c",
+        ] {
+            let once = with_line(b"# x\n", line).unwrap();
+            assert_eq!(with_line(&once, line), None, "{line:?} added twice");
+            assert_eq!(without_line(&once, line).as_deref(), Some(&b"# x\n"[..]));
+        }
+        // Trailing blanks on either side still do not count.
+        assert_eq!(with_line(b"ALL: 192.0.2.7 \t\n", "ALL: 192.0.2.7"), None);
+        assert_eq!(with_line(b"ALL: 192.0.2.7\n", "ALL: 192.0.2.7\x0b "), None);
+    }
 
     const LINE: &str = "ALL: 192.0.2.2";
 

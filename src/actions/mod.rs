@@ -277,6 +277,17 @@ impl Actions {
         Ok(self.routes.as_mut().expect("just opened"))
     }
 
+    /// Removes the temporary files of hosts.deny writes that died half-way
+    /// (see `state::remove_dead_writers_files`); returns what went.
+    pub fn remove_leftovers(&self) -> Vec<PathBuf> {
+        match &self.hosts_deny {
+            Some(p) => self
+                .locked(|| Ok(hosts_deny::remove_leftovers(p)))
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
     /// Runs `f` under the state file's lock when we are to take it.
     fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let _guard = match &self.lock {

@@ -55,8 +55,11 @@ fn parse_entry(entry: &str) -> Result<Cidr, String> {
 /// daemon); any other read error, and any bad line, is an error.
 pub fn load(path: &Path) -> Result<Option<Vec<Cidr>>, Error> {
     let source = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &source).map(Some),
+    match std::fs::read(path) {
+        // Bytes that are not UTF-8 (a Latin-1 comment, say) are harmless in
+        // a comment; in an entry they make that line an error with its
+        // number, rather than the whole file unreadable.
+        Ok(bytes) => parse(&String::from_utf8_lossy(&bytes), &source).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::config(format!(
             "{source}: cannot read the ignore file: {}",
@@ -153,6 +156,22 @@ mod tests {
         std::fs::write(&f, "192.0.2.9\n").unwrap();
         assert_eq!(cidrs(&load(&f).unwrap().unwrap()), ["192.0.2.9"]);
         std::fs::write(&f, "192.0.2.9\nnope\n").unwrap();
+        let e = load(&f).unwrap_err();
+        assert!(
+            e.message.starts_with(&format!("{}:2: ", f.display())),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_only_spoil_their_own_line() {
+        let dir = std::env::temp_dir().join(format!("nftsentry-ign8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("ignore");
+        std::fs::write(&f, b"# caf\xe9 network\n192.0.2.9\n").unwrap();
+        assert_eq!(cidrs(&load(&f).unwrap().unwrap()), ["192.0.2.9"]);
+        std::fs::write(&f, b"192.0.2.9\n198.51.100.\xff\n").unwrap();
         let e = load(&f).unwrap_err();
         assert!(
             e.message.starts_with(&format!("{}:2: ", f.display())),

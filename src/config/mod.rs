@@ -345,10 +345,20 @@ impl Config {
             return Ok(Config::default());
         };
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             Error::config(format!(
                 "{source}: cannot read the config file: {}",
                 ignore::io_message(&e)
+            ))
+        })?;
+        // TOML is UTF-8: say where it is not, as for any other error.
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+            Error::config(format!(
+                "{source}:{line}: the file is not UTF-8 text (byte {:#04x}); TOML files are UTF-8",
+                bytes[at]
             ))
         })?;
         Config::parse(&text, &source)

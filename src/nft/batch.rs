@@ -170,15 +170,31 @@ impl Batch {
         exclusive: bool,
         flags: TableFlags,
     ) {
+        self.add_table_commented(family, name, exclusive, flags, None);
+    }
+
+    /// The same with a `comment`, stored as nft stores one (`nft list`
+    /// shows `comment "..."`); the kernel keeps it only when it creates the
+    /// table.
+    pub fn add_table_commented(
+        &mut self,
+        family: NetfilterProtoFamily,
+        name: &str,
+        exclusive: bool,
+        flags: TableFlags,
+        comment: Option<&str>,
+    ) {
         let excl = if exclusive { NLM_F_EXCL } else { 0 };
+        let mut attributes = vec![
+            TableAttribute::Name(name.to_string()),
+            TableAttribute::Flags(flags),
+        ];
+        if let Some(c) = comment {
+            attributes.push(TableAttribute::UserData(comment_udata(c)));
+        }
         self.push(
             family,
-            NfTablesMessage::NewTable(TableMessage {
-                attributes: vec![
-                    TableAttribute::Name(name.to_string()),
-                    TableAttribute::Flags(flags),
-                ],
-            }),
+            NfTablesMessage::NewTable(TableMessage { attributes }),
             NLM_F_CREATE | excl,
             format!("table {} {name}", family_name(family)),
         );
@@ -354,6 +370,34 @@ impl Batch {
     }
 }
 
+/// libnftnl's user data for a table comment: one TLV, type
+/// NFTNL_UDATA_TABLE_COMMENT (0), a one-byte length, the text and its NUL.
+/// Comments are at most 128 bytes in nft; longer ones are cut.
+pub fn comment_udata(comment: &str) -> Vec<u8> {
+    let text = &comment.as_bytes()[..comment.len().min(127)];
+    let mut v = vec![UDATA_TABLE_COMMENT, text.len() as u8 + 1];
+    v.extend_from_slice(text);
+    v.push(0);
+    v
+}
+
+/// The comment in a table's user data (as `comment_udata` or nft writes
+/// it); `None` when there is none or the TLVs do not parse.
+pub fn udata_comment(udata: &[u8]) -> Option<String> {
+    let mut rest = udata;
+    while let [kind, len, tail @ ..] = rest {
+        let value = tail.get(..usize::from(*len))?;
+        if *kind == UDATA_TABLE_COMMENT {
+            let text = value.strip_suffix(&[0]).unwrap_or(value);
+            return std::str::from_utf8(text).ok().map(str::to_string);
+        }
+        rest = &tail[usize::from(*len)..];
+    }
+    None
+}
+
+const UDATA_TABLE_COMMENT: u8 = 0;
+
 fn encode_element(
     e: &Element,
 ) -> netlink_packet_netfilter::nftables::ListAttribute<SetElementAttribute> {
@@ -398,6 +442,24 @@ pub fn family_name(family: NetfilterProtoFamily) -> &'static str {
 mod tests {
     use super::*;
     use netlink_packet_core::Emitable;
+
+    #[test]
+    fn table_comments_round_trip() {
+        assert_eq!(comment_udata("hi"), vec![0, 3, b'h', b'i', 0]);
+        assert_eq!(
+            udata_comment(&comment_udata("managed by nftsentry")).as_deref(),
+            Some("managed by nftsentry")
+        );
+        // Another TLV first (nft has none for tables today), then ours.
+        assert_eq!(
+            udata_comment(&[7, 2, 1, 2, 0, 2, b'x', 0]).as_deref(),
+            Some("x")
+        );
+        for bad in [&[][..], &[0], &[0, 5, b'a'], &[1, 1, 0], &[0, 2, 0xff, 0]] {
+            assert_eq!(udata_comment(bad), None, "{bad:?}");
+        }
+        assert_eq!(comment_udata(&"a".repeat(300)).len(), 2 + 128);
+    }
 
     #[test]
     fn elements_are_chunked_below_64k() {

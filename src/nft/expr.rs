@@ -92,6 +92,20 @@ pub fn lookup(set: &str, set_id: u32) -> Expr {
     .into()
 }
 
+/// NFT_LOOKUP_F_INV: the lookup matches when the key is *not* in the set.
+const NFT_LOOKUP_F_INV: u32 = 1;
+
+/// `lookup reg 1 set NAME 0x1`: matches when reg 1 is not in the set.
+pub fn lookup_inverted(set: &str, set_id: u32) -> Expr {
+    Expressions::Lookup(vec![
+        Lookup::Set(set.to_string()),
+        Lookup::SourceRegister(Register::Reg1),
+        Lookup::SetId(set_id),
+        Lookup::Flags(NFT_LOOKUP_F_INV),
+    ])
+    .into()
+}
+
 /// `reg 1 = (reg 1 & mask) ^ 0`, on `mask.len()` bytes.
 pub fn bitwise_and(mask: &[u8]) -> Expr {
     Expressions::Bitwise(vec![
@@ -197,6 +211,17 @@ pub fn saddr_in(ipv6: bool, set: &str, set_id: u32) -> Vec<Expr> {
     ]
 }
 
+/// `ip saddr != @UNLESS ip saddr @SET` (and ip6): in SET and not in
+/// UNLESS. nft loads the address again for the second lookup; so do we.
+pub fn saddr_in_unless(ipv6: bool, set: (&str, u32), unless: (&str, u32)) -> Vec<Expr> {
+    let mut v = saddr_in(ipv6, unless.0, unless.1);
+    let load = v[2].clone();
+    v[3] = lookup_inverted(unless.0, unless.1);
+    v.push(load);
+    v.push(lookup(set.0, set.1));
+    v
+}
+
 /// `tcp dport @SET` / `udp dport @SET`.
 pub fn dport_in(l4proto: u8, set: &str, set_id: u32) -> Vec<Expr> {
     vec![
@@ -263,6 +288,19 @@ mod tests {
         let data = attr(&b[4..], 2).unwrap();
         let mask = attr(&data, 4).unwrap(); // NFTA_BITWISE_MASK → NFTA_DATA_VALUE
         assert_eq!(attr(&mask, 1).unwrap(), 6u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn inverted_lookup_then_lookup() {
+        let e = saddr_in_unless(false, ("blocked4", 3), ("ignore4", 1));
+        assert_eq!(e.len(), 6);
+        let flags = |x: &Expr| attr(&attr(&bytes(x)[4..], 2).unwrap(), 5); // NFTA_LOOKUP_FLAGS
+        assert_eq!(flags(&e[3]).unwrap(), 1u32.to_be_bytes());
+        assert_eq!(flags(&e[5]), None);
+        let set = |x: &Expr| attr(&attr(&bytes(x)[4..], 2).unwrap(), 1); // NFTA_LOOKUP_SET
+        assert_eq!(set(&e[3]).unwrap(), b"ignore4\0");
+        assert_eq!(set(&e[5]).unwrap(), b"blocked4\0");
+        assert_eq!(bytes(&e[2]), bytes(&e[4]));
     }
 
     #[test]

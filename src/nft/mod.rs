@@ -33,6 +33,13 @@ pub struct SetInfo {
     pub timeout: Option<Duration>,
 }
 
+/// A table as the kernel lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableInfo {
+    /// Its comment (nft's `comment "..."`), if it has one.
+    pub comment: Option<String>,
+}
+
 /// A set element as the kernel lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedElement {
@@ -61,6 +68,34 @@ impl NftSocket {
             Err(e) if is_enoent(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// What the kernel says of `table`; `None` when it does not exist.
+    pub fn table_info(&mut self, table: &str) -> Result<Option<TableInfo>> {
+        let what = format!("table inet {table}");
+        let replies = match self.request(
+            FAMILY,
+            NfTablesMessage::GetTable(TableMessage {
+                attributes: vec![TableAttribute::Name(table.to_string())],
+            }),
+            NLM_F_REQUEST | NLM_F_ACK,
+            &what,
+        ) {
+            Ok(r) => r,
+            Err(e) if is_enoent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut info = TableInfo::default();
+        for m in replies {
+            if let NfTablesMessage::NewTable(TableMessage { attributes }) = m {
+                for a in attributes {
+                    if let TableAttribute::UserData(u) = a {
+                        info.comment = batch::udata_comment(&u);
+                    }
+                }
+            }
+        }
+        Ok(Some(info))
     }
 
     /// Deletes `table` if it exists; true if it did.

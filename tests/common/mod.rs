@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod scene;
+pub mod spoof;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
