@@ -1294,14 +1294,16 @@ impl Daemon {
     fn reload(&mut self) -> Result<String> {
         self.notifier.reloading();
         let result = self.try_reload();
-        let status = systemd::status_text(self.sentry.active_bans(), &self.sentry.stats);
-        self.notifier.ready(&status, Instant::now());
+        // The outcome is in the log before the manager hears that the
+        // reload is over.
         match &result {
             Ok(msg) => logging::notice(&format!("adminalert: {}", msg.trim_end())),
             Err(e) => logging::error(&format!(
                 "adminalert: ERROR: reload refused, the running table and settings are unchanged: {e}"
             )),
         }
+        let status = systemd::status_text(self.sentry.active_bans(), &self.sentry.stats);
+        self.notifier.ready(&status, Instant::now());
         result
     }
 

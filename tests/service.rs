@@ -274,6 +274,34 @@ impl Service {
         std::fs::read_to_string(&out).unwrap()
     }
 
+    /// SIGHUP after the drop: RELOADING=1 then READY=1, the reload logged,
+    /// the ban carried over, the capabilities as they were.
+    fn reload_still_works(&self) {
+        let before = status_of(self.pid);
+        signal(self.pid, nix::sys::signal::Signal::SIGHUP);
+        let (reloading, _) = self.manager.until("RELOADING=1", Duration::from_secs(5));
+        assert!(
+            reloading
+                .as_deref()
+                .is_some_and(|m| m.contains("MONOTONIC_USEC=")),
+            "{reloading:?}; log:\n{}",
+            self.log()
+        );
+        let (ready, _) = self.manager.until("READY=1", Duration::from_secs(5));
+        assert!(ready.is_some(), "no READY=1 after the reload");
+        assert!(
+            self.log()
+                .contains("adminalert: configuration reloaded from"),
+            "{}",
+            self.log()
+        );
+        assert!(
+            banned(&self.pair.victim, ATTACKER4),
+            "the ban went with the reload"
+        );
+        assert_eq!(sets(&status_of(self.pid)), sets(&before));
+    }
+
     /// Watchdog pings arrive, then SIGTERM brings STOPPING=1 and a clean
     /// exit without the table.
     fn stop(mut self) {
@@ -316,6 +344,7 @@ fn as_root_keeps_only_net_admin_and_programs_it_runs_get_nothing() {
     assert_eq!(sets(&child), [0; 5], "{child}");
     assert_eq!(ids(&child, "Uid"), [0; 4]);
     assert_eq!(field(&child, "NoNewPrivs"), "1");
+    s.reload_still_works();
     s.stop();
 }
 
@@ -350,6 +379,7 @@ fn as_nobody_keeps_net_admin_and_net_bind_service_for_connect_mode() {
         std::fs::metadata(s.var.join("state")).unwrap().uid(),
         NOBODY
     );
+    s.reload_still_works();
     s.stop();
 }
 
