@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nftsentry::detect::Tracker;
-use nftsentry::nft::{Batch, Element, FAMILY, NftSocket};
+use nftsentry::kernel::nft::{Batch, Element, FAMILY, NftSocket};
 
 /// First spoofed source: 198.18.0.1. The /15 holds 131,072 addresses.
 const SPOOF_BASE: u32 = 0xC612_0001;
@@ -667,7 +667,7 @@ fn new_elements(kind: u16, payload: &[u8]) -> Vec<u32> {
         return Vec::new();
     }
     let mut elems = Vec::new();
-    if nftsentry::nft::parse_element_dump(payload, &mut elems).is_err() {
+    if nftsentry::kernel::nft::parse_element_dump(payload, &mut elems).is_err() {
         return Vec::new();
     }
     elems
@@ -1251,7 +1251,7 @@ fn row_drop(t: &mut Table) {
 /// them all (polled every 2 ms), i.e. when the restore transaction is in.
 fn row_startup(t: &mut Table) {
     use nftsentry::config::Proto;
-    use nftsentry::state::{Applied, Entry};
+    use nftsentry::journal::state::{Applied, Entry};
     const BANS: u32 = 100_000;
     let mut p = pair("cmp-start");
     let dir = TempDir::new("cmp-start");
@@ -1279,7 +1279,11 @@ fn row_startup(t: &mut Table) {
             },
         })
         .collect();
-    std::fs::write(dir.path.join("state"), nftsentry::state::render(&entries)).unwrap();
+    std::fs::write(
+        dir.path.join("state"),
+        nftsentry::journal::state::render(&entries),
+    )
+    .unwrap();
     let log = dir.path.join("log");
     let start = Instant::now();
     let mut c = p.victim.cmd(nftsentry_bin());

@@ -20,9 +20,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage};
 
+use nftsentry::detect::packet::decode;
 use nftsentry::detect::{Tracker, classify};
-use nftsentry::nft::{Batch, Element, FAMILY};
-use nftsentry::packet::decode;
+use nftsentry::kernel::nft::{Batch, Element, FAMILY};
 
 /// An IPv4 TCP SYN (no options) from `src` to 192.0.2.1 port 1, as the
 /// kernel logs it: network header on, cut at the copy range.

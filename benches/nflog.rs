@@ -16,7 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use nftsentry::nflog::{NflogConfig, NflogSocket};
+use nftsentry::kernel::nflog::{NflogConfig, NflogSocket};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 const GROUP: u16 = 7531;

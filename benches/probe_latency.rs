@@ -123,8 +123,11 @@ fn main() {
                 }
                 if kind == NFT_MSG_NEWSETELEM {
                     let mut elems = Vec::new();
-                    if nftsentry::nft::parse_element_dump(&buf[off + 16..off + len], &mut elems)
-                        .is_ok()
+                    if nftsentry::kernel::nft::parse_element_dump(
+                        &buf[off + 16..off + len],
+                        &mut elems,
+                    )
+                    .is_ok()
                     {
                         for e in elems.iter().filter(|e| e.key.len() == 4) {
                             let _ =

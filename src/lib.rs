@@ -1,33 +1,20 @@
 //! nftsentry: PortSentry's tripwire idea on nftables.
 //!
-//! The map of the modules is in `../shared/design.md`; each module owns one
-//! concern and says in its header what it knows nothing of.
+//! The folders follow the data flow (ARCHITECTURE.md has the map): the
+//! kernel-facing layer, our table, this host's neighbourhood, detection,
+//! the response to a detection, the journal, the service that runs it all,
+//! and the command line. Each module says in its header what it knows
+//! nothing of.
 
-pub mod actions;
-pub mod bans;
 pub mod cidr;
-pub mod commands;
+pub mod cli;
 pub mod config;
-pub mod connect;
-pub mod control;
-pub mod daemon;
 pub mod detect;
 pub mod error;
-pub mod history;
-pub mod ignores;
-pub mod import;
-pub mod listeners;
-pub mod localnet;
+pub mod host;
+pub mod journal;
+pub mod kernel;
 pub mod logging;
-pub mod monitor;
-pub mod netlink;
-pub mod nflog;
-pub mod nft;
-pub mod packet;
-pub mod privileges;
-pub mod resolve;
 pub mod respond;
-pub mod ruleset;
-pub mod state;
-pub mod status;
-pub mod systemd;
+pub mod service;
+pub mod table;

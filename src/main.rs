@@ -8,13 +8,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use nftsentry::cli::{commands, import};
 use nftsentry::config::{self, Config};
-use nftsentry::control::{self, Request};
 use nftsentry::detect::IgnoreList;
 use nftsentry::error::Kind;
 use nftsentry::error::{Error, Result};
-use nftsentry::nft::NftSocket;
-use nftsentry::{commands, daemon, ignores, import, logging, respond};
+use nftsentry::host::ignores;
+use nftsentry::kernel::nft::NftSocket;
+use nftsentry::service::control::{self, Request};
+use nftsentry::{logging, respond, service as daemon};
 
 /// Where the config is read from when --config is not given.
 const DEFAULT_CONFIG: &str = "/etc/nftsentry/nftsentry.toml";
@@ -75,7 +77,7 @@ enum Command {
     /// Convert a PortSentry config to nftsentry.toml, printed on standard output
     ImportPortsentry {
         /// PortSentry's config file
-        #[arg(value_name = "FILE", default_value = nftsentry::import::DEFAULT_CONF)]
+        #[arg(value_name = "FILE", default_value = nftsentry::cli::import::DEFAULT_CONF)]
         file: PathBuf,
         /// PortSentry's ignore file [default: IGNORE_FILE of the config]
         #[arg(long, value_name = "FILE")]
@@ -213,7 +215,7 @@ fn check(cfg: &Config) -> Result<()> {
     println!(
         "table inet {} at priority {}",
         cfg.table,
-        nftsentry::ruleset::render_priority(cfg.chain_priority)
+        nftsentry::table::ruleset::render_priority(cfg.chain_priority)
     );
     for (name, p) in [("tcp", &cfg.tcp), ("udp", &cfg.udp)] {
         println!(
@@ -225,11 +227,11 @@ fn check(cfg: &Config) -> Result<()> {
     }
     println!(
         "ban time {}, at most {} bans per family",
-        nftsentry::ruleset::nft_duration(cfg.ban_time),
+        nftsentry::table::ruleset::nft_duration(cfg.ban_time),
         cfg.set_size
     );
     println!("{} ignored networks", ignores.len());
-    for w in nftsentry::daemon::handshake_warnings(cfg) {
+    for w in nftsentry::service::handshake_warnings(cfg) {
         println!("warning: {w}");
     }
     println!(

@@ -6,8 +6,8 @@
 mod common;
 use common::*;
 
-use nftsentry::bans::{self, Ban};
-use nftsentry::nft::NftSocket;
+use nftsentry::kernel::nft::NftSocket;
+use nftsentry::table::bans::{self, Ban};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -926,7 +926,7 @@ fn damaged_state_file_keeps_the_valid_bans() {
     let mut h = Host::new("damaged", "");
     // One valid live ban (written by the library itself), then garbage.
     let now = nftsentry::respond::wall_ms();
-    let entry = nftsentry::state::Entry {
+    let entry = nftsentry::journal::state::Entry {
         addr: "198.51.100.7".parse().unwrap(),
         scan: "syn".into(),
         proto: Some(nftsentry::config::Proto::Tcp),
@@ -935,13 +935,14 @@ fn damaged_state_file_keeps_the_valid_bans() {
         expires_at: now + 60_000,
         length: 61_000,
         repeat: 1,
-        applied: nftsentry::state::Applied {
+        applied: nftsentry::journal::state::Applied {
             set: true,
             ..Default::default()
         },
     };
-    let good = nftsentry::state::render([&entry]);
-    let good_line = nftsentry::state::render_entry(&entry).replace("198.51.100.7", "198.51.100.8");
+    let good = nftsentry::journal::state::render([&entry]);
+    let good_line =
+        nftsentry::journal::state::render_entry(&entry).replace("198.51.100.7", "198.51.100.8");
     std::fs::write(
         h.path("state"),
         format!("{good}ban 198.51.100.9 scan=syn\n\u{1}\u{2}garbage\n{good_line}ban 198.51.100.1"),

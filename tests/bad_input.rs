@@ -522,7 +522,7 @@ fn kept_table(tag: &str) -> (Netns, TempDir, PathBuf, String) {
 
 #[test]
 fn nflog_group_held_by_another_process_stops_run_before_the_table() {
-    use nftsentry::nflog::{NflogConfig, NflogSocket};
+    use nftsentry::kernel::nflog::{NflogConfig, NflogSocket};
     let (ns, _dir, cfg, before) = kept_table("nflh");
     // This test process holds the group.
     let holder = ns.enter(|| {
@@ -694,8 +694,8 @@ impl Banning {
 
     fn banned(&self) -> Vec<String> {
         self.pair.victim.enter(|| {
-            nftsentry::nft::NftSocket::open()
-                .and_then(|mut s| nftsentry::bans::list(&mut s, "nftsentry"))
+            nftsentry::kernel::nft::NftSocket::open()
+                .and_then(|mut s| nftsentry::table::bans::list(&mut s, "nftsentry"))
                 .map(|l| l.iter().map(|b| b.addr.to_string()).collect())
                 .unwrap_or_default()
         })

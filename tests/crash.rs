@@ -8,8 +8,8 @@
 mod common;
 use common::spoof::{L4, SYN, Spoofer, packet, route_spoofed_range_back};
 use common::*;
-use nftsentry::bans::{self, Ban};
-use nftsentry::nft::NftSocket;
+use nftsentry::kernel::nft::NftSocket;
+use nftsentry::table::bans::{self, Ban};
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -146,8 +146,10 @@ fn kill_9_mid_flood_keeps_every_ban_and_its_time_left() {
     let state = dir.path.join("state");
     assert!(
         wait_until(Duration::from_secs(8), || {
-            let (entries, problems) =
-                nftsentry::state::parse(&std::fs::read(&state).unwrap_or_default(), "state");
+            let (entries, problems) = nftsentry::journal::state::parse(
+                &std::fs::read(&state).unwrap_or_default(),
+                "state",
+            );
             problems.is_empty() && before.iter().all(|b| entries.contains_key(&b.addr))
         }),
         "the state file does not hold every ban"
@@ -237,7 +239,7 @@ fn kill_9_while_the_state_file_is_written_never_leaves_half_a_file() {
     let state = dir.path.join("state");
     let spoofer = Arc::new(Spoofer::open(&pair.attacker));
     let entries_now = || {
-        nftsentry::state::parse(&std::fs::read(&state).unwrap_or_default(), "state")
+        nftsentry::journal::state::parse(&std::fs::read(&state).unwrap_or_default(), "state")
             .0
             .len()
     };
@@ -291,7 +293,7 @@ fn kill_9_while_the_state_file_is_written_never_leaves_half_a_file() {
         }
         // The file is whole: every line parses, with its checksum.
         let bytes = std::fs::read(&state).unwrap_or_default();
-        let (entries, problems) = nftsentry::state::parse(&bytes, "state");
+        let (entries, problems) = nftsentry::journal::state::parse(&bytes, "state");
         assert!(
             problems.is_empty(),
             "round {rounds}: the state file is damaged: {problems:?}"
@@ -331,7 +333,7 @@ fn kill_9_while_the_state_file_is_written_never_leaves_half_a_file() {
         text.contains("left by a write that was cut short (kill -9 or a crash)"),
         "{text}"
     );
-    let (entries, _) = nftsentry::state::parse(&std::fs::read(&state).unwrap(), "state");
+    let (entries, _) = nftsentry::journal::state::parse(&std::fs::read(&state).unwrap(), "state");
     let kernel: Vec<IpAddr> = bans(&pair.victim).iter().map(|b| b.addr).collect();
     for addr in entries.keys() {
         assert!(

@@ -265,7 +265,7 @@ fn a_million_spoofed_probes() {
 
     // Bans, read from the kernel.
     let (blocked4, blocked6) = pair.victim.enter(|| {
-        let mut s = nftsentry::nft::NftSocket::open().unwrap();
+        let mut s = nftsentry::kernel::nft::NftSocket::open().unwrap();
         (
             s.list_elements("nftsentry", "blocked4").unwrap(),
             s.list_elements("nftsentry", "blocked6").unwrap(),
@@ -343,8 +343,9 @@ fn a_million_spoofed_probes() {
     );
 
     // Bans: every hot source, nothing else, never a protected address.
-    let key4 =
-        |e: &nftsentry::nft::ListedElement| u32::from_be_bytes(e.key[..].try_into().unwrap());
+    let key4 = |e: &nftsentry::kernel::nft::ListedElement| {
+        u32::from_be_bytes(e.key[..].try_into().unwrap())
+    };
     let hot = HOT_BASE..HOT_BASE + HOT;
     let not_hot: Vec<Ipv4Addr> = blocked4
         .iter()

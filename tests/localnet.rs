@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nftsentry::cidr::Cidr;
-use nftsentry::localnet::{self, LocalIgnore, Origin};
+use nftsentry::host::localnet::{self, LocalIgnore, Origin};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

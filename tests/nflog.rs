@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nftsentry::error::Kind;
-use nftsentry::nflog::{NflogConfig, NflogSocket, NflogStats};
+use nftsentry::kernel::nflog::{NflogConfig, NflogSocket, NflogStats};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 const GROUP: u16 = 7531;

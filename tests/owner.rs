@@ -5,8 +5,8 @@ mod common;
 use common::*;
 
 use netlink_packet_netfilter::nftables::TableFlags;
-use nftsentry::nft::batch::{Batch, Element, KeyType, SetSpec};
-use nftsentry::nft::{FAMILY, NftSocket};
+use nftsentry::kernel::nft::batch::{Batch, Element, KeyType, SetSpec};
+use nftsentry::kernel::nft::{FAMILY, NftSocket};
 
 fn table(flags: TableFlags) -> Batch {
     let mut b = Batch::new();

@@ -13,9 +13,9 @@ use proptest::prelude::*;
 
 use nftsentry::cidr::Cidr;
 use nftsentry::config::{self, Config, Mode, PortSet, Proto};
+use nftsentry::detect::packet::{self, Probe, TcpFlags, Transport};
 use nftsentry::error::Kind;
-use nftsentry::nflog::{NflogStats, parse_datagram};
-use nftsentry::packet::{self, Probe, TcpFlags, Transport};
+use nftsentry::kernel::nflog::{NflogStats, parse_datagram};
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..max)
@@ -292,7 +292,7 @@ proptest! {
 
 // ---------------------------------------------------- set-element dumps ---
 
-fn element() -> impl Strategy<Value = nftsentry::nft::Element> {
+fn element() -> impl Strategy<Value = nftsentry::kernel::nft::Element> {
     (
         prop_oneof![Just(4usize), Just(16usize), Just(2usize)],
         any::<[u8; 16]>(),
@@ -300,7 +300,7 @@ fn element() -> impl Strategy<Value = nftsentry::nft::Element> {
         prop::option::of(1u64..=u32::MAX as u64 * 1000),
         any::<bool>(),
     )
-        .prop_map(|(w, key, t, x, end)| nftsentry::nft::Element {
+        .prop_map(|(w, key, t, x, end)| nftsentry::kernel::nft::Element {
             key: key[..w].to_vec(),
             timeout: t.map(Duration::from_millis),
             expiration: x.map(Duration::from_millis),
@@ -317,7 +317,7 @@ proptest! {
     fn batch_elements_read_back_through_the_dump_parser(elems in prop::collection::vec(element(), 1..50)) {
         use netlink_packet_core::Emitable;
         use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage};
-        use nftsentry::nft::{Batch, FAMILY, ListedElement, parse_element_dump};
+        use nftsentry::kernel::nft::{Batch, FAMILY, ListedElement, parse_element_dump};
         let mut b = Batch::new();
         b.add_elements(FAMILY, "nftsentry", "blocked4", None, &elems);
         let mut got = Vec::new();
@@ -342,7 +342,7 @@ proptest! {
     #[test]
     fn element_dump_garbage_never_panics(d in bytes(400)) {
         let mut out = Vec::new();
-        let _ = nftsentry::nft::parse_element_dump(&d, &mut out);
+        let _ = nftsentry::kernel::nft::parse_element_dump(&d, &mut out);
     }
 }
 
@@ -381,7 +381,7 @@ proptest! {
 
     #[test]
     fn ptr_replies_read_back(ip in any::<IpAddr>(), id in any::<u16>(), labels in prop::collection::vec(label(), 1..6), upper in any::<bool>()) {
-        use nftsentry::resolve::{parse_ptr_response, ptr_name};
+        use nftsentry::service::resolve::{parse_ptr_response, ptr_name};
         let q = ptr_name(ip);
         let name = labels.join(".");
         prop_assume!(name.len() <= 200);
@@ -400,7 +400,7 @@ proptest! {
 
     #[test]
     fn dns_garbage_never_panics(d in bytes(300), id in any::<u16>()) {
-        let _ = nftsentry::resolve::parse_ptr_response(&d, id, "7.100.51.198.in-addr.arpa");
+        let _ = nftsentry::service::resolve::parse_ptr_response(&d, id, "7.100.51.198.in-addr.arpa");
     }
 }
 
@@ -715,7 +715,7 @@ proptest! {
         content in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b' '), Just(b'\t'), Just(b'\x0b'), any::<u8>()], 0..200),
         line in "[!-~][ -~\u{a0}\u{b}\u{c}]{0,30}",
     ) {
-        use nftsentry::actions::hosts_deny::{with_line, without_line};
+        use nftsentry::respond::actions::hosts_deny::{with_line, without_line};
         prop_assume!(!line.contains(['\n', '\r']));
         if let Some(added) = with_line(&content, &line) {
             prop_assert_eq!(with_line(&added, &line), None);
@@ -726,9 +726,9 @@ proptest! {
 
 // ---------------------------------------------------------- state file ---
 
-fn entry() -> impl Strategy<Value = nftsentry::state::Entry> {
+fn entry() -> impl Strategy<Value = nftsentry::journal::state::Entry> {
     use nftsentry::config::RouteMode;
-    use nftsentry::state::{Applied, Entry};
+    use nftsentry::journal::state::{Applied, Entry};
     (
         any::<IpAddr>(),
         "[a-z_-]{1,12}",
@@ -778,7 +778,7 @@ proptest! {
 
     #[test]
     fn state_files_read_back(entries in prop::collection::vec(entry(), 0..20)) {
-        use nftsentry::state::{parse, render};
+        use nftsentry::journal::state::{parse, render};
         let text = render(entries.iter());
         let (got, problems) = parse(text.as_bytes(), "state");
         // Only the duplicates the generator made are remarked upon.
@@ -795,22 +795,22 @@ proptest! {
     /// one, and never panics.
     #[test]
     fn state_files_cut_anywhere(entries in prop::collection::vec(entry(), 1..8), cut in any::<prop::sample::Index>()) {
-        use nftsentry::state::{parse, render};
+        use nftsentry::journal::state::{parse, render};
         let text = render(entries.iter());
         let n = cut.index(text.len() + 1);
         let (got, problems) = parse(&text.as_bytes()[..n], "state");
         let whole = text[..n].matches('\n').count();
-        let header = nftsentry::state::HEADER.matches('\n').count();
+        let header = nftsentry::journal::state::HEADER.matches('\n').count();
         let lines = whole.saturating_sub(header);
         let kept: std::collections::BTreeSet<IpAddr> = entries[..lines].iter().map(|e| e.addr).collect();
         prop_assert_eq!(got.keys().copied().collect::<std::collections::BTreeSet<_>>(), kept);
-        let cut_in_a_line = n > nftsentry::state::HEADER.len() && !text[..n].ends_with('\n');
+        let cut_in_a_line = n > nftsentry::journal::state::HEADER.len() && !text[..n].ends_with('\n');
         prop_assert_eq!(problems.iter().filter(|p| !p.contains("second entry")).count(), usize::from(cut_in_a_line), "{:?}", problems);
     }
 
     #[test]
     fn state_garbage_never_panics(d in bytes(400)) {
-        let _ = nftsentry::state::parse(&d, "state");
+        let _ = nftsentry::journal::state::parse(&d, "state");
     }
 }
 
@@ -819,7 +819,7 @@ proptest! {
 /// A portsentry.conf line: a PortSentry key with a value, quoted or not,
 /// or something else.
 fn portsentry_line() -> impl Strategy<Value = String> {
-    let key = prop::sample::select(nftsentry::import::KEYS.to_vec());
+    let key = prop::sample::select(nftsentry::cli::import::KEYS.to_vec());
     let value = prop_oneof![
         "[0-9,]{0,40}",
         "[0-9]{1,6}",
@@ -847,7 +847,7 @@ proptest! {
         tcp_mode in prop::option::of(prop::sample::select(vec!["tcp", "stcp", "atcp", "\"atcp\"", "bogus"])),
         ignore in prop::collection::vec(prop_oneof![cidr().prop_map(|c| c.to_string()), "[ -~]{0,20}"], 0..6),
     ) {
-        use nftsentry::import::{DebianDefault, IgnoreImport, PortsentryConf, convert};
+        use nftsentry::cli::import::{DebianDefault, IgnoreImport, PortsentryConf, convert};
         let conf = PortsentryConf::parse(lines.join("\n").as_bytes(), "portsentry.conf");
         let default = tcp_mode
             .and_then(|m| DebianDefault::parse(&format!("TCP_MODE={m}\nUDP_MODE=sudp\n"), "default").ok());

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{Netns, TempDir};
-use nftsentry::resolve::{Lookup, MAX_PENDING, Resolver, ptr_name};
+use nftsentry::service::resolve::{Lookup, MAX_PENDING, Resolver, ptr_name};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 const SCANNER: &str = "198.51.100.7";

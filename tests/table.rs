@@ -2,8 +2,8 @@
 //! what the renderer prints.
 mod common;
 use common::*;
-use nftsentry::nft::NftSocket;
-use nftsentry::ruleset::Ruleset;
+use nftsentry::kernel::nft::NftSocket;
+use nftsentry::table::ruleset::Ruleset;
 use std::time::Duration;
 
 fn sample() -> Ruleset {
@@ -44,7 +44,7 @@ fn installed_table_lists_as_rendered() {
 
 #[test]
 fn one_bad_object_leaves_no_table_and_names_it() {
-    use nftsentry::nft::{FAMILY, expr};
+    use nftsentry::kernel::nft::{FAMILY, expr};
     let ns = Netns::new("atom");
     let err = ns.enter(|| {
         let mut b = sample().install_batch();
@@ -66,7 +66,7 @@ fn one_bad_object_leaves_no_table_and_names_it() {
 
 #[test]
 fn hundred_thousand_bans_with_timeouts_list_back() {
-    use nftsentry::nft::{Batch, Element, FAMILY};
+    use nftsentry::kernel::nft::{Batch, Element, FAMILY};
     let ns = Netns::new("100k");
     let (listed, elapsed) = ns.enter(|| {
         let mut s = NftSocket::open().unwrap();
@@ -115,7 +115,7 @@ fn hundred_thousand_bans_with_timeouts_list_back() {
 
 #[test]
 fn ipv6_ban_with_expiration_keeps_time_left() {
-    use nftsentry::nft::{Batch, Element, FAMILY};
+    use nftsentry::kernel::nft::{Batch, Element, FAMILY};
     let ns = Netns::new("v6");
     let listed = ns.enter(|| {
         let mut s = NftSocket::open().unwrap();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nftsentry::resolve::parse_ptr_response;
+use nftsentry::service::resolve::parse_ptr_response;
 
 const QUESTIONS: &[&str] = &[
     "7.100.51.198.in-addr.arpa",

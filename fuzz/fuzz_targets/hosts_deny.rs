@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nftsentry::actions::hosts_deny::{with_line, without_line};
+use nftsentry::respond::actions::hosts_deny::{with_line, without_line};
 
 /// Without isspace() bytes at the end.
 fn trim(b: &[u8]) -> &[u8] {

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nftsentry::config::Config;
-use nftsentry::import::{DebianDefault, IgnoreImport, PortsentryConf, convert};
+use nftsentry::cli::import::{DebianDefault, IgnoreImport, PortsentryConf, convert};
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(3, |&b| b == 0);

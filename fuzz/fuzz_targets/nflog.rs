@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nftsentry::nflog::{NflogStats, parse_datagram};
+use nftsentry::kernel::nflog::{NflogStats, parse_datagram};
 
 fuzz_target!(|data: &[u8]| {
     let mut stats = NflogStats::default();
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(inside(p.payload));
             assert!(p.prefix.is_none_or(|s| inside(s) && !s.contains(&0)));
             // The payload goes on to the packet decoder, as in the daemon.
-            let _ = nftsentry::packet::decode(p.payload);
+            let _ = nftsentry::detect::packet::decode(p.payload);
         },
         &mut stats,
     );

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nftsentry::nft::parse_element_dump;
+use nftsentry::kernel::nft::parse_element_dump;
 
 fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();

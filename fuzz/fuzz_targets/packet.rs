@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nftsentry::packet::{Transport, decode};
+use nftsentry::detect::packet::{Transport, decode};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = decode(data) {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nftsentry::state::{parse, parse_line, render_entry};
+use nftsentry::journal::state::{parse, parse_line, render_entry};
 
 fuzz_target!(|data: &[u8]| {
     let (entries, problems) = parse(data, "state");

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::packet::{TcpFlags, Transport};
+use crate::detect::packet::{TcpFlags, Transport};
 
 /// What kind of probe a packet (or an accepted connection) was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -218,7 +218,7 @@ impl Runner {
                     None,
                 )
                 .map_err(std::io::Error::from)?;
-                crate::privileges::drop_in_child()
+                crate::service::privileges::drop_in_child()
             });
         }
         let child = cmd

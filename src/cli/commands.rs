@@ -8,13 +8,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::bans;
 use crate::config::Config;
 use crate::detect::IgnoreList;
 use crate::error::{Error, Result};
-use crate::nft::NftSocket;
+use crate::kernel::nft::NftSocket;
 use crate::respond;
-use crate::ruleset::nft_duration;
+use crate::table::bans;
+use crate::table::ruleset::nft_duration;
 
 /// The shortest ban `block --for` accepts.
 pub const MIN_BAN: Duration = Duration::from_secs(1);

@@ -44,7 +44,7 @@ use nix::libc;
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
 use crate::error::{Error, Kind};
-use crate::netlink::{self, NLMSG_ERROR, NLMSG_OVERRUN};
+use crate::kernel::netlink::{self, NLMSG_ERROR, NLMSG_OVERRUN};
 
 /// How to bind the group and how the kernel should batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -708,7 +708,7 @@ fn pid_with_socket(inode: u64) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::{NLMSG_DONE, NLMSG_HDRLEN, NLMSG_NOOP};
+    use crate::kernel::netlink::{NLMSG_DONE, NLMSG_HDRLEN, NLMSG_NOOP};
     const NLA_HDRLEN: usize = 4;
 
     /// One netlink message with the given type and body, padded.

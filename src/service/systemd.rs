@@ -24,8 +24,8 @@ use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, connect, send, sendto, socket,
 };
 
-use crate::daemon::Stats;
 use crate::logging;
+use crate::service::Stats;
 
 /// STATUS= lines go out at most this often; a change within it waits.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);

@@ -25,7 +25,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::config::RouteMode;
 use crate::error::{Error, Kind, Result};
-use crate::netlink::{self, NLMSG_DONE, NLMSG_ERROR};
+use crate::kernel::netlink::{self, NLMSG_DONE, NLMSG_ERROR};
 
 /// The rtm_protocol of our routes. Unassigned in the kernel's list
 /// (include/uapi/linux/rtnetlink.h) and iproute2's rt_protos.
@@ -318,17 +318,12 @@ fn errno_text(errno: i32) -> String {
 
 fn errno_error(what: &str, errno: i32) -> Error {
     if errno == nix::libc::EPERM {
-        return Error {
-            kind: Kind::Privilege,
-            message: format!("{what}: {} (CAP_NET_ADMIN is needed)", errno_text(errno)),
-            errno: Some(errno),
-        };
+        return Error::new(
+            Kind::Privilege,
+            format!("{what}: {} (CAP_NET_ADMIN is needed)", errno_text(errno)),
+        );
     }
-    Error {
-        kind: Kind::Other,
-        message: format!("{what}: {}", errno_text(errno)),
-        errno: Some(errno),
-    }
+    Error::from_errno(what, errno)
 }
 
 #[cfg(test)]

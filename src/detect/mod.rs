@@ -7,6 +7,7 @@
 
 mod classify;
 mod ignore;
+pub mod packet;
 mod tracker;
 
 pub use classify::{ScanType, alert_line, already_blocked_line, classify, ip_options_line};

@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::cidr::Cidr;
 use crate::config::{self, Config};
 use crate::error::Result;
-use crate::localnet::Origin;
+use crate::host::localnet::Origin;
 use crate::logging;
 
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -51,7 +51,7 @@ pub fn collect_labelled(cfg: &Config) -> Result<Vec<Ignored>> {
         }
     }
     if cfg.ignore_local {
-        for l in crate::localnet::discover(Path::new(RESOLV_CONF))? {
+        for l in crate::host::localnet::discover(Path::new(RESOLV_CONF))? {
             let why = match l.origin {
                 Origin::Loopback => "loopback".to_string(),
                 Origin::Interface(name) => format!("local address on {name}"),

@@ -21,7 +21,7 @@ use netlink_packet_netfilter::nftables::{
 pub use batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
 pub use socket::NftSocket;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 
 /// Our tables are always in the inet family (IPv4 and IPv6 in one table).
 pub const FAMILY: NetfilterProtoFamily = NetfilterProtoFamily::Inet;
@@ -65,7 +65,7 @@ impl NftSocket {
             &what,
         ) {
             Ok(_) => Ok(true),
-            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) if e.kind == Kind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -82,7 +82,7 @@ impl NftSocket {
             &what,
         ) {
             Ok(r) => r,
-            Err(e) if is_enoent(&e) => return Ok(None),
+            Err(e) if e.kind == Kind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let mut info = TableInfo::default();
@@ -104,7 +104,7 @@ impl NftSocket {
         b.del_table(FAMILY, table);
         match self.commit(&b) {
             Ok(()) => Ok(true),
-            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) if e.kind == Kind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -210,7 +210,7 @@ pub fn parse_element_dump(
     const EXPIRATION: u16 = 5;
     const DATA_VALUE: u16 = 1;
     let body = payload.get(4..).ok_or("short message")?;
-    use crate::netlink::attrs;
+    use crate::kernel::netlink::attrs;
     for a in attrs(body) {
         let (kind, value) = a?;
         if kind != LIST_ELEMENTS {
@@ -253,9 +253,4 @@ pub fn parse_element_dump(
         }
     }
     Ok(())
-}
-
-/// Was this error the kernel's "No such file or directory"?
-pub fn is_enoent(e: &Error) -> bool {
-    e.errno == Some(nix::errno::Errno::ENOENT as i32)
 }

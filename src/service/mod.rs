@@ -15,6 +15,13 @@
 //!
 //! Knows nothing of packet formats or netlink encodings.
 
+pub mod connect;
+pub mod control;
+pub mod privileges;
+pub mod resolve;
+pub mod status;
+pub mod systemd;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -25,25 +32,26 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::bans;
-use crate::commands;
+use crate::cli::commands;
 use crate::config::{Config, Proto};
-use crate::connect::{ConnectSockets, Visit};
-use crate::control::{ControlServer, Reply, Request};
+use crate::detect::packet;
 use crate::detect::{self, IgnoreList, Outcome, ScanType, Tracker};
-use crate::error::{Error, Result};
-use crate::ignores::Ignored;
+use crate::error::{Error, Kind, Result};
+use crate::host::ignores::Ignored;
+use crate::kernel::nflog::{NflogConfig, NflogPacket, NflogSocket};
+use crate::kernel::nft::NftSocket;
+use crate::kernel::nft_events::NftEvents;
 use crate::logging;
-use crate::monitor::Monitor;
-use crate::nflog::{NflogConfig, NflogPacket, NflogSocket};
-use crate::nft::NftSocket;
-use crate::packet;
-use crate::privileges;
-use crate::resolve::{Lookup, Resolver};
+use crate::service::connect::{ConnectSockets, Visit};
+use crate::service::control::{ControlServer, Reply, Request};
+use crate::table::bans;
+
 use crate::respond::{BanResult, HistoryDue, Responder, Trigger};
-use crate::ruleset::Ruleset;
-use crate::status::{LastBan, ProtoStatus, Snapshot};
-use crate::systemd::{self, Notifier};
+use crate::service::resolve::{Lookup, Resolver};
+use crate::service::status::{LastBan, ProtoStatus, Snapshot};
+use crate::service::systemd::Notifier;
+use crate::table::ruleset::Ruleset;
+use crate::table::sets::OurSet;
 use netlink_packet_netfilter::nftables::TableFlags;
 
 /// After this long, a probe from a source we banned means the ban is gone:
@@ -56,9 +64,9 @@ const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// The ignore list (with reasons) and ruleset for `cfg` on this host right
 /// now.
 pub fn build_ruleset(cfg: &Config) -> Result<(Ruleset, Vec<Ignored>)> {
-    let ignores = crate::ignores::collect_labelled(cfg)?;
+    let ignores = crate::host::ignores::collect_labelled(cfg)?;
     Ok((
-        Ruleset::from_config(cfg, &crate::ignores::networks(&ignores)),
+        Ruleset::from_config(cfg, &crate::host::ignores::networks(&ignores)),
         ignores,
     ))
 }
@@ -156,7 +164,9 @@ impl HostLine {
             HostLine::Alert(scan, port) => detect::alert_line(scan, name, ip, port),
             HostLine::IpOptions(scan, port) => detect::ip_options_line(scan, name, ip, port),
             HostLine::AlreadyBlocked => detect::already_blocked_line(name, ip),
-            HostLine::History(h) => crate::history::line_at(h.epoch, name, ip, h.port, h.protocol),
+            HostLine::History(h) => {
+                crate::journal::history::line_at(h.epoch, name, ip, h.port, h.protocol)
+            }
         }
     }
 }
@@ -212,7 +222,7 @@ impl Sentry {
             last_ban_error: None,
             ban_errors_logged: 0,
             last_bans: VecDeque::new(),
-            ignore: IgnoreList::new(crate::ignores::networks(&ignores)),
+            ignore: IgnoreList::new(crate::host::ignores::networks(&ignores)),
             ignored_by: ignores,
             ignored_log: IgnoredLog::default(),
             tracker,
@@ -339,7 +349,7 @@ impl Sentry {
     /// 2.0 logs "attackalert: Host: %s found in ignore file %s, aborting
     /// actions"; 1.2 logged nothing unless built with DEBUG.
     fn ignored(&mut self, src: IpAddr, scan: ScanType, port: u16, now: Instant) {
-        let why = crate::ignores::why(&self.ignored_by, &src).unwrap_or("ignore list");
+        let why = crate::host::ignores::why(&self.ignored_by, &src).unwrap_or("ignore list");
         let lines = self.ignored_log.line(src, now, || {
             format!(
                 "attackalert: Host: {src} found in ignore list ({why}), aborting actions: {scan} to {} port: {port}",
@@ -423,7 +433,7 @@ impl Sentry {
                     self.last_bans.pop_front();
                 }
                 self.last_bans.push_back(LastBan {
-                    at: crate::status::now_secs(),
+                    at: crate::service::status::now_secs(),
                     addr: src,
                     scan: scan.name(),
                     port,
@@ -535,9 +545,6 @@ fn bind_connect(cfg: &Config) -> ConnectSockets {
     connect
 }
 
-/// EOPNOTSUPP: the kernel does not know a table flag.
-const EOPNOTSUPP: i32 = nix::libc::EOPNOTSUPP;
-
 /// Installs `ruleset` with `bans` in one transaction. A kernel without the
 /// `persist` (Linux < 6.9) or `owner` (< 5.12) table flag refuses it with
 /// EOPNOTSUPP: the flag is dropped, said once, and the install retried.
@@ -555,14 +562,14 @@ fn install(
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if err.errno == Some(EOPNOTSUPP) && ruleset.flags.contains(TableFlags::Persisent) {
+        if err.kind == Kind::NotSupported && ruleset.flags.contains(TableFlags::Persisent) {
             ruleset.flags.remove(TableFlags::Persisent);
             logging::warning(
                 "adminalert: WARNING: this kernel has no `persist` table flag (Linux 6.9): the table goes with the daemon if it is killed; its bans come back from the state file at the next start",
             );
             continue;
         }
-        if err.errno == Some(EOPNOTSUPP) && ruleset.flags.contains(TableFlags::Owner) {
+        if err.kind == Kind::NotSupported && ruleset.flags.contains(TableFlags::Owner) {
             ruleset.flags = TableFlags::empty();
             logging::warning(
                 "adminalert: WARNING: this kernel has no `owner` table flag (Linux 5.12): the table is a plain one, watched and put back if someone deletes it",
@@ -571,12 +578,12 @@ fn install(
         }
         // Someone created or deleted the table between our look and the
         // transaction: look again.
-        let raced = [libc_errno::ENOENT, libc_errno::EEXIST].contains(&err.errno.unwrap_or(0));
+        let raced = matches!(err.kind, Kind::NotFound | Kind::Exists);
         if raced && races < 3 {
             races += 1;
             continue;
         }
-        if exists && err.errno == Some(libc_errno::EPERM) {
+        if exists && err.kind == Kind::Permission {
             return Err(Error::other(format!(
                 "table inet {} exists and belongs to another running program (another nftsentry with the same `table`?): {err}",
                 ruleset.table
@@ -584,13 +591,6 @@ fn install(
         }
         return Err(err);
     }
-}
-
-/// The errno values `install` tells apart.
-mod libc_errno {
-    pub const EPERM: i32 = nix::libc::EPERM;
-    pub const ENOENT: i32 = nix::libc::ENOENT;
-    pub const EEXIST: i32 = nix::libc::EEXIST;
 }
 
 fn flags_text(f: TableFlags) -> String {
@@ -697,7 +697,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let monitor = if ruleset.flags.contains(TableFlags::Owner) {
         None
     } else {
-        Some(Monitor::open()?)
+        Some(NftEvents::open()?)
     };
     // Routes and hosts.deny lines of restored bans, before we say we run.
     respond.after_install(Instant::now());
@@ -707,7 +707,7 @@ pub fn run(cfg: Config) -> Result<()> {
         cfg.table,
         cfg.tcp.mode,
         cfg.udp.mode,
-        crate::ignores::networks(&ignores).len(),
+        crate::host::ignores::networks(&ignores).len(),
         count_ports(&ruleset.watch_tcp),
         count_ports(&ruleset.watch_udp),
         cfg.nflog_group
@@ -830,7 +830,7 @@ pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
     )
     .map_err(|e| Error::other(format!("listen on @{name}: {e}")))?;
     if let Some(info) = nft.table_info(table)? {
-        if info.comment.as_deref() != Some(crate::ruleset::TABLE_COMMENT) {
+        if info.comment.as_deref() != Some(crate::table::ruleset::TABLE_COMMENT) {
             let found = match info.comment {
                 Some(c) => format!("its comment is {c:?}"),
                 None => "it has no comment".to_string(),
@@ -839,7 +839,7 @@ pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
                 "table inet {table} exists and was not created by nftsentry ({found}, not \"{}\"); \
                  it is left as it is. Set `table` to another name, or, if it is yours to drop, \
                  remove it with `nft delete table inet {table}`",
-                crate::ruleset::TABLE_COMMENT
+                crate::table::ruleset::TABLE_COMMENT
             )));
         }
         return Ok(TableClaim {
@@ -875,7 +875,7 @@ fn claim_holder(addr: &nix::sys::socket::UnixAddr) -> Option<i32> {
 /// control socket's `status` shows them while it runs). Lost events are the
 /// NFLOG sequence numbers that never arrived: the kernel numbers every
 /// packet it logs for the group, so this is exact, overruns included.
-pub fn statistics_line(nflog: &crate::nflog::NflogStats, s: &Stats) -> String {
+pub fn statistics_line(nflog: &crate::kernel::nflog::NflogStats, s: &Stats) -> String {
     let mut probes: Vec<(&str, u64)> = s.probes.iter().map(|(k, v)| (*k, *v)).collect();
     probes.sort_unstable();
     let probes = if probes.is_empty() {
@@ -908,7 +908,7 @@ fn make_resolver(cfg: &Config) -> Result<Option<Resolver>> {
         return Ok(None);
     }
     Ok(Some(Resolver::from_resolv_conf(
-        Path::new(crate::ignores::RESOLV_CONF),
+        Path::new(crate::host::ignores::RESOLV_CONF),
         RESOLVE_TIMEOUT,
         4096,
     )?))
@@ -927,7 +927,11 @@ fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
     let mut written = Vec::new();
     if let Some(p) = &cfg.state_file {
         written.push(("state_file", p.clone(), Write::Replace));
-        written.push(("state_file lock", crate::state::lock_path(p), Write::Append));
+        written.push((
+            "state_file lock",
+            crate::journal::state::lock_path(p),
+            Write::Append,
+        ));
     }
     if let Some(p) = &cfg.history_file {
         written.push(("history_file", p.clone(), Write::Append));
@@ -988,7 +992,7 @@ struct Io {
     nflog: NflogSocket,
     connect: ConnectSockets,
     control: Option<ControlServer>,
-    monitor: Option<Monitor>,
+    monitor: Option<NftEvents>,
 }
 
 /// The running daemon: its descriptors, its detection state and the table
@@ -1239,8 +1243,8 @@ impl Daemon {
                 .and_then(|i| i.count)
                 .unwrap_or(0)
         };
-        let bans_v4 = count(&mut s.nft, crate::ruleset::SET_BLOCKED4);
-        let bans_v6 = count(&mut s.nft, crate::ruleset::SET_BLOCKED6);
+        let bans_v4 = count(&mut s.nft, OurSet::Blocked4.name());
+        let bans_v6 = count(&mut s.nft, OurSet::Blocked6.name());
         let st = self.io.nflog.stats();
         let mut probes: Vec<(String, u64)> = s
             .stats
@@ -1371,14 +1375,14 @@ impl Daemon {
                 None
             });
         }
-        s.ignore = IgnoreList::new(crate::ignores::networks(&ignores));
-        let networks = crate::ignores::networks(&ignores).len();
+        s.ignore = IgnoreList::new(crate::host::ignores::networks(&ignores));
+        let networks = crate::host::ignores::networks(&ignores).len();
         s.ignored_by = ignores;
         s.tracker.set_params(new.scan_trigger, new.scan_window);
         s.respond.reconfigure(&new);
         let monitor_needed = !ruleset.flags.contains(TableFlags::Owner);
         if monitor_needed && self.io.monitor.is_none() {
-            self.io.monitor = Some(Monitor::open()?);
+            self.io.monitor = Some(NftEvents::open()?);
         } else if !monitor_needed {
             self.io.monitor = None;
         }
@@ -1415,16 +1419,9 @@ impl Daemon {
                 return;
             }
         };
-        let missing_sets = [
-            crate::ruleset::SET_BLOCKED4,
-            crate::ruleset::SET_BLOCKED6,
-            crate::ruleset::SET_WATCH_TCP,
-            crate::ruleset::SET_WATCH_UDP,
-            crate::ruleset::SET_IGNORE4,
-            crate::ruleset::SET_IGNORE6,
-        ]
-        .iter()
-        .any(|set| s.nft.set_info(&table, set).is_err());
+        let missing_sets = OurSet::ALL
+            .iter()
+            .any(|set| s.nft.set_info(&table, set.name()).is_err());
         let what = if !present {
             "was deleted"
         } else if missing_sets {
@@ -1432,10 +1429,10 @@ impl Daemon {
         } else {
             // The table is there: are the bans?
             let mut have = 0u64;
-            for set in [crate::ruleset::SET_BLOCKED4, crate::ruleset::SET_BLOCKED6] {
+            for set in OurSet::BLOCKED {
                 have += s
                     .nft
-                    .set_info(&table, set)
+                    .set_info(&table, set.name())
                     .ok()
                     .and_then(|i| i.count)
                     .map_or(0, u64::from);
@@ -1447,7 +1444,7 @@ impl Daemon {
                 .iter()
                 .map(|r| (r.addr, r.timeout, r.remaining))
                 .collect();
-            let mut b = crate::nft::Batch::new();
+            let mut b = crate::kernel::nft::Batch::new();
             bans::add_to_batch(&mut b, &table, list.iter().copied());
             match s.nft.commit(&b) {
                 Ok(()) => {

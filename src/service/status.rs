@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::commands::json_str;
-use crate::ruleset::nft_duration;
+use crate::cli::commands::json_str;
+use crate::table::ruleset::nft_duration;
 
 /// One protocol's settings as running.
 #[derive(Clone, Debug)]

@@ -20,7 +20,7 @@ use nix::errno::Errno;
 
 use super::batch::Batch;
 use crate::error::{Error, Kind, Result};
-use crate::netlink::{NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR};
+use crate::kernel::netlink::{NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u8 = 16;
@@ -72,7 +72,9 @@ fn privilege_error(what: &str) -> Error {
 /// The error for a negative errno that the kernel returned for `what`.
 fn kernel_error(what: &str, code: i32, ext: Option<&str>) -> Error {
     let errno = Errno::from_raw(code.abs());
-    if errno == Errno::EPERM {
+    // EPERM is a missing CAP_NET_ADMIN, unless we hold it: then the object
+    // is another process's (a table with the owner flag).
+    if errno == Errno::EPERM && !holds_net_admin() {
         return privilege_error(what);
     }
     // ENFILE from a set means it holds `size` elements already.
@@ -85,7 +87,17 @@ fn kernel_error(what: &str, code: i32, ext: Option<&str>) -> Error {
     if let Some(ext) = ext.filter(|m| !m.is_empty()) {
         message.push_str(&format!(" ({ext})"));
     }
-    Error::other(message).with_errno(errno as i32)
+    Error::new(Kind::from_errno(errno as i32), message)
+}
+
+/// Whether this thread's effective set has CAP_NET_ADMIN.
+fn holds_net_admin() -> bool {
+    caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_NET_ADMIN,
+    )
+    .unwrap_or(false)
 }
 
 impl NftSocket {
@@ -437,10 +449,10 @@ fn control(
 /// Walks the netlink messages of one datagram (`netlink::messages`), as
 /// headers the crate's decoder takes.
 fn for_each_message(buf: &[u8], mut f: impl FnMut(&NetlinkHeader, &[u8])) -> Result<()> {
-    for m in crate::netlink::messages(buf) {
+    for m in crate::kernel::netlink::messages(buf) {
         let m = m.map_err(|e| Error::other(format!("malformed netlink reply: {e}")))?;
         let mut h = NetlinkHeader::default();
-        h.length = (crate::netlink::NLMSG_HDRLEN + m.payload.len()) as u32;
+        h.length = (crate::kernel::netlink::NLMSG_HDRLEN + m.payload.len()) as u32;
         h.message_type = m.kind;
         h.flags = m.flags;
         h.sequence_number = m.seq;
@@ -466,7 +478,7 @@ fn parse_ack(h: &NetlinkHeader, payload: &[u8]) -> Ack {
             u32::from_ne_bytes(payload[4..8].try_into().unwrap()) as usize
         };
         let tlvs = &payload[4 + echoed.min(payload.len() - 4)..];
-        for (kind, v) in crate::netlink::attrs(tlvs).map_while(|a| a.ok()) {
+        for (kind, v) in crate::kernel::netlink::attrs(tlvs).map_while(|a| a.ok()) {
             if kind == NLMSGERR_ATTR_MSG {
                 let v = v.split(|b| *b == 0).next().unwrap_or(v);
                 msg = Some(String::from_utf8_lossy(v).into_owned());

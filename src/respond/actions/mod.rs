@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{BlockMode, Config, RouteMode};
 use crate::error::{Error, Result};
+use crate::journal::state::{self, Applied};
 use crate::logging;
-use crate::state::{self, Applied};
 
 use command::{Purpose, Runner, Template, Vars};
 use route::RouteSocket;

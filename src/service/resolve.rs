@@ -303,11 +303,7 @@ impl Rng {
 }
 
 fn io_error(what: &str, e: &std::io::Error) -> Error {
-    let err = Error::other(format!("{what}: {e}"));
-    match e.raw_os_error() {
-        Some(errno) => err.with_errno(errno),
-        None => err,
-    }
+    Error::io(what, e)
 }
 
 struct Entry {
@@ -470,7 +466,7 @@ impl Resolver {
     ) -> Result<Resolver> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| io_error(&format!("cannot read {}", path.display()), &e))?;
-        let mut servers = crate::localnet::parse_resolv_conf(&text);
+        let mut servers = crate::host::localnet::parse_resolv_conf(&text);
         if servers.is_empty() {
             servers.push(Ipv4Addr::LOCALHOST.into());
         }

@@ -18,17 +18,15 @@ use crate::error::{Error, Result};
 /// NFNLGRP_NFTABLES in linux/netfilter/nfnetlink.h.
 const NFNLGRP_NFTABLES: u32 = 7;
 
-pub struct Monitor {
+pub struct NftEvents {
     sock: Socket,
     buf: Vec<u8>,
 }
 
-impl Monitor {
-    pub fn open() -> Result<Monitor> {
-        let ctx = |e: std::io::Error, what: &str| {
-            let errno = e.raw_os_error().unwrap_or(0);
-            Error::other(format!("nftables monitor: {what}: {e}")).with_errno(errno)
-        };
+impl NftEvents {
+    pub fn open() -> Result<NftEvents> {
+        let ctx =
+            |e: std::io::Error, what: &str| Error::io(format!("nftables monitor: {what}"), &e);
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| ctx(e, "netlink socket"))?;
         sock.bind(&SocketAddr::new(0, 0))
             .map_err(|e| ctx(e, "bind"))?;
@@ -36,7 +34,7 @@ impl Monitor {
             .map_err(|e| ctx(e, "join the nftables event group"))?;
         sock.set_non_blocking(true)
             .map_err(|e| ctx(e, "non-blocking"))?;
-        Ok(Monitor {
+        Ok(NftEvents {
             sock,
             buf: vec![0u8; 1 << 16],
         })
@@ -59,7 +57,7 @@ impl Monitor {
     }
 }
 
-impl AsFd for Monitor {
+impl AsFd for NftEvents {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the descriptor lives as long as the socket we borrow.
         unsafe { BorrowedFd::borrow_raw(self.sock.as_raw_fd()) }

@@ -21,22 +21,24 @@
 //! Knows nothing of packets or sockets other than through `bans` and
 //! `actions`.
 
+pub mod actions;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::actions::{Actions, Target};
-use crate::bans::{self, Ban};
 use crate::config::{BlockMode, Config, Proto, RouteMode};
 use crate::detect::ScanType;
 use crate::error::{Error, Result};
-use crate::history;
+use crate::journal::history;
+use crate::journal::state::{self, Applied, Entries, Entry, FileId};
+use crate::kernel::nft::NftSocket;
 use crate::logging;
-use crate::nft::NftSocket;
-use crate::ruleset;
-use crate::state::{self, Applied, Entries, Entry, FileId};
+use crate::respond::actions::{Actions, Target};
+use crate::table::bans::{self, Ban};
+use crate::table::ruleset;
 
 /// State file writes take at most 1/50 of the time: after a write that took
 /// t, the next waits 50 t (20,000 bans: 10-20 ms, so 0.5-1 s), and at most
@@ -1238,7 +1240,7 @@ pub fn describe_actions(cfg: &Config) -> Vec<String> {
     if let Some(r) = native {
         v.push(format!(
             "route: {r} (native, proto {})",
-            crate::actions::route::RTPROT_NFTSENTRY
+            crate::respond::actions::route::RTPROT_NFTSENTRY
         ));
     }
     if !cfg.kill_route.is_empty() {

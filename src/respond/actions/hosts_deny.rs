@@ -188,7 +188,7 @@ pub fn without_line(content: &[u8], line: &str) -> Option<Vec<u8>> {
 /// Removes what writers that died left next to `path` (`.hosts.deny
 /// .nftsentry.<pid>` of a pid that is gone); returns what it removed.
 pub fn remove_leftovers(path: &Path) -> Vec<PathBuf> {
-    crate::state::remove_dead_writers_files(path, ".nftsentry.")
+    crate::journal::state::remove_dead_writers_files(path, ".nftsentry.")
 }
 
 /// Replaces the file atomically with `bytes`, keeping the old file's owner

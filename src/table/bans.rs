@@ -7,9 +7,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::nft::{Batch, Element, FAMILY, NftSocket, is_enoent};
-use crate::ruleset::{SET_BLOCKED4, SET_BLOCKED6};
+use crate::error::{Error, Kind, Result};
+use crate::kernel::nft::{Batch, Element, FAMILY, NftSocket};
+use crate::table::sets::OurSet;
 
 /// One active ban as the kernel holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,11 +22,7 @@ pub struct Ban {
 }
 
 pub fn set_for(addr: &IpAddr) -> &'static str {
-    if addr.is_ipv4() {
-        SET_BLOCKED4
-    } else {
-        SET_BLOCKED6
-    }
+    OurSet::blocked_for(addr).name()
 }
 
 /// IPv4-mapped IPv6 addresses are IPv4 hosts: ban them in the IPv4 set.
@@ -79,7 +75,7 @@ pub fn add(
         }],
     );
     sock.commit_unchecked(&b).map_err(|e| {
-        if is_enoent(&e) {
+        if e.kind == Kind::NotFound {
             missing_table(table, e)
         } else {
             e
@@ -106,9 +102,9 @@ pub fn add_to_batch(
         };
         if addr.is_ipv4() { &mut v4 } else { &mut v6 }.push(e);
     }
-    for (set, elems) in [(SET_BLOCKED4, v4), (SET_BLOCKED6, v6)] {
+    for (set, elems) in [(OurSet::Blocked4, v4), (OurSet::Blocked6, v6)] {
         if !elems.is_empty() {
-            b.add_elements(FAMILY, table, set, None, &elems);
+            b.add_elements(FAMILY, table, set.name(), None, &elems);
         }
     }
 }
@@ -127,7 +123,7 @@ pub fn remove(sock: &mut NftSocket, table: &str, addr: IpAddr) -> Result<bool> {
     b.del_elements(FAMILY, table, set_for(&addr), &[Element::key(key(&addr))]);
     match sock.commit_unchecked(&b) {
         Ok(()) => Ok(true),
-        Err(e) if is_enoent(&e) => Ok(false),
+        Err(e) if e.kind == Kind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -136,9 +132,9 @@ pub fn remove(sock: &mut NftSocket, table: &str, addr: IpAddr) -> Result<bool> {
 pub fn list(sock: &mut NftSocket, table: &str) -> Result<Vec<Ban>> {
     require_table(sock, table)?;
     let mut out = Vec::new();
-    for set in [SET_BLOCKED4, SET_BLOCKED6] {
-        let default_timeout = sock.set_info(table, set)?.timeout;
-        for e in sock.list_elements(table, set)? {
+    for set in OurSet::BLOCKED {
+        let default_timeout = sock.set_info(table, set.name())?.timeout;
+        for e in sock.list_elements(table, set.name())? {
             let addr = match e.key.len() {
                 4 => IpAddr::from(<[u8; 4]>::try_from(&e.key[..]).unwrap()),
                 16 => IpAddr::from(<[u8; 16]>::try_from(&e.key[..]).unwrap()),
@@ -159,8 +155,9 @@ pub fn list(sock: &mut NftSocket, table: &str) -> Result<Vec<Ban>> {
 pub fn flush(sock: &mut NftSocket, table: &str) -> Result<usize> {
     let n = list(sock, table)?.len();
     let mut b = Batch::new();
-    b.flush_set(FAMILY, table, SET_BLOCKED4);
-    b.flush_set(FAMILY, table, SET_BLOCKED6);
+    for set in OurSet::BLOCKED {
+        b.flush_set(FAMILY, table, set.name());
+    }
     sock.commit(&b)?;
     Ok(n)
 }
@@ -173,9 +170,9 @@ mod tests {
     fn mapped_addresses_are_ipv4() {
         let m: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
         assert_eq!(canonical(m), "198.51.100.7".parse::<IpAddr>().unwrap());
-        assert_eq!(set_for(&canonical(m)), SET_BLOCKED4);
+        assert_eq!(set_for(&canonical(m)), "blocked4");
         let v6: IpAddr = "2001:db8::7".parse().unwrap();
         assert_eq!(canonical(v6), v6);
-        assert_eq!(set_for(&v6), SET_BLOCKED6);
+        assert_eq!(set_for(&v6), "blocked6");
     }
 }

@@ -549,7 +549,7 @@ mod tests {
         let state = dir.join("state");
         save(&state, "").unwrap();
         drop(lock(&state).unwrap());
-        crate::history::append(&dir.join("history"), "x").unwrap();
+        crate::journal::history::append(&dir.join("history"), "x").unwrap();
         use std::os::unix::fs::MetadataExt;
         for f in ["state", "state.lock", "history"] {
             let m = std::fs::metadata(dir.join(f)).unwrap();

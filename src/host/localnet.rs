@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::netlink;
+use crate::kernel::netlink;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, Parseable,

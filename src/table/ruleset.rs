@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use crate::cidr::Cidr;
 use crate::config::Config;
-use crate::nft::FAMILY;
-use crate::nft::batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
-use crate::nft::expr::{self, Expr};
+use crate::kernel::nft::FAMILY;
+use crate::kernel::nft::batch::{Batch, ChainSpec, Element};
+use crate::kernel::nft::expr::{self, Expr};
+use crate::table::sets::OurSet;
 use netlink_packet_netfilter::nftables::TableFlags;
 
 pub const CHAIN: &str = "input";
@@ -23,13 +24,6 @@ pub const CHAIN: &str = "input";
 /// replace, from one someone else created under the same name, which it
 /// must not touch.
 pub const TABLE_COMMENT: &str = "managed by nftsentry";
-pub const SET_IGNORE4: &str = "ignore4";
-pub const SET_IGNORE6: &str = "ignore6";
-pub const SET_BLOCKED4: &str = "blocked4";
-pub const SET_BLOCKED6: &str = "blocked6";
-pub const SET_WATCH_TCP: &str = "watch_tcp";
-pub const SET_WATCH_UDP: &str = "watch_udp";
-
 /// Sorted, merged inclusive ranges of addresses (IPv4 in the low 32 bits).
 pub type Ranges = Vec<(u128, u128)>;
 
@@ -58,45 +52,6 @@ pub struct Ruleset {
 pub struct Rule {
     pub text: String,
     pub exprs: Vec<Expr>,
-}
-
-/// The sets in the order they are created and listed, with transaction ids.
-fn set_specs(r: &Ruleset) -> Vec<SetSpec> {
-    let ignore = |name: &str, id, key| SetSpec {
-        name: name.into(),
-        id,
-        key,
-        interval: true,
-        timeout: None,
-        size: None,
-    };
-    let blocked = |name: &str, id, key| SetSpec {
-        name: name.into(),
-        id,
-        key,
-        interval: false,
-        timeout: Some(r.ban_time),
-        size: Some(r.set_size),
-    };
-    vec![
-        ignore(SET_IGNORE4, 1, KeyType::Ipv4Addr),
-        ignore(SET_IGNORE6, 2, KeyType::Ipv6Addr),
-        blocked(SET_BLOCKED4, 3, KeyType::Ipv4Addr),
-        blocked(SET_BLOCKED6, 4, KeyType::Ipv6Addr),
-        ignore(SET_WATCH_TCP, 5, KeyType::InetService),
-        ignore(SET_WATCH_UDP, 6, KeyType::InetService),
-    ]
-}
-
-fn set_id(name: &str) -> u32 {
-    match name {
-        SET_IGNORE4 => 1,
-        SET_IGNORE6 => 2,
-        SET_BLOCKED4 => 3,
-        SET_BLOCKED6 => 4,
-        SET_WATCH_TCP => 5,
-        _ => 6,
-    }
 }
 
 /// Merges networks of one family into sorted, non-overlapping, non-adjacent
@@ -168,30 +123,31 @@ impl Ruleset {
             "log prefix \"{}\" group {}",
             self.log_prefix, self.nflog_group
         );
+        let set = |s: OurSet| (s.name(), s.id());
         let with = |mut m: Vec<Expr>, tail: Vec<Expr>| {
             m.extend(tail);
             m
         };
         vec![
             Rule {
-                text: format!("ip saddr != @{SET_IGNORE4} ip saddr @{SET_BLOCKED4} counter drop"),
+                text: format!(
+                    "ip saddr != @{} ip saddr @{} counter drop",
+                    OurSet::Ignore4,
+                    OurSet::Blocked4
+                ),
                 exprs: with(
-                    saddr_in_unless(
-                        false,
-                        (SET_BLOCKED4, set_id(SET_BLOCKED4)),
-                        (SET_IGNORE4, set_id(SET_IGNORE4)),
-                    ),
+                    saddr_in_unless(false, set(OurSet::Blocked4), set(OurSet::Ignore4)),
                     vec![counter(), drop()],
                 ),
             },
             Rule {
-                text: format!("ip6 saddr != @{SET_IGNORE6} ip6 saddr @{SET_BLOCKED6} counter drop"),
+                text: format!(
+                    "ip6 saddr != @{} ip6 saddr @{} counter drop",
+                    OurSet::Ignore6,
+                    OurSet::Blocked6
+                ),
                 exprs: with(
-                    saddr_in_unless(
-                        true,
-                        (SET_BLOCKED6, set_id(SET_BLOCKED6)),
-                        (SET_IGNORE6, set_id(SET_IGNORE6)),
-                    ),
+                    saddr_in_unless(true, set(OurSet::Blocked6), set(OurSet::Ignore6)),
                     vec![counter(), drop()],
                 ),
             },
@@ -222,29 +178,30 @@ impl Ruleset {
                 ),
             },
             Rule {
-                text: format!("tcp dport @{SET_WATCH_TCP} {log_text}"),
+                text: format!("tcp dport @{} {log_text}", OurSet::WatchTcp),
                 exprs: with(
-                    dport_in(IPPROTO_TCP, SET_WATCH_TCP, set_id(SET_WATCH_TCP)),
+                    dport_in(IPPROTO_TCP, set(OurSet::WatchTcp).0, OurSet::WatchTcp.id()),
                     vec![log(self.nflog_group, &self.log_prefix)],
                 ),
             },
             Rule {
-                text: format!("udp dport @{SET_WATCH_UDP} {log_text}"),
+                text: format!("udp dport @{} {log_text}", OurSet::WatchUdp),
                 exprs: with(
-                    dport_in(IPPROTO_UDP, SET_WATCH_UDP, set_id(SET_WATCH_UDP)),
+                    dport_in(IPPROTO_UDP, set(OurSet::WatchUdp).0, OurSet::WatchUdp.id()),
                     vec![log(self.nflog_group, &self.log_prefix)],
                 ),
             },
         ]
     }
 
-    fn set_elements(&self, name: &str) -> Vec<Element> {
-        match name {
-            SET_IGNORE4 => interval_elements(&self.ignore4, 4),
-            SET_IGNORE6 => interval_elements(&self.ignore6, 16),
-            SET_WATCH_TCP => interval_elements(&widen(&self.watch_tcp), 2),
-            SET_WATCH_UDP => interval_elements(&widen(&self.watch_udp), 2),
-            _ => Vec::new(),
+    fn set_elements(&self, set: OurSet) -> Vec<Element> {
+        match set {
+            OurSet::Ignore4 => interval_elements(&self.ignore4, 4),
+            OurSet::Ignore6 => interval_elements(&self.ignore6, 16),
+            OurSet::WatchTcp => interval_elements(&widen(&self.watch_tcp), 2),
+            OurSet::WatchUdp => interval_elements(&widen(&self.watch_udp), 2),
+            // Bans come from the caller (`bans::add_to_batch`).
+            OurSet::Blocked4 | OurSet::Blocked6 => Vec::new(),
         }
     }
 
@@ -275,11 +232,11 @@ impl Ruleset {
     /// Appends the creation of the table and everything in it to `b`.
     pub fn create_into(&self, b: &mut Batch) {
         b.add_table_commented(FAMILY, &self.table, true, self.flags, Some(TABLE_COMMENT));
-        for s in set_specs(self) {
-            b.add_set(FAMILY, &self.table, &s);
-            let elems = self.set_elements(&s.name);
+        for set in OurSet::ALL {
+            b.add_set(FAMILY, &self.table, &set.spec(self.ban_time, self.set_size));
+            let elems = self.set_elements(set);
             if !elems.is_empty() {
-                b.add_elements(FAMILY, &self.table, &s.name, Some(s.id), &elems);
+                b.add_elements(FAMILY, &self.table, set.name(), Some(set.id()), &elems);
             }
         }
         b.add_chain(
@@ -309,7 +266,8 @@ impl Ruleset {
             let _ = writeln!(o, "table inet {} {{", self.table);
         }
         let _ = writeln!(o, "\tcomment \"{TABLE_COMMENT}\"\n");
-        for (i, s) in set_specs(self).iter().enumerate() {
+        for (i, set) in OurSet::ALL.into_iter().enumerate() {
+            let s = set.spec(self.ban_time, self.set_size);
             if i > 0 {
                 o.push('\n');
             }
@@ -324,28 +282,28 @@ impl Ruleset {
             if let Some(t) = s.timeout {
                 let _ = writeln!(o, "\t\ttimeout {}", nft_duration(t));
             }
-            let items: Vec<String> = match s.name.as_str() {
-                SET_IGNORE4 => self
+            let items: Vec<String> = match set {
+                OurSet::Ignore4 => self
                     .ignore4
                     .iter()
                     .map(|r| render_addr_range(*r, false))
                     .collect(),
-                SET_IGNORE6 => self
+                OurSet::Ignore6 => self
                     .ignore6
                     .iter()
                     .map(|r| render_addr_range(*r, true))
                     .collect(),
-                SET_WATCH_TCP => self
+                OurSet::WatchTcp => self
                     .watch_tcp
                     .iter()
                     .map(|r| render_port_range(*r))
                     .collect(),
-                SET_WATCH_UDP => self
+                OurSet::WatchUdp => self
                     .watch_udp
                     .iter()
                     .map(|r| render_port_range(*r))
                     .collect(),
-                _ => Vec::new(),
+                OurSet::Blocked4 | OurSet::Blocked6 => Vec::new(),
             };
             if !items.is_empty() {
                 let _ = writeln!(o, "\t\telements = {{ {} }}", items.join(", "));

@@ -1,0 +1,10 @@
+//! kernel: the netlink protocols nftsentry speaks, and nothing else: netlink
+//! framing, nf_tables transactions and dumps, NFLOG, the nftables event
+//! group.
+//!
+//! Knows nothing of scans, bans, the config or what our table is for.
+
+pub mod netlink;
+pub mod nflog;
+pub mod nft;
+pub mod nft_events;
