@@ -1268,6 +1268,7 @@ fn row_startup(t: &mut Table) {
             addr: IpAddr::V4(Ipv4Addr::from(filler(i))),
             scan: "syn".into(),
             proto: Some(Proto::Tcp),
+            mode: "stcp".into(),
             port: PROBE_PORT,
             banned_at: now_ms - u64::from(i % 3600) * 1000,
             expires_at: now_ms + 86_400_000 - u64::from(i % 3600) * 1000,

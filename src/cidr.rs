@@ -1,6 +1,7 @@
 //! An IPv4 or IPv6 network (address plus prefix length), as written in the
 //! ignore file, and the inclusive numeric range it covers, as nftables
-//! interval sets store it.
+//! interval sets store it; the merge of such ranges; the canonical form of
+//! an address (an IPv4-mapped IPv6 address is its IPv4 host).
 //!
 //! Knows nothing of files or sockets.
 
@@ -151,6 +152,38 @@ impl FromStr for Cidr {
         };
         Ok(Cidr::new(addr, prefix).expect("prefix checked above"))
     }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are IPv4 hosts.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        v4 => v4,
+    }
+}
+
+/// Sorts inclusive ranges and folds overlapping or touching ones into one
+/// (the kernel refuses overlapping intervals; a lookup wants disjoint ones).
+/// `succ` is the next value, `None` at the top of the space.
+pub fn merge_ranges<T: Copy + Ord>(
+    mut ranges: Vec<(T, T)>,
+    succ: fn(T) -> Option<T>,
+) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            // `last.1 + 1 >= lo` without overflowing at the top of the space.
+            Some(last) if lo <= last.1 || succ(last.1) == Some(lo) => {
+                if hi > last.1 {
+                    last.1 = hi;
+                }
+            }
+            _ => out.push((lo, hi)),
+        }
+    }
+    out.shrink_to_fit();
+    out
 }
 
 #[cfg(test)]

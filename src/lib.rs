@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod files;
 pub mod host;
 pub mod journal;
 pub mod kernel;

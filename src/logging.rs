@@ -117,3 +117,68 @@ pub fn info(line: &str) {
 pub fn debug(line: &str) {
     log(Level::Debug, line)
 }
+
+/// Lets a line through at most once per interval and counts the ones held
+/// back in between, so that a flood of the same failure (a full set, a
+/// read-only file, a thousand spoofed sources) logs one line a minute with
+/// a count, not a line per event.
+#[derive(Debug)]
+pub struct Gate {
+    interval: std::time::Duration,
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Gate {
+    pub fn new(interval: std::time::Duration) -> Gate {
+        Gate {
+            interval,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(n)` when a line may go out now, `n` being how many were held
+    /// back since the last one; `None` (and one more held back) otherwise.
+    pub fn admit(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < self.interval)
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+
+    /// Logs `line` at error level if the gate admits it now, with the count
+    /// of those held back.
+    pub fn error(&mut self, line: String) {
+        match self.admit(std::time::Instant::now()) {
+            None => {}
+            Some(0) => error(&line),
+            Some(more) => error(&format!(
+                "{line} ({more} more such errors since the last report)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_gate_holds_back_a_flood_and_counts_it() {
+        let t0 = Instant::now();
+        let mut g = Gate::new(Duration::from_secs(60));
+        assert_eq!(g.admit(t0), Some(0));
+        for i in 1..=1000 {
+            assert_eq!(g.admit(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(g.admit(t0 + Duration::from_secs(60)), Some(1000));
+        assert_eq!(g.admit(t0 + Duration::from_secs(61)), None);
+    }
+}

@@ -5,18 +5,13 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use nftsentry::cli::{commands, import};
 use nftsentry::config::{self, Config};
-use nftsentry::detect::IgnoreList;
-use nftsentry::error::Kind;
 use nftsentry::error::{Error, Result};
-use nftsentry::host::ignores;
-use nftsentry::kernel::nft::NftSocket;
-use nftsentry::service::control::{self, Request};
-use nftsentry::{logging, respond, service as daemon};
+use nftsentry::logging;
+use nftsentry::service::{self, control::Request, requests};
 
 /// Where the config is read from when --config is not given.
 const DEFAULT_CONFIG: &str = "/etc/nftsentry/nftsentry.toml";
@@ -136,11 +131,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { debug } => {
             logging::init(logging::auto_target(), debug);
-            daemon::run(cfg)
+            service::run(cfg)
         }
-        Command::Check => check(&cfg),
+        Command::Check => nftsentry::cli::check::check(&cfg),
         Command::Ruleset => {
-            let (ruleset, _) = daemon::build_ruleset(&cfg)?;
+            let (ruleset, _) = service::build_ruleset(&cfg)?;
             print!("{}", ruleset.render());
             Ok(())
         }
@@ -150,40 +145,17 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|e| Error::usage(format!("--for {d}: {e}")))?,
                 None => cfg.ban_time,
             };
-            if timeout < commands::MIN_BAN {
+            if timeout < requests::MIN_BAN {
                 return Err(Error::usage("--for: a ban must last at least 1s"));
             }
-            let secs = timeout.as_secs().to_string();
-            by_daemon_or(&cfg, "block", &[&addr.to_string(), &secs], |sock| {
-                let ignored = IgnoreList::new(ignores::collect(&cfg)?);
-                commands::block(&cfg, sock, addr, timeout, &ignored)
-            })
+            let secs = timeout.as_secs();
+            commands::run(&cfg, &Request::Block { addr, secs })
         }
-        Command::Unblock { addr } => by_daemon_or(&cfg, "unblock", &[&addr.to_string()], |sock| {
-            commands::unblock(&cfg, sock, addr)
-        }),
-        Command::List { json } => {
-            let args: &[&str] = if json { &["--json"] } else { &[] };
-            by_daemon_or(&cfg, "list", args, |sock| commands::list(&cfg, sock, json))
-        }
-        Command::Flush => by_daemon_or(&cfg, "flush", &[], |sock| commands::flush(&cfg, sock)),
-        Command::Status { json } => {
-            let args: &[&str] = if json { &["--json"] } else { &[] };
-            match ask_daemon(&cfg, "status", args)? {
-                Some(done) => done,
-                None => Err(Error::other(format!(
-                    "nftsentry is not running (no daemon answers on {})",
-                    control_path(&cfg)
-                ))),
-            }
-        }
-        Command::Reload => match ask_daemon(&cfg, "reload", &[])? {
-            Some(done) => done,
-            None => Err(Error::other(format!(
-                "nftsentry is not running (no daemon answers on {}): nothing to reload",
-                control_path(&cfg)
-            ))),
-        },
+        Command::Unblock { addr } => commands::run(&cfg, &Request::Unblock { addr }),
+        Command::List { json } => commands::run(&cfg, &Request::List { json }),
+        Command::Flush => commands::run(&cfg, &Request::Flush),
+        Command::Status { json } => commands::run(&cfg, &Request::Status { json }),
+        Command::Reload => commands::run(&cfg, &Request::Reload),
         Command::ImportPortsentry { .. } => unreachable!("handled before the config is loaded"),
     }
 }
@@ -207,110 +179,4 @@ fn import_portsentry(opts: import::Options) -> Result<()> {
     }
     print!("{}", out.toml);
     Ok(())
-}
-
-fn check(cfg: &Config) -> Result<()> {
-    let ignores = ignores::collect(cfg)?;
-    println!("config {}: OK", cfg.source);
-    println!(
-        "table inet {} at priority {}",
-        cfg.table,
-        nftsentry::table::ruleset::render_priority(cfg.chain_priority)
-    );
-    for (name, p) in [("tcp", &cfg.tcp), ("udp", &cfg.udp)] {
-        println!(
-            "{name}: mode {}, {} ports watched by tripwires, {} ports listened on",
-            p.mode,
-            p.tripwire_ports().len(),
-            p.connect_ports().len()
-        );
-    }
-    println!(
-        "ban time {}, at most {} bans per family",
-        nftsentry::table::ruleset::nft_duration(cfg.ban_time),
-        cfg.set_size
-    );
-    println!("{} ignored networks", ignores.len());
-    for w in nftsentry::service::handshake_warnings(cfg) {
-        println!("warning: {w}");
-    }
-    println!(
-        "block mode: tcp {}, udp {}",
-        cfg.tcp.block_mode, cfg.udp.block_mode
-    );
-    for line in respond::describe_actions(cfg) {
-        println!("{line}");
-    }
-    let path = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "none".into())
-    };
-    println!("history file: {}", path(&cfg.history_file));
-    println!("state file: {}", path(&cfg.state_file));
-    Ok(())
-}
-
-fn control_path(cfg: &Config) -> String {
-    cfg.control_socket
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "no control socket (control_socket = \"\")".into())
-}
-
-/// Sends a command to the running daemon. `None`: no daemon answers (or
-/// the config has no control socket). `Some`: its answer, printed, as the
-/// command's result.
-fn ask_daemon(cfg: &Config, command: &str, args: &[&str]) -> Result<Option<Result<()>>> {
-    let Some(path) = &cfg.control_socket else {
-        return Ok(None);
-    };
-    let req = Request {
-        command: command.to_string(),
-        args: args.iter().map(|a| a.to_string()).collect(),
-    };
-    // A reload replaces a table that may hold many bans: give it time.
-    let Some(reply) = control::request(path, &req, Duration::from_secs(30))? else {
-        return Ok(None);
-    };
-    if reply.code == 0 {
-        print_output(&reply.body);
-        return Ok(Some(Ok(())));
-    }
-    let kind = match reply.code {
-        64 => Kind::Usage,
-        77 => Kind::Privilege,
-        78 => Kind::Config,
-        _ => Kind::Other,
-    };
-    let message = reply.body.trim_end();
-    let message = message.strip_prefix("nftsentry: ").unwrap_or(message);
-    Ok(Some(Err(Error::new(kind, message.to_string()))))
-}
-
-/// The daemon does it when it runs (it owns the table); else `direct` on
-/// a socket of our own.
-fn by_daemon_or(
-    cfg: &Config,
-    command: &str,
-    args: &[&str],
-    direct: impl FnOnce(&mut NftSocket) -> Result<String>,
-) -> Result<()> {
-    if let Some(done) = ask_daemon(cfg, command, args)? {
-        return done;
-    }
-    let mut sock = NftSocket::open()?;
-    print_output(&direct(&mut sock)?);
-    Ok(())
-}
-
-/// A command's output: notes to standard error, the rest to standard output.
-fn print_output(out: &str) {
-    for line in out.lines() {
-        if let Some(note) = line.strip_prefix("note: ") {
-            eprintln!("nftsentry: note: {note}");
-        } else {
-            println!("{line}");
-        }
-    }
 }

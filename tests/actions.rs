@@ -930,6 +930,7 @@ fn damaged_state_file_keeps_the_valid_bans() {
         addr: "198.51.100.7".parse().unwrap(),
         scan: "syn".into(),
         proto: Some(nftsentry::config::Proto::Tcp),
+        mode: "stcp".into(),
         port: 1,
         banned_at: now - 1000,
         expires_at: now + 60_000,
@@ -1058,7 +1059,7 @@ fn cli_block_applies_route_and_hosts_deny_and_records_the_ban() {
     );
     let state = h.read("state");
     assert!(
-        state.contains("ban 198.51.100.7 scan=manual proto=- port=0 "),
+        state.contains("ban 198.51.100.7 scan=manual proto=- mode=manual port=0 "),
         "{state}"
     );
     // The daemon takes the CLI's ban over: a restart keeps it.

@@ -741,7 +741,8 @@ fn entry() -> impl Strategy<Value = nftsentry::journal::state::Entry> {
             Just(RouteMode::Unreachable),
             Just(RouteMode::Prohibit)
         ]),
-        prop::option::of(("/[ -~]{1,30}", "[ -~\u{e9}]{1,40}")),
+        any::<bool>(),
+        prop::option::of("[a-z]{1,8}"),
     )
         .prop_map(
             |(
@@ -752,11 +753,13 @@ fn entry() -> impl Strategy<Value = nftsentry::journal::state::Entry> {
                 (banned, len, length, repeat),
                 (set, kill_route, command),
                 route,
-                deny,
+                hosts_deny,
+                mode,
             )| Entry {
                 addr,
                 scan,
                 proto,
+                mode: mode.unwrap_or_default(),
                 port,
                 banned_at: u64::from(banned),
                 expires_at: u64::from(banned) + u64::from(len),
@@ -766,7 +769,7 @@ fn entry() -> impl Strategy<Value = nftsentry::journal::state::Entry> {
                     set,
                     route,
                     kill_route,
-                    hosts_deny: deny.map(|(p, l)| (std::path::PathBuf::from(p), l)),
+                    hosts_deny,
                     command,
                 },
             },

@@ -1,147 +1,123 @@
-//! commands: `list`, `block`, `unblock` and `flush` as they act on the
-//! table, with the text they print. The daemon runs them on its own
-//! netlink socket when they come through the control socket (it owns the
-//! table); the command line runs them itself when no daemon answers.
-//!
-//! Knows nothing of sockets other than the nftables one it is handed.
+//! commands: the command line's `list`, `block`, `unblock`, `flush`,
+//! `status` and `reload`. Each goes to the running daemon through its
+//! control socket (the daemon owns the table); with no daemon, the ban
+//! commands run here, on a ledger built over the state file (load, act,
+//! save, under the file's lock) and a netlink socket of our own: the same
+//! `service::requests::ban_request` the daemon runs.
 
-use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::detect::IgnoreList;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
+use crate::journal::state_file;
 use crate::kernel::nft::NftSocket;
-use crate::respond;
-use crate::table::bans;
-use crate::table::ruleset::nft_duration;
+use crate::respond::Ledger;
+use crate::service::control::{self, Request};
+use crate::service::requests::ban_request;
+use crate::table::bans::KernelBans;
 
-/// The shortest ban `block --for` accepts.
-pub const MIN_BAN: Duration = Duration::from_secs(1);
-
-/// Bans `addr` for `timeout` (element, route and hosts.deny line where
-/// configured, state file). `ignored`: the address is on the ignore list,
-/// which the admin is told, since the ignore rule comes first.
-pub fn block(
-    cfg: &Config,
-    nft: &mut NftSocket,
-    addr: IpAddr,
-    timeout: Duration,
-    ignored: &IgnoreList,
-) -> Result<String> {
-    if timeout < MIN_BAN {
-        return Err(Error::usage("--for: a ban must last at least 1s"));
-    }
-    respond::block(cfg, nft, addr, timeout)?;
-    let addr = bans::canonical(addr);
-    let mut out = format!("{addr} blocked for {}\n", nft_duration(timeout));
-    if ignored.contains(&addr) {
-        out.push_str(&format!(
-            "note: {addr} is in the ignore list (ignore file or a local address); its packets are not dropped while it is ignored\n"
-        ));
-    }
-    Ok(out)
-}
-
-pub fn unblock(cfg: &Config, nft: &mut NftSocket, addr: IpAddr) -> Result<String> {
-    let addr = bans::canonical(addr);
-    if respond::unblock(cfg, nft, addr)? {
-        Ok(format!("{addr} unblocked\n"))
-    } else {
-        Err(Error::other(format!("{addr} is not blocked")))
-    }
-}
-
-pub fn flush(cfg: &Config, nft: &mut NftSocket) -> Result<String> {
-    let n = respond::flush(cfg, nft)?;
-    Ok(format!("{n} bans lifted\n"))
-}
-
-pub fn list(cfg: &Config, nft: &mut NftSocket, json: bool) -> Result<String> {
-    let list = bans::list(nft, &cfg.table)?;
-    Ok(if json {
-        list_json(&list)
-    } else {
-        list_text(&list)
-    })
-}
-
-fn secs(d: Option<Duration>) -> String {
-    d.map(|d| d.as_secs().to_string())
-        .unwrap_or_else(|| "null".into())
-}
-
-pub fn list_json(list: &[bans::Ban]) -> String {
-    let items: Vec<String> = list
-        .iter()
-        .map(|b| {
-            format!(
-                "{{\"address\":\"{}\",\"timeout\":{},\"expires_in\":{}}}",
-                b.addr,
-                secs(b.timeout),
-                secs(b.expires_in)
-            )
-        })
-        .collect();
-    format!("[{}]\n", items.join(","))
-}
-
-pub fn list_text(list: &[bans::Ban]) -> String {
-    let dur = |d: Option<Duration>| {
-        d.map(|d| nft_duration(Duration::from_secs(d.as_secs())))
-            .unwrap_or_else(|| "-".into())
-    };
-    let mut out = format!(
-        "{:<40} {:>12} {:>12}\n",
-        "ADDRESS", "EXPIRES IN", "BAN TIME"
-    );
-    for b in list {
-        out.push_str(&format!(
-            "{:<40} {:>12} {:>12}\n",
-            b.addr.to_string(),
-            dur(b.expires_in),
-            dur(b.timeout)
-        ));
-    }
-    out
-}
-
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
+/// A request's answer: printed, notes to standard error.
+fn print_output(out: &str) {
+    for line in out.lines() {
+        if let Some(note) = line.strip_prefix("note: ") {
+            eprintln!("nftsentry: note: {note}");
+        } else {
+            println!("{line}");
         }
     }
-    o.push('"');
-    o
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn control_path(cfg: &Config) -> String {
+    cfg.control_socket
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "no control socket (control_socket = \"\")".into())
+}
 
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+/// Sends `req` to the running daemon. `None`: no daemon answers (or the
+/// config has no control socket). `Some`: its answer, printed, as the
+/// command's result.
+fn ask_daemon(cfg: &Config, req: &Request) -> Result<Option<Result<()>>> {
+    let Some(path) = &cfg.control_socket else {
+        return Ok(None);
+    };
+    // A reload replaces a table that may hold many bans: give it time.
+    let Some(reply) = control::request(path, req, Duration::from_secs(30))? else {
+        return Ok(None);
+    };
+    if reply.code == 0 {
+        print_output(&reply.body);
+        return Ok(Some(Ok(())));
     }
+    let kind = match reply.code {
+        64 => Kind::Usage,
+        77 => Kind::Privilege,
+        78 => Kind::Config,
+        _ => Kind::Other,
+    };
+    let message = reply.body.trim_end();
+    let message = message.strip_prefix("nftsentry: ").unwrap_or(message);
+    Ok(Some(Err(Error::new(kind, message.to_string()))))
+}
 
-    #[test]
-    fn list_renderings() {
-        let list = vec![bans::Ban {
-            addr: "192.0.2.7".parse().unwrap(),
-            timeout: Some(Duration::from_secs(3600)),
-            expires_in: None,
-        }];
-        assert_eq!(
-            list_json(&list),
-            "[{\"address\":\"192.0.2.7\",\"timeout\":3600,\"expires_in\":null}]\n"
-        );
-        assert!(list_text(&list).contains("192.0.2.7"));
+/// Runs `req`: by the daemon when one answers, else (ban requests) here.
+pub fn run(cfg: &Config, req: &Request) -> Result<()> {
+    if let Some(done) = ask_daemon(cfg, req)? {
+        return done;
     }
+    match req {
+        Request::Status { .. } => Err(Error::other(format!(
+            "nftsentry is not running (no daemon answers on {})",
+            control_path(cfg)
+        ))),
+        Request::Reload => Err(Error::other(format!(
+            "nftsentry is not running (no daemon answers on {}): nothing to reload",
+            control_path(cfg)
+        ))),
+        _ => {
+            print_output(&run_here(cfg, req)?);
+            Ok(())
+        }
+    }
+}
+
+/// A ban request with no daemon running: the ledger over the state file.
+fn run_here(cfg: &Config, req: &Request) -> Result<String> {
+    // The kernel refuses us anyway: say so before touching any file.
+    let net_admin = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_NET_ADMIN,
+    );
+    if !net_admin.unwrap_or(false) {
+        return Err(Error::new(
+            Kind::Privilege,
+            format!(
+                "{}: CAP_NET_ADMIN is needed to change or read the table (run as root or grant the capability)",
+                req.line()
+            ),
+        ));
+    }
+    let mut nft = NftSocket::open()?;
+    let mut sets = KernelBans {
+        nft: &mut nft,
+        table: &cfg.table,
+    };
+    let mut ledger = Ledger::new(cfg, false);
+    let _lock = match ledger.state_file() {
+        Some(p) => Some(state_file::lock(&p)?),
+        None => None,
+    };
+    let now = Instant::now();
+    ledger.load(now)?;
+    let ignored = match req {
+        Request::Block { .. } => IgnoreList::new(crate::host::ignores::collect(cfg)?),
+        _ => IgnoreList::default(),
+    };
+    let out = ban_request(req, &mut ledger, &mut sets, &|a| ignored.contains(a), now)?;
+    if !matches!(req, Request::List { .. }) {
+        ledger.save()?;
+    }
+    Ok(out)
 }

@@ -1,6 +1,7 @@
-//! cli: what the command line does besides running the daemon: the ban
-//! commands with their output (`commands`) and the PortSentry importer
-//! (`import`).
+//! cli: what the command line does besides running the daemon: the
+//! requests to the daemon and their fallback without one (`commands`),
+//! `check` (`check`) and the PortSentry importer (`import`).
 
+pub mod check;
 pub mod commands;
 pub mod import;

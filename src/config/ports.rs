@@ -148,20 +148,13 @@ impl PortSet {
     /// Normalise any ranges: a reversed pair is read as its swap, then the
     /// ranges are sorted and overlapping or adjacent ones merged.
     pub fn from_ranges(it: impl IntoIterator<Item = (u16, u16)>) -> PortSet {
-        let mut v: Vec<(u16, u16)> = it
+        let v: Vec<(u16, u16)> = it
             .into_iter()
             .map(|(a, b)| if a <= b { (a, b) } else { (b, a) })
             .collect();
-        v.sort_unstable();
-        let mut ranges: Vec<(u16, u16)> = Vec::with_capacity(v.len());
-        for (a, b) in v {
-            match ranges.last_mut() {
-                // u32 so that a range ending at 65535 does not overflow.
-                Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
-                _ => ranges.push((a, b)),
-            }
+        PortSet {
+            ranges: crate::cidr::merge_ranges(v, |p| p.checked_add(1)),
         }
-        PortSet { ranges }
     }
 
     pub fn from_ports(ports: impl IntoIterator<Item = u16>) -> PortSet {

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::config::Proto;
 use crate::detect::packet::{TcpFlags, Transport};
 
 /// What kind of probe a packet (or an accepted connection) was.
@@ -28,6 +29,59 @@ pub enum ScanType {
 }
 
 impl ScanType {
+    /// How many `key`s there are (TcpUnknown is one, whatever its flags).
+    pub const KINDS: usize = 8;
+
+    /// Every `key`, in `index` order.
+    pub const KEYS: [&'static str; ScanType::KINDS] = [
+        "syn",
+        "fin",
+        "null",
+        "xmas",
+        "unknown",
+        "udp",
+        "connect_tcp",
+        "connect_udp",
+    ];
+
+    /// The position of `key` in `KEYS`: counters are arrays, not maps.
+    pub fn index(&self) -> usize {
+        match self {
+            ScanType::TcpSynNormal => 0,
+            ScanType::TcpFin => 1,
+            ScanType::TcpNull => 2,
+            ScanType::TcpXmas => 3,
+            ScanType::TcpUnknown(_) => 4,
+            ScanType::Udp => 5,
+            ScanType::TcpConnect => 6,
+            ScanType::UdpConnect => 7,
+        }
+    }
+
+    /// The scan type of a `key` (TcpUnknown with no flags); `None` for a
+    /// key that names no scan ("manual", "adopted").
+    pub fn from_key(key: &str) -> Option<ScanType> {
+        Some(match key {
+            "syn" => ScanType::TcpSynNormal,
+            "fin" => ScanType::TcpFin,
+            "null" => ScanType::TcpNull,
+            "xmas" => ScanType::TcpXmas,
+            "unknown" => ScanType::TcpUnknown(TcpFlags(0)),
+            "udp" => ScanType::Udp,
+            "connect_tcp" => ScanType::TcpConnect,
+            "connect_udp" => ScanType::UdpConnect,
+            _ => return None,
+        })
+    }
+
+    /// The protocol it came over.
+    pub fn proto(&self) -> Proto {
+        match self {
+            ScanType::Udp | ScanType::UdpConnect => Proto::Udp,
+            _ => Proto::Tcp,
+        }
+    }
+
     /// PortSentry's words for this probe, as they appear after
     /// "attackalert: ".
     pub fn name(&self) -> String {
@@ -36,16 +90,7 @@ impl ScanType {
 
     /// Short stable identifier for statistics and JSON.
     pub fn key(&self) -> &'static str {
-        match self {
-            ScanType::TcpSynNormal => "syn",
-            ScanType::TcpFin => "fin",
-            ScanType::TcpNull => "null",
-            ScanType::TcpXmas => "xmas",
-            ScanType::TcpUnknown(_) => "unknown",
-            ScanType::Udp => "udp",
-            ScanType::TcpConnect => "connect_tcp",
-            ScanType::UdpConnect => "connect_udp",
-        }
+        ScanType::KEYS[self.index()]
     }
 
     /// "TCP" or "UDP", as in "to TCP port:" and the history file.
@@ -169,6 +214,17 @@ mod tests {
 
     fn tcp(f: u8) -> Option<ScanType> {
         classify(Transport::Tcp(TcpFlags(f)))
+    }
+
+    #[test]
+    fn keys_index_and_back() {
+        for (i, key) in ScanType::KEYS.iter().enumerate() {
+            let scan = ScanType::from_key(key).unwrap();
+            assert_eq!((scan.index(), scan.key()), (i, *key));
+        }
+        assert_eq!(ScanType::from_key("manual"), None);
+        assert_eq!(ScanType::UdpConnect.proto(), Proto::Udp);
+        assert_eq!(ScanType::TcpXmas.proto(), Proto::Tcp);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::cidr::Cidr;
+use crate::cidr::{Cidr, merge_ranges};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IgnoreList {
@@ -28,8 +28,8 @@ impl IgnoreList {
             }
         }
         IgnoreList {
-            v4: merge(v4, |x| x.checked_add(1)),
-            v6: merge(v6, |x| x.checked_add(1)),
+            v4: merge_ranges(v4, |x| x.checked_add(1)),
+            v6: merge_ranges(v6, |x| x.checked_add(1)),
         }
     }
 
@@ -63,29 +63,39 @@ impl From<Vec<Cidr>> for IgnoreList {
     }
 }
 
-/// Sort by start and fold overlapping or touching ranges into one.
-fn merge<T: Copy + Ord>(mut ranges: Vec<(T, T)>, succ: fn(T) -> Option<T>) -> Vec<(T, T)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
-    for (lo, hi) in ranges {
-        match out.last_mut() {
-            // `last.1 + 1 >= lo` without overflowing at the top of the space.
-            Some(last) if lo <= last.1 || succ(last.1) == Some(lo) => {
-                if hi > last.1 {
-                    last.1 = hi;
-                }
-            }
-            _ => out.push((lo, hi)),
-        }
-    }
-    out.shrink_to_fit();
-    out
-}
-
 fn lookup<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
     // First range starting after x; the one before it is the only candidate.
     let i = ranges.partition_point(|&(lo, _)| lo <= x);
     i > 0 && x <= ranges[i - 1].1
+}
+
+/// One network on the ignore list and why it is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ignored {
+    pub net: Cidr,
+    /// "ignore file /etc/nftsentry/ignore", "default gateway", ...
+    pub why: String,
+}
+
+/// The networks of a labelled list, sorted, without duplicates.
+pub fn networks(list: &[Ignored]) -> Vec<Cidr> {
+    let mut nets: Vec<Cidr> = list.iter().map(|i| i.net).collect();
+    nets.sort_unstable();
+    nets.dedup();
+    nets
+}
+
+/// Why `ip` is ignored: the first entry holding it (ignore file entries
+/// come first, so an admin's own entry is named before a local reason).
+/// IPv4-mapped IPv6 addresses match IPv4 entries, as `IgnoreList` does.
+pub fn why<'a>(list: &'a [Ignored], ip: &IpAddr) -> Option<&'a str> {
+    let mapped = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+    };
+    list.iter()
+        .find(|i| i.net.contains(ip) || mapped.is_some_and(|m| i.net.contains(&m)))
+        .map(|i| i.why.as_str())
 }
 
 #[cfg(test)]
@@ -209,5 +219,33 @@ mod tests {
                 assert_eq!(l.contains(&ip), want, "{ip} in {nets:?}");
             }
         }
+    }
+
+    fn entry(net: &str, why: &str) -> Ignored {
+        Ignored {
+            net: net.parse().unwrap(),
+            why: why.into(),
+        }
+    }
+
+    #[test]
+    fn first_reason_wins_and_mapped_addresses_match() {
+        let list = vec![
+            entry("192.0.2.0/24", "ignore file f"),
+            entry("192.0.2.254", "default gateway"),
+            entry("2001:db8::53", "resolver in /etc/resolv.conf"),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(why(&list, &ip("192.0.2.254")), Some("ignore file f"));
+        assert_eq!(why(&list, &ip("::ffff:192.0.2.9")), Some("ignore file f"));
+        assert_eq!(
+            why(&list, &ip("2001:db8::53")),
+            Some("resolver in /etc/resolv.conf")
+        );
+        assert_eq!(why(&list, &ip("198.51.100.1")), None);
+        assert_eq!(
+            networks(&[list[1].clone(), list[0].clone(), list[1].clone()]),
+            vec![list[0].net, list[1].net]
+        );
     }
 }

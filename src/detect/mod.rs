@@ -1,15 +1,22 @@
-//! Detection: what a probe is called (PortSentry 1.2's scan names and alert
-//! lines), whether its source is ignored, and whether this probe is the one
-//! that acts (per-source counting against `scan_trigger`, bounded memory).
+//! detect: what a probe is called (PortSentry 1.2's scan names and alert
+//! lines), whether its source is ignored, whether this probe is the one
+//! that acts (per-source counting against `scan_trigger`, bounded memory),
+//! and, put together, the verdict on a probe (`pipeline`).
 //!
-//! Pure code: knows nothing of sockets, nftables, files, clocks (callers pass
-//! `Instant`s) or how a ban is carried out.
+//! Pure code: no sockets, no files, no clock of its own (callers pass
+//! `Instant`s), nothing of how a ban is carried out. It asks the ledger
+//! whether a source is banned through `Bans`.
 
 mod classify;
 mod ignore;
 pub mod packet;
+mod pipeline;
 mod tracker;
 
 pub use classify::{ScanType, alert_line, already_blocked_line, classify, ip_options_line};
-pub use ignore::IgnoreList;
+pub use ignore::{IgnoreList, Ignored, networks, why};
+pub use pipeline::{
+    Act, BanInForce, Bans, Counts, Detector, Evidence, HostLine, IN_FLIGHT, Verdict, mode_name,
+    mode_of_key,
+};
 pub use tracker::{Outcome, Tracker};

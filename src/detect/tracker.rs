@@ -1,7 +1,8 @@
 //! Per-source memory of probes: counts each source's probes against
-//! `scan_trigger` within a time window, remembers which sources are banned
-//! so a late probe is reported as already blocked once, and stays within a
-//! fixed number of sources however many distinct (spoofed) sources arrive.
+//! `scan_trigger` within a time window, and stays within a fixed number of
+//! sources however many distinct (spoofed) sources arrive. Whether a source
+//! is banned is the ledger's to say, not the tracker's: a banned source is
+//! forgotten here, and its probes never reach the count.
 //!
 //! Trigger semantics follow PortSentry 1.2's `CheckStateEngine`
 //! (portsentry.c): with SCAN_TRIGGER 0 the check is skipped and every probe
@@ -19,12 +20,7 @@
 //! load at most 1/2, keyed SipHash so spoofed sources cannot aim collisions).
 //! Once the tracker is full nothing allocates: the victim's slot is reused.
 //!
-//! Eviction: sources not (yet) blocked are evicted first, least recently
-//! seen first; blocked ones only when every tracked source is blocked. A
-//! flood of spoofed sources below the trigger thus cannot push the blocked
-//! sources out and make their in-flight packets log again. Losing a blocked
-//! source is harmless anyway: the kernel set still drops it, and a probe
-//! that slipped through would re-add an element that is already there.
+//! Eviction: the least recently seen source goes first.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
@@ -37,14 +33,9 @@ pub enum Outcome {
     Counted { count: u32, needed: u32 },
     /// This probe acts (alert and ban).
     Trigger,
-    /// The source is marked blocked; `first` is true for the first probe
-    /// seen after the block (log "already blocked" then, stay quiet after).
-    AlreadyBlocked { first: bool },
 }
 
 const NIL: u32 = u32::MAX;
-const WATCHING: usize = 0;
-const BLOCKED: usize = 1;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -57,10 +48,6 @@ struct Entry {
     prev: u32,
     next: u32,
     count: u32,
-    /// WATCHING or BLOCKED: which list the entry is on.
-    list: u8,
-    /// Blocked and the "already blocked" line has been reported.
-    reported: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -81,7 +68,8 @@ pub struct Tracker {
     /// Open addressing: each slot is NIL or an index into `entries`.
     table: Vec<u32>,
     hasher: RandomState,
-    lists: [List; 2],
+    /// Every entry, most recently seen first.
+    list: List,
     capacity: usize,
     needed: u32,
     window_ms: u64,
@@ -108,7 +96,7 @@ impl Tracker {
             entries: Vec::new(),
             table: vec![NIL; 16],
             hasher: RandomState::new(),
-            lists: [EMPTY_LIST; 2],
+            list: EMPTY_LIST,
             capacity: capacity.clamp(1, NIL as usize - 1),
             needed: 1,
             window_ms: 0,
@@ -119,12 +107,12 @@ impl Tracker {
         t
     }
 
-    /// The `n` sources with the most probes counted now (watching, not yet
-    /// blocked), most first: `status` shows them. One pass, no allocation
+    /// The `n` sources with the most probes counted now, most first:
+    /// `status` shows them. One pass, no allocation
     /// beyond the answer.
     pub fn top(&self, n: usize) -> Vec<(IpAddr, u32)> {
         let mut best: Vec<(u32, [u64; 2])> = Vec::with_capacity(n + 1);
-        for e in self.entries.iter().filter(|e| e.list as usize == WATCHING) {
+        for e in &self.entries {
             if best.len() == n && best.last().is_some_and(|&(c, _)| c >= e.count) {
                 continue;
             }
@@ -158,7 +146,7 @@ impl Tracker {
         let i = match self.find(key) {
             Some((_, i)) => i,
             None => {
-                let i = self.alloc(key, WATCHING, t);
+                let i = self.alloc(key, t);
                 let e = &mut self.entries[i as usize];
                 e.count = 1;
                 return self.judge(1);
@@ -167,11 +155,6 @@ impl Tracker {
         self.touch(i);
         let window_ms = self.window_ms;
         let e = &mut self.entries[i as usize];
-        if e.list as usize == BLOCKED {
-            let first = !e.reported;
-            e.reported = true;
-            return Outcome::AlreadyBlocked { first };
-        }
         if t.saturating_sub(e.start_ms) > window_ms {
             e.count = 0;
             e.start_ms = t;
@@ -181,32 +164,8 @@ impl Tracker {
         self.judge(count)
     }
 
-    /// `src` is now banned: its next probe answers `AlreadyBlocked { first:
-    /// true }`, later ones `first: false`, until `forget`. Marking a source
-    /// that is already blocked changes nothing.
-    pub fn mark_blocked(&mut self, src: IpAddr, now: Instant) {
-        let t = self.ms(now);
-        let key = key_of(src);
-        match self.find(key) {
-            Some((_, i)) => {
-                if self.entries[i as usize].list as usize != BLOCKED {
-                    self.unlink(i);
-                    let e = &mut self.entries[i as usize];
-                    e.list = BLOCKED as u8;
-                    e.reported = false;
-                    self.push_front(i);
-                } else {
-                    self.touch(i);
-                }
-            }
-            None => {
-                self.alloc(key, BLOCKED, t);
-            }
-        }
-    }
-
-    /// Drop everything known about `src` (after an unblock or when its ban
-    /// expired): its next probe starts a fresh count.
+    /// Drop everything known about `src` (it is banned now, or its ban
+    /// ended): its next probe starts a fresh count.
     pub fn forget(&mut self, src: IpAddr) {
         if let Some((slot, i)) = self.find(key_of(src)) {
             self.unlink(i);
@@ -218,11 +177,11 @@ impl Tracker {
                 let moved = self.entries[last as usize];
                 self.entries[i as usize] = moved;
                 match moved.prev {
-                    NIL => self.lists[moved.list as usize].head = i,
+                    NIL => self.list.head = i,
                     p => self.entries[p as usize].next = i,
                 }
                 match moved.next {
-                    NIL => self.lists[moved.list as usize].tail = i,
+                    NIL => self.list.tail = i,
                     n => self.entries[n as usize].prev = i,
                 }
                 let (mslot, _) = self.find(moved.key).expect("moved entry is in the table");
@@ -230,12 +189,6 @@ impl Tracker {
             }
             self.entries.pop();
         }
-    }
-
-    /// Is `src` tracked as blocked?
-    pub fn is_blocked(&self, src: IpAddr) -> bool {
-        self.find(key_of(src))
-            .is_some_and(|(_, i)| self.entries[i as usize].list as usize == BLOCKED)
     }
 
     /// Sources tracked now.
@@ -351,16 +304,14 @@ impl Tracker {
         }
     }
 
-    /// A fresh entry for `key` at the head of `list`, evicting if full.
-    fn alloc(&mut self, key: [u64; 2], list: usize, t: u64) -> u32 {
+    /// A fresh entry for `key` at the head of the list, evicting if full.
+    fn alloc(&mut self, key: [u64; 2], t: u64) -> u32 {
         let fresh = Entry {
             key,
             start_ms: t,
             prev: NIL,
             next: NIL,
             count: 0,
-            list: list as u8,
-            reported: false,
         };
         let i = if self.entries.len() < self.capacity {
             self.reserve_slot();
@@ -368,10 +319,7 @@ impl Tracker {
             self.entries.push(fresh);
             i
         } else {
-            let victim = match self.lists[WATCHING].tail {
-                NIL => self.lists[BLOCKED].tail,
-                v => v,
-            };
+            let victim = self.list.tail;
             self.unlink(victim);
             let (slot, _) = self
                 .find(self.entries[victim as usize].key)
@@ -387,39 +335,34 @@ impl Tracker {
     }
 
     fn unlink(&mut self, i: u32) {
-        let Entry {
-            prev, next, list, ..
-        } = self.entries[i as usize];
-        let l = &mut self.lists[list as usize];
+        let Entry { prev, next, .. } = self.entries[i as usize];
         match prev {
-            NIL => l.head = next,
+            NIL => self.list.head = next,
             p => self.entries[p as usize].next = next,
         }
-        let l = &mut self.lists[list as usize];
         match next {
-            NIL => l.tail = prev,
+            NIL => self.list.tail = prev,
             n => self.entries[n as usize].prev = prev,
         }
     }
 
     fn push_front(&mut self, i: u32) {
-        let list = self.entries[i as usize].list as usize;
-        let old = self.lists[list].head;
+        let old = self.list.head;
         {
             let e = &mut self.entries[i as usize];
             e.prev = NIL;
             e.next = old;
         }
         match old {
-            NIL => self.lists[list].tail = i,
+            NIL => self.list.tail = i,
             o => self.entries[o as usize].prev = i,
         }
-        self.lists[list].head = i;
+        self.list.head = i;
     }
 
     /// Mark `i` as just seen.
     fn touch(&mut self, i: u32) {
-        if self.lists[self.entries[i as usize].list as usize].head != i {
+        if self.list.head != i {
             self.unlink(i);
             self.push_front(i);
         }
@@ -444,11 +387,11 @@ mod tests {
                 t.record(ip(src), t0);
             }
         }
-        t.mark_blocked(ip("192.0.2.2"), t0);
+        t.forget(ip("192.0.2.2"));
         assert_eq!(
             t.top(2),
             vec![(ip("2001:db8::1"), 4), (ip("192.0.2.1"), 3)],
-            "blocked sources are not candidates"
+            "forgotten (banned) sources are not candidates"
         );
         assert_eq!(t.top(10).len(), 3);
         assert!(t.top(0).is_empty());
@@ -610,28 +553,13 @@ mod tests {
     }
 
     #[test]
-    fn already_blocked_reported_once_until_forgotten() {
+    fn forgotten_sources_count_afresh() {
         let t0 = Instant::now();
         let a = ip("192.0.2.2");
         let mut t = Tracker::new(10, 2, MIN);
-        assert_eq!(
-            t.record(a, t0),
-            Outcome::Counted {
-                count: 1,
-                needed: 2
-            }
-        );
+        t.record(a, t0);
         assert_eq!(t.record(a, t0), Outcome::Trigger);
-        t.mark_blocked(a, t0);
-        assert!(t.is_blocked(a));
-        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: true });
-        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: false });
-        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: false });
-        // Marking again does not re-arm the report.
-        t.mark_blocked(a, t0);
-        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: false });
         t.forget(a);
-        assert!(!t.is_blocked(a));
         assert_eq!(t.len(), 0);
         assert_eq!(
             t.record(a, t0),
@@ -640,13 +568,9 @@ mod tests {
                 needed: 2
             }
         );
-        // Blocked without ever being counted (e.g. `nftsentry block`).
-        let b = ip("2001:db8::66");
-        t.mark_blocked(b, t0);
-        assert_eq!(t.record(b, t0), Outcome::AlreadyBlocked { first: true });
         // Forgetting an unknown source is a no-op.
         t.forget(ip("203.0.113.1"));
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
@@ -661,8 +585,6 @@ mod tests {
             }
         );
         assert_eq!(t.record(ip("::ffff:192.0.2.2"), t0), Outcome::Trigger);
-        t.mark_blocked(ip("::ffff:192.0.2.2"), t0);
-        assert!(t.is_blocked(ip("192.0.2.2")));
         t.forget(ip("192.0.2.2"));
         assert!(t.is_empty());
     }
@@ -716,35 +638,6 @@ mod tests {
                 needed: 3
             }
         );
-    }
-
-    #[test]
-    fn evicts_unblocked_before_blocked() {
-        let t0 = Instant::now();
-        let mut t = Tracker::new(3, 2, MIN);
-        let (a, b, c, d, e) = (nth_v4(1), nth_v4(2), nth_v4(3), nth_v4(4), nth_v4(5));
-        t.mark_blocked(a, t0); // oldest of all
-        t.record(b, t0);
-        t.record(c, t0);
-        t.record(d, t0); // evicts B, not the older but blocked A
-        assert!(t.is_blocked(a));
-        assert_eq!(t.record(a, t0), Outcome::AlreadyBlocked { first: true });
-        assert_eq!(
-            t.record(b, t0),
-            Outcome::Counted {
-                count: 1,
-                needed: 2
-            }
-        ); // evicts C
-        assert_eq!(t.record(d, t0), Outcome::Trigger); // D survived
-        // All blocked: then the least recently seen blocked one goes.
-        let mut t = Tracker::new(2, 2, MIN);
-        t.mark_blocked(a, t0);
-        t.mark_blocked(b, t0);
-        t.record(a, t0); // A now more recent than B
-        t.record(e, t0);
-        assert!(t.is_blocked(a) && !t.is_blocked(b));
-        assert_eq!(t.evictions(), 1);
     }
 
     #[test]
@@ -844,8 +737,8 @@ mod tests {
         cap: usize,
         needed: u32,
         window_ms: u64,
-        // (key, count, start, blocked, reported, last_seen_tick)
-        v: Vec<(IpAddr, u32, u64, bool, bool, u64)>,
+        // (key, count, start, last_seen_tick)
+        v: Vec<(IpAddr, u32, u64, u64)>,
         tick: u64,
     }
 
@@ -864,15 +757,13 @@ mod tests {
             if self.v.len() < self.cap {
                 return;
             }
-            let pick = |blocked: bool| {
-                self.v
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| e.3 == blocked)
-                    .min_by_key(|(_, e)| e.5)
-                    .map(|(i, _)| i)
-            };
-            let victim = pick(false).or_else(|| pick(true)).unwrap();
+            let victim = self
+                .v
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.3)
+                .map(|(i, _)| i)
+                .unwrap();
             self.v.remove(victim);
         }
         fn record(&mut self, ip: IpAddr, t: u64) -> Outcome {
@@ -881,12 +772,7 @@ mod tests {
             match self.pos(ip) {
                 Some(p) => {
                     let e = &mut self.v[p];
-                    e.5 = tick;
-                    if e.3 {
-                        let first = !e.4;
-                        e.4 = true;
-                        return Outcome::AlreadyBlocked { first };
-                    }
+                    e.3 = tick;
                     if t.saturating_sub(e.2) > self.window_ms {
                         e.1 = 0;
                         e.2 = t;
@@ -897,7 +783,7 @@ mod tests {
                 }
                 None => {
                     self.make_room();
-                    self.v.push((canon(ip), 1, t, false, false, tick));
+                    self.v.push((canon(ip), 1, t, tick));
                     self.judge(1)
                 }
             }
@@ -909,24 +795,6 @@ mod tests {
                 Outcome::Counted {
                     count: c,
                     needed: self.needed,
-                }
-            }
-        }
-        fn mark(&mut self, ip: IpAddr, t: u64) {
-            self.tick += 1;
-            let tick = self.tick;
-            match self.pos(ip) {
-                Some(p) => {
-                    let e = &mut self.v[p];
-                    if !e.3 {
-                        e.3 = true;
-                        e.4 = false;
-                    }
-                    e.5 = tick;
-                }
-                None => {
-                    self.make_room();
-                    self.v.push((canon(ip), 0, t, true, false, tick));
                 }
             }
         }
@@ -972,11 +840,7 @@ mod tests {
                     nth_v4(k)
                 };
                 match rnd(10) {
-                    0 => {
-                        t.mark_blocked(src, at);
-                        m.mark(src, now);
-                    }
-                    1 => {
+                    0 | 1 => {
                         t.forget(src);
                         m.forget(src);
                     }
@@ -987,7 +851,6 @@ mod tests {
                     }
                 }
                 assert_eq!(t.len(), m.v.len(), "round {round} step {step}");
-                assert_eq!(t.is_blocked(src), m.pos(src).is_some_and(|p| m.v[p].3));
             }
         }
     }

@@ -125,7 +125,7 @@ pub fn append(path: &Path, line: &str) -> std::io::Result<()> {
         other => other?,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::journal::state::give_to_dir_owner(&f, dir)?;
+        crate::files::give_to_dir_owner(&f, dir)?;
     }
     f.write_all(line.as_bytes())
 }

@@ -6,3 +6,4 @@
 
 pub mod history;
 pub mod state;
+pub mod state_file;

@@ -12,6 +12,7 @@
 //! Knows nothing of what the commands do: the daemon hands in a handler.
 
 use std::io::{ErrorKind, Read, Write};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -30,30 +31,65 @@ const MAX_PENDING: usize = 16;
 /// that reads slowly); the loop waits at most this once.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One request: the command and its arguments.
+/// One request, as the command line sends it and the daemon serves it.
+/// On the wire: one line of words (`block 192.0.2.7 3600`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    pub command: String,
-    pub args: Vec<String>,
+pub enum Request {
+    Status {
+        json: bool,
+    },
+    List {
+        json: bool,
+    },
+    /// Ban `addr` for `secs` seconds.
+    Block {
+        addr: IpAddr,
+        secs: u64,
+    },
+    Unblock {
+        addr: IpAddr,
+    },
+    Flush,
+    Reload,
 }
 
 impl Request {
-    pub fn parse(line: &str) -> Option<Request> {
-        let mut words = line.split_whitespace().map(str::to_string);
-        let command = words.next()?;
-        Some(Request {
-            command,
-            args: words.collect(),
-        })
+    /// The request of one line; the error is the reply's text.
+    pub fn parse(line: &str) -> std::result::Result<Request, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let json = |args: &[&str]| args.contains(&"--json");
+        let addr = |cmd: &str, a: &str| {
+            a.parse::<IpAddr>()
+                .map_err(|_| format!("{cmd}: `{a}` is not an address"))
+        };
+        match words.as_slice() {
+            [] => Err("empty request".into()),
+            ["status", args @ ..] => Ok(Request::Status { json: json(args) }),
+            ["list", args @ ..] => Ok(Request::List { json: json(args) }),
+            ["block", a, secs] => match (a.parse::<IpAddr>(), secs.parse::<u64>()) {
+                (Ok(addr), Ok(secs)) => Ok(Request::Block { addr, secs }),
+                _ => Err(format!("block: bad arguments {a} {secs}")),
+            },
+            ["unblock", a] => Ok(Request::Unblock {
+                addr: addr("unblock", a)?,
+            }),
+            ["flush"] => Ok(Request::Flush),
+            ["reload"] => Ok(Request::Reload),
+            [cmd, ..] => Err(format!("unknown control command `{cmd}`")),
+        }
     }
 
+    /// Its line on the wire.
     pub fn line(&self) -> String {
-        let mut s = self.command.clone();
-        for a in &self.args {
-            s.push(' ');
-            s.push_str(a);
+        let flag = |json: bool| if json { " --json" } else { "" };
+        match self {
+            Request::Status { json } => format!("status{}", flag(*json)),
+            Request::List { json } => format!("list{}", flag(*json)),
+            Request::Block { addr, secs } => format!("block {addr} {secs}"),
+            Request::Unblock { addr } => format!("unblock {addr}"),
+            Request::Flush => "flush".into(),
+            Request::Reload => "reload".into(),
         }
-        s
     }
 }
 
@@ -247,10 +283,10 @@ impl ControlServer {
             let line = String::from_utf8_lossy(&p.buf);
             let line = line.lines().next().unwrap_or("");
             let reply = match Request::parse(line) {
-                Some(req) => handler(&req),
-                None => Reply {
+                Ok(req) => handler(&req),
+                Err(why) => Reply {
                     code: 64,
-                    body: "empty request\n".into(),
+                    body: format!("{why}\n"),
                 },
             };
             let mut stream = p.stream;
@@ -330,8 +366,8 @@ mod tests {
             while seen.len() < n && start.elapsed() < Duration::from_secs(10) {
                 s.serve(Instant::now(), |r| {
                     seen.push(r.clone());
-                    match r.command.as_str() {
-                        "fail" => Reply::error(&Error::config("bad thing")),
+                    match r {
+                        Request::Flush => Reply::error(&Error::config("bad thing")),
                         _ => Reply::ok(format!("did {}\n", r.line())),
                     }
                 });
@@ -352,17 +388,19 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r, Reply::ok("did block 192.0.2.7 3600\n"));
-        let r = request(
-            &path,
-            &Request::parse("fail").unwrap(),
-            Duration::from_secs(5),
-        )
-        .unwrap()
-        .unwrap();
+        let r = request(&path, &Request::Flush, Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
         assert_eq!(r.code, 78);
         assert!(r.body.contains("bad thing"), "{r:?}");
         let seen = h.join().unwrap();
-        assert_eq!(seen[0].args, vec!["192.0.2.7", "3600"]);
+        assert_eq!(
+            seen[0],
+            Request::Block {
+                addr: "192.0.2.7".parse().unwrap(),
+                secs: 3600
+            }
+        );
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
@@ -425,6 +463,32 @@ mod tests {
         assert_eq!(Reply::decode(b"x\nbody"), None);
         assert_eq!(Reply::decode(b"300\n"), None);
         assert_eq!(Reply::decode(b"0\n").unwrap(), Reply::ok(""));
-        assert_eq!(Request::parse("  "), None);
+        assert_eq!(Request::parse("  "), Err("empty request".into()));
+    }
+
+    #[test]
+    fn requests_parse_once_and_round_trip() {
+        for line in [
+            "status",
+            "status --json",
+            "list --json",
+            "block 2001:db8::7 60",
+            "unblock 192.0.2.7",
+            "flush",
+            "reload",
+        ] {
+            let r = Request::parse(line).unwrap();
+            assert_eq!(r.line(), line);
+        }
+        for (line, why) in [
+            ("block 192.0.2.7", "unknown control command `block`"),
+            ("block 192.0.2.7 soon", "block: bad arguments"),
+            ("unblock x", "unblock: `x` is not an address"),
+            ("reboot", "unknown control command `reboot`"),
+            ("flush now", "unknown control command `flush`"),
+        ] {
+            let e = Request::parse(line).unwrap_err();
+            assert!(e.starts_with(why), "{line}: {e}");
+        }
     }
 }

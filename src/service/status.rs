@@ -1,13 +1,20 @@
 //! status: what `nftsentry status` shows of a running daemon, as text for
 //! people and JSON for scripts, from a snapshot the daemon fills in.
 //!
-//! Knows nothing of where the figures come from.
+//! The figures come from the daemon (`Daemon::snapshot`); the rendering
+//! knows nothing of where they come from.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::cli::commands::json_str;
+use crate::config::Proto;
+use crate::table::install::flags_text;
+use crate::table::sets::OurSet;
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
 use crate::table::ruleset::nft_duration;
 
 /// One protocol's settings as running.
@@ -208,6 +215,66 @@ impl Snapshot {
             top.join(","),
             last.join(",")
         )
+    }
+}
+
+impl crate::service::event_loop::Daemon {
+    /// What `status` shows now.
+    pub fn snapshot(&mut self) -> Snapshot {
+        let core = &mut self.core;
+        let table = core.cfg.table.clone();
+        let mut count = |set: OurSet| {
+            core.nft
+                .set_info(&table, set.name())
+                .ok()
+                .and_then(|i| i.count)
+                .unwrap_or(0)
+        };
+        let bans_v4 = count(OurSet::Blocked4);
+        let bans_v6 = count(OurSet::Blocked6);
+        let st = self.io.nflog.stats();
+        let c = &core.detector.counts;
+        let probes = c
+            .by_scan()
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect();
+        let protocols = [(Proto::Tcp, &core.cfg.tcp), (Proto::Udp, &core.cfg.udp)]
+            .into_iter()
+            .map(|(proto, p)| ProtoStatus {
+                name: proto.as_str(),
+                mode: p.mode.to_string(),
+                tripwire_ports: p.tripwire_ports().len(),
+                listening_ports: self.io.connect.ports(proto).len(),
+                block_mode: p.block_mode.to_string(),
+            })
+            .collect();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            uptime: self.started.elapsed(),
+            config: core.cfg.source.clone(),
+            table,
+            table_flags: flags_text(self.ruleset.flags),
+            nflog_group: core.cfg.nflog_group,
+            protocols,
+            bans_v4,
+            bans_v6,
+            bans_since_start: core.bans,
+            ban_errors: core.ban_errors,
+            withheld: c.withheld,
+            probes,
+            not_probes: c.not_probes,
+            ignored: c.ignored,
+            undecodable: c.undecodable,
+            lost_overruns: st.overruns,
+            lost_seq_gaps: st.seq_gaps,
+            tracked_sources: core.detector.tracked(),
+            top_sources: core.detector.top(10),
+            last_bans: core.last_bans.iter().rev().cloned().collect(),
+            reloads: self.reloads,
+            table_restores: self.table_restores,
+        }
     }
 }
 

@@ -2,6 +2,10 @@
 //! Add, remove, list and flush, each one netlink transaction. The kernel is
 //! the source of truth: a ban is an element, and it expires by itself.
 //!
+//! `BanSets` is what the response to a detection needs of them (add,
+//! check, remove, flush); `KernelBans` is that on our netlink socket, the
+//! table's owner.
+//!
 //! Knows nothing of why an address is banned (that is `detect` and `respond`).
 
 use std::net::IpAddr;
@@ -37,6 +41,60 @@ fn key(addr: &IpAddr) -> Vec<u8> {
     match addr {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// The ban sets as the response to a detection uses them.
+pub trait BanSets {
+    /// Bans `addr` for `timeout` (re-banning renews the timeout).
+    fn add(&mut self, addr: IpAddr, timeout: Duration) -> Result<()>;
+    /// Is `addr` in its set now?
+    fn contains(&mut self, addr: IpAddr) -> Result<bool>;
+    /// Lifts the ban on `addr`; Ok(false) if it was not in the set (or our
+    /// table is not there).
+    fn remove(&mut self, addr: IpAddr) -> Result<bool>;
+    /// Lifts every ban; how many there were, `None` when our table is not
+    /// there.
+    fn flush(&mut self) -> Result<Option<usize>>;
+    /// Every ban in force, IPv4 first, each family by address.
+    fn list(&mut self) -> Result<Vec<Ban>>;
+}
+
+/// `BanSets` on the netlink socket that owns our table.
+pub struct KernelBans<'a> {
+    pub nft: &'a mut NftSocket,
+    pub table: &'a str,
+}
+
+impl BanSets for KernelBans<'_> {
+    fn add(&mut self, addr: IpAddr, timeout: Duration) -> Result<()> {
+        add(self.nft, self.table, addr, timeout, None)
+    }
+
+    fn contains(&mut self, addr: IpAddr) -> Result<bool> {
+        let addr = canonical(addr);
+        Ok(self
+            .nft
+            .get_element(self.table, set_for(&addr), &key(&addr))?
+            .is_some())
+    }
+
+    fn remove(&mut self, addr: IpAddr) -> Result<bool> {
+        if !self.nft.table_exists(self.table)? {
+            return Ok(false);
+        }
+        remove(self.nft, self.table, addr)
+    }
+
+    fn flush(&mut self) -> Result<Option<usize>> {
+        if !self.nft.table_exists(self.table)? {
+            return Ok(None);
+        }
+        flush(self.nft, self.table).map(Some)
+    }
+
+    fn list(&mut self) -> Result<Vec<Ban>> {
+        list(self.nft, self.table)
     }
 }
 

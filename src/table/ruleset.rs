@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::cidr::Cidr;
+use crate::cidr::{Cidr, merge_ranges};
 use crate::config::Config;
 use crate::kernel::nft::FAMILY;
 use crate::kernel::nft::batch::{Batch, ChainSpec, Element};
@@ -54,20 +54,6 @@ pub struct Rule {
     pub exprs: Vec<Expr>,
 }
 
-/// Merges networks of one family into sorted, non-overlapping, non-adjacent
-/// inclusive ranges (the kernel refuses overlapping intervals).
-pub fn merge_ranges(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
-    for (s, e) in ranges {
-        match out.last_mut() {
-            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
 /// Splits networks by family and merges them.
 pub fn ignore_ranges(nets: &[Cidr]) -> (Ranges, Ranges) {
     let v4 = nets
@@ -80,7 +66,8 @@ pub fn ignore_ranges(nets: &[Cidr]) -> (Ranges, Ranges) {
         .filter(|c| !c.is_ipv4())
         .map(Cidr::range)
         .collect();
-    (merge_ranges(v4), merge_ranges(v6))
+    let succ = |x: u128| x.checked_add(1);
+    (merge_ranges(v4, succ), merge_ranges(v6, succ))
 }
 
 impl Ruleset {

@@ -398,7 +398,7 @@ pub fn udata_comment(udata: &[u8]) -> Option<String> {
 
 const UDATA_TABLE_COMMENT: u8 = 0;
 
-fn encode_element(
+pub(crate) fn encode_element(
     e: &Element,
 ) -> netlink_packet_netfilter::nftables::ListAttribute<SetElementAttribute> {
     let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(

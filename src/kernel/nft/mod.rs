@@ -161,6 +161,40 @@ impl NftSocket {
         Ok(out)
     }
 
+    /// The element of `set` whose key is `key`, if it is there.
+    pub fn get_element(
+        &mut self,
+        table: &str,
+        set: &str,
+        key: &[u8],
+    ) -> Result<Option<ListedElement>> {
+        let what = format!("element {} of set {set}", batch::describe_key(key));
+        let replies = match self.request_raw(
+            FAMILY,
+            NfTablesMessage::GetSetElement(SetElementMessage {
+                attributes: vec![
+                    SetElementList::Table(table.to_string()),
+                    SetElementList::Set(set.to_string()),
+                    SetElementList::Elements(vec![batch::encode_element(&Element::key(
+                        key.to_vec(),
+                    ))]),
+                ],
+            }),
+            NLM_F_REQUEST | NLM_F_ACK,
+            &what,
+        ) {
+            Ok(r) => r,
+            Err(e) if e.kind == Kind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for (_, payload) in &replies {
+            parse_element_dump(payload, &mut out)
+                .map_err(|e| Error::other(format!("{what}: malformed answer: {e}")))?;
+        }
+        Ok(out.into_iter().find(|e| e.key == key))
+    }
+
     fn dump_elements(&mut self, table: &str, set: &str) -> Result<(Vec<ListedElement>, bool)> {
         let what = format!("set {set} in table inet {table}");
         let replies = self.request_raw(

@@ -26,6 +26,8 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::logging;
 
+use super::{Action, ActionKind, Context, End, How, Target};
+
 /// Children running at once, at most; a flood of bans cannot fork-bomb us.
 pub const MAX_RUNNING: usize = 64;
 /// Between SIGTERM and SIGKILL for a command past its timeout.
@@ -323,6 +325,69 @@ fn log_end(r: &Running, status: std::process::ExitStatus, now: Instant) {
             "attackalert: ERROR: {label} for host: {} ended with {status} after {took}: \"{}\"",
             r.target, r.text
         )),
+    }
+}
+
+/// A command step: `command`, or the legacy `kill_route` template. Nothing
+/// to check or undo: it ran.
+pub struct RunCommand {
+    template: Template,
+    purpose: Purpose,
+}
+
+impl RunCommand {
+    pub fn new(template: Template, purpose: Purpose) -> RunCommand {
+        RunCommand { template, purpose }
+    }
+}
+
+impl Action for RunCommand {
+    fn kind(&self) -> ActionKind {
+        match self.purpose {
+            Purpose::Command => ActionKind::Command,
+            Purpose::KillRoute => ActionKind::KillRoute,
+        }
+    }
+
+    fn apply(&mut self, cx: &mut Context<'_>, t: &Target, _how: How) -> Result<bool> {
+        let vars = t.vars();
+        let text = self.template.text(&vars);
+        cx.runner
+            .spawn(&self.template, &vars, self.purpose, cx.now)?;
+        match self.purpose {
+            Purpose::Command => logging::notice(&format!(
+                "attackalert: External command run for host: {} using command: \"{text}\"",
+                t.addr
+            )),
+            Purpose::KillRoute => logging::notice(&format!(
+                "attackalert: Host {} has been blocked via dropped route using command: \"{text}\"",
+                t.addr
+            )),
+        }
+        Ok(true)
+    }
+
+    fn check(&mut self, _cx: &mut Context<'_>, _t: &Target) -> Result<bool> {
+        // A command leaves nothing behind to look for.
+        Ok(true)
+    }
+
+    fn undo(&mut self, _cx: &mut Context<'_>, _t: &Target, _end: End) -> Result<bool> {
+        // Commands are not undone (PortSentry never did).
+        Ok(false)
+    }
+
+    fn failure(&self, t: &Target, e: &Error) -> String {
+        match self.purpose {
+            Purpose::Command => format!(
+                "attackalert: ERROR: could not run external command for host: {}: {e}",
+                t.addr
+            ),
+            Purpose::KillRoute => format!(
+                "attackalert: ERROR: could not block host {} via dropped route: {e}",
+                t.addr
+            ),
+        }
     }
 }
 

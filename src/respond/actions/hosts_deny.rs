@@ -12,11 +12,14 @@
 //!
 //! Knows nothing of bans or templates: it is given the finished line.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::logging;
+
+use super::command::substitute;
+use super::{Action, ActionKind, Context, End, How, Target};
 
 /// What `add` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,55 +191,139 @@ pub fn without_line(content: &[u8], line: &str) -> Option<Vec<u8>> {
 /// Removes what writers that died left next to `path` (`.hosts.deny
 /// .nftsentry.<pid>` of a pid that is gone); returns what it removed.
 pub fn remove_leftovers(path: &Path) -> Vec<PathBuf> {
-    crate::journal::state::remove_dead_writers_files(path, ".nftsentry.")
+    crate::files::remove_dead_writers_files(path, LEFTOVER_INFIX)
 }
+
+/// In the names of our temporary files: `.hosts.deny.nftsentry.<pid>`.
+const LEFTOVER_INFIX: &str = ".nftsentry.";
 
 /// Replaces the file atomically with `bytes`, keeping the old file's owner
 /// and mode (a new file is 0644).
 fn replace(path: &Path, bytes: &[u8], old: Option<&std::fs::Metadata>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    let how = crate::files::Replace {
+        mode: old.map_or(0o644, |m| m.permissions().mode() & 0o7777),
+        owner: old.map(|m| (m.uid(), m.gid())),
+        infix: LEFTOVER_INFIX,
+        make_dir: false,
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| fail(path, "has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".nftsentry.{}", std::process::id()));
-    let tmp: PathBuf = dir.join(tmp_name);
-    // A leftover of a crash of this same PID is ours to replace.
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(&tmp)
-        .map_err(|e| fail(path, format!("cannot create {}: {e}", tmp.display())))?;
-    let result = (|| -> std::io::Result<()> {
-        let (mode, uid, gid) = match old {
-            Some(m) => (
-                m.permissions().mode() & 0o7777,
-                Some(m.uid()),
-                Some(m.gid()),
-            ),
-            None => (0o644, None, None),
-        };
-        if uid.is_some() {
-            std::os::unix::fs::fchown(&f, uid, gid)?;
-        }
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(path, format!("cannot replace it: {e}")));
+    match crate::files::replace(path, bytes, &how) {
+        Ok(_) => Ok(()),
+        Err(e @ crate::files::ReplaceError::Create(..)) => Err(fail(path, e)),
+        Err(e) => Err(fail(path, format!("cannot replace it: {e}"))),
     }
-    Ok(())
+}
+
+/// The hosts.deny step: the configured line for each banned host, in the
+/// configured file, under the state file's lock when the daemon edits it.
+pub struct HostsDeny {
+    path: PathBuf,
+    template: String,
+    /// The state file whose lock is taken around each edit; `None` when the
+    /// caller holds it (the command line).
+    lock: Option<PathBuf>,
+}
+
+impl HostsDeny {
+    pub fn new(path: PathBuf, template: String, lock: Option<PathBuf>) -> HostsDeny {
+        HostsDeny {
+            path,
+            template,
+            lock,
+        }
+    }
+
+    /// The line for `t`: the template with its variables replaced.
+    pub fn line(&self, t: &Target) -> String {
+        substitute(&self.template, &t.vars(), false)
+    }
+
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _guard = match &self.lock {
+            Some(p) => Some(crate::journal::state_file::lock(p)?),
+            None => None,
+        };
+        f()
+    }
+}
+
+impl Action for HostsDeny {
+    fn kind(&self) -> ActionKind {
+        ActionKind::HostsDeny
+    }
+
+    fn apply(&mut self, _cx: &mut Context<'_>, t: &Target, how: How) -> Result<bool> {
+        let line = self.line(t);
+        match self.locked(|| add(&self.path, &line))? {
+            Added::Added if how == How::PutBack => {
+                logging::notice(&format!(
+                    "attackalert: Host {} has been blocked via wrappers with string: \"{line}\" (put back: it was missing from {})",
+                    t.addr,
+                    self.path.display()
+                ));
+                Ok(true)
+            }
+            Added::Added => {
+                logging::notice(&format!(
+                    "attackalert: Host {} has been blocked via wrappers with string: \"{line}\"",
+                    t.addr
+                ));
+                Ok(true)
+            }
+            Added::AlreadyThere if how == How::New => {
+                // Not ours: it stays when the ban ends.
+                logging::info(&format!(
+                    "attackalert: Host {}: {} already has the line \"{line}\"; not added",
+                    t.addr,
+                    self.path.display()
+                ));
+                Ok(false)
+            }
+            Added::AlreadyThere => Ok(true),
+        }
+    }
+
+    fn check(&mut self, _cx: &mut Context<'_>, t: &Target) -> Result<bool> {
+        contains(&self.path, &self.line(t))
+    }
+
+    fn undo(&mut self, _cx: &mut Context<'_>, t: &Target, _end: End) -> Result<bool> {
+        let line = self.line(t);
+        let addr = t.addr;
+        match self.locked(|| remove(&self.path, &line)) {
+            Ok(true) => {
+                logging::info(&format!(
+                    "attackalert: Host {addr}: wrappers string \"{line}\" removed from {}",
+                    self.path.display()
+                ));
+                Ok(true)
+            }
+            Ok(false) => {
+                logging::info(&format!(
+                    "attackalert: Host {addr}: wrappers string \"{line}\" was already gone from {}",
+                    self.path.display()
+                ));
+                Ok(false)
+            }
+            Err(e) => {
+                logging::error(&format!(
+                    "adminalert: ERROR: could not remove the wrappers string of host {addr}: {e}"
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    fn failure(&self, t: &Target, e: &Error) -> String {
+        format!(
+            "attackalert: ERROR: could not block host {} via wrappers: {e}",
+            t.addr
+        )
+    }
+
+    fn remove_leftovers(&self) -> Vec<PathBuf> {
+        self.locked(|| Ok(remove_leftovers(&self.path)))
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

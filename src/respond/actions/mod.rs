@@ -1,23 +1,27 @@
-//! actions: what runs when a source is banned and when its ban ends, in
-//! which order, and what is logged for each step.
+//! actions: what a ban does in the world, each behind one interface
+//! (`Action`: apply, check, undo), built in order from the config.
 //!
 //! Order (PortSentry 1.2's DisposeTCP/DisposeUDP, with the kernel set as
 //! the first block): the set element, the hosts.deny line, the route (native
 //! or the legacy `kill_route` command), the external command; with
 //! `run_before_block` the command comes first. In block mode "command" only
-//! the command runs. A step that fails logs an error line naming the host
-//! and the action, and the others still run. At the end of a ban the route
-//! and the hosts.deny line are removed (commands are not undone).
+//! the command runs; a manual `nftsentry block` and a restart apply only
+//! what can be checked and undone (set, hosts.deny, native route). A step
+//! that fails logs an error line naming the host and the action (at most one
+//! a minute per step), and the others still run; the kernel set's error goes
+//! back to the caller, which reports it. At the end of a ban the route and
+//! the hosts.deny line are undone (commands are not).
 //!
-//! Every step reports what it applied (`state::Applied`), so that the state
-//! file says what must be undone, and a step given what is already applied
-//! only checks that it is still there (a restart, a repeated ban).
+//! What each step did is reported as `Applied`, which the state file
+//! records: which actions are in force, never how. Paths, lines and
+//! commands come from the config each time an action is applied or undone.
 //!
 //! Knows nothing of when bans start or end, of the state file's format or
-//! of detection: the caller passes a target and the kernel-set step.
+//! of detection.
 
 pub mod command;
 pub mod hosts_deny;
+pub mod kernel_set;
 pub mod route;
 
 use std::net::IpAddr;
@@ -26,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::{BlockMode, Config, RouteMode};
 use crate::error::{Error, Result};
-use crate::journal::state::{self, Applied};
-use crate::logging;
+use crate::journal::state::Applied;
+use crate::logging::Gate;
+use crate::table::bans::BanSets;
 
-use command::{Purpose, Runner, Template, Vars};
+use command::{Purpose, Runner, Template};
 use route::RouteSocket;
 
 /// Whom a ban is for.
@@ -38,17 +43,138 @@ pub struct Target {
     pub addr: IpAddr,
     /// The port that tripped (0 for `nftsentry block`).
     pub port: u16,
-    /// $MODE$: PortSentry's detection type ("stcp", "sudp", ...).
+    /// $MODE$: PortSentry's detection type ("stcp", "sudp", ...; "manual").
     pub mode: String,
+    /// How long the ban lasts.
+    pub length: Duration,
 }
 
 impl Target {
-    fn vars(&self) -> Vars {
-        Vars {
+    fn vars(&self) -> command::Vars {
+        command::Vars {
             target: self.addr,
             port: self.port,
             mode: self.mode.clone(),
         }
+    }
+}
+
+/// Which action a step is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionKind {
+    Set,
+    HostsDeny,
+    Route(RouteMode),
+    KillRoute,
+    Command,
+}
+
+impl ActionKind {
+    /// Marks this action as in force (`on`) or not in `a`.
+    fn record(self, a: &mut Applied, on: bool) {
+        match self {
+            ActionKind::Set => a.set = on,
+            ActionKind::HostsDeny => a.hosts_deny = on,
+            ActionKind::Route(k) => a.route = on.then_some(k),
+            ActionKind::KillRoute => a.kill_route = on,
+            ActionKind::Command => a.command = on,
+        }
+    }
+
+    fn is_in(self, a: &Applied) -> bool {
+        match self {
+            ActionKind::Set => a.set,
+            ActionKind::HostsDeny => a.hosts_deny,
+            ActionKind::Route(k) => a.route == Some(k),
+            ActionKind::KillRoute => a.kill_route,
+            ActionKind::Command => a.command,
+        }
+    }
+
+    /// Can be checked and undone (and so applied by `nftsentry block` and
+    /// put back at a restart).
+    fn undoable(self) -> bool {
+        matches!(
+            self,
+            ActionKind::Set | ActionKind::HostsDeny | ActionKind::Route(_)
+        )
+    }
+
+    /// One error gate per step, by index.
+    fn gate(self) -> usize {
+        match self {
+            ActionKind::Set => 0,
+            ActionKind::HostsDeny => 1,
+            ActionKind::Route(_) | ActionKind::KillRoute => 2,
+            ActionKind::Command => 3,
+        }
+    }
+}
+
+/// What a step may use besides its own settings.
+pub struct Context<'a> {
+    /// The kernel's ban sets.
+    pub sets: &'a mut dyn BanSets,
+    /// Children of command steps.
+    pub runner: &'a mut Runner,
+    /// The rtnetlink socket of route steps, opened when first needed.
+    pub routes: &'a mut Option<RouteSocket>,
+    pub now: Instant,
+}
+
+impl Context<'_> {
+    pub fn routes(&mut self) -> Result<&mut RouteSocket> {
+        if self.routes.is_none() {
+            *self.routes = Some(RouteSocket::open()?);
+        }
+        Ok(self.routes.as_mut().expect("just opened"))
+    }
+}
+
+/// How an action is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// For a new ban.
+    New,
+    /// Recorded as in force already but missing: put back (and say so).
+    PutBack,
+    /// A ban adopted from the kernel after a crash: what is found in place
+    /// is ours (we applied it but did not live to record it).
+    Claim,
+}
+
+/// The end of what an action did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The kernel element is gone already (expired, or the set flushed).
+    SetGone,
+    /// The ban is lifted: the kernel element goes too.
+    Lift,
+}
+
+/// One action of a ban.
+pub trait Action {
+    fn kind(&self) -> ActionKind;
+
+    /// Carries the action out for `t`. `Ok(true)`: in force now and ours
+    /// (to undo, where undoing means anything); `Ok(false)`: found in place
+    /// and not ours (a hosts.deny line someone else wrote), nothing to undo.
+    fn apply(&mut self, cx: &mut Context<'_>, t: &Target, how: How) -> Result<bool>;
+
+    /// Whether it is in force for `t` now (for an action with nothing to
+    /// undo: whether it could be, which is always).
+    fn check(&mut self, cx: &mut Context<'_>, t: &Target) -> Result<bool>;
+
+    /// Undoes it for `t`: `Ok(true)` removed, `Ok(false)` already gone.
+    fn undo(&mut self, cx: &mut Context<'_>, t: &Target, end: End) -> Result<bool>;
+
+    /// The log line for a failed `apply`.
+    fn failure(&self, t: &Target, e: &Error) -> String;
+
+    /// Removes the temporary files its writer left when it died half-way;
+    /// returns what went.
+    fn remove_leftovers(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
 }
 
@@ -62,142 +188,140 @@ pub struct Outcome {
     pub set_error: Option<Error>,
 }
 
-/// The configured actions and the children they started.
-pub struct Actions {
-    route: RouteMode,
-    kill_route: Option<Template>,
-    hosts_deny: Option<PathBuf>,
-    hosts_deny_line: String,
-    command: Option<Template>,
-    run_before_block: bool,
-    /// Taken around each hosts.deny change when set: the state file's
-    /// lock, which the command line holds while it changes the same files.
-    lock: Option<PathBuf>,
-    routes: Option<RouteSocket>,
-    pub runner: Runner,
-    /// Error lines of the hosts.deny, route and command steps: a flood of
-    /// bans that all fail the same way logs one line a minute per step.
-    errors: [ErrorGate; 3],
+/// What an undo left.
+#[derive(Debug, Default)]
+pub struct Undone {
+    /// Still in force, because undoing it failed: tried again later.
+    pub left: Applied,
+    /// The kernel element was there and is removed (`End::Lift`).
+    pub lifted: bool,
 }
 
-const HOSTS_DENY: usize = 0;
-const ROUTE: usize = 1;
-const COMMAND: usize = 2;
+/// The configured actions, in order, and the children they started.
+pub struct Actions {
+    steps: Vec<Box<dyn Action>>,
+    pub runner: Runner,
+    routes: Option<RouteSocket>,
+    /// Error lines per step: a flood of bans that all fail the same way
+    /// logs one line a minute per step.
+    gates: [Gate; 4],
+}
+
 /// How often each step's errors are logged, at most.
 const ERROR_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Lets an error line through at most once per interval, and counts the
-/// ones held back for the next line.
-#[derive(Default)]
-struct ErrorGate {
-    last: Option<Instant>,
-    held: u64,
-}
-
-impl ErrorGate {
-    fn report(&mut self, line: String) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < ERROR_REPORT_INTERVAL)
-        {
-            self.held += 1;
-            return;
-        }
-        let more = std::mem::take(&mut self.held);
-        if more > 0 {
-            logging::error(&format!(
-                "{line} ({more} more such errors since the last report)"
-            ));
-        } else {
-            logging::error(&line);
-        }
-        self.last = Some(now);
-    }
-}
-
 impl Actions {
-    /// `take_lock`: take the state file's lock around each hosts.deny edit
-    /// (the daemon); false when the caller holds it already (the CLI).
-    pub fn new(cfg: &Config, take_lock: bool) -> Actions {
+    /// The actions `cfg` asks for. `lock`: the state file whose lock the
+    /// hosts.deny step takes around each edit (the daemon); `None` when the
+    /// caller holds it already (the command line).
+    pub fn new(cfg: &Config, table: &str, lock: Option<PathBuf>) -> Actions {
+        let mut steps: Vec<Box<dyn Action>> = Vec::new();
+        let command = Template::new(cfg.command.clone(), cfg.command_shell)
+            .map(|t| Box::new(command::RunCommand::new(t, Purpose::Command)) as Box<dyn Action>);
+        let mut command = command;
+        if cfg.run_before_block {
+            steps.extend(command.take());
+        }
+        steps.push(Box::new(kernel_set::KernelSet::new(table)));
+        if let Some(path) = &cfg.hosts_deny {
+            steps.push(Box::new(hosts_deny::HostsDeny::new(
+                path.clone(),
+                cfg.hosts_deny_line.clone(),
+                lock,
+            )));
+        }
+        match Template::from_line(&cfg.kill_route, cfg.command_shell) {
+            Some(t) => steps.push(Box::new(command::RunCommand::new(t, Purpose::KillRoute))),
+            None if cfg.route != RouteMode::Off => {
+                steps.push(Box::new(route::NativeRoute::new(cfg.route)))
+            }
+            None => {}
+        }
+        steps.extend(command);
         Actions {
-            route: cfg.route,
-            kill_route: Template::from_line(&cfg.kill_route, cfg.command_shell),
-            hosts_deny: cfg.hosts_deny.clone(),
-            hosts_deny_line: cfg.hosts_deny_line.clone(),
-            command: Template::new(cfg.command.clone(), cfg.command_shell),
-            run_before_block: cfg.run_before_block,
-            lock: if take_lock {
-                cfg.state_file.clone()
-            } else {
-                None
-            },
-            routes: None,
+            steps,
             runner: Runner::new(cfg.command_timeout),
-            errors: Default::default(),
+            routes: None,
+            gates: std::array::from_fn(|_| Gate::new(ERROR_REPORT_INTERVAL)),
         }
     }
 
     /// New settings (reload). Commands still running keep their deadline
     /// and are reaped as before; the route socket stays open.
-    pub fn reconfigure(&mut self, cfg: &Config) {
-        let mut runner = std::mem::replace(&mut self.runner, Runner::new(cfg.command_timeout));
-        runner.set_timeout(cfg.command_timeout);
-        let routes = self.routes.take();
-        let errors = std::mem::take(&mut self.errors);
-        *self = Actions::new(cfg, self.lock.is_some());
-        self.runner = runner;
-        self.routes = routes;
-        self.errors = errors;
+    pub fn reconfigure(&mut self, cfg: &Config, table: &str, lock: Option<PathBuf>) {
+        let fresh = Actions::new(cfg, table, lock);
+        self.steps = fresh.steps;
+        self.runner.set_timeout(cfg.command_timeout);
     }
 
     /// The native route kind in use: none when off or replaced by kill_route.
     pub fn native_route(&self) -> Option<RouteMode> {
-        (self.route != RouteMode::Off && self.kill_route.is_none()).then_some(self.route)
+        self.steps.iter().find_map(|s| match s.kind() {
+            ActionKind::Route(k) => Some(k),
+            _ => None,
+        })
     }
 
-    /// A ban of `t` in `mode` (Log does nothing). `set` adds the kernel
-    /// element and `set_label` says where ("nftables set blocked4 in table
-    /// inet nftsentry for 1d"). `already` is what is in force from an
-    /// earlier ban of the same source.
+    fn context<'a>(
+        runner: &'a mut Runner,
+        routes: &'a mut Option<RouteSocket>,
+        sets: &'a mut dyn BanSets,
+        now: Instant,
+    ) -> Context<'a> {
+        Context {
+            sets,
+            runner,
+            routes,
+            now,
+        }
+    }
+
+    /// A ban of `t` in `mode` (Log does nothing). `already` is what is in
+    /// force from an earlier ban of the same source: a recorded hosts.deny
+    /// line or route is put back if missing, a kill_route command that ran
+    /// is not run again.
     pub fn ban(
         &mut self,
+        sets: &mut dyn BanSets,
         t: &Target,
         mode: BlockMode,
         already: &Applied,
-        set: &mut dyn FnMut() -> Result<()>,
-        set_label: &str,
         now: Instant,
     ) -> Outcome {
         let mut out = Outcome {
             applied: already.clone(),
             set_error: None,
         };
-        match mode {
-            BlockMode::Log => {}
-            BlockMode::Command => self.run_command(t, &mut out.applied, now),
-            BlockMode::Block => {
-                if self.run_before_block {
-                    self.run_command(t, &mut out.applied, now);
+        let mut cx = Self::context(&mut self.runner, &mut self.routes, sets, now);
+        for step in &mut self.steps {
+            let kind = step.kind();
+            let runs = match mode {
+                BlockMode::Log => false,
+                BlockMode::Command => kind == ActionKind::Command,
+                BlockMode::Block => match kind {
+                    // It ran for this ban already; nothing tells it is gone.
+                    ActionKind::KillRoute => !already.kill_route,
+                    // A route of another kind is in force (the config
+                    // changed): it stays, and goes at the end of the ban.
+                    ActionKind::Route(k) => already.route.is_none_or(|r| r == k),
+                    _ => true,
+                },
+            };
+            if !runs {
+                continue;
+            }
+            let how = if kind.undoable() && kind != ActionKind::Set && kind.is_in(already) {
+                How::PutBack
+            } else {
+                How::New
+            };
+            match step.apply(&mut cx, t, how) {
+                Ok(ours) => kind.record(&mut out.applied, ours),
+                Err(e) if kind == ActionKind::Set => {
+                    kind.record(&mut out.applied, false);
+                    out.set_error = Some(e);
                 }
-                match set() {
-                    Ok(()) => {
-                        out.applied.set = true;
-                        logging::notice(&format!(
-                            "attackalert: Host {} has been blocked via {set_label}",
-                            t.addr
-                        ));
-                    }
-                    Err(e) => {
-                        out.applied.set = false;
-                        out.set_error = Some(e);
-                    }
-                }
-                self.hosts_deny_step(t, &mut out.applied, false);
-                self.route_step(t, &mut out.applied, now);
-                if !self.run_before_block {
-                    self.run_command(t, &mut out.applied, now);
-                }
+                Err(e) => self.gates[kind.gate()].error(step.failure(t, &e)),
             }
         }
         out
@@ -206,58 +330,94 @@ impl Actions {
     /// The actions that can be checked and undone (hosts.deny line, native
     /// route), applied where missing: for `nftsentry block` and for live bans
     /// at start. What `already` records is put back if it went missing.
-    /// `claim`: a hosts.deny line that is there already is taken as ours
-    /// (a ban adopted from the kernel after a crash: we wrote the line but
-    /// did not live to record it).
-    pub fn ensure(&mut self, t: &Target, already: &Applied, claim: bool) -> Applied {
+    /// `claim`: what is found in place is taken as ours (a ban adopted from
+    /// the kernel after a crash).
+    pub fn ensure(
+        &mut self,
+        sets: &mut dyn BanSets,
+        t: &Target,
+        already: &Applied,
+        claim: bool,
+        now: Instant,
+    ) -> Applied {
         let mut applied = already.clone();
-        self.hosts_deny_step(t, &mut applied, claim);
-        if applied.route.is_some() || self.native_route().is_some() {
-            self.native_route_step(t, &mut applied);
+        let mut cx = Self::context(&mut self.runner, &mut self.routes, sets, now);
+        for step in &mut self.steps {
+            let kind = step.kind();
+            if !kind.undoable() || kind == ActionKind::Set {
+                continue;
+            }
+            // A route of another kind is in force: it stays, and goes at
+            // the end of the ban.
+            if matches!(kind, ActionKind::Route(k) if already.route.is_some_and(|r| r != k)) {
+                continue;
+            }
+            let recorded = kind.is_in(already);
+            if recorded && step.check(&mut cx, t).unwrap_or(false) {
+                continue;
+            }
+            let how = match (recorded, claim) {
+                (true, _) => How::PutBack,
+                (false, true) => How::Claim,
+                (false, false) => How::New,
+            };
+            match step.apply(&mut cx, t, how) {
+                Ok(ours) => kind.record(&mut applied, ours),
+                Err(e) => self.gates[kind.gate()].error(step.failure(t, &e)),
+            }
         }
         applied
     }
 
-    /// Undoes what `applied` holds (route, hosts.deny line) for `addr`;
-    /// returns what is still in force because undoing it failed.
-    pub fn undo(&mut self, addr: IpAddr, applied: &Applied) -> Applied {
-        let mut left = Applied::default();
+    /// Undoes what `applied` holds for `t`: the kernel element with
+    /// `End::Lift` (first: a refusal, such as a missing privilege, returns
+    /// the error before anything else changed), then the hosts.deny line and
+    /// the route. The rest of `Undone` is what is still in force because
+    /// undoing it failed.
+    pub fn undo(
+        &mut self,
+        sets: &mut dyn BanSets,
+        t: &Target,
+        applied: &Applied,
+        end: End,
+        now: Instant,
+    ) -> Result<Undone> {
+        let mut done = Undone::default();
+        let mut cx = Self::context(&mut self.runner, &mut self.routes, sets, now);
+        if end == End::Lift {
+            let set = self
+                .steps
+                .iter_mut()
+                .find(|s| s.kind() == ActionKind::Set)
+                .expect("every chain has the kernel set");
+            done.lifted = set.undo(&mut cx, t, end)?;
+        }
         if let Some(kind) = applied.route {
-            let what = route::describe(kind, addr);
-            match self.routes().and_then(|r| r.delete(kind, addr)) {
-                Ok(true) => logging::info(&format!(
-                    "attackalert: Host {addr}: dropped route \"{what}\" removed"
-                )),
-                Ok(false) => logging::info(&format!(
-                    "attackalert: Host {addr}: dropped route \"{what}\" was already gone"
-                )),
-                Err(e) => {
-                    logging::error(&format!(
-                        "adminalert: ERROR: could not remove the dropped route of host {addr}: {e}"
-                    ));
-                    left.route = Some(kind);
-                }
+            // The kind recorded is the kind to remove, whatever the config
+            // says now: a route of ours is found by kind and protocol alone.
+            let mut step = route::NativeRoute::new(kind);
+            if step.undo(&mut cx, t, end).is_err() {
+                done.left.route = Some(kind);
             }
         }
-        if let Some((path, line)) = &applied.hosts_deny {
-            match self.locked(|| hosts_deny::remove(path, line)) {
-                Ok(true) => logging::info(&format!(
-                    "attackalert: Host {addr}: wrappers string \"{line}\" removed from {}",
-                    path.display()
-                )),
-                Ok(false) => logging::info(&format!(
-                    "attackalert: Host {addr}: wrappers string \"{line}\" was already gone from {}",
-                    path.display()
-                )),
-                Err(e) => {
-                    logging::error(&format!(
-                        "adminalert: ERROR: could not remove the wrappers string of host {addr}: {e}"
-                    ));
-                    left.hosts_deny = Some((path.clone(), line.clone()));
+        if applied.hosts_deny {
+            match self
+                .steps
+                .iter_mut()
+                .find(|s| s.kind() == ActionKind::HostsDeny)
+            {
+                Some(step) => {
+                    if step.undo(&mut cx, t, end).is_err() {
+                        done.left.hosts_deny = true;
+                    }
                 }
+                None => self.gates[ActionKind::HostsDeny.gate()].error(format!(
+                    "adminalert: ERROR: host {} has a hosts.deny line of an earlier configuration, and hosts_deny is not set now: remove the line by hand",
+                    t.addr
+                )),
             }
         }
-        left
+        Ok(done)
     }
 
     /// Reaps ended children (after SIGCHLD).
@@ -270,252 +430,12 @@ impl Actions {
         self.runner.tick(now)
     }
 
-    fn routes(&mut self) -> Result<&mut RouteSocket> {
-        if self.routes.is_none() {
-            self.routes = Some(RouteSocket::open()?);
-        }
-        Ok(self.routes.as_mut().expect("just opened"))
-    }
-
     /// Removes the temporary files of hosts.deny writes that died half-way
-    /// (see `state::remove_dead_writers_files`); returns what went.
+    /// (see `files::remove_dead_writers_files`); returns what went.
     pub fn remove_leftovers(&self) -> Vec<PathBuf> {
-        match &self.hosts_deny {
-            Some(p) => self
-                .locked(|| Ok(hosts_deny::remove_leftovers(p)))
-                .unwrap_or_default(),
-            None => Vec::new(),
-        }
-    }
-
-    /// Runs `f` under the state file's lock when we are to take it.
-    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let _guard = match &self.lock {
-            Some(p) => Some(state::lock(p).map_err(|e| {
-                Error::other(format!(
-                    "cannot lock {}: {e}",
-                    state::lock_path(p).display()
-                ))
-            })?),
-            None => None,
-        };
-        f()
-    }
-
-    fn hosts_deny_step(&mut self, t: &Target, applied: &mut Applied, claim: bool) {
-        let (path, line, recorded) = match (&applied.hosts_deny, &self.hosts_deny) {
-            (Some((p, l)), _) => (p.clone(), l.clone(), true),
-            (None, Some(p)) => (
-                p.clone(),
-                command::substitute(&self.hosts_deny_line, &t.vars(), false),
-                false,
-            ),
-            (None, None) => return,
-        };
-        match self.locked(|| hosts_deny::add(&path, &line)) {
-            Ok(hosts_deny::Added::Added) => {
-                if recorded {
-                    logging::notice(&format!(
-                        "attackalert: Host {} has been blocked via wrappers with string: \"{line}\" (put back: it was missing from {})",
-                        t.addr,
-                        path.display()
-                    ));
-                } else {
-                    logging::notice(&format!(
-                        "attackalert: Host {} has been blocked via wrappers with string: \"{line}\"",
-                        t.addr
-                    ));
-                }
-                applied.hosts_deny = Some((path, line));
-            }
-            Ok(hosts_deny::Added::AlreadyThere) if claim => {
-                applied.hosts_deny = Some((path, line));
-            }
-            Ok(hosts_deny::Added::AlreadyThere) => {
-                if !recorded {
-                    // Not ours: it stays when the ban ends.
-                    logging::info(&format!(
-                        "attackalert: Host {}: {} already has the line \"{line}\"; not added",
-                        t.addr,
-                        path.display()
-                    ));
-                }
-            }
-            Err(e) => self.errors[HOSTS_DENY].report(format!(
-                "attackalert: ERROR: could not block host {} via wrappers: {e}",
-                t.addr
-            )),
-        }
-    }
-
-    fn route_step(&mut self, t: &Target, applied: &mut Applied, now: Instant) {
-        if let Some(template) = self.kill_route.clone() {
-            if applied.kill_route {
-                return;
-            }
-            let text = template.text(&t.vars());
-            match self
-                .runner
-                .spawn(&template, &t.vars(), Purpose::KillRoute, now)
-            {
-                Ok(_) => {
-                    applied.kill_route = true;
-                    logging::notice(&format!(
-                        "attackalert: Host {} has been blocked via dropped route using command: \"{text}\"",
-                        t.addr
-                    ));
-                }
-                Err(e) => self.errors[ROUTE].report(format!(
-                    "attackalert: ERROR: could not block host {} via dropped route: {e}",
-                    t.addr
-                )),
-            }
-        } else if applied.route.is_some() || self.native_route().is_some() {
-            self.native_route_step(t, applied);
-        }
-    }
-
-    fn native_route_step(&mut self, t: &Target, applied: &mut Applied) {
-        let recorded = applied.route;
-        let Some(kind) = recorded.or(self.native_route()) else {
-            return;
-        };
-        let what = route::describe(kind, t.addr);
-        match self.routes().and_then(|r| r.add(kind, t.addr)) {
-            Ok(route::Added::New) => {
-                let again = if recorded.is_some() {
-                    " (put back: it was missing)"
-                } else {
-                    ""
-                };
-                logging::notice(&format!(
-                    "attackalert: Host {} has been blocked via dropped route: \"{what}\"{again}",
-                    t.addr
-                ));
-                applied.route = Some(kind);
-            }
-            Ok(route::Added::Existing) => applied.route = Some(kind),
-            Err(e) => self.errors[ROUTE].report(format!(
-                "attackalert: ERROR: could not block host {} via dropped route: {e}",
-                t.addr
-            )),
-        }
-    }
-
-    fn run_command(&mut self, t: &Target, applied: &mut Applied, now: Instant) {
-        let Some(template) = self.command.clone() else {
-            return;
-        };
-        let text = template.text(&t.vars());
-        match self
-            .runner
-            .spawn(&template, &t.vars(), Purpose::Command, now)
-        {
-            Ok(_) => {
-                applied.command = true;
-                logging::notice(&format!(
-                    "attackalert: External command run for host: {} using command: \"{text}\"",
-                    t.addr
-                ));
-            }
-            Err(e) => self.errors[COMMAND].report(format!(
-                "attackalert: ERROR: could not run external command for host: {}: {e}",
-                t.addr
-            )),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_gate_holds_back_a_flood() {
-        let mut g = ErrorGate::default();
-        g.report("first".into());
-        assert!(g.last.is_some());
-        assert_eq!(g.held, 0);
-        for _ in 0..1000 {
-            g.report("again".into());
-        }
-        assert_eq!(g.held, 1000);
-        // Once the interval has passed, the next line goes out with the count.
-        g.last = Some(Instant::now() - ERROR_REPORT_INTERVAL);
-        g.report("later".into());
-        assert_eq!(g.held, 0);
-    }
-
-    #[test]
-    fn native_route_only_without_kill_route() {
-        let mut cfg = Config {
-            state_file: None,
-            route: RouteMode::Blackhole,
-            ..Config::default()
-        };
-        assert_eq!(
-            Actions::new(&cfg, true).native_route(),
-            Some(RouteMode::Blackhole)
-        );
-        cfg.kill_route = "/sbin/ip route add blackhole $TARGET$".into();
-        assert_eq!(Actions::new(&cfg, true).native_route(), None);
-        cfg.route = RouteMode::Off;
-        cfg.kill_route.clear();
-        assert_eq!(Actions::new(&cfg, true).native_route(), None);
-    }
-
-    #[test]
-    fn log_mode_does_nothing_and_block_mode_reports_the_set_error() {
-        let cfg = Config {
-            state_file: None,
-            ..Config::default()
-        };
-        let mut a = Actions::new(&cfg, false);
-        let t = Target {
-            addr: "192.0.2.2".parse().unwrap(),
-            port: 1,
-            mode: "stcp".into(),
-        };
-        let mut calls = 0;
-        let out = a.ban(
-            &t,
-            BlockMode::Log,
-            &Applied::default(),
-            &mut || {
-                calls += 1;
-                Ok(())
-            },
-            "x",
-            Instant::now(),
-        );
-        assert!(out.applied.is_empty() && out.set_error.is_none());
-        let out = a.ban(
-            &t,
-            BlockMode::Block,
-            &Applied {
-                set: true,
-                ..Applied::default()
-            },
-            &mut || {
-                calls += 1;
-                Err(Error::other("the set is full"))
-            },
-            "x",
-            Instant::now(),
-        );
-        assert_eq!(calls, 1);
-        // A failed set step is not in force, even if it was before.
-        assert!(!out.applied.set);
-        assert_eq!(out.set_error.unwrap().message, "the set is full");
-        // Command mode without a command: nothing happens.
-        let out = a.ban(
-            &t,
-            BlockMode::Command,
-            &Applied::default(),
-            &mut || unreachable!("no set step in command mode"),
-            "x",
-            Instant::now(),
-        );
-        assert!(out.applied.is_empty());
+        self.steps
+            .iter()
+            .flat_map(|s| s.remove_leftovers())
+            .collect()
     }
 }

@@ -26,6 +26,9 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use crate::config::RouteMode;
 use crate::error::{Error, Kind, Result};
 use crate::kernel::netlink::{self, NLMSG_DONE, NLMSG_ERROR};
+use crate::logging;
+
+use super::{Action, ActionKind, Context, End, How, Target};
 
 /// The rtm_protocol of our routes. Unassigned in the kernel's list
 /// (include/uapi/linux/rtnetlink.h) and iproute2's rt_protos.
@@ -324,6 +327,82 @@ fn errno_error(what: &str, errno: i32) -> Error {
         );
     }
     Error::from_errno(what, errno)
+}
+
+/// The native route step: a host route of one kind, tagged as ours.
+pub struct NativeRoute {
+    kind: RouteMode,
+}
+
+impl NativeRoute {
+    pub fn new(kind: RouteMode) -> NativeRoute {
+        NativeRoute { kind }
+    }
+}
+
+impl Action for NativeRoute {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Route(self.kind)
+    }
+
+    fn apply(&mut self, cx: &mut Context<'_>, t: &Target, how: How) -> Result<bool> {
+        let what = describe(self.kind, t.addr);
+        match cx.routes()?.add(self.kind, t.addr)? {
+            Added::New => {
+                let again = if how == How::PutBack {
+                    " (put back: it was missing)"
+                } else {
+                    ""
+                };
+                logging::notice(&format!(
+                    "attackalert: Host {} has been blocked via dropped route: \"{what}\"{again}",
+                    t.addr
+                ));
+            }
+            Added::Existing => {}
+        }
+        Ok(true)
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>, t: &Target) -> Result<bool> {
+        Ok(cx
+            .routes()?
+            .ours(Some(self.kind))?
+            .contains(&(self.kind, t.addr)))
+    }
+
+    fn undo(&mut self, cx: &mut Context<'_>, t: &Target, _end: End) -> Result<bool> {
+        let addr = t.addr;
+        let what = describe(self.kind, addr);
+        let kind = self.kind;
+        match cx.routes().and_then(|r| r.delete(kind, addr)) {
+            Ok(true) => {
+                logging::info(&format!(
+                    "attackalert: Host {addr}: dropped route \"{what}\" removed"
+                ));
+                Ok(true)
+            }
+            Ok(false) => {
+                logging::info(&format!(
+                    "attackalert: Host {addr}: dropped route \"{what}\" was already gone"
+                ));
+                Ok(false)
+            }
+            Err(e) => {
+                logging::error(&format!(
+                    "adminalert: ERROR: could not remove the dropped route of host {addr}: {e}"
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    fn failure(&self, t: &Target, e: &Error) -> String {
+        format!(
+            "attackalert: ERROR: could not block host {} via dropped route: {e}",
+            t.addr
+        )
+    }
 }
 
 #[cfg(test)]

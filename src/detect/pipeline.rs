@@ -1,0 +1,717 @@
+//! pipeline: detection as one pure step. A packet from NFLOG (or a visitor
+//! of a connect-mode port) goes in, a `Verdict` comes out: what to log and
+//! whether to ban. It decodes and names the probe, checks the ignore list,
+//! asks the ledger (through `Bans`) whether the source is banned, counts
+//! the source against the trigger, and decides. No sockets, no files, no
+//! clock of its own: the service applies the verdict, and the tests feed
+//! tables of probes and read the verdicts back, without root.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, Proto};
+use crate::logging;
+
+use super::classify::{ScanType, classify};
+use super::ignore::{IgnoreList, Ignored, why};
+use super::packet;
+use super::tracker::{Outcome, Tracker};
+
+/// After this long, a probe from a source banned in the kernel set means
+/// the ban is gone (lifted, flushed, expired early): the kernel would have
+/// dropped it. Probes queued in NFLOG before the ban arrive well within.
+pub const IN_FLIGHT: Duration = Duration::from_secs(2);
+
+/// A ban in force, as the ledger sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanInForce {
+    /// Since when it is in force.
+    pub age: Duration,
+    /// It has a kernel set element (else it was only a command).
+    pub in_kernel: bool,
+    /// A probe on this protocol would make it stronger (a command-only ban
+    /// meets a protocol in block mode).
+    pub upgradable: bool,
+}
+
+/// What detection asks of the ledger.
+pub trait Bans {
+    /// The ban in force on `addr`, if any, for a probe on `proto`.
+    fn ban_on(&self, addr: IpAddr, proto: Proto, now: Instant) -> Option<BanInForce>;
+}
+
+/// A log line that names a host, written once its name is known (with
+/// `resolve_host`, after a reverse lookup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostLine {
+    /// `attackalert: <scan> from host: <name>/<ip> to <proto> port: <port>`.
+    Alert(ScanType, u16),
+    /// The IP options line PortSentry wrote before the alert.
+    IpOptions(ScanType, u16),
+    /// `attackalert: Host: <name>/<ip> is already blocked Ignoring`.
+    AlreadyBlocked,
+}
+
+/// What a probe means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not a probe, or not a packet we could read: counted, nothing else.
+    Nothing,
+    /// From an ignored source: these lines (at most a few a minute) and
+    /// nothing else.
+    Ignored(Vec<String>),
+    /// A probe: its lines (in order), then what to do.
+    Probe {
+        src: IpAddr,
+        lines: Vec<HostLine>,
+        act: Act,
+    },
+}
+
+/// What to do after the lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// Below the trigger, or the source is banned already.
+    Nothing,
+    /// Ban the source.
+    Ban(Evidence),
+    /// The trigger is reached without a handshake while
+    /// `ban_requires_handshake` holds: not banned, said once per source.
+    Withhold { first: bool },
+}
+
+/// The evidence behind a ban.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    pub addr: IpAddr,
+    pub scan: ScanType,
+    pub port: u16,
+    /// $MODE$ for templates: PortSentry's name of the mode that saw it.
+    pub mode: &'static str,
+}
+
+/// Probe counts since start, for `status` and the statistics line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Per scan type, indexed by `ScanType::index`.
+    pub probes: [u64; ScanType::KINDS],
+    pub not_probes: u64,
+    pub ignored: u64,
+    pub undecodable: u64,
+    /// Sources not banned for lack of a handshake.
+    pub withheld: u64,
+}
+
+impl Counts {
+    /// (scan type key, count) for the types seen, sorted by key.
+    pub fn by_scan(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<(&'static str, u64)> = ScanType::KEYS
+            .iter()
+            .zip(self.probes)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (*k, n))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn total_probes(&self) -> u64 {
+        self.probes.iter().sum()
+    }
+}
+
+/// Lines that say a probe from an ignored source was not acted on: one per
+/// source per `IGNORED_LINE_INTERVAL` (with a count of the probes between),
+/// and at most `IGNORED_LINES_MAX` per interval in all, so probes spoofed
+/// from many ignored addresses cannot flood the log.
+const IGNORED_LINE_INTERVAL: Duration = Duration::from_secs(60);
+const IGNORED_LINES_MAX: u32 = 100;
+/// Sources remembered for the per-source limit; the map is emptied when
+/// full (a few more lines, never unbounded memory).
+const IGNORED_SOURCES_MAX: usize = 4096;
+
+#[derive(Default)]
+struct IgnoredLines {
+    /// Per source: when its last line was written, probes since not logged.
+    sources: HashMap<IpAddr, (Instant, u64)>,
+    window_start: Option<Instant>,
+    window_lines: u32,
+    window_dropped: u64,
+}
+
+impl IgnoredLines {
+    /// The lines to write for a probe from ignored `src` now, given the
+    /// line itself (`what`, without counts).
+    fn lines(&mut self, src: IpAddr, now: Instant, what: impl FnOnce() -> String) -> Vec<String> {
+        let mut out = Vec::new();
+        let start = *self.window_start.get_or_insert(now);
+        if now.duration_since(start) >= IGNORED_LINE_INTERVAL {
+            if self.window_dropped > 0 {
+                out.push(format!(
+                    "attackalert: {} more probes from ignored hosts not logged (at most {IGNORED_LINES_MAX} such lines a minute)",
+                    self.window_dropped
+                ));
+            }
+            self.window_start = Some(now);
+            self.window_lines = 0;
+            self.window_dropped = 0;
+        }
+        let since = match self.sources.get_mut(&src) {
+            Some((last, n)) if now.duration_since(*last) < IGNORED_LINE_INTERVAL => {
+                *n += 1;
+                return out;
+            }
+            Some((_, n)) => *n,
+            None => 0,
+        };
+        if self.window_lines >= IGNORED_LINES_MAX {
+            self.window_dropped += 1;
+            return out;
+        }
+        if self.sources.len() >= IGNORED_SOURCES_MAX {
+            self.sources.clear();
+        }
+        self.sources.insert(src, (now, 0));
+        self.window_lines += 1;
+        let mut line = what();
+        if since > 0 {
+            line.push_str(&format!(
+                " ({since} more probes from this host not logged since its last line)"
+            ));
+        }
+        out.push(line);
+        out
+    }
+}
+
+/// A set of sources bounded like the tracker: emptied when full, so a
+/// spoofed flood cannot grow it (a few lines said twice, at worst).
+struct Bounded {
+    set: HashSet<IpAddr>,
+    max: usize,
+}
+
+impl Bounded {
+    fn new(max: usize) -> Bounded {
+        Bounded {
+            set: HashSet::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// True if `ip` was not in it.
+    fn insert(&mut self, ip: IpAddr) -> bool {
+        if self.set.len() >= self.max && !self.set.contains(&ip) {
+            self.set.clear();
+        }
+        self.set.insert(ip)
+    }
+
+    fn remove(&mut self, ip: &IpAddr) {
+        self.set.remove(ip);
+    }
+}
+
+/// The settings detection reads from the config.
+struct Settings {
+    requires_handshake: bool,
+    /// Per protocol (TCP, UDP): advanced tripwires, for $MODE$.
+    advanced: [bool; 2],
+}
+
+impl Settings {
+    fn of(cfg: &Config) -> Settings {
+        use crate::config::Tripwires;
+        Settings {
+            requires_handshake: cfg.ban_requires_handshake,
+            advanced: [
+                cfg.tcp.mode.tripwires == Tripwires::Advanced,
+                cfg.udp.mode.tripwires == Tripwires::Advanced,
+            ],
+        }
+    }
+}
+
+fn proto_index(p: Proto) -> usize {
+    match p {
+        Proto::Tcp => 0,
+        Proto::Udp => 1,
+    }
+}
+
+/// $MODE$ for a detection: PortSentry's name of the mode that saw it (its
+/// -tcp/-stcp/-atcp and -udp/-sudp/-audp command line switches).
+pub fn mode_name(scan: ScanType, advanced: bool) -> &'static str {
+    match (scan, scan.proto(), advanced) {
+        (ScanType::TcpConnect, _, _) => "tcp",
+        (ScanType::UdpConnect, _, _) => "udp",
+        (_, Proto::Tcp, false) => "stcp",
+        (_, Proto::Tcp, true) => "atcp",
+        (_, Proto::Udp, false) => "sudp",
+        (_, Proto::Udp, true) => "audp",
+    }
+}
+
+/// $MODE$ of a ban made by a scan of type `key` under `cfg` (a state file
+/// of the first release did not record it; "manual" for no scan).
+pub fn mode_of_key(cfg: &Config, key: &str) -> &'static str {
+    match ScanType::from_key(key) {
+        Some(scan) => mode_name(scan, Settings::of(cfg).advanced[proto_index(scan.proto())]),
+        None => "manual",
+    }
+}
+
+/// Everything a probe passes through.
+pub struct Detector {
+    tracker: Tracker,
+    ignore: IgnoreList,
+    /// The ignore list with the reason for each entry, for log lines.
+    ignored_by: Vec<Ignored>,
+    ignored_lines: IgnoredLines,
+    /// Sources that reached the trigger without a handshake: said once each.
+    withheld: Bounded,
+    /// Banned sources whose late probe was said ("already blocked"): once
+    /// per ban.
+    late: Bounded,
+    settings: Settings,
+    pub counts: Counts,
+}
+
+impl Detector {
+    pub fn new(cfg: &Config, ignores: Vec<Ignored>) -> Detector {
+        Detector {
+            tracker: Tracker::new(cfg.max_tracked_sources, cfg.scan_trigger, cfg.scan_window),
+            ignore: IgnoreList::new(super::ignore::networks(&ignores)),
+            ignored_by: ignores,
+            ignored_lines: IgnoredLines::default(),
+            withheld: Bounded::new(cfg.max_tracked_sources),
+            late: Bounded::new(cfg.max_tracked_sources),
+            settings: Settings::of(cfg),
+            counts: Counts::default(),
+        }
+    }
+
+    /// New settings and ignore list (reload); counts in progress are kept.
+    pub fn reconfigure(&mut self, cfg: &Config, ignores: Vec<Ignored>) {
+        self.ignore = IgnoreList::new(super::ignore::networks(&ignores));
+        self.ignored_by = ignores;
+        self.tracker.set_params(cfg.scan_trigger, cfg.scan_window);
+        self.settings = Settings::of(cfg);
+    }
+
+    /// Is `addr` on the ignore list?
+    pub fn is_ignored(&self, addr: &IpAddr) -> bool {
+        self.ignore.contains(addr)
+    }
+
+    /// Sources tracked now, and the `n` with the most probes.
+    pub fn tracked(&self) -> usize {
+        self.tracker.len()
+    }
+
+    pub fn top(&self, n: usize) -> Vec<(IpAddr, u32)> {
+        self.tracker.top(n)
+    }
+
+    /// `addr` is banned now: its count is over.
+    pub fn banned(&mut self, addr: IpAddr) {
+        self.tracker.forget(addr);
+        self.withheld.remove(&addr);
+    }
+
+    /// The ban of `addr` ended or was lifted: its next probe counts afresh.
+    pub fn released(&mut self, addr: IpAddr) {
+        self.tracker.forget(addr);
+        self.late.remove(&addr);
+    }
+
+    /// A packet logged by a tripwire rule.
+    pub fn on_packet(&mut self, payload: &[u8], now: Instant, bans: &dyn Bans) -> Verdict {
+        let probe = match packet::decode(payload) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counts.undecodable += 1;
+                logging::debug(&format!("undecodable packet from NFLOG: {e}"));
+                return Verdict::Nothing;
+            }
+        };
+        let src = crate::cidr::canonical(probe.src);
+        let scan = classify(probe.transport);
+        if self.ignore.contains(&src) {
+            // The kernel never drops an ignored source, but its probes reach
+            // the tripwires so that they are seen here, and logged.
+            self.counts.ignored += 1;
+            return match scan {
+                Some(scan) => self.ignored(src, scan, probe.dport, now),
+                None => {
+                    logging::debug(&format!(
+                        "not a probe: {:?} from ignored source {src} to port {}",
+                        probe.transport, probe.dport
+                    ));
+                    Verdict::Nothing
+                }
+            };
+        }
+        let Some(scan) = scan else {
+            self.counts.not_probes += 1;
+            logging::debug(&format!(
+                "not a probe: {:?} from {src}:{} to port {}",
+                probe.transport, probe.sport, probe.dport
+            ));
+            return Verdict::Nothing;
+        };
+        self.detected(src, scan, probe.dport, probe.ip_options, now, bans)
+    }
+
+    /// A visitor of a connect-mode port.
+    pub fn on_visit(
+        &mut self,
+        src: IpAddr,
+        proto: Proto,
+        port: u16,
+        now: Instant,
+        bans: &dyn Bans,
+    ) -> Verdict {
+        let src = crate::cidr::canonical(src);
+        let scan = match proto {
+            Proto::Tcp => ScanType::TcpConnect,
+            Proto::Udp => ScanType::UdpConnect,
+        };
+        if self.ignore.contains(&src) {
+            self.counts.ignored += 1;
+            return self.ignored(src, scan, port, now);
+        }
+        self.detected(src, scan, port, false, now, bans)
+    }
+
+    /// A probe or visit from an ignored source: nothing is done, and the log
+    /// says so (rate-limited), naming why the source is ignored. PortSentry
+    /// 2.0 logs "attackalert: Host: %s found in ignore file %s, aborting
+    /// actions"; 1.2 logged nothing unless built with DEBUG.
+    fn ignored(&mut self, src: IpAddr, scan: ScanType, port: u16, now: Instant) -> Verdict {
+        let reason = why(&self.ignored_by, &src).unwrap_or("ignore list");
+        Verdict::Ignored(self.ignored_lines.lines(src, now, || {
+            format!(
+                "attackalert: Host: {src} found in ignore list ({reason}), aborting actions: {scan} to {} port: {port}",
+                scan.protocol()
+            )
+        }))
+    }
+
+    /// A probe or visit from a source that is not ignored: lines, count,
+    /// and a ban at the trigger.
+    fn detected(
+        &mut self,
+        src: IpAddr,
+        scan: ScanType,
+        port: u16,
+        ip_options: bool,
+        now: Instant,
+        bans: &dyn Bans,
+    ) -> Verdict {
+        self.counts.probes[scan.index()] += 1;
+        if let Some(ban) = bans.ban_on(src, scan.proto(), now) {
+            let lost = ban.in_kernel && ban.age > IN_FLIGHT;
+            if !lost && !ban.upgradable {
+                let lines = if self.late.insert(src) {
+                    vec![HostLine::AlreadyBlocked]
+                } else {
+                    Vec::new()
+                };
+                return Verdict::Probe {
+                    src,
+                    lines,
+                    act: Act::Nothing,
+                };
+            }
+            // The kernel no longer has it (lifted or expired early), or the
+            // ban so far was only a command: a trigger renews the ban.
+            self.late.remove(&src);
+        }
+        let mut lines = Vec::with_capacity(2);
+        if ip_options {
+            lines.push(HostLine::IpOptions(scan, port));
+        }
+        lines.push(HostLine::Alert(scan, port));
+        let act = match self.tracker.record(src, now) {
+            Outcome::Counted { .. } => Act::Nothing,
+            // Only a completed TCP handshake proves the source address.
+            Outcome::Trigger
+                if self.settings.requires_handshake && scan != ScanType::TcpConnect =>
+            {
+                let first = self.withheld.insert(src);
+                if first {
+                    self.counts.withheld += 1;
+                }
+                Act::Withhold { first }
+            }
+            Outcome::Trigger => Act::Ban(Evidence {
+                addr: src,
+                scan,
+                port,
+                mode: mode_name(scan, self.settings.advanced[proto_index(scan.proto())]),
+            }),
+        };
+        Verdict::Probe { src, lines, act }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tables of probes in, verdicts out: no sockets, no root.
+
+    use super::*;
+    use crate::config::Mode;
+    use crate::detect::packet::TcpFlags;
+    use std::cell::RefCell;
+
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+
+    /// An IPv4 TCP packet from `src` to port `dport` with `flags`, with
+    /// `opts` bytes of IP options.
+    fn tcp4(src: [u8; 4], dport: u16, flags: u8, opts: usize) -> Vec<u8> {
+        let ihl = 5 + opts / 4;
+        let mut p = vec![0u8; ihl * 4];
+        p[0] = 0x40 | ihl as u8;
+        p[2..4].copy_from_slice(&((ihl * 4 + 20) as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&[192, 0, 2, 1]);
+        for b in p[20..].iter_mut() {
+            *b = 1;
+        }
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        p.extend_from_slice(&t);
+        p
+    }
+
+    /// The ledger as detection sees it: bans by address.
+    #[derive(Default)]
+    struct FakeBans(RefCell<HashMap<IpAddr, BanInForce>>);
+
+    impl FakeBans {
+        fn ban(&self, ip: &str, age_secs: u64, in_kernel: bool, upgradable: bool) {
+            self.0.borrow_mut().insert(
+                ip.parse().unwrap(),
+                BanInForce {
+                    age: Duration::from_secs(age_secs),
+                    in_kernel,
+                    upgradable,
+                },
+            );
+        }
+    }
+
+    impl Bans for FakeBans {
+        fn ban_on(&self, addr: IpAddr, _proto: Proto, _now: Instant) -> Option<BanInForce> {
+            self.0.borrow().get(&addr).copied()
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn detector(edit: impl FnOnce(&mut Config), ignore: &[&str]) -> Detector {
+        let mut cfg = Config::default();
+        edit(&mut cfg);
+        let ignores = ignore
+            .iter()
+            .map(|n| Ignored {
+                net: n.parse().unwrap(),
+                why: "ignore file f".into(),
+            })
+            .collect();
+        Detector::new(&cfg, ignores)
+    }
+
+    fn alert(src: &str, port: u16, act: Act) -> Verdict {
+        Verdict::Probe {
+            src: ip(src),
+            lines: vec![HostLine::Alert(ScanType::TcpSynNormal, port)],
+            act,
+        }
+    }
+
+    fn ban(src: &str, port: u16, mode: &'static str) -> Act {
+        Act::Ban(Evidence {
+            addr: ip(src),
+            scan: ScanType::TcpSynNormal,
+            port,
+            mode,
+        })
+    }
+
+    #[test]
+    fn probes_in_verdicts_out() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let a = [198, 51, 100, 7];
+        // scan_trigger 2: the second probe bans.
+        let mut d = detector(|c| c.scan_trigger = 2, &["192.0.2.0/24"]);
+        let table: Vec<(Vec<u8>, Verdict)> = vec![
+            (tcp4(a, 1, SYN, 0), alert("198.51.100.7", 1, Act::Nothing)),
+            (
+                tcp4(a, 11, SYN, 0),
+                alert("198.51.100.7", 11, ban("198.51.100.7", 11, "stcp")),
+            ),
+            // ACK: not a probe.
+            (tcp4(a, 1, ACK | SYN, 0), Verdict::Nothing),
+            // Garbage: undecodable.
+            (vec![0x45, 0, 0], Verdict::Nothing),
+            // Options set: the IP options line comes first.
+            (
+                tcp4([198, 51, 100, 8], 1, SYN, 4),
+                Verdict::Probe {
+                    src: ip("198.51.100.8"),
+                    lines: vec![
+                        HostLine::IpOptions(ScanType::TcpSynNormal, 1),
+                        HostLine::Alert(ScanType::TcpSynNormal, 1),
+                    ],
+                    act: Act::Nothing,
+                },
+            ),
+        ];
+        for (i, (pkt, want)) in table.into_iter().enumerate() {
+            assert_eq!(d.on_packet(&pkt, t0, &bans), want, "row {i}");
+        }
+        assert_eq!(d.counts.not_probes, 1);
+        assert_eq!(d.counts.undecodable, 1);
+        assert_eq!(d.counts.by_scan(), vec![("syn", 3)]);
+    }
+
+    #[test]
+    fn ignored_sources_say_so_once_a_minute_and_never_ban() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(|_| {}, &["192.0.2.0/24"]);
+        let pkt = tcp4([192, 0, 2, 9], 1, SYN, 0);
+        let Verdict::Ignored(lines) = d.on_packet(&pkt, t0, &bans) else {
+            panic!("not ignored")
+        };
+        assert_eq!(
+            lines,
+            [
+                "attackalert: Host: 192.0.2.9 found in ignore list (ignore file f), aborting actions: TCP SYN/Normal scan to TCP port: 1"
+            ]
+        );
+        assert_eq!(d.on_packet(&pkt, t0, &bans), Verdict::Ignored(vec![]));
+        let later = t0 + Duration::from_secs(61);
+        let Verdict::Ignored(lines) = d.on_packet(&pkt, later, &bans) else {
+            panic!("not ignored")
+        };
+        assert!(
+            lines[0].ends_with("(1 more probes from this host not logged since its last line)"),
+            "{lines:?}"
+        );
+        assert_eq!(d.counts.ignored, 3);
+        // A visitor from an ignored source gets no banner and no ban.
+        assert!(matches!(
+            d.on_visit(ip("192.0.2.9"), Proto::Tcp, 1, later, &bans),
+            Verdict::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn a_banned_source_is_already_blocked_once_until_its_ban_is_gone() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(|_| {}, &[]);
+        let pkt = tcp4([198, 51, 100, 7], 1, SYN, 0);
+        let late = |lines: Vec<HostLine>| Verdict::Probe {
+            src: ip("198.51.100.7"),
+            lines,
+            act: Act::Nothing,
+        };
+        // Banned a second ago in the kernel: a probe that was in flight.
+        bans.ban("198.51.100.7", 1, true, false);
+        assert_eq!(
+            d.on_packet(&pkt, t0, &bans),
+            late(vec![HostLine::AlreadyBlocked])
+        );
+        assert_eq!(d.on_packet(&pkt, t0, &bans), late(vec![]));
+        // Banned longer than IN_FLIGHT and still probing: the kernel lost
+        // the element, the probe counts and bans again.
+        bans.ban("198.51.100.7", 3, true, false);
+        assert_eq!(
+            d.on_packet(&pkt, t0, &bans),
+            alert("198.51.100.7", 1, ban("198.51.100.7", 1, "stcp"))
+        );
+        // A command-only ban meets a protocol in block mode: upgraded.
+        bans.ban("198.51.100.7", 0, false, true);
+        assert_eq!(
+            d.on_packet(&pkt, t0, &bans),
+            alert("198.51.100.7", 1, ban("198.51.100.7", 1, "stcp"))
+        );
+        // A command-only ban that cannot be upgraded: already blocked, once.
+        bans.ban("198.51.100.7", 60, false, false);
+        assert_eq!(
+            d.on_packet(&pkt, t0, &bans),
+            late(vec![HostLine::AlreadyBlocked])
+        );
+        // The ban ended: the next probe is a new one.
+        bans.0.borrow_mut().clear();
+        d.released(ip("198.51.100.7"));
+        assert_eq!(
+            d.on_packet(&pkt, t0, &bans),
+            alert("198.51.100.7", 1, ban("198.51.100.7", 1, "stcp"))
+        );
+    }
+
+    #[test]
+    fn handshake_required_withholds_forgeable_probes_and_bans_connects() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(
+            |c| {
+                c.ban_requires_handshake = true;
+                c.tcp.mode = Mode::ADVANCED;
+            },
+            &[],
+        );
+        let pkt = tcp4([198, 51, 100, 7], 1, SYN, 0);
+        let withheld = |first| Verdict::Probe {
+            src: ip("198.51.100.7"),
+            lines: vec![HostLine::Alert(ScanType::TcpSynNormal, 1)],
+            act: Act::Withhold { first },
+        };
+        assert_eq!(d.on_packet(&pkt, t0, &bans), withheld(true));
+        assert_eq!(d.on_packet(&pkt, t0, &bans), withheld(false));
+        assert_eq!(d.counts.withheld, 1);
+        assert_eq!(
+            d.on_visit(ip("198.51.100.7"), Proto::Tcp, 143, t0, &bans),
+            Verdict::Probe {
+                src: ip("198.51.100.7"),
+                lines: vec![HostLine::Alert(ScanType::TcpConnect, 143)],
+                act: Act::Ban(Evidence {
+                    addr: ip("198.51.100.7"),
+                    scan: ScanType::TcpConnect,
+                    port: 143,
+                    mode: "tcp",
+                }),
+            }
+        );
+    }
+
+    #[test]
+    fn modes_name_the_mode_that_saw_the_probe() {
+        assert_eq!(mode_name(ScanType::TcpFin, false), "stcp");
+        assert_eq!(mode_name(ScanType::TcpFin, true), "atcp");
+        assert_eq!(mode_name(ScanType::Udp, false), "sudp");
+        assert_eq!(mode_name(ScanType::Udp, true), "audp");
+        assert_eq!(mode_name(ScanType::TcpConnect, true), "tcp");
+        assert_eq!(mode_name(ScanType::UdpConnect, false), "udp");
+        let mut cfg = Config::default();
+        cfg.tcp.mode = Mode::ADVANCED;
+        assert_eq!(mode_of_key(&cfg, "syn"), "atcp");
+        assert_eq!(mode_of_key(&cfg, "udp"), "sudp");
+        assert_eq!(mode_of_key(&cfg, "manual"), "manual");
+    }
+}

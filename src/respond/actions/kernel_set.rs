@@ -1,0 +1,57 @@
+//! actions::kernel_set: the ban itself, an element of blocked4/blocked6 with
+//! the ban's length as its timeout, so the kernel drops the source from now
+//! on and forgets it when the time is over.
+//!
+//! Knows nothing of netlink: it is handed the sets (`BanSets`).
+
+use crate::error::{Error, Result};
+use crate::logging;
+use crate::table::bans;
+use crate::table::ruleset::nft_duration;
+
+use super::{Action, ActionKind, Context, End, How, Target};
+
+pub struct KernelSet {
+    table: String,
+}
+
+impl KernelSet {
+    pub fn new(table: &str) -> KernelSet {
+        KernelSet {
+            table: table.to_string(),
+        }
+    }
+}
+
+impl Action for KernelSet {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Set
+    }
+
+    fn apply(&mut self, cx: &mut Context<'_>, t: &Target, _how: How) -> Result<bool> {
+        cx.sets.add(t.addr, t.length)?;
+        logging::notice(&format!(
+            "attackalert: Host {} has been blocked via nftables set {} in table inet {} for {}",
+            t.addr,
+            bans::set_for(&t.addr),
+            self.table,
+            nft_duration(t.length)
+        ));
+        Ok(true)
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>, t: &Target) -> Result<bool> {
+        cx.sets.contains(t.addr)
+    }
+
+    fn undo(&mut self, cx: &mut Context<'_>, t: &Target, end: End) -> Result<bool> {
+        match end {
+            End::SetGone => Ok(false),
+            End::Lift => cx.sets.remove(t.addr),
+        }
+    }
+
+    fn failure(&self, t: &Target, e: &Error) -> String {
+        format!("attackalert: ERROR: could not block host {}: {e}", t.addr)
+    }
+}

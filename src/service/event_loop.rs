@@ -1,0 +1,452 @@
+//! event_loop: the daemon's one poll(2) loop over signals (signalfd), the
+//! NFLOG socket, connect-mode sockets, the control socket, the nftables
+//! event group (without the owner flag), the resolver's sockets and a timer
+//! (ban expiry, commands, state file, watchdog). Nothing in it blocks:
+//! commands run as children that the loop reaps, the state file is written
+//! by a thread.
+//!
+//! Per probe (`Core`): detection gives a verdict (`detect::Detector`), the
+//! loop applies it: lines through `names`, a ban through the ledger, whose
+//! actions act on the table through this loop's netlink socket.
+
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+
+use crate::config::{Config, Proto};
+use crate::detect::{Act, Detector, Evidence, Verdict};
+use crate::error::{Error, Result};
+use crate::kernel::nflog::NflogSocket;
+use crate::kernel::nft::NftSocket;
+use crate::kernel::nft_events::NftEvents;
+use crate::logging::{self, Gate};
+use crate::respond::{BanResult, Ledger};
+use crate::service::connect::ConnectSockets;
+use crate::service::control::ControlServer;
+use crate::service::names::{Line, Names};
+use crate::service::status::LastBan;
+use crate::service::systemd::{self, Notifier};
+use crate::table::bans::KernelBans;
+use crate::table::ruleset::Ruleset;
+
+/// How often lost NFLOG events and failed bans are reported, at most.
+const REPORT_INTERVAL: Duration = Duration::from_secs(60);
+/// How long after an nftables event the table is checked: events come in
+/// bursts (a whole `nft -f`), one check after the burst is enough.
+const CHECK_DELAY: Duration = Duration::from_millis(100);
+/// Bans `status` lists.
+const LAST_BANS: usize = 10;
+
+/// Everything the loop polls besides what `Core` owns.
+pub struct Io {
+    pub signals: SignalFd,
+    pub nflog: NflogSocket,
+    pub connect: ConnectSockets,
+    pub control: Option<ControlServer>,
+    pub nft_events: Option<NftEvents>,
+}
+
+/// What a probe passes through: detection, the ledger, the lines that name
+/// hosts, and the netlink socket that owns the table.
+pub struct Core {
+    pub cfg: Config,
+    pub nft: NftSocket,
+    pub detector: Detector,
+    pub ledger: Ledger,
+    pub names: Names,
+    /// Bans made since start, and those that failed.
+    pub bans: u64,
+    pub ban_errors: u64,
+    ban_error_lines: Gate,
+    /// The most recent bans, newest last, for `status`.
+    pub last_bans: VecDeque<LastBan>,
+}
+
+impl Core {
+    pub fn new(
+        cfg: Config,
+        nft: NftSocket,
+        detector: Detector,
+        ledger: Ledger,
+        names: Names,
+    ) -> Core {
+        Core {
+            cfg,
+            nft,
+            detector,
+            ledger,
+            names,
+            bans: 0,
+            ban_errors: 0,
+            ban_error_lines: Gate::new(REPORT_INTERVAL),
+            last_bans: VecDeque::new(),
+        }
+    }
+
+    /// A packet of a tripwire rule.
+    pub fn on_packet(&mut self, payload: &[u8], now: Instant) {
+        let v = self.detector.on_packet(payload, now, &self.ledger);
+        self.apply(v, now);
+    }
+
+    /// A connect-mode visitor. Returns whether it gets the banner: not
+    /// when its source is ignored (PortSentry sent it only to offenders).
+    pub fn on_visit(
+        &mut self,
+        src: std::net::IpAddr,
+        proto: Proto,
+        port: u16,
+        now: Instant,
+    ) -> bool {
+        let v = self.detector.on_visit(src, proto, port, now, &self.ledger);
+        self.apply(v, now)
+    }
+
+    /// Carries a verdict out; true for a probe (not an ignored source).
+    fn apply(&mut self, v: Verdict, now: Instant) -> bool {
+        match v {
+            Verdict::Nothing => false,
+            Verdict::Ignored(lines) => {
+                for l in lines {
+                    logging::notice(&l);
+                }
+                false
+            }
+            Verdict::Probe { src, lines, act } => {
+                for l in lines {
+                    self.names.line(src, Line::Log(l), now);
+                }
+                match act {
+                    Act::Nothing | Act::Withhold { first: false } => {}
+                    Act::Withhold { first: true } => logging::notice(&format!(
+                        "attackalert: Host {src} not blocked: ban_requires_handshake is set and it completed no TCP handshake"
+                    )),
+                    Act::Ban(ev) => self.ban(&ev, now),
+                }
+                true
+            }
+        }
+    }
+
+    fn ban(&mut self, ev: &Evidence, now: Instant) {
+        let mut sets = KernelBans {
+            nft: &mut self.nft,
+            table: &self.cfg.table,
+        };
+        let set_error = match self.ledger.ban(&mut sets, ev, now) {
+            BanResult::LogOnly => None,
+            BanResult::Banned {
+                history, set_error, ..
+            } => {
+                self.bans += 1;
+                if self.last_bans.len() == LAST_BANS {
+                    self.last_bans.pop_front();
+                }
+                self.last_bans.push_back(LastBan {
+                    at: crate::service::status::now_secs(),
+                    addr: ev.addr,
+                    scan: ev.scan.name(),
+                    port: ev.port,
+                });
+                self.detector.banned(ev.addr);
+                if let Some(h) = history {
+                    self.names.line(ev.addr, Line::History(h), now);
+                }
+                set_error
+            }
+            BanResult::Failed { set_error } => set_error,
+        };
+        if let Some(e) = set_error {
+            self.ban_error(ev.addr, e, now);
+        }
+    }
+
+    /// A failed kernel-set step. A full set fails every ban of a flood: one
+    /// line a minute.
+    fn ban_error(&mut self, src: std::net::IpAddr, e: Error, now: Instant) {
+        self.ban_errors += 1;
+        let suffix = match self.ban_error_lines.admit(now) {
+            None => return,
+            Some(0) => String::new(),
+            Some(more) => format!(" ({more} more ban failures since the last report)"),
+        };
+        logging::error(&format!(
+            "attackalert: ERROR: could not block host {src}: {e}{suffix}"
+        ));
+    }
+
+    /// Ends bans that are due (the ledger undoes their actions), times out
+    /// commands, writes the state file; returns the time to the next of
+    /// these.
+    pub fn expire(&mut self, now: Instant) -> Option<Duration> {
+        let mut sets = KernelBans {
+            nft: &mut self.nft,
+            table: &self.cfg.table,
+        };
+        let next = self.ledger.tick(&mut sets, now);
+        self.forget_released();
+        next
+    }
+
+    /// Lifted or ended bans: a new probe from these counts afresh.
+    pub fn forget_released(&mut self) {
+        for ip in self.ledger.released() {
+            self.detector.released(ip);
+        }
+    }
+
+    /// STATUS= for the service manager.
+    pub fn status_text(&self) -> String {
+        systemd::status_text(
+            self.ledger.active_bans(),
+            self.detector.counts.total_probes(),
+            self.bans,
+            self.ban_errors,
+        )
+    }
+}
+
+/// The running daemon: its descriptors, its probe path and the table it
+/// installed.
+pub struct Daemon {
+    pub io: Io,
+    pub core: Core,
+    pub ruleset: Ruleset,
+    /// sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING.
+    pub notifier: Notifier,
+    pub started: Instant,
+    /// When to compare the kernel with what the table should hold, after
+    /// nftables events (no owner flag).
+    check_at: Option<Instant>,
+    pub reloads: u64,
+    pub table_restores: u64,
+    lost_reported: u64,
+    lost_lines: Gate,
+}
+
+/// What the loop saw ready in one poll.
+#[derive(Default)]
+struct Ready {
+    signals: bool,
+    nflog: bool,
+    nft_events: bool,
+    control: bool,
+    visitors: Vec<usize>,
+}
+
+impl Daemon {
+    pub fn new(io: Io, core: Core, ruleset: Ruleset, notifier: Notifier) -> Daemon {
+        Daemon {
+            io,
+            core,
+            ruleset,
+            notifier,
+            started: Instant::now(),
+            check_at: None,
+            reloads: 0,
+            table_restores: 0,
+            lost_reported: 0,
+            lost_lines: Gate::new(REPORT_INTERVAL),
+        }
+    }
+
+    /// READY=1 with the first STATUS=.
+    pub fn ready(&mut self) {
+        let status = self.core.status_text();
+        self.notifier.ready(&status, Instant::now());
+    }
+
+    /// After the loop: STOPPING=1, lines and state written, the statistics
+    /// line, the table removed unless it is to be kept.
+    pub fn stop(mut self) {
+        self.notifier.stopping();
+        let nflog_stats = self.io.nflog.stats();
+        let core = &mut self.core;
+        core.names.release_all();
+        core.ledger.shutdown();
+        logging::notice(&crate::service::run::statistics_line(&nflog_stats, core));
+        // The configuration as it is now (a reload may have changed it).
+        let table = core.cfg.table.clone();
+        if core.cfg.keep_table_on_exit {
+            logging::notice(&format!(
+                "adminalert: nftsentry stopping; table inet {table} kept with its bans"
+            ));
+        } else {
+            match core.nft.delete_table(&table) {
+                Ok(_) => logging::notice(&format!(
+                    "adminalert: nftsentry stopping; table inet {table} removed"
+                )),
+                Err(e) => logging::error(&format!(
+                    "adminalert: ERROR: removing table inet {table}: {e}"
+                )),
+            }
+        }
+    }
+
+    fn poll(&mut self, timeout: PollTimeout) -> Result<Option<Ready>> {
+        let io = &self.io;
+        let mut fds = vec![
+            PollFd::new(io.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(io.nflog.as_fd(), PollFlags::POLLIN),
+        ];
+        let events_at = fds.len();
+        if let Some(m) = &io.nft_events {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        }
+        let control_at = fds.len();
+        if let Some(c) = &io.control {
+            fds.extend(
+                c.fds()
+                    .into_iter()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+        }
+        let connect_at = fds.len();
+        fds.extend(
+            io.connect
+                .fds()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
+        fds.extend(
+            self.core
+                .names
+                .fds()
+                .into_iter()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(Error::other(format!("poll: {e}"))),
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        Ok(Some(Ready {
+            signals: ready(&fds[0]),
+            nflog: ready(&fds[1]),
+            nft_events: io.nft_events.is_some() && ready(&fds[events_at]),
+            control: fds[control_at..connect_at].iter().any(ready),
+            visitors: (0..io.connect.len())
+                .filter(|&i| ready(&fds[connect_at + i]))
+                .collect(),
+        }))
+    }
+
+    /// The time until the next timer is due, as poll's timeout.
+    fn timeout(&mut self, now: Instant) -> PollTimeout {
+        let core = &self.core;
+        self.notifier.tick(now, || core.status_text());
+        let next = [
+            self.notifier.next_due(now),
+            self.core.expire(now),
+            self.core.names.tick(now),
+            self.check_at.map(|t| t.saturating_duration_since(now)),
+            self.io.control.as_ref().and_then(|c| c.next_deadline(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::from(60_000u16),
+        }
+    }
+
+    /// Until SIGTERM or SIGINT.
+    pub fn event_loop(&mut self) -> Result<()> {
+        loop {
+            let timeout = self.timeout(Instant::now());
+            let Some(ready) = self.poll(timeout)? else {
+                continue;
+            };
+            if !ready.visitors.is_empty() {
+                let banner = self.core.cfg.port_banner.clone().into_bytes();
+                for i in ready.visitors {
+                    let now = Instant::now();
+                    let core = &mut self.core;
+                    self.io
+                        .connect
+                        .serve(i, &banner, |v| core.on_visit(v.src, v.proto, v.port, now));
+                }
+            }
+            if ready.nflog {
+                let now = Instant::now();
+                let core = &mut self.core;
+                self.io
+                    .nflog
+                    .drain(|pkt| core.on_packet(pkt.payload, now))?;
+            }
+            self.watch_table(ready.nft_events);
+            let overdue = self
+                .io
+                .control
+                .as_ref()
+                .is_some_and(|c| c.next_deadline(Instant::now()) == Some(Duration::ZERO));
+            if ready.control || overdue {
+                self.serve_control();
+            }
+            if ready.signals && self.signals() {
+                return Ok(());
+            }
+            self.report_losses();
+        }
+    }
+
+    /// Reads the signals that arrived; true for SIGTERM or SIGINT.
+    fn signals(&mut self) -> bool {
+        while let Ok(Some(info)) = self.io.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => return true,
+                Ok(Signal::SIGHUP) => {
+                    let _ = self.reload();
+                }
+                Ok(Signal::SIGCHLD) => self.core.ledger.on_child_exit(Instant::now()),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// After nftables events (no owner flag): the table is checked once
+    /// the burst is over, and put back if someone changed it.
+    fn watch_table(&mut self, events: bool) {
+        if events
+            && self.io.nft_events.as_mut().is_some_and(|m| m.drain())
+            && self.check_at.is_none()
+        {
+            self.check_at = Some(Instant::now() + CHECK_DELAY);
+        }
+        if self.check_at.is_some_and(|t| t <= Instant::now()) {
+            self.check_at = None;
+            let should: Vec<_> = self
+                .core
+                .ledger
+                .kernel_bans()
+                .iter()
+                .map(|r| (r.addr, r.timeout, r.remaining))
+                .collect();
+            if crate::table::watch::check(&mut self.core.nft, &mut self.ruleset, &should)
+                == crate::table::watch::Checked::Restored
+            {
+                self.table_restores += 1;
+            }
+        }
+    }
+
+    /// NFLOG events lost (sequence numbers that never arrived), at most
+    /// one line a minute.
+    fn report_losses(&mut self) {
+        let st = self.io.nflog.stats();
+        if st.seq_gaps > self.lost_reported && self.lost_lines.admit(Instant::now()).is_some() {
+            logging::warning(&format!(
+                "adminalert: NFLOG events lost: {} receive-buffer overruns, {} sequence gaps since start",
+                st.overruns, st.seq_gaps
+            ));
+            self.lost_reported = st.seq_gaps;
+        }
+    }
+}

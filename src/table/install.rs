@@ -1,0 +1,79 @@
+//! install: puts our table in, or replaces it, in one transaction with the
+//! bans it must hold, so no ban has a gap. A kernel that lacks a table flag
+//! gets the table without it (said once).
+//!
+//! Knows nothing of why the bans are there.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use netlink_packet_netfilter::nftables::TableFlags;
+
+use crate::error::{Error, Kind, Result};
+use crate::kernel::nft::NftSocket;
+use crate::logging;
+use crate::table::bans;
+use crate::table::ruleset::Ruleset;
+
+/// Installs `ruleset` with `bans` in one transaction. A kernel without the
+/// `persist` (Linux < 6.9) or `owner` (< 5.12) table flag refuses it with
+/// EOPNOTSUPP: the flag is dropped, said once, and the install retried.
+pub fn install(
+    nft: &mut NftSocket,
+    ruleset: &mut Ruleset,
+    bans: &[(IpAddr, Duration, Duration)],
+) -> Result<()> {
+    let mut races = 0;
+    loop {
+        let exists = nft.table_exists(&ruleset.table)?;
+        let mut batch = ruleset.replace_batch(exists);
+        bans::add_to_batch(&mut batch, &ruleset.table, bans.iter().copied());
+        let err = match nft.commit(&batch) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if err.kind == Kind::NotSupported && ruleset.flags.contains(TableFlags::Persisent) {
+            ruleset.flags.remove(TableFlags::Persisent);
+            logging::warning(
+                "adminalert: WARNING: this kernel has no `persist` table flag (Linux 6.9): the table goes with the daemon if it is killed; its bans come back from the state file at the next start",
+            );
+            continue;
+        }
+        if err.kind == Kind::NotSupported && ruleset.flags.contains(TableFlags::Owner) {
+            ruleset.flags = TableFlags::empty();
+            logging::warning(
+                "adminalert: WARNING: this kernel has no `owner` table flag (Linux 5.12): the table is a plain one, watched and put back if someone deletes it",
+            );
+            continue;
+        }
+        // Someone created or deleted the table between our look and the
+        // transaction: look again.
+        let raced = matches!(err.kind, Kind::NotFound | Kind::Exists);
+        if raced && races < 3 {
+            races += 1;
+            continue;
+        }
+        if exists && err.kind == Kind::Permission {
+            return Err(Error::other(format!(
+                "table inet {} exists and belongs to another running program (another nftsentry with the same `table`?): {err}",
+                ruleset.table
+            )));
+        }
+        return Err(err);
+    }
+}
+
+pub fn flags_text(f: TableFlags) -> String {
+    let mut v = Vec::new();
+    if f.contains(TableFlags::Owner) {
+        v.push("owner");
+    }
+    if f.contains(TableFlags::Persisent) {
+        v.push("persist");
+    }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

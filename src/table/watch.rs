@@ -1,0 +1,101 @@
+//! watch: for a table without the owner flag (table_owner = false, or a
+//! kernel without it), which anyone may delete or flush. After nftables
+//! events the daemon compares the kernel with what the table should hold
+//! and puts back what is missing: the whole table with its bans if it or
+//! one of its sets is gone, the bans if someone emptied a ban set.
+//!
+//! Knows nothing of why the bans are there.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::kernel::nft::{Batch, NftSocket};
+use crate::logging;
+use crate::table::bans;
+use crate::table::install::install;
+use crate::table::ruleset::Ruleset;
+use crate::table::sets::OurSet;
+
+/// What a check found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// Everything is there.
+    Fine,
+    /// Something was missing and is put back.
+    Restored,
+    /// Something was missing and could not be put back (logged).
+    Failed,
+}
+
+/// Compares the kernel with `ruleset` and the bans `(address, timeout,
+/// time left)` that should be in force, and puts back what is missing.
+pub fn check(
+    nft: &mut NftSocket,
+    ruleset: &mut Ruleset,
+    should: &[(IpAddr, Duration, Duration)],
+) -> Checked {
+    let table = ruleset.table.clone();
+    let present = match nft.table_exists(&table) {
+        Ok(p) => p,
+        Err(e) => {
+            logging::error(&format!(
+                "adminalert: ERROR: checking table inet {table}: {e}"
+            ));
+            return Checked::Failed;
+        }
+    };
+    let missing_sets = OurSet::ALL
+        .iter()
+        .any(|set| nft.set_info(&table, set.name()).is_err());
+    let what = if !present {
+        "was deleted"
+    } else if missing_sets {
+        "lost a set"
+    } else {
+        // The table is there: are the bans?
+        let have: u64 = OurSet::BLOCKED
+            .iter()
+            .map(|set| {
+                nft.set_info(&table, set.name())
+                    .ok()
+                    .and_then(|i| i.count)
+                    .map_or(0, u64::from)
+            })
+            .sum();
+        if have >= should.len() as u64 {
+            return Checked::Fine;
+        }
+        let mut b = Batch::new();
+        bans::add_to_batch(&mut b, &table, should.iter().copied());
+        return match nft.commit(&b) {
+            Ok(()) => {
+                logging::warning(&format!(
+                    "adminalert: WARNING: bans were removed from table inet {table} by another program; {} bans put back",
+                    should.len()
+                ));
+                Checked::Restored
+            }
+            Err(e) => {
+                logging::error(&format!(
+                    "adminalert: ERROR: putting the bans of table inet {table} back: {e}"
+                ));
+                Checked::Failed
+            }
+        };
+    };
+    match install(nft, ruleset, should) {
+        Ok(()) => {
+            logging::warning(&format!(
+                "adminalert: WARNING: table inet {table} {what} (nft flush ruleset, a firewall restart?); put back with {} bans",
+                should.len()
+            ));
+            Checked::Restored
+        }
+        Err(e) => {
+            logging::error(&format!(
+                "adminalert: ERROR: table inet {table} {what} and could not be put back: {e}"
+            ));
+            Checked::Failed
+        }
+    }
+}
