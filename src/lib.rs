@@ -6,6 +6,10 @@
 //! and the command line. Each module says in its header what it knows
 //! nothing of.
 
+// First: its macros (log_notice! ...) are then in scope everywhere.
+#[macro_use]
+pub mod logging;
+
 pub mod cidr;
 pub mod cli;
 pub mod config;
@@ -15,7 +19,6 @@ pub mod files;
 pub mod host;
 pub mod journal;
 pub mod kernel;
-pub mod logging;
 pub mod respond;
 pub mod service;
 pub mod table;

@@ -102,6 +102,42 @@ pub fn log(level: Level, line: &str) {
     let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }
 
+/// Writes the line `args` makes at `level`, formatting it only when the
+/// level is on: `log_debug!` costs nothing in a flood with debug off.
+pub fn log_args(level: Level, args: std::fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    match args.as_str() {
+        Some(s) => log(level, s),
+        None => log(level, &args.to_string()),
+    }
+}
+
+/// `log_error!("...", args)`: `format!` arguments, formatted only when the
+/// level is on (also `log_warning!`, `log_notice!`, `log_info!`,
+/// `log_debug!`).
+#[macro_export]
+macro_rules! log_error {
+    ($($arg:tt)+) => { $crate::logging::log_args($crate::logging::Level::Error, format_args!($($arg)+)) };
+}
+#[macro_export]
+macro_rules! log_warning {
+    ($($arg:tt)+) => { $crate::logging::log_args($crate::logging::Level::Warning, format_args!($($arg)+)) };
+}
+#[macro_export]
+macro_rules! log_notice {
+    ($($arg:tt)+) => { $crate::logging::log_args($crate::logging::Level::Notice, format_args!($($arg)+)) };
+}
+#[macro_export]
+macro_rules! log_info {
+    ($($arg:tt)+) => { $crate::logging::log_args($crate::logging::Level::Info, format_args!($($arg)+)) };
+}
+#[macro_export]
+macro_rules! log_debug {
+    ($($arg:tt)+) => { $crate::logging::log_args($crate::logging::Level::Debug, format_args!($($arg)+)) };
+}
+
 pub fn error(line: &str) {
     log(Level::Error, line)
 }
@@ -158,9 +194,7 @@ impl Gate {
         match self.admit(std::time::Instant::now()) {
             None => {}
             Some(0) => error(&line),
-            Some(more) => error(&format!(
-                "{line} ({more} more such errors since the last report)"
-            )),
+            Some(more) => log_error!("{line} ({more} more such errors since the last report)"),
         }
     }
 }

@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use nftsentry::cli::{commands, import};
 use nftsentry::config::{self, Config};
 use nftsentry::error::{Error, Result};
-use nftsentry::logging;
 use nftsentry::service::{self, control::Request, requests};
+use nftsentry::{log_error, logging};
 
 /// Where the config is read from when --config is not given.
 const DEFAULT_CONFIG: &str = "/etc/nftsentry/nftsentry.toml";
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            logging::error(&format!("nftsentry: {e}"));
+            log_error!("nftsentry: {e}");
             ExitCode::from(e.kind.exit_code() as u8)
         }
     }

@@ -25,7 +25,7 @@ pub fn check(cfg: &Config) -> Result<()> {
     }
     println!(
         "ban time {}, at most {} bans per family",
-        crate::table::ruleset::nft_duration(cfg.ban_time),
+        crate::config::format_duration(cfg.ban_time),
         cfg.set_size
     );
     println!("{} ignored networks", ignores.len());
@@ -56,7 +56,7 @@ pub fn describe_actions(cfg: &Config) -> Vec<String> {
     if let Some(r) = native {
         v.push(format!(
             "route: {r} (native, proto {})",
-            crate::respond::actions::route::RTPROT_NFTSENTRY
+            crate::kernel::rtnetlink::RTPROT_NFTSENTRY
         ));
     }
     if !cfg.kill_route.is_empty() {

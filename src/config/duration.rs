@@ -65,9 +65,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// The shortest spelling `parse_duration` reads back to the same value:
-/// `86400s` -> `1d`, `5400s` -> `1h30m`. Used in error messages that quote
-/// limits, and handy wherever a duration is shown to an admin.
+/// The shortest spelling `parse_duration` reads back to the same value,
+/// which is also how nft prints a timeout: `86400s` -> `1d`, `5400s` ->
+/// `1h30m`. The one way a duration is shown: log lines, `list`, `status`,
+/// the rendered ruleset, error messages that quote limits.
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis();
     if ms == 0 {
@@ -92,6 +93,15 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_as_nft_prints_durations() {
+        assert_eq!(format_duration(Duration::from_secs(86400)), "1d");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
 
     #[test]
     fn single_units() {

@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Proto};
-use crate::logging;
 
 use super::classify::{ScanType, classify};
 use super::ignore::{IgnoreList, Ignored, why};
@@ -332,7 +331,7 @@ impl Detector {
             Ok(p) => p,
             Err(e) => {
                 self.counts.undecodable += 1;
-                logging::debug(&format!("undecodable packet from NFLOG: {e}"));
+                log_debug!("undecodable packet from NFLOG: {e}");
                 return Verdict::Nothing;
             }
         };
@@ -345,20 +344,23 @@ impl Detector {
             return match scan {
                 Some(scan) => self.ignored(src, scan, probe.dport, now),
                 None => {
-                    logging::debug(&format!(
+                    log_debug!(
                         "not a probe: {:?} from ignored source {src} to port {}",
-                        probe.transport, probe.dport
-                    ));
+                        probe.transport,
+                        probe.dport
+                    );
                     Verdict::Nothing
                 }
             };
         }
         let Some(scan) = scan else {
             self.counts.not_probes += 1;
-            logging::debug(&format!(
+            log_debug!(
                 "not a probe: {:?} from {src}:{} to port {}",
-                probe.transport, probe.sport, probe.dport
-            ));
+                probe.transport,
+                probe.sport,
+                probe.dport
+            );
             return Verdict::Nothing;
         };
         self.detected(src, scan, probe.dport, probe.ip_options, now, bans)

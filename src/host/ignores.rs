@@ -13,7 +13,6 @@ use crate::config::{self, Config};
 pub use crate::detect::{Ignored, networks};
 use crate::error::Result;
 use crate::host::localnet::Origin;
-use crate::logging;
 
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -36,10 +35,10 @@ pub fn collect_labelled(cfg: &Config) -> Result<Vec<Ignored>> {
                     why: why.clone(),
                 }));
             }
-            None => logging::warning(&format!(
+            None => log_warning!(
                 "adminalert: ignore file {} does not exist; only local addresses are ignored",
                 path.display()
-            )),
+            ),
         }
     }
     if cfg.ignore_local {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::files;
 use crate::journal::state::{self, Entries, Entry};
-use crate::logging::{self, Gate};
+use crate::logging::Gate;
 
 /// Writes take at most 1/50 of the time: after a write that took t, the
 /// next waits 50 t (20,000 bans: 10-20 ms, so 0.5-1 s), and at most
@@ -224,9 +224,9 @@ impl StateFile {
         }
         match Writer::start() {
             Ok(w) => self.writer = Some(w),
-            Err(e) => logging::warning(&format!(
+            Err(e) => log_warning!(
                 "adminalert: WARNING: no state writer thread ({e}); the state file is written by the event loop"
-            )),
+            ),
         }
     }
 
@@ -284,11 +284,11 @@ impl StateFile {
             }
             Err(e) => {
                 if self.errors.admit(now).is_some() {
-                    logging::error(&format!(
+                    log_error!(
                         "adminalert: ERROR: cannot write state file {}: {e} (bans go on; trying again in {}s)",
                         self.path.display(),
                         RETRY.as_secs()
-                    ));
+                    );
                 }
                 for addr in carried {
                     self.lines.remove(&addr);

@@ -1,6 +1,6 @@
 //! kernel: the netlink protocols nftsentry speaks, and nothing else: netlink
 //! framing, nf_tables transactions and dumps, NFLOG, the nftables event
-//! group.
+//! group, routes (rtnetlink).
 //!
 //! Knows nothing of scans, bans, the config or what our table is for.
 
@@ -8,3 +8,4 @@ pub mod netlink;
 pub mod nflog;
 pub mod nft;
 pub mod nft_events;
+pub mod rtnetlink;

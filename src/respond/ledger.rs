@@ -28,14 +28,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::format_duration;
 use crate::config::{BlockMode, Config, Proto};
 use crate::detect::{BanInForce, Bans, Evidence};
 use crate::error::Result;
 use crate::journal::state::{Applied, Entries, Entry};
 use crate::journal::state_file::{self, StateFile};
-use crate::logging;
 use crate::table::bans::{Ban, BanSets};
-use crate::table::ruleset::nft_duration;
 
 use super::actions::{Actions, End, Target};
 
@@ -332,10 +331,10 @@ impl Ledger {
     pub fn ban(&mut self, sets: &mut dyn BanSets, ev: &Evidence, now: Instant) -> BanResult {
         let mode = self.policy.block_mode(ev.scan.proto());
         if mode == BlockMode::Log {
-            logging::notice(&format!(
+            log_notice!(
                 "attackalert: Ignoring {} response per configuration file setting.",
                 ev.scan.protocol()
-            ));
+            );
             return BanResult::LogOnly;
         }
         let prev = self.records.get(&ev.addr);
@@ -358,10 +357,10 @@ impl Ledger {
         let now_ms = wall_ms();
         let addr = ev.addr;
         if offence {
-            logging::notice(&format!(
+            log_notice!(
                 "attackalert: Host {addr} is a repeat offender (ban {repeat}); banned for {}",
-                nft_duration(length)
-            ));
+                format_duration(length)
+            );
         }
         self.insert(
             Entry {
@@ -570,7 +569,7 @@ impl Ledger {
         }
         if !r.ended {
             r.ended = true;
-            logging::info(&format!("ban of {addr} expired"));
+            log_info!("ban of {addr} expired");
             self.released.push(addr);
         }
         let target = Self::target(&r.entry);
@@ -607,7 +606,7 @@ impl Ledger {
         };
         let (entries, problems) = state_file::load(&path)?;
         for p in problems {
-            logging::warning(&format!("state file {p}"));
+            log_warning!("state file {p}");
         }
         let now_ms = wall_ms();
         for (addr, e) in entries {
@@ -677,28 +676,28 @@ impl Ledger {
             let _lock = state_file::lock(&path)?;
             let (entries, problems) = state_file::load(&path)?;
             for p in problems.iter().take(MAX_PROBLEMS_LOGGED) {
-                logging::error(&format!("adminalert: ERROR: state file {p}"));
+                log_error!("adminalert: ERROR: state file {p}");
             }
             if problems.len() > MAX_PROBLEMS_LOGGED {
-                logging::error(&format!(
+                log_error!(
                     "adminalert: ERROR: state file {}: {} more damaged lines not shown; every valid line was read",
                     path.display(),
                     problems.len() - MAX_PROBLEMS_LOGGED
-                ));
+                );
             }
             file = entries;
             for left in state_file::remove_leftovers(&path) {
-                logging::notice(&format!(
+                log_notice!(
                     "adminalert: removed {}, left by a write that was cut short (kill -9 or a crash)",
                     left.display()
-                ));
+                );
             }
         }
         for left in self.actions.remove_leftovers() {
-            logging::notice(&format!(
+            log_notice!(
                 "adminalert: removed {}, left by a write that was cut short (kill -9 or a crash)",
                 left.display()
-            ));
+            );
         }
         let mut report = RestoreReport::default();
         for (addr, e) in file {
@@ -824,10 +823,11 @@ impl Ledger {
             }
         }
         if report.dropped > 0 {
-            logging::error(&format!(
+            log_error!(
                 "adminalert: ERROR: {} bans not restored: more than set_size ({}) per address family",
-                report.dropped, self.policy.set_size
-            ));
+                report.dropped,
+                self.policy.set_size
+            );
         }
         let addrs: Vec<(IpAddr, Instant)> =
             self.records.iter().map(|(a, r)| (*a, r.until)).collect();
@@ -863,13 +863,13 @@ impl Ledger {
         }
         let r = &self.report;
         if r.from_file + r.adopted + r.undone > 0 {
-            logging::notice(&format!(
+            log_notice!(
                 "adminalert: {} bans restored with the time they had left ({} from the state file, {} adopted from the table that was still in the kernel); {} ended bans undone",
                 r.from_file + r.adopted,
                 r.from_file,
                 r.adopted,
                 r.undone
-            ));
+            );
         }
         self.flush_file();
     }
@@ -894,11 +894,11 @@ impl Ledger {
         self.flush_file();
         let pids = self.actions.runner.pids();
         if !pids.is_empty() {
-            logging::warning(&format!(
+            log_warning!(
                 "adminalert: {} external commands still running at exit (PIDs {:?}); not waited for",
                 pids.len(),
                 pids
-            ));
+            );
         }
     }
 }

@@ -122,9 +122,9 @@ impl Core {
                 }
                 match act {
                     Act::Nothing | Act::Withhold { first: false } => {}
-                    Act::Withhold { first: true } => logging::notice(&format!(
+                    Act::Withhold { first: true } => log_notice!(
                         "attackalert: Host {src} not blocked: ban_requires_handshake is set and it completed no TCP handshake"
-                    )),
+                    ),
                     Act::Ban(ev) => self.ban(&ev, now),
                 }
                 true
@@ -174,9 +174,7 @@ impl Core {
             Some(0) => String::new(),
             Some(more) => format!(" ({more} more ban failures since the last report)"),
         };
-        logging::error(&format!(
-            "attackalert: ERROR: could not block host {src}: {e}{suffix}"
-        ));
+        log_error!("attackalert: ERROR: could not block host {src}: {e}{suffix}");
     }
 
     /// Ends bans that are due (the ledger undoes their actions), times out
@@ -272,17 +270,11 @@ impl Daemon {
         // The configuration as it is now (a reload may have changed it).
         let table = core.cfg.table.clone();
         if core.cfg.keep_table_on_exit {
-            logging::notice(&format!(
-                "adminalert: nftsentry stopping; table inet {table} kept with its bans"
-            ));
+            log_notice!("adminalert: nftsentry stopping; table inet {table} kept with its bans");
         } else {
             match core.nft.delete_table(&table) {
-                Ok(_) => logging::notice(&format!(
-                    "adminalert: nftsentry stopping; table inet {table} removed"
-                )),
-                Err(e) => logging::error(&format!(
-                    "adminalert: ERROR: removing table inet {table}: {e}"
-                )),
+                Ok(_) => log_notice!("adminalert: nftsentry stopping; table inet {table} removed"),
+                Err(e) => log_error!("adminalert: ERROR: removing table inet {table}: {e}"),
             }
         }
     }
@@ -442,10 +434,11 @@ impl Daemon {
     fn report_losses(&mut self) {
         let st = self.io.nflog.stats();
         if st.seq_gaps > self.lost_reported && self.lost_lines.admit(Instant::now()).is_some() {
-            logging::warning(&format!(
+            log_warning!(
                 "adminalert: NFLOG events lost: {} receive-buffer overruns, {} sequence gaps since start",
-                st.overruns, st.seq_gaps
-            ));
+                st.overruns,
+                st.seq_gaps
+            );
             self.lost_reported = st.seq_gaps;
         }
     }

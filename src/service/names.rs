@@ -72,7 +72,7 @@ impl Names {
         self.history = new.history_file.clone();
         if new.resolve_host != old.resolve_host {
             self.resolver = make_resolver(new).unwrap_or_else(|e| {
-                logging::warning(&format!("adminalert: WARNING: resolve_host: {e}"));
+                log_warning!("adminalert: WARNING: resolve_host: {e}");
                 None
             });
         }
@@ -120,10 +120,10 @@ impl Names {
         let line = history::line_at(h.epoch, name, ip, h.port, h.protocol);
         if let Err(e) = history::append(path, &line) {
             if self.history_errors.admit(Instant::now()).is_some() {
-                logging::error(&format!(
+                log_error!(
                     "adminalert: ERROR: cannot write history file {}: {e}",
                     path.display()
-                ));
+                );
             }
         }
     }
@@ -139,9 +139,9 @@ impl Names {
                 self.emit(line, &name, ip);
             }
             if dropped > 0 {
-                logging::notice(&format!(
+                log_notice!(
                     "attackalert: {dropped} more lines for host: {name}/{ip} not logged while its name was looked up"
-                ));
+                );
             }
         }
     }

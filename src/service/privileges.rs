@@ -407,47 +407,9 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
     })
 }
 
-/// For `Command::pre_exec` of every program the daemon runs: empties the
-/// child's capability sets and sets no_new_privs (inherited already; set
-/// again so the guarantee does not depend on the parent's drop). With an
-/// empty permitted set and no_new_privs, execve grants nothing, whatever
-/// the bounding set, the uid or the program's file capabilities. Only raw
-/// system calls on the stack: safe between fork and exec.
-pub fn drop_in_child() -> std::io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-    let header = Header {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: header and data are the version-3 layout capset(2) reads.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
+/// The drop every program the daemon runs makes between fork and exec
+/// (its home is the command runner, which calls it).
+pub use crate::respond::actions::command::drop_in_child;
 
 /// How an action writes a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

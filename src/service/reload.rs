@@ -11,7 +11,6 @@ use netlink_packet_netfilter::nftables::TableFlags;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kernel::nft_events::NftEvents;
-use crate::logging;
 use crate::service::event_loop::Daemon;
 use crate::service::privileges;
 use crate::service::run::{bind_connect, build_ruleset, count_ports};
@@ -27,10 +26,10 @@ impl Daemon {
         // The outcome is in the log before the manager hears that the
         // reload is over.
         match &result {
-            Ok(msg) => logging::notice(&format!("adminalert: {}", msg.trim_end())),
-            Err(e) => logging::error(&format!(
+            Ok(msg) => log_notice!("adminalert: {}", msg.trim_end()),
+            Err(e) => log_error!(
                 "adminalert: ERROR: reload refused, the running table and settings are unchanged: {e}"
-            )),
+            ),
         }
         self.ready();
         result

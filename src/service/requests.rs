@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::config::format_duration;
 use crate::error::{Error, Result};
 use crate::respond::Ledger;
 use crate::service::control::{Reply, Request};
 use crate::service::event_loop::Daemon;
 use crate::table::bans::{Ban, BanSets, KernelBans};
-use crate::table::ruleset::nft_duration;
 
 /// The shortest ban `block --for` accepts.
 pub const MIN_BAN: Duration = Duration::from_secs(1);
@@ -45,7 +45,7 @@ pub fn ban_request(
             }
             let addr = crate::cidr::canonical(*addr);
             ledger.block(sets, addr, timeout, now)?;
-            let mut out = format!("{addr} blocked for {}\n", nft_duration(timeout));
+            let mut out = format!("{addr} blocked for {}\n", format_duration(timeout));
             if ignored(&addr) {
                 out.push_str(&format!(
                     "note: {addr} is in the ignore list (ignore file or a local address); its packets are not dropped while it is ignored\n"
@@ -97,7 +97,7 @@ pub fn list_json(list: &[Ban]) -> String {
 /// `list`: a table for people.
 pub fn list_text(list: &[Ban]) -> String {
     let dur = |d: Option<Duration>| {
-        d.map(|d| nft_duration(Duration::from_secs(d.as_secs())))
+        d.map(|d| format_duration(Duration::from_secs(d.as_secs())))
             .unwrap_or_else(|| "-".into())
     };
     let mut out = format!(

@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::kernel::nflog::{NflogConfig, NflogSocket, NflogStats};
 use crate::kernel::nft::NftSocket;
 use crate::kernel::nft_events::NftEvents;
-use crate::logging;
 use crate::respond::Ledger;
 use crate::service::connect::ConnectSockets;
 use crate::service::control::ControlServer;
@@ -62,15 +61,13 @@ fn signal_fd() -> Result<SignalFd> {
 /// The bans of a table an earlier nftsentry left (killed, or
 /// `keep_table_on_exit`), listed before it is replaced.
 fn survivors(nft: &mut NftSocket, table: &str) -> Option<Vec<bans::Ban>> {
-    logging::notice(&format!(
-        "adminalert: table inet {table} was left by an earlier nftsentry; replacing it"
-    ));
+    log_notice!("adminalert: table inet {table} was left by an earlier nftsentry; replacing it");
     match bans::list(nft, table) {
         Ok(list) => Some(list),
         Err(e) => {
-            logging::warning(&format!(
+            log_warning!(
                 "adminalert: the bans of the table inet {table} left in the kernel cannot be read ({e}); they are not carried over"
-            ));
+            );
             None
         }
     }
@@ -110,7 +107,7 @@ pub fn run(cfg: Config) -> Result<()> {
     // are tripwires until a socket holds them.
     let connect = bind_connect(&cfg);
     for w in handshake_warnings(&cfg) {
-        logging::warning(&format!("adminalert: WARNING: {w}"));
+        log_warning!("adminalert: WARNING: {w}");
     }
     // Bans come back in the transaction that installs the table: those of
     // the state file, and those of a table that survived (we were killed,
@@ -137,8 +134,8 @@ pub fn run(cfg: Config) -> Result<()> {
         && ruleset.flags.contains(TableFlags::Owner)
         && !ruleset.flags.contains(TableFlags::Persisent)
     {
-        logging::warning(
-            "adminalert: WARNING: keep_table_on_exit is set, but an owned table without the persist flag goes with the daemon; set table_owner = false to keep it",
+        log_warning!(
+            "adminalert: WARNING: keep_table_on_exit is set, but an owned table without the persist flag goes with the daemon; set table_owner = false to keep it"
         );
     }
     // Without the owner flag anyone may delete the table: watch for it.
@@ -155,7 +152,7 @@ pub fn run(cfg: Config) -> Result<()> {
         },
         Instant::now(),
     );
-    logging::notice(&format!(
+    log_notice!(
         "adminalert: nftsentry {} started: table inet {} installed (TCP mode {}, UDP mode {}, {} ignored networks, {} TCP and {} UDP ports watched, NFLOG group {})",
         env!("CARGO_PKG_VERSION"),
         cfg.table,
@@ -165,7 +162,7 @@ pub fn run(cfg: Config) -> Result<()> {
         count_ports(&ruleset.watch_tcp),
         count_ports(&ruleset.watch_udp),
         cfg.nflog_group
-    ));
+    );
     // Set up: sockets open and bound, table in. Keep only what the loop
     // needs; a failure leaves no table behind (unless told to keep it).
     if let Err(e) = drop_privileges(&plan, &cfg) {
@@ -235,7 +232,7 @@ pub fn bind_connect(cfg: &Config) -> ConnectSockets {
     let (connect, warnings) =
         ConnectSockets::bind(&cfg.tcp.connect_ports(), &cfg.udp.connect_ports());
     for w in &warnings {
-        logging::warning(&format!("adminalert: WARNING: {w}"));
+        log_warning!("adminalert: WARNING: {w}");
     }
     for (proto, p) in [(Proto::Tcp, &cfg.tcp), (Proto::Udp, &cfg.udp)] {
         if p.connect_ports().is_empty() {
@@ -244,13 +241,11 @@ pub fn bind_connect(cfg: &Config) -> ConnectSockets {
         let bound = connect.ports(proto);
         let name = proto.as_str().to_ascii_uppercase();
         if bound.is_empty() {
-            logging::error(&format!(
+            log_error!(
                 "adminalert: ERROR: could not listen on any {name} port: connect mode for {name} is not working"
-            ));
+            );
         } else {
-            logging::notice(&format!(
-                "adminalert: connect mode listening on {name} ports {bound}"
-            ));
+            log_notice!("adminalert: connect mode listening on {name} ports {bound}");
         }
     }
     connect
@@ -262,10 +257,7 @@ pub fn bind_connect(cfg: &Config) -> ConnectSockets {
 fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
     use privileges::Write;
     let dropped = privileges::drop_privileges(plan)?;
-    logging::notice(&format!(
-        "adminalert: privileges dropped: {}",
-        dropped.describe()
-    ));
+    log_notice!("adminalert: privileges dropped: {}", dropped.describe());
     let mut written = Vec::new();
     if let Some(p) = &cfg.state_file {
         written.push(("state_file", p.clone(), Write::Replace));
@@ -285,8 +277,8 @@ fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
         privileges::check_writable(what, &path, how)?;
     }
     if !cfg.kill_route.is_empty() {
-        logging::warning(
-            "adminalert: WARNING: kill_route runs without capabilities (see PRIVILEGES in nftsentry(8)): a command that changes routes or firewall rules fails with \"Operation not permitted\"; `route` adds the route itself",
+        log_warning!(
+            "adminalert: WARNING: kill_route runs without capabilities (see PRIVILEGES in nftsentry(8)): a command that changes routes or firewall rules fails with \"Operation not permitted\"; `route` adds the route itself"
         );
     }
     let config = (cfg.source != crate::config::BUILTIN_SOURCE)
@@ -294,7 +286,7 @@ fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
     let ignore = cfg.ignore_file.clone().map(|p| ("ignore_file", p));
     for (what, path) in config.into_iter().chain(ignore) {
         if let Err(e) = privileges::check_readable(what, &path) {
-            logging::warning(&format!("adminalert: WARNING: {e}"));
+            log_warning!("adminalert: WARNING: {e}");
         }
     }
     Ok(())

@@ -12,10 +12,8 @@ use crate::config::Proto;
 use crate::table::install::flags_text;
 use crate::table::sets::OurSet;
 
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-use crate::table::ruleset::nft_duration;
+use crate::config::format_duration;
+use serde::Serialize;
 
 /// One protocol's settings as running.
 #[derive(Clone, Debug)]
@@ -74,7 +72,7 @@ impl Snapshot {
             o,
             "nftsentry {} running for {} (pid {}), config {}",
             self.version,
-            nft_duration(Duration::from_secs(self.uptime.as_secs().max(1))),
+            format_duration(Duration::from_secs(self.uptime.as_secs().max(1))),
             self.pid,
             self.config
         );
@@ -139,83 +137,153 @@ impl Snapshot {
                     b.addr.to_string(),
                     b.scan,
                     b.port,
-                    nft_duration(Duration::from_secs(ago.max(1)))
+                    format_duration(Duration::from_secs(ago.max(1)))
                 );
             }
         }
         o
     }
 
+    /// The same for scripts: one JSON object (nftsentry(8), STATUS).
     pub fn json(&self) -> String {
-        let protocols: Vec<String> = self
+        let protocols: serde_json::Map<String, serde_json::Value> = self
             .protocols
             .iter()
             .map(|p| {
-                format!(
-                    "{}:{{\"mode\":{},\"tripwire_ports\":{},\"listening_ports\":{},\"block_mode\":{}}}",
-                    json_str(p.name),
-                    json_str(&p.mode),
-                    p.tripwire_ports,
-                    p.listening_ports,
-                    json_str(&p.block_mode)
+                (
+                    p.name.to_string(),
+                    serde_json::to_value(JsonProtocol {
+                        mode: &p.mode,
+                        tripwire_ports: p.tripwire_ports,
+                        listening_ports: p.listening_ports,
+                        block_mode: &p.block_mode,
+                    })
+                    .unwrap_or_default(),
                 )
             })
             .collect();
-        let probes: Vec<String> = self
+        let probes: serde_json::Map<String, serde_json::Value> = self
             .probes
             .iter()
-            .map(|(k, n)| format!("{}:{n}", json_str(k)))
+            .map(|(k, n)| (k.clone(), (*n).into()))
             .collect();
-        let top: Vec<String> = self
-            .top_sources
-            .iter()
-            .map(|(ip, n)| format!("{{\"address\":\"{ip}\",\"probes\":{n}}}"))
-            .collect();
-        let last: Vec<String> = self
-            .last_bans
-            .iter()
-            .map(|b| {
-                format!(
-                    "{{\"at\":{},\"address\":\"{}\",\"scan\":{},\"port\":{}}}",
-                    b.at,
-                    b.addr,
-                    json_str(&b.scan),
-                    b.port
-                )
-            })
-            .collect();
-        format!(
-            "{{\"version\":{},\"pid\":{},\"uptime\":{},\"config\":{},\"table\":{},\"table_flags\":{},\"nflog_group\":{},\"reloads\":{},\"table_restores\":{},\"protocols\":{{{}}},\"bans\":{{\"active\":{},\"ipv4\":{},\"ipv6\":{},\"since_start\":{},\"failed\":{},\"withheld\":{}}},\"probes\":{{{}}},\"not_probes\":{},\"ignored\":{},\"undecodable\":{},\"events_lost\":{{\"total\":{},\"overruns\":{},\"sequence_gaps\":{}}},\"tracked_sources\":{},\"top_sources\":[{}],\"last_bans\":[{}]}}\n",
-            json_str(self.version),
-            self.pid,
-            self.uptime.as_secs(),
-            json_str(&self.config),
-            json_str(&self.table),
-            json_str(&self.table_flags),
-            self.nflog_group,
-            self.reloads,
-            self.table_restores,
-            protocols.join(","),
-            self.bans_v4 + self.bans_v6,
-            self.bans_v4,
-            self.bans_v6,
-            self.bans_since_start,
-            self.ban_errors,
-            self.withheld,
-            probes.join(","),
-            self.not_probes,
-            self.ignored,
-            self.undecodable,
+        let j = JsonStatus {
+            version: self.version,
+            pid: self.pid,
+            uptime: self.uptime.as_secs(),
+            config: &self.config,
+            table: &self.table,
+            table_flags: &self.table_flags,
+            nflog_group: self.nflog_group,
+            reloads: self.reloads,
+            table_restores: self.table_restores,
+            protocols,
+            bans: JsonBans {
+                active: self.bans_v4 + self.bans_v6,
+                ipv4: self.bans_v4,
+                ipv6: self.bans_v6,
+                since_start: self.bans_since_start,
+                failed: self.ban_errors,
+                withheld: self.withheld,
+            },
+            probes,
+            not_probes: self.not_probes,
+            ignored: self.ignored,
+            undecodable: self.undecodable,
             // Every event lost leaves a gap in the sequence numbers; an
             // overrun is one overflow of the buffer, with any number lost.
-            self.lost_seq_gaps,
-            self.lost_overruns,
-            self.lost_seq_gaps,
-            self.tracked_sources,
-            top.join(","),
-            last.join(",")
-        )
+            events_lost: JsonLost {
+                total: self.lost_seq_gaps,
+                overruns: self.lost_overruns,
+                sequence_gaps: self.lost_seq_gaps,
+            },
+            tracked_sources: self.tracked_sources,
+            top_sources: self
+                .top_sources
+                .iter()
+                .map(|(ip, n)| JsonSource {
+                    address: *ip,
+                    probes: *n,
+                })
+                .collect(),
+            last_bans: self
+                .last_bans
+                .iter()
+                .map(|b| JsonBan {
+                    at: b.at,
+                    address: b.addr,
+                    scan: &b.scan,
+                    port: b.port,
+                })
+                .collect(),
+        };
+        let mut out = serde_json::to_string(&j).unwrap_or_else(|_| "{}".into());
+        out.push('\n');
+        out
     }
+}
+
+// The JSON of `status --json`, field by field in its order.
+#[derive(Serialize)]
+struct JsonStatus<'a> {
+    version: &'a str,
+    pid: u32,
+    uptime: u64,
+    config: &'a str,
+    table: &'a str,
+    table_flags: &'a str,
+    nflog_group: u16,
+    reloads: u64,
+    table_restores: u64,
+    protocols: serde_json::Map<String, serde_json::Value>,
+    bans: JsonBans,
+    probes: serde_json::Map<String, serde_json::Value>,
+    not_probes: u64,
+    ignored: u64,
+    undecodable: u64,
+    events_lost: JsonLost,
+    tracked_sources: usize,
+    top_sources: Vec<JsonSource>,
+    last_bans: Vec<JsonBan<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonProtocol<'a> {
+    mode: &'a str,
+    tripwire_ports: usize,
+    listening_ports: usize,
+    block_mode: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonBans {
+    active: u32,
+    ipv4: u32,
+    ipv6: u32,
+    since_start: u64,
+    failed: u64,
+    withheld: u64,
+}
+
+#[derive(Serialize)]
+struct JsonLost {
+    total: u64,
+    overruns: u64,
+    sequence_gaps: u64,
+}
+
+#[derive(Serialize)]
+struct JsonSource {
+    address: IpAddr,
+    probes: u32,
+}
+
+#[derive(Serialize)]
+struct JsonBan<'a> {
+    at: u64,
+    address: IpAddr,
+    scan: &'a str,
+    port: u16,
 }
 
 impl crate::service::event_loop::Daemon {

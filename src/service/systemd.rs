@@ -24,8 +24,6 @@ use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, connect, send, sendto, socket,
 };
 
-use crate::logging;
-
 /// STATUS= lines go out at most this often; a change within it waits.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -168,16 +166,14 @@ impl Notifier {
         {
             Ok(w) => w,
             Err(e) => {
-                logging::warning(&format!("adminalert: WARNING: {e}; no watchdog"));
+                log_warning!("adminalert: WARNING: {e}; no watchdog");
                 None
             }
         };
         match Notifier::new(&socket, watchdog, now) {
             Ok(n) => n,
             Err(e) => {
-                logging::warning(&format!(
-                    "adminalert: WARNING: {e}; the service manager will not be notified"
-                ));
+                log_warning!("adminalert: WARNING: {e}; the service manager will not be notified");
                 Notifier::disabled()
             }
         }
@@ -220,10 +216,10 @@ impl Notifier {
         if let Err(e) = result {
             self.errors += 1;
             if self.errors == 1 {
-                logging::warning(&format!(
+                log_warning!(
                     "adminalert: WARNING: cannot notify the service manager: {}",
                     e.desc()
-                ));
+                );
             }
         }
     }

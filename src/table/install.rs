@@ -11,7 +11,6 @@ use netlink_packet_netfilter::nftables::TableFlags;
 
 use crate::error::{Error, Kind, Result};
 use crate::kernel::nft::NftSocket;
-use crate::logging;
 use crate::table::bans;
 use crate::table::ruleset::Ruleset;
 
@@ -34,15 +33,15 @@ pub fn install(
         };
         if err.kind == Kind::NotSupported && ruleset.flags.contains(TableFlags::Persisent) {
             ruleset.flags.remove(TableFlags::Persisent);
-            logging::warning(
-                "adminalert: WARNING: this kernel has no `persist` table flag (Linux 6.9): the table goes with the daemon if it is killed; its bans come back from the state file at the next start",
+            log_warning!(
+                "adminalert: WARNING: this kernel has no `persist` table flag (Linux 6.9): the table goes with the daemon if it is killed; its bans come back from the state file at the next start"
             );
             continue;
         }
         if err.kind == Kind::NotSupported && ruleset.flags.contains(TableFlags::Owner) {
             ruleset.flags = TableFlags::empty();
-            logging::warning(
-                "adminalert: WARNING: this kernel has no `owner` table flag (Linux 5.12): the table is a plain one, watched and put back if someone deletes it",
+            log_warning!(
+                "adminalert: WARNING: this kernel has no `owner` table flag (Linux 5.12): the table is a plain one, watched and put back if someone deletes it"
             );
             continue;
         }

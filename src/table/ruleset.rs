@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::cidr::{Cidr, merge_ranges};
-use crate::config::Config;
+use crate::config::{Config, format_duration};
 use crate::kernel::nft::FAMILY;
 use crate::kernel::nft::batch::{Batch, ChainSpec, Element};
 use crate::kernel::nft::expr::{self, Expr};
@@ -267,7 +267,7 @@ impl Ruleset {
                 let _ = writeln!(o, "\t\tsize {size}");
             }
             if let Some(t) = s.timeout {
-                let _ = writeln!(o, "\t\ttimeout {}", nft_duration(t));
+                let _ = writeln!(o, "\t\ttimeout {}", format_duration(t));
             }
             let items: Vec<String> = match set {
                 OurSet::Ignore4 => self
@@ -393,36 +393,9 @@ pub fn render_priority(p: i32) -> String {
     }
 }
 
-/// A duration as nft prints it: `1d`, `1h30m`, `1m30s`, `500ms`.
-pub fn nft_duration(d: Duration) -> String {
-    let mut ms = d.as_millis();
-    let mut out = String::new();
-    for (unit, len) in [
-        ("d", 86_400_000u128),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        if ms >= len {
-            let _ = write!(out, "{}{unit}", ms / len);
-            ms %= len;
-        }
-    }
-    if out.is_empty() { "0s".into() } else { out }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_like_nft() {
-        assert_eq!(nft_duration(Duration::from_secs(86400)), "1d");
-        assert_eq!(nft_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(nft_duration(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(nft_duration(Duration::from_millis(1500)), "1s500ms");
-    }
 
     #[test]
     fn ranges_render_as_nft_does() {

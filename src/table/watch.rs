@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::kernel::nft::{Batch, NftSocket};
-use crate::logging;
 use crate::table::bans;
 use crate::table::install::install;
 use crate::table::ruleset::Ruleset;
@@ -38,9 +37,7 @@ pub fn check(
     let present = match nft.table_exists(&table) {
         Ok(p) => p,
         Err(e) => {
-            logging::error(&format!(
-                "adminalert: ERROR: checking table inet {table}: {e}"
-            ));
+            log_error!("adminalert: ERROR: checking table inet {table}: {e}");
             return Checked::Failed;
         }
     };
@@ -69,32 +66,30 @@ pub fn check(
         bans::add_to_batch(&mut b, &table, should.iter().copied());
         return match nft.commit(&b) {
             Ok(()) => {
-                logging::warning(&format!(
+                log_warning!(
                     "adminalert: WARNING: bans were removed from table inet {table} by another program; {} bans put back",
                     should.len()
-                ));
+                );
                 Checked::Restored
             }
             Err(e) => {
-                logging::error(&format!(
-                    "adminalert: ERROR: putting the bans of table inet {table} back: {e}"
-                ));
+                log_error!("adminalert: ERROR: putting the bans of table inet {table} back: {e}");
                 Checked::Failed
             }
         };
     };
     match install(nft, ruleset, should) {
         Ok(()) => {
-            logging::warning(&format!(
+            log_warning!(
                 "adminalert: WARNING: table inet {table} {what} (nft flush ruleset, a firewall restart?); put back with {} bans",
                 should.len()
-            ));
+            );
             Checked::Restored
         }
         Err(e) => {
-            logging::error(&format!(
+            log_error!(
                 "adminalert: ERROR: table inet {table} {what} and could not be put back: {e}"
-            ));
+            );
             Checked::Failed
         }
     }

@@ -832,21 +832,22 @@ pub fn import(opts: &Options) -> Result<Import> {
 /// Write the ignore file `import` produced: a new file renamed over the
 /// old one, so an interrupted import leaves the old file whole.
 pub fn write_file(path: &Path, text: &str) -> Result<()> {
-    let fail = |e: std::io::Error| {
-        Error::other(format!(
-            "{}: cannot write the ignore file: {}",
-            path.display(),
-            io_message(&e)
-        ))
+    let how = crate::files::Replace {
+        mode: 0o644,
+        owner: None,
+        infix: ".import-tmp.",
+        make_dir: false,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".import-tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
+    crate::files::replace(path, text.as_bytes(), &how)
+        .map(drop)
+        .map_err(|e| {
+            let e = std::io::Error::from(e);
+            Error::other(format!(
+                "{}: cannot write the ignore file: {}",
+                path.display(),
+                io_message(&e)
+            ))
+        })
 }
 
 fn load_ignore(path: &Path) -> Result<IgnoreImport> {

@@ -24,7 +24,6 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::logging;
 
 use super::{Action, ActionKind, Context, End, How, Target};
 
@@ -220,7 +219,7 @@ impl Runner {
                     None,
                 )
                 .map_err(std::io::Error::from)?;
-                crate::service::privileges::drop_in_child()
+                drop_in_child()
             });
         }
         let child = cmd
@@ -257,12 +256,12 @@ impl Runner {
                 Err(e) => {
                     // ECHILD: it was reaped elsewhere; nothing left to wait for.
                     let r = self.running.swap_remove(i);
-                    logging::error(&format!(
+                    log_error!(
                         "attackalert: ERROR: {} for host: {} could not be waited for: {e}: \"{}\"",
                         r.purpose.label(),
                         r.target,
                         r.text
-                    ));
+                    );
                 }
             }
         }
@@ -278,12 +277,12 @@ impl Runner {
             let pgid = Pid::from_raw(r.child.id() as i32);
             match r.terminated {
                 None if now >= r.deadline => {
-                    logging::error(&format!(
+                    log_error!(
                         "attackalert: ERROR: {} for host: {} still running after command_timeout ({timeout}); terminating it: \"{}\"",
                         r.purpose.label(),
                         r.target,
                         r.text
-                    ));
+                    );
                     let _ = killpg(pgid, Signal::SIGTERM);
                     r.terminated = Some(now);
                 }
@@ -309,23 +308,69 @@ fn log_end(r: &Running, status: std::process::ExitStatus, now: Instant) {
     let took = format!("{}.{:03}s", took.as_secs(), took.subsec_millis());
     let label = r.purpose.label();
     match (status.code(), status.signal()) {
-        (Some(0), _) => logging::info(&format!(
+        (Some(0), _) => log_info!(
             "attackalert: {label} for host: {} exited with status 0 after {took}: \"{}\"",
-            r.target, r.text
-        )),
-        (Some(code), _) => logging::error(&format!(
+            r.target,
+            r.text
+        ),
+        (Some(code), _) => log_error!(
             "attackalert: ERROR: {label} for host: {} exited with status {code} after {took}: \"{}\"",
-            r.target, r.text
-        )),
-        (None, Some(sig)) => logging::error(&format!(
+            r.target,
+            r.text
+        ),
+        (None, Some(sig)) => log_error!(
             "attackalert: ERROR: {label} for host: {} was killed by signal {sig} after {took}: \"{}\"",
-            r.target, r.text
-        )),
-        (None, None) => logging::error(&format!(
+            r.target,
+            r.text
+        ),
+        (None, None) => log_error!(
             "attackalert: ERROR: {label} for host: {} ended with {status} after {took}: \"{}\"",
-            r.target, r.text
-        )),
+            r.target,
+            r.text
+        ),
     }
+}
+
+/// For `Command::pre_exec` of every program the daemon runs: empties the
+/// child's capability sets and sets no_new_privs (inherited already; set
+/// again so the guarantee does not depend on the parent's drop). With an
+/// empty permitted set and no_new_privs, execve grants nothing, whatever
+/// the bounding set, the uid or the program's file capabilities. Only raw
+/// system calls on the stack: safe between fork and exec.
+pub fn drop_in_child() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and data are the version-3 layout capset(2) reads.
+    let r = unsafe { nix::libc::syscall(nix::libc::SYS_capset, &header, data.as_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+    let r = unsafe { nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A command step: `command`, or the legacy `kill_route` template. Nothing
@@ -355,14 +400,14 @@ impl Action for RunCommand {
         cx.runner
             .spawn(&self.template, &vars, self.purpose, cx.now)?;
         match self.purpose {
-            Purpose::Command => logging::notice(&format!(
+            Purpose::Command => log_notice!(
                 "attackalert: External command run for host: {} using command: \"{text}\"",
                 t.addr
-            )),
-            Purpose::KillRoute => logging::notice(&format!(
+            ),
+            Purpose::KillRoute => log_notice!(
                 "attackalert: Host {} has been blocked via dropped route using command: \"{text}\"",
                 t.addr
-            )),
+            ),
         }
         Ok(true)
     }

@@ -16,7 +16,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::logging;
 
 use super::command::substitute;
 use super::{Action, ActionKind, Context, End, How, Target};
@@ -255,27 +254,27 @@ impl Action for HostsDeny {
         let line = self.line(t);
         match self.locked(|| add(&self.path, &line))? {
             Added::Added if how == How::PutBack => {
-                logging::notice(&format!(
+                log_notice!(
                     "attackalert: Host {} has been blocked via wrappers with string: \"{line}\" (put back: it was missing from {})",
                     t.addr,
                     self.path.display()
-                ));
+                );
                 Ok(true)
             }
             Added::Added => {
-                logging::notice(&format!(
+                log_notice!(
                     "attackalert: Host {} has been blocked via wrappers with string: \"{line}\"",
                     t.addr
-                ));
+                );
                 Ok(true)
             }
             Added::AlreadyThere if how == How::New => {
                 // Not ours: it stays when the ban ends.
-                logging::info(&format!(
+                log_info!(
                     "attackalert: Host {}: {} already has the line \"{line}\"; not added",
                     t.addr,
                     self.path.display()
-                ));
+                );
                 Ok(false)
             }
             Added::AlreadyThere => Ok(true),
@@ -291,23 +290,23 @@ impl Action for HostsDeny {
         let addr = t.addr;
         match self.locked(|| remove(&self.path, &line)) {
             Ok(true) => {
-                logging::info(&format!(
+                log_info!(
                     "attackalert: Host {addr}: wrappers string \"{line}\" removed from {}",
                     self.path.display()
-                ));
+                );
                 Ok(true)
             }
             Ok(false) => {
-                logging::info(&format!(
+                log_info!(
                     "attackalert: Host {addr}: wrappers string \"{line}\" was already gone from {}",
                     self.path.display()
-                ));
+                );
                 Ok(false)
             }
             Err(e) => {
-                logging::error(&format!(
+                log_error!(
                     "adminalert: ERROR: could not remove the wrappers string of host {addr}: {e}"
-                ));
+                );
                 Err(e)
             }
         }

@@ -4,10 +4,9 @@
 //!
 //! Knows nothing of netlink: it is handed the sets (`BanSets`).
 
+use crate::config::format_duration;
 use crate::error::{Error, Result};
-use crate::logging;
 use crate::table::bans;
-use crate::table::ruleset::nft_duration;
 
 use super::{Action, ActionKind, Context, End, How, Target};
 
@@ -30,13 +29,13 @@ impl Action for KernelSet {
 
     fn apply(&mut self, cx: &mut Context<'_>, t: &Target, _how: How) -> Result<bool> {
         cx.sets.add(t.addr, t.length)?;
-        logging::notice(&format!(
+        log_notice!(
             "attackalert: Host {} has been blocked via nftables set {} in table inet {} for {}",
             t.addr,
             bans::set_for(&t.addr),
             self.table,
-            nft_duration(t.length)
-        ));
+            format_duration(t.length)
+        );
         Ok(true)
     }
 

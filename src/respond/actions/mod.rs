@@ -34,8 +34,8 @@ use crate::journal::state::Applied;
 use crate::logging::Gate;
 use crate::table::bans::BanSets;
 
+use crate::kernel::rtnetlink::RouteSocket;
 use command::{Purpose, Runner, Template};
-use route::RouteSocket;
 
 /// Whom a ban is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,10 +232,11 @@ impl Actions {
         }
         match Template::from_line(&cfg.kill_route, cfg.command_shell) {
             Some(t) => steps.push(Box::new(command::RunCommand::new(t, Purpose::KillRoute))),
-            None if cfg.route != RouteMode::Off => {
-                steps.push(Box::new(route::NativeRoute::new(cfg.route)))
+            None => {
+                if let Some(step) = route::NativeRoute::new(cfg.route) {
+                    steps.push(Box::new(step));
+                }
             }
-            None => {}
         }
         steps.extend(command);
         Actions {
@@ -395,9 +396,10 @@ impl Actions {
         if let Some(kind) = applied.route {
             // The kind recorded is the kind to remove, whatever the config
             // says now: a route of ours is found by kind and protocol alone.
-            let mut step = route::NativeRoute::new(kind);
-            if step.undo(&mut cx, t, end).is_err() {
-                done.left.route = Some(kind);
+            if let Some(mut step) = route::NativeRoute::new(kind) {
+                if step.undo(&mut cx, t, end).is_err() {
+                    done.left.route = Some(kind);
+                }
             }
         }
         if applied.hosts_deny {
