@@ -99,6 +99,15 @@ fn run_here(cfg: &Config, req: &Request) -> Result<String> {
             ),
         ));
     }
+    // A daemon without a control socket owns the table all the same: the
+    // table has one writer.
+    if let Some(pid) = crate::table::claim::holder(&cfg.table) {
+        return Err(Error::other(format!(
+            "nftsentry (pid {pid}) runs for table inet {} without a control socket it answers on ({}): it is the table's one writer; set control_socket and reload, or stop it first",
+            cfg.table,
+            control_path(cfg)
+        )));
+    }
     let mut nft = NftSocket::open()?;
     let mut sets = KernelBans {
         nft: &mut nft,

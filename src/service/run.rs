@@ -73,10 +73,63 @@ fn survivors(nft: &mut NftSocket, table: &str) -> Option<Vec<bans::Ban>> {
     }
 }
 
-/// Everything up to the loop: what `run` sets up in order. Each step is
-/// needed by a later one; the comments say why the order is what it is.
-// The sequence is one story (claim, bind, restore, install, drop, ready);
-// split, it would be read in pieces out of order.
+/// Installs the table with its bans in one transaction: those of the state
+/// file, and those of a table that survived (we were killed, or it was
+/// kept), so no ban has a gap; then puts back the routes and hosts.deny lines
+/// of restored bans. Returns the watch on nftables events a table without
+/// the owner flag needs.
+fn install_with_bans(
+    cfg: &Config,
+    nft: &mut NftSocket,
+    ruleset: &mut Ruleset,
+    ledger: &mut Ledger,
+    leftover: bool,
+) -> Result<Option<NftEvents>> {
+    let survived = if leftover {
+        survivors(nft, &cfg.table)
+    } else {
+        None
+    };
+    let restored = ledger.restore(
+        &mut KernelBans {
+            nft,
+            table: &cfg.table,
+        },
+        survived,
+        Instant::now(),
+    )?;
+    let restored: Vec<_> = restored
+        .iter()
+        .map(|r| (r.addr, r.timeout, r.remaining))
+        .collect();
+    install(nft, ruleset, &restored)?;
+    if cfg.keep_table_on_exit
+        && ruleset.flags.contains(TableFlags::Owner)
+        && !ruleset.flags.contains(TableFlags::Persisent)
+    {
+        log_warning!(
+            "adminalert: WARNING: keep_table_on_exit is set, but an owned table without the persist flag goes with the daemon; set table_owner = false to keep it"
+        );
+    }
+    // Without the owner flag anyone may delete the table: watch for it.
+    let nft_events = if ruleset.flags.contains(TableFlags::Owner) {
+        None
+    } else {
+        Some(NftEvents::open()?)
+    };
+    // Routes and hosts.deny lines of restored bans, before we say we run.
+    ledger.after_install(
+        &mut KernelBans {
+            nft,
+            table: &cfg.table,
+        },
+        Instant::now(),
+    );
+    Ok(nft_events)
+}
+
+/// `nftsentry run`: each step is needed by a later one; the comments say
+/// why the order is what it is.
 pub fn run(cfg: Config) -> Result<()> {
     // Both first: the plan looks the `user` up (a typo fails before anything
     // is touched), the notifier takes NOTIFY_SOCKET out of the environment
@@ -109,49 +162,8 @@ pub fn run(cfg: Config) -> Result<()> {
     for w in handshake_warnings(&cfg) {
         log_warning!("adminalert: WARNING: {w}");
     }
-    // Bans come back in the transaction that installs the table: those of
-    // the state file, and those of a table that survived (we were killed,
-    // or it was kept), so no ban has a gap.
     let mut ledger = Ledger::new(&cfg, true);
-    let survived = if claim.leftover {
-        survivors(&mut nft, &cfg.table)
-    } else {
-        None
-    };
-    let restored = {
-        let mut sets = KernelBans {
-            nft: &mut nft,
-            table: &cfg.table,
-        };
-        ledger.restore(&mut sets, survived, Instant::now())?
-    };
-    let restored: Vec<_> = restored
-        .iter()
-        .map(|r| (r.addr, r.timeout, r.remaining))
-        .collect();
-    install(&mut nft, &mut ruleset, &restored)?;
-    if cfg.keep_table_on_exit
-        && ruleset.flags.contains(TableFlags::Owner)
-        && !ruleset.flags.contains(TableFlags::Persisent)
-    {
-        log_warning!(
-            "adminalert: WARNING: keep_table_on_exit is set, but an owned table without the persist flag goes with the daemon; set table_owner = false to keep it"
-        );
-    }
-    // Without the owner flag anyone may delete the table: watch for it.
-    let nft_events = if ruleset.flags.contains(TableFlags::Owner) {
-        None
-    } else {
-        Some(NftEvents::open()?)
-    };
-    // Routes and hosts.deny lines of restored bans, before we say we run.
-    ledger.after_install(
-        &mut KernelBans {
-            nft: &mut nft,
-            table: &cfg.table,
-        },
-        Instant::now(),
-    );
+    let nft_events = install_with_bans(&cfg, &mut nft, &mut ruleset, &mut ledger, claim.leftover)?;
     log_notice!(
         "adminalert: nftsentry {} started: table inet {} installed (TCP mode {}, UDP mode {}, {} ignored networks, {} TCP and {} UDP ports watched, NFLOG group {})",
         env!("CARGO_PKG_VERSION"),

@@ -84,6 +84,14 @@ pub fn claim_table(nft: &mut NftSocket, table: &str) -> Result<TableClaim> {
     })
 }
 
+/// The pid of the nftsentry that holds the claim on `table` in this network
+/// namespace, if one runs (`None` also when its pid cannot be read).
+pub fn holder(table: &str) -> Option<i32> {
+    let name = claim_name(table);
+    let addr = nix::sys::socket::UnixAddr::new_abstract(name.as_bytes()).ok()?;
+    claim_holder(&addr)
+}
+
 /// The pid of the process listening on `addr`, from its credentials.
 fn claim_holder(addr: &nix::sys::socket::UnixAddr) -> Option<i32> {
     use nix::sys::socket::{

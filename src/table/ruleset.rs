@@ -1,5 +1,5 @@
 //! ruleset: what nftsentry installs, from the config: the table, its sets and
-//! the input chain's rules (design.md, "The table"). The same description is
+//! the input chain's rules. The same description is
 //! encoded as one netlink batch and rendered as nft syntax, and each rule's
 //! text and expressions are written side by side, so the two cannot drift;
 //! a test compares `nft list table` with the rendering in `rules/`.

@@ -1,0 +1,577 @@
+//! ledger: the one owner of ban state. Every ban, whoever makes it (a
+//! detection, `nftsentry block`, a restart that restores it, a table put
+//! back), every lift (`unblock`, `flush`, the end of its time) and every
+//! repeat offender goes through these methods, in the daemon and in the
+//! command line's fallback alike (which builds a ledger over the state file:
+//! load, act, save). The actions carry a ban out (`actions`); the state file
+//! records it (`journal::state_file`).
+//!
+//! A ban's life: `ban` (or `block`) applies the actions and records what is
+//! in force; a timer per ban ends it (`tick`): the kernel has dropped the
+//! element by itself, the route and hosts.deny line are undone. An ended
+//! ban is remembered until `ban_time_max` after its end when bans escalate
+//! (`ban_time_factor`), so a repeat offender's next ban is longer, or until
+//! an undo that failed is retried.
+//!
+//! Start-up (`restore`, then `after_install`): the state file's ended bans
+//! are undone; its live bans, and those of a table that survived the last
+//! run, go back into the kernel set with the time they have left, in the
+//! transaction that installs the table; their route and hosts.deny line are
+//! put back if missing.
+//!
+//! Knows nothing of packets, sockets or netlink: it is handed the kernel's
+//! ban sets (`BanSets`).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::IpAddr;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::format_duration;
+use crate::config::{BlockMode, Config, Proto};
+use crate::detect::{BanInForce, Bans, Evidence};
+use crate::error::Result;
+use crate::journal::state::{Applied, Entry};
+use crate::journal::state_file::StateFile;
+use crate::table::bans::BanSets;
+
+use super::actions::{Actions, End, Target};
+
+mod policy;
+mod restore;
+
+use policy::Policy;
+
+/// After a failed undo, the next try.
+const RETRY: Duration = Duration::from_secs(60);
+
+/// Milliseconds since 1970, from the wall clock.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A history line to write once the host's name is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryDue {
+    /// Seconds since 1970 of the ban.
+    pub epoch: i64,
+    pub port: u16,
+    /// "TCP" or "UDP".
+    pub protocol: &'static str,
+}
+
+/// What `Ledger::ban` did.
+#[derive(Debug)]
+pub enum BanResult {
+    /// Block mode "log": nothing but the alert.
+    LogOnly,
+    /// At least one action took effect: the source is banned.
+    Banned {
+        length: Duration,
+        history: Option<HistoryDue>,
+        set_error: Option<crate::error::Error>,
+    },
+    /// Nothing took effect.
+    Failed {
+        set_error: Option<crate::error::Error>,
+    },
+}
+
+/// A ban to put into the kernel set: its full length and the time left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restored {
+    pub addr: IpAddr,
+    pub timeout: Duration,
+    pub remaining: Duration,
+}
+
+struct Record {
+    entry: Entry,
+    /// When this ban was made (its kernel element added).
+    since: Instant,
+    /// When it ends; for an ended record, when it is forgotten.
+    until: Instant,
+    ended: bool,
+}
+
+/// Counts for the start-up line.
+#[derive(Default)]
+struct RestoreReport {
+    from_file: usize,
+    adopted: usize,
+    undone: usize,
+    dropped: usize,
+}
+
+pub struct Ledger {
+    policy: Policy,
+    /// The config in force, for what the state file of an older release
+    /// did not record.
+    config: Config,
+    actions: Actions,
+    /// By address: the state file's order.
+    records: BTreeMap<IpAddr, Record>,
+    /// Each record's end (or forgetting); stale entries are skipped.
+    heap: BinaryHeap<Reverse<(Instant, IpAddr)>>,
+    file: Option<StateFile>,
+    /// Addresses whose ban ended or was lifted since the last `released`.
+    released: Vec<IpAddr>,
+    report: RestoreReport,
+}
+
+/// $MODE$ of a ban made without a detection.
+pub const MANUAL_MODE: &str = "manual";
+
+impl Ledger {
+    /// An empty ledger for `cfg`. The daemon's (`daemon = true`) takes the
+    /// state file's lock around each hosts.deny edit and writes the file
+    /// when bans change; the command line holds the lock throughout.
+    pub fn new(cfg: &Config, daemon: bool) -> Ledger {
+        let lock = if daemon { cfg.state_file.clone() } else { None };
+        Ledger {
+            policy: Policy::of(cfg),
+            config: cfg.clone(),
+            actions: Actions::new(cfg, &cfg.table, lock),
+            records: BTreeMap::new(),
+            heap: BinaryHeap::new(),
+            file: cfg.state_file.clone().map(StateFile::new),
+            released: Vec::new(),
+            report: RestoreReport::default(),
+        }
+    }
+
+    /// New settings (reload): ban times, escalation, block modes, actions.
+    /// The table and the state file stay (a reload refuses to change them);
+    /// bans in force keep their own length. When the hosts.deny file or
+    /// line changes, the lines of bans in force move: removed as the old
+    /// settings wrote them, added as the new ones write them (the state
+    /// file says only that a line is in force, so the old settings are the
+    /// only way to find the old lines).
+    pub fn reconfigure(&mut self, cfg: &Config, sets: &mut dyn BanSets, now: Instant) {
+        let moved = (&cfg.hosts_deny, &cfg.hosts_deny_line)
+            != (&self.config.hosts_deny, &self.config.hosts_deny_line);
+        let affected: Vec<IpAddr> = if moved {
+            self.records
+                .iter()
+                .filter(|(_, r)| r.entry.applied.hosts_deny)
+                .map(|(a, _)| *a)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for addr in &affected {
+            let r = &self.records[addr];
+            let target = Self::target(&r.entry);
+            let only = Applied {
+                hosts_deny: true,
+                ..Applied::default()
+            };
+            let left = self
+                .actions
+                .undo(sets, &target, &only, End::SetGone, now)
+                .map(|u| u.left.hosts_deny)
+                .unwrap_or(true);
+            if let Some(r) = self.records.get_mut(addr) {
+                r.entry.applied.hosts_deny = left;
+            }
+            self.changed(*addr, now);
+        }
+        self.policy = Policy::of(cfg);
+        self.config = cfg.clone();
+        let lock = self.file.as_ref().map(|f| f.path().to_path_buf());
+        self.actions.reconfigure(cfg, &cfg.table, lock);
+        for addr in affected {
+            let r = &self.records[&addr];
+            if r.ended {
+                continue;
+            }
+            let target = Self::target(&r.entry);
+            let already = r.entry.applied.clone();
+            let applied = self.actions.ensure(sets, &target, &already, false, now);
+            if let Some(r) = self.records.get_mut(&addr) {
+                r.entry.applied = applied;
+            }
+        }
+    }
+
+    fn changed(&mut self, addr: IpAddr, now: Instant) {
+        if let Some(f) = self.file.as_mut() {
+            f.changed(addr, now);
+        }
+    }
+
+    fn target(e: &Entry) -> Target {
+        Target {
+            addr: e.addr,
+            port: e.port,
+            mode: e.mode.clone(),
+            length: Duration::from_millis(e.length),
+        }
+    }
+
+    /// The bans that should be in the kernel set now, with their full
+    /// length and the time left: what a table put back after someone
+    /// deleted it must hold.
+    pub fn kernel_bans(&self) -> Vec<Restored> {
+        let now_ms = wall_ms();
+        self.records
+            .values()
+            .filter(|r| !r.ended && r.entry.applied.set && r.entry.expires_at > now_ms)
+            .map(|r| Restored {
+                addr: r.entry.addr,
+                timeout: Duration::from_millis(r.entry.length.max(1)),
+                remaining: Duration::from_millis(r.entry.expires_at - now_ms),
+            })
+            .collect()
+    }
+
+    /// Bans in force (any block mode), for the service manager's status.
+    pub fn active_bans(&self) -> usize {
+        self.records.values().filter(|r| !r.ended).count()
+    }
+
+    /// Is `addr` banned (in any block mode)?
+    pub fn is_banned(&self, addr: IpAddr) -> bool {
+        self.records.get(&addr).is_some_and(|r| !r.ended)
+    }
+
+    /// Addresses whose ban ended or was lifted since the last call: the
+    /// detector forgets them.
+    pub fn released(&mut self) -> Vec<IpAddr> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// PIDs of commands still running.
+    pub fn running_commands(&self) -> Vec<u32> {
+        self.actions.runner.pids()
+    }
+
+    /// Reaps children that ended (SIGCHLD).
+    pub fn on_child_exit(&mut self, now: Instant) {
+        self.actions.reap(now);
+    }
+
+    /// Acts on a detection.
+    pub fn ban(&mut self, sets: &mut dyn BanSets, ev: &Evidence, now: Instant) -> BanResult {
+        let mode = self.policy.block_mode(ev.scan.proto());
+        if mode == BlockMode::Log {
+            log_notice!(
+                "attackalert: Ignoring {} response per configuration file setting.",
+                ev.scan.protocol()
+            );
+            return BanResult::LogOnly;
+        }
+        let prev = self.records.get(&ev.addr);
+        let (length, repeat, offence) = self.policy.length_for(prev);
+        // What is still in force: a live ban's actions, or what an ended
+        // one could not undo (ours, so found again rather than added).
+        let already = prev.map(|r| r.entry.applied.clone()).unwrap_or_default();
+        let target = Target {
+            addr: ev.addr,
+            port: ev.port,
+            mode: ev.mode.to_string(),
+            length,
+        };
+        let out = self.actions.ban(sets, &target, mode, &already, now);
+        if out.applied.is_empty() {
+            return BanResult::Failed {
+                set_error: out.set_error,
+            };
+        }
+        let now_ms = wall_ms();
+        let addr = ev.addr;
+        if offence {
+            log_notice!(
+                "attackalert: Host {addr} is a repeat offender (ban {repeat}); banned for {}",
+                format_duration(length)
+            );
+        }
+        self.insert(
+            Entry {
+                addr,
+                scan: ev.scan.key().to_string(),
+                proto: Some(ev.scan.proto()),
+                mode: ev.mode.to_string(),
+                port: ev.port,
+                banned_at: now_ms,
+                expires_at: now_ms.saturating_add(ms(length)),
+                length: ms(length),
+                repeat,
+                applied: out.applied,
+            },
+            now,
+            length,
+        );
+        BanResult::Banned {
+            length,
+            history: self.policy.history.then(|| HistoryDue {
+                epoch: (now_ms / 1000) as i64,
+                port: ev.port,
+                protocol: ev.scan.protocol(),
+            }),
+            set_error: out.set_error,
+        }
+    }
+
+    fn insert(&mut self, entry: Entry, now: Instant, length: Duration) {
+        let addr = entry.addr;
+        self.heap.push(Reverse((now + length, addr)));
+        self.records.insert(
+            addr,
+            Record {
+                entry,
+                since: now,
+                until: now + length,
+                ended: false,
+            },
+        );
+        self.changed(addr, now);
+    }
+
+    /// `nftsentry block ADDR --for LENGTH`: the kernel element, then the
+    /// hosts.deny line and native route where configured (no command: there
+    /// is no detection to report).
+    pub fn block(
+        &mut self,
+        sets: &mut dyn BanSets,
+        addr: IpAddr,
+        length: Duration,
+        now: Instant,
+    ) -> Result<()> {
+        sets.add(addr, length)?;
+        let prev = self.records.get(&addr);
+        let active = prev.filter(|r| !r.ended);
+        let already = active.map(|r| r.entry.applied.clone()).unwrap_or_default();
+        let repeat = match (prev, active) {
+            (_, Some(r)) => r.entry.repeat.max(1),
+            (Some(r), None) => r.entry.repeat.saturating_add(1),
+            (None, None) => 1,
+        };
+        let target = Target {
+            addr,
+            port: 0,
+            mode: MANUAL_MODE.into(),
+            length,
+        };
+        let mut applied = self.actions.ensure(sets, &target, &already, false, now);
+        applied.set = true;
+        let now_ms = wall_ms();
+        self.insert(
+            Entry {
+                addr,
+                scan: "manual".into(),
+                proto: None,
+                mode: MANUAL_MODE.into(),
+                port: 0,
+                banned_at: now_ms,
+                expires_at: now_ms.saturating_add(ms(length)),
+                length: ms(length),
+                repeat,
+                applied,
+            },
+            now,
+            length,
+        );
+        Ok(())
+    }
+
+    /// `nftsentry unblock ADDR`: the kernel element removed (if the table is
+    /// there), the route and hosts.deny line undone, the address forgotten
+    /// (also as a repeat offender). Ok(false) if it was not banned.
+    pub fn unblock(&mut self, sets: &mut dyn BanSets, addr: IpAddr, now: Instant) -> Result<bool> {
+        let (target, applied, was_banned) = match self.records.get(&addr) {
+            Some(r) => (Self::target(&r.entry), r.entry.applied.clone(), !r.ended),
+            None => {
+                // No record (a state file turned off, or lost): our route, if
+                // any, still goes; only routes we tagged can be removed.
+                let applied = Applied {
+                    route: self.actions.native_route(),
+                    ..Applied::default()
+                };
+                let target = Target {
+                    addr,
+                    port: 0,
+                    mode: MANUAL_MODE.into(),
+                    length: Duration::ZERO,
+                };
+                (target, applied, false)
+            }
+        };
+        let undone = self.actions.undo(sets, &target, &applied, End::Lift, now)?;
+        if let Some(r) = self.records.remove(&addr) {
+            if undone.left.needs_undo() {
+                // Kept as ended so the daemon (or the next start) tries again.
+                self.keep_ended(r.entry, undone.left, now, now + RETRY);
+            }
+            self.changed(addr, now);
+        }
+        if was_banned {
+            self.released.push(addr);
+        }
+        Ok(undone.lifted || was_banned)
+    }
+
+    /// `nftsentry flush`: every ban lifted, its route and hosts.deny line
+    /// undone. Returns how many bans there were.
+    pub fn flush(&mut self, sets: &mut dyn BanSets, now: Instant) -> Result<usize> {
+        let in_kernel = sets.flush()?;
+        let records = std::mem::take(&mut self.records);
+        let mut active = 0;
+        for (addr, r) in records {
+            if !r.ended {
+                active += 1;
+                self.released.push(addr);
+            }
+            let target = Self::target(&r.entry);
+            let undone = self
+                .actions
+                .undo(sets, &target, &r.entry.applied, End::SetGone, now)?;
+            if undone.left.needs_undo() {
+                self.keep_ended(r.entry, undone.left, now, now + RETRY);
+            }
+            self.changed(addr, now);
+        }
+        Ok(in_kernel.unwrap_or(active))
+    }
+
+    /// Records `entry` as ended at `now` with `left` still in force, until
+    /// `until`.
+    fn keep_ended(&mut self, entry: Entry, left: Applied, now: Instant, until: Instant) {
+        let addr = entry.addr;
+        let entry = Entry {
+            expires_at: wall_ms().min(entry.expires_at),
+            applied: left,
+            ..entry
+        };
+        self.heap.push(Reverse((until, addr)));
+        self.records.insert(
+            addr,
+            Record {
+                entry,
+                since: now,
+                until,
+                ended: true,
+            },
+        );
+    }
+
+    /// Ends bans that are due, times commands out, writes the state file
+    /// when due. Returns the time until the next thing to do.
+    pub fn tick(&mut self, sets: &mut dyn BanSets, now: Instant) -> Option<Duration> {
+        while let Some(Reverse((until, addr))) = self.heap.peek().copied() {
+            if until > now {
+                break;
+            }
+            self.heap.pop();
+            self.due(sets, addr, until, now);
+        }
+        // SIGCHLD can coalesce or be missed; reaping also here is cheap.
+        self.actions.reap(now);
+        let commands = self.actions.tick(now);
+        let write = match self.file.as_mut() {
+            Some(f) => {
+                f.tick(now, self.records.values().map(|r| &r.entry));
+                f.due().map(|t| t.saturating_duration_since(now))
+            }
+            None => None,
+        };
+        let next_ban = self
+            .heap
+            .peek()
+            .map(|Reverse((t, _))| t.saturating_duration_since(now));
+        [next_ban, commands, write].into_iter().flatten().min()
+    }
+
+    /// A heap entry for `addr` came due.
+    fn due(&mut self, sets: &mut dyn BanSets, addr: IpAddr, until: Instant, now: Instant) {
+        let Some(r) = self.records.get_mut(&addr) else {
+            return;
+        };
+        // A renewed ban pushed a later entry; only the current one counts.
+        if r.until != until {
+            return;
+        }
+        if !r.ended {
+            r.ended = true;
+            log_info!("ban of {addr} expired");
+            self.released.push(addr);
+        }
+        let target = Self::target(&r.entry);
+        let applied = std::mem::take(&mut r.entry.applied);
+        let left = match self
+            .actions
+            .undo(sets, &target, &applied, End::SetGone, now)
+        {
+            Ok(u) => u.left,
+            Err(_) => applied,
+        };
+        let r = self.records.get_mut(&addr).expect("looked up above");
+        if left.needs_undo() {
+            r.entry.applied = left;
+            r.until = now + RETRY;
+            self.heap.push(Reverse((r.until, addr)));
+        } else {
+            let forget = self.policy.memory(&r.entry, wall_ms());
+            if forget.is_zero() {
+                self.records.remove(&addr);
+            } else {
+                r.until = now + forget;
+                self.heap.push(Reverse((r.until, addr)));
+            }
+        }
+        self.changed(addr, now);
+    }
+
+    /// From now on the state file is written by a thread of its own (after
+    /// the privilege drop).
+    pub fn start_writer(&mut self) {
+        if let Some(f) = self.file.as_mut() {
+            f.start_writer();
+        }
+    }
+
+    /// Writes the state file now if anything changed, and waits for it.
+    pub fn flush_file(&mut self) {
+        if let Some(f) = self.file.as_mut() {
+            f.flush(self.records.values().map(|r| &r.entry));
+        }
+    }
+
+    /// At exit: the state file written, children left to finish alone.
+    pub fn shutdown(&mut self) {
+        self.flush_file();
+        let pids = self.actions.runner.pids();
+        if !pids.is_empty() {
+            log_warning!(
+                "adminalert: {} external commands still running at exit (PIDs {:?}); not waited for",
+                pids.len(),
+                pids
+            );
+        }
+    }
+}
+
+impl Bans for Ledger {
+    fn ban_on(&self, addr: IpAddr, proto: Proto, now: Instant) -> Option<BanInForce> {
+        let r = self.records.get(&addr).filter(|r| !r.ended)?;
+        Some(BanInForce {
+            age: now.saturating_duration_since(r.since),
+            in_kernel: r.entry.applied.set,
+            // A command-only ban (block mode "command" on the other
+            // protocol) meets a protocol in block mode: PortSentry's TCP and
+            // UDP processes blocked independently.
+            upgradable: !r.entry.applied.set && self.policy.block_mode(proto) == BlockMode::Block,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,334 @@
+//! restore: the ledger at start. The state file's entries (and, for the
+//! daemon, the bans of a table that survived the last run) become records
+//! again: ended bans are undone, live ones go back into the kernel set with
+//! the time they have left, in the transaction that installs the table, and
+//! their route and hosts.deny line are put back if missing.
+
+use std::cmp::Reverse;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::journal::state::{Applied, Entries, Entry};
+use crate::journal::state_file;
+use crate::table::bans::{Ban, BanSets};
+
+use super::{Ledger, MANUAL_MODE, RETRY, Record, RestoreReport, Restored, ms, wall_ms};
+use crate::respond::actions::End;
+
+/// Damaged state file lines logged one by one at start; a file of garbage
+/// (a disk error, the wrong file) must not flood the log with a line each.
+const MAX_PROBLEMS_LOGGED: usize = 20;
+
+impl Ledger {
+    /// The state file's bans, read under its lock, for the command line:
+    /// ended ones kept as they are (to remember repeat offenders).
+    pub fn load(&mut self, now: Instant) -> Result<()> {
+        let Some(path) = self.file.as_ref().map(|f| f.path().to_path_buf()) else {
+            return Ok(());
+        };
+        let (entries, problems) = state_file::load(&path)?;
+        for p in problems {
+            log_warning!("state file {p}");
+        }
+        let now_ms = wall_ms();
+        for (addr, e) in entries {
+            let r = self.record_for(e, now, now_ms);
+            self.heap.push(Reverse((r.until, addr)));
+            self.records.insert(addr, r);
+        }
+        Ok(())
+    }
+
+    /// Writes the state file now (the command line, holding the lock).
+    pub fn save(&mut self) -> Result<()> {
+        match &self.file {
+            Some(f) => state_file::save(f.path(), self.records.values().map(|r| &r.entry)),
+            None => Ok(()),
+        }
+    }
+
+    /// The state file's path, whose lock the command line takes.
+    pub fn state_file(&self) -> Option<PathBuf> {
+        self.file.as_ref().map(|f| f.path().to_path_buf())
+    }
+
+    /// The in-memory record of an entry read from the file at `now`.
+    fn record_for(&self, mut e: Entry, now: Instant, now_ms: u64) -> Record {
+        if e.mode.is_empty() {
+            // A file of the first release did not say: the mode that would
+            // see such a scan now.
+            e.mode = crate::detect::mode_of_key(&self.config, &e.scan).into();
+        }
+        if e.is_active(now_ms) {
+            let remaining = Duration::from_millis(e.expires_at - now_ms);
+            let age = Duration::from_millis(now_ms.saturating_sub(e.banned_at));
+            Record {
+                since: now.checked_sub(age).unwrap_or(now),
+                until: now + remaining,
+                ended: false,
+                entry: e,
+            }
+        } else {
+            let until = if e.applied.needs_undo() {
+                now + RETRY
+            } else {
+                now + self.policy.memory(&e, now_ms)
+            };
+            Record {
+                entry: e,
+                since: now,
+                until,
+                ended: true,
+            }
+        }
+    }
+
+    /// Reads the state file and merges the bans of a table that survived
+    /// (`kernel`), undoes ended bans, and returns the live bans to put into
+    /// the kernel set in the transaction that installs the table.
+    pub fn restore(
+        &mut self,
+        sets: &mut dyn BanSets,
+        kernel: Option<Vec<Ban>>,
+        now: Instant,
+    ) -> Result<Vec<Restored>> {
+        let now_ms = wall_ms();
+        let file = self.read_file()?;
+        let mut report = RestoreReport::default();
+        for (addr, e) in file {
+            self.take_entry(sets, addr, e, now, now_ms, &mut report);
+        }
+        for b in kernel.unwrap_or_default() {
+            self.adopt(b, now, now_ms, &mut report);
+        }
+        let out = self.within_set_size(sets, now, &mut report);
+        let addrs: Vec<(IpAddr, Instant)> =
+            self.records.iter().map(|(a, r)| (*a, r.until)).collect();
+        for (addr, until) in addrs {
+            self.heap.push(Reverse((until, addr)));
+            self.changed(addr, now);
+        }
+        self.report = report;
+        Ok(out)
+    }
+
+    /// The state file's entries, read under its lock; damaged lines are
+    /// logged (at most `MAX_PROBLEMS_LOGGED` one by one), temporary files of
+    /// writes that were cut short are removed.
+    fn read_file(&mut self) -> Result<Entries> {
+        let mut file = Entries::new();
+        if let Some(path) = self.state_file() {
+            let _lock = state_file::lock(&path)?;
+            let (entries, problems) = state_file::load(&path)?;
+            for p in problems.iter().take(MAX_PROBLEMS_LOGGED) {
+                log_error!("adminalert: ERROR: state file {p}");
+            }
+            if problems.len() > MAX_PROBLEMS_LOGGED {
+                log_error!(
+                    "adminalert: ERROR: state file {}: {} more damaged lines not shown; every valid line was read",
+                    path.display(),
+                    problems.len() - MAX_PROBLEMS_LOGGED
+                );
+            }
+            file = entries;
+            for left in state_file::remove_leftovers(&path) {
+                log_notice!(
+                    "adminalert: removed {}, left by a write that was cut short (kill -9 or a crash)",
+                    left.display()
+                );
+            }
+        }
+        for left in self.actions.remove_leftovers() {
+            log_notice!(
+                "adminalert: removed {}, left by a write that was cut short (kill -9 or a crash)",
+                left.display()
+            );
+        }
+        Ok(file)
+    }
+
+    /// One entry of the state file: a live ban is kept, an ended one has
+    /// its actions undone and is kept only to remember a repeat offender or
+    /// to retry an undo that failed.
+    fn take_entry(
+        &mut self,
+        sets: &mut dyn BanSets,
+        addr: IpAddr,
+        e: Entry,
+        now: Instant,
+        now_ms: u64,
+        report: &mut RestoreReport,
+    ) {
+        // Written again whether kept or not: the file holds only what the
+        // restore kept, in the current form.
+        self.changed(addr, now);
+        let mut r = self.record_for(e, now, now_ms);
+        if !r.ended {
+            if r.entry.applied.set {
+                report.from_file += 1;
+            }
+        } else if !r.entry.applied.is_empty() {
+            if r.entry.applied.needs_undo() {
+                report.undone += 1;
+            }
+            let target = Self::target(&r.entry);
+            let applied = std::mem::take(&mut r.entry.applied);
+            r.entry.applied = match self
+                .actions
+                .undo(sets, &target, &applied, End::SetGone, now)
+            {
+                Ok(u) => u.left,
+                Err(_) => applied,
+            };
+            if !r.entry.applied.needs_undo() {
+                r.until = now + self.policy.memory(&r.entry, now_ms);
+            }
+        }
+        let keep = !r.ended || r.entry.applied.needs_undo() || r.until > now;
+        if keep {
+            self.records.insert(addr, r);
+        }
+    }
+
+    /// A ban of a table that survived the last run: the kernel's clock is
+    /// the one that counts; a ban the file does not know is adopted.
+    fn adopt(&mut self, b: Ban, now: Instant, now_ms: u64, report: &mut RestoreReport) {
+        let addr = crate::cidr::canonical(b.addr);
+        let timeout = b.timeout.unwrap_or(self.policy.ban_time);
+        let remaining = b.expires_in.unwrap_or(timeout).min(timeout);
+        if remaining.is_zero() {
+            return;
+        }
+        let until = now + remaining;
+        let expires_at = now_ms.saturating_add(ms(remaining));
+        match self.records.get_mut(&addr) {
+            Some(r) if !r.ended => {
+                if !r.entry.applied.set {
+                    r.entry.applied.set = true;
+                    report.from_file += 1;
+                }
+                r.until = until;
+                r.entry.expires_at = expires_at;
+            }
+            prev => {
+                report.adopted += 1;
+                let prev = prev.map(|r| &*r);
+                let entry = Entry {
+                    addr,
+                    scan: "adopted".into(),
+                    proto: None,
+                    mode: MANUAL_MODE.into(),
+                    port: 0,
+                    banned_at: expires_at.saturating_sub(ms(timeout)),
+                    expires_at,
+                    length: ms(timeout),
+                    repeat: prev.map_or(1, |r| r.entry.repeat.max(1)),
+                    applied: Applied {
+                        set: true,
+                        ..prev.map(|r| r.entry.applied.clone()).unwrap_or_default()
+                    },
+                };
+                let since = now
+                    .checked_sub(timeout.saturating_sub(remaining))
+                    .unwrap_or(now);
+                let record = Record {
+                    entry,
+                    since,
+                    until,
+                    ended: false,
+                };
+                self.records.insert(addr, record);
+            }
+        }
+    }
+
+    /// What goes back into the kernel: per family at most `set_size` (the
+    /// longest left first), since more would fail the whole transaction;
+    /// the rest are dropped, their actions undone.
+    fn within_set_size(
+        &mut self,
+        sets: &mut dyn BanSets,
+        now: Instant,
+        report: &mut RestoreReport,
+    ) -> Vec<Restored> {
+        let mut live: Vec<Restored> = self
+            .records
+            .values()
+            .filter(|r| !r.ended && r.entry.applied.set)
+            .map(|r| {
+                let remaining = r
+                    .until
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1));
+                Restored {
+                    addr: r.entry.addr,
+                    timeout: Duration::from_millis(r.entry.length).max(remaining),
+                    remaining,
+                }
+            })
+            .collect();
+        live.sort_by_key(|b| (b.addr.is_ipv6(), Reverse(b.remaining), b.addr));
+        let mut out = Vec::with_capacity(live.len());
+        let (mut n4, mut n6) = (0u32, 0u32);
+        for b in live {
+            let n = if b.addr.is_ipv4() { &mut n4 } else { &mut n6 };
+            if *n < self.policy.set_size {
+                *n += 1;
+                out.push(b);
+            } else {
+                report.dropped += 1;
+                if let Some(r) = self.records.remove(&b.addr) {
+                    let target = Self::target(&r.entry);
+                    let _ = self
+                        .actions
+                        .undo(sets, &target, &r.entry.applied, End::SetGone, now);
+                }
+            }
+        }
+        if report.dropped > 0 {
+            log_error!(
+                "adminalert: ERROR: {} bans not restored: more than set_size ({}) per address family",
+                report.dropped,
+                self.policy.set_size
+            );
+        }
+        out
+    }
+
+    /// After the table is in: puts back missing routes and hosts.deny lines
+    /// of live bans, writes the state file, logs what was restored.
+    pub fn after_install(&mut self, sets: &mut dyn BanSets, now: Instant) {
+        let live: Vec<IpAddr> = self
+            .records
+            .iter()
+            .filter(|(_, r)| !r.ended && r.entry.applied.set)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in live {
+            let r = &self.records[&addr];
+            let target = Self::target(&r.entry);
+            let adopted = r.entry.scan == "adopted";
+            let already = r.entry.applied.clone();
+            let applied = self.actions.ensure(sets, &target, &already, adopted, now);
+            if let Some(r) = self.records.get_mut(&addr) {
+                if r.entry.applied != applied {
+                    r.entry.applied = applied;
+                    self.changed(addr, now);
+                }
+            }
+        }
+        let r = &self.report;
+        if r.from_file + r.adopted + r.undone > 0 {
+            log_notice!(
+                "adminalert: {} bans restored with the time they had left ({} from the state file, {} adopted from the table that was still in the kernel); {} ended bans undone",
+                r.from_file + r.adopted,
+                r.from_file,
+                r.adopted,
+                r.undone
+            );
+        }
+        self.flush_file();
+    }
+}
