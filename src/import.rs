@@ -956,7 +956,11 @@ fn fail2ban_todo(dir: &Path, old: &str) -> Option<Todo> {
         why: format!(
             "fail2ban: the jail{} {} read{} PortSentry's history file {old}; nftsentry writes the same lines to {SERVICE_HISTORY}, so point {} there (once nftsentry has started: the file is made for its user).",
             if jails.len() == 1 { "" } else { "s" },
-            jails.iter().map(|j| format!("[{j}]")).collect::<Vec<_>>().join(", "),
+            jails
+                .iter()
+                .map(|j| format!("[{j}]"))
+                .collect::<Vec<_>>()
+                .join(", "),
             if jails.len() == 1 { "s" } else { "" },
             if jails.len() == 1 { "it" } else { "them" },
         ),
@@ -1348,7 +1352,12 @@ fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
                 c.push(n.clone());
             }
             o.key(None, c, "hosts_deny", toml_str(SERVICE_HOSTS_DENY));
-            o.key(None, Vec::new(), "hosts_deny_line", toml_str(&split.file_line));
+            o.key(
+                None,
+                Vec::new(),
+                "hosts_deny_line",
+                toml_str(&split.file_line),
+            );
             o.todo.push(Todo {
                 why: format!(
                     "hosts.deny: nftsentry adds the banned addresses to {SERVICE_HOSTS_DENY}; this line, once in {HOSTS_DENY}, makes tcp_wrappers read them."
@@ -1453,7 +1462,9 @@ pub fn split_hosts_deny(template: &str) -> HostsDenySplit {
     let plain = |clients: &str| {
         !clients.is_empty()
             && clients.contains("$TARGET$")
-            && !clients.split_whitespace().any(|w| w.eq_ignore_ascii_case("EXCEPT"))
+            && !clients
+                .split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case("EXCEPT"))
     };
     if fields.len() >= 2 && !fields[0].is_empty() && plain(fields[1]) {
         let mut include = format!("{}: {SERVICE_HOSTS_DENY}", fields[0]);

@@ -31,3 +31,4 @@ pub mod ruleset;
 pub mod state;
 pub mod status;
 pub mod systemd;
+pub mod unit_sandbox;

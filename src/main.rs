@@ -211,6 +211,8 @@ fn import_portsentry(opts: import::Options) -> Result<()> {
 
 fn check(cfg: &Config) -> Result<()> {
     let ignores = ignores::collect(cfg)?;
+    // The files as the installed unit (or `run` by hand) will use them.
+    let service = nftsentry::unit_sandbox::check(cfg, Path::new("/"))?;
     println!("config {}: OK", cfg.source);
     println!(
         "table inet {} at priority {}",
@@ -248,6 +250,7 @@ fn check(cfg: &Config) -> Result<()> {
     };
     println!("history file: {}", path(&cfg.history_file));
     println!("state file: {}", path(&cfg.state_file));
+    service.iter().for_each(|l| println!("{l}"));
     Ok(())
 }
 

@@ -84,21 +84,14 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
     // the state directory. No preinst.
     assert!(!info.contains("preinst"), "{info}");
     let script = |name: &str| {
-        text(
-            &run_ok(
-                Command::new("dpkg-deb")
-                    .arg("--info")
-                    .arg(&deb)
-                    .arg(name),
-            )
-            .stdout,
-        )
+        text(&run_ok(Command::new("dpkg-deb").arg("--info").arg(&deb).arg(name)).stdout)
     };
     let postinst = script("postinst");
     assert!(postinst.starts_with("#!/bin/sh\nset -e\n"), "{postinst}");
     assert!(!postinst.contains("deb-systemd-invoke start"), "{postinst}");
     assert!(
-        !postinst.contains("deb-systemd-helper enable nftsentry.service >/dev/null || true\n\telse"),
+        !postinst
+            .contains("deb-systemd-helper enable nftsentry.service >/dev/null || true\n\telse"),
         "{postinst}"
     );
     assert!(

@@ -424,7 +424,9 @@ fn every_key_is_converted() {
     assert_eq!(str_at(&t, "hosts_deny_line"), "$TARGET$");
     assert_eq!(
         out.todo[0].commands,
-        ["grep -qsxF 'ALL: /var/lib/nftsentry/hosts.deny : DENY' /etc/hosts.deny || echo 'ALL: /var/lib/nftsentry/hosts.deny : DENY' >> /etc/hosts.deny"]
+        [
+            "grep -qsxF 'ALL: /var/lib/nftsentry/hosts.deny : DENY' /etc/hosts.deny || echo 'ALL: /var/lib/nftsentry/hosts.deny : DENY' >> /etc/hosts.deny"
+        ]
     );
     assert!(
         out.toml
@@ -861,7 +863,11 @@ fn hosts_deny_templates_split_into_a_file_and_one_include_line() {
     );
     // Forms that do not split: the addresses, for every service, and a note.
     for t in ["$TARGET$", "ALL: $TARGET$ EXCEPT 192.0.2.1", ": $TARGET$"] {
-        assert_eq!(split(t), ("$TARGET$".into(), format!("ALL: {f}"), true), "{t}");
+        assert_eq!(
+            split(t),
+            ("$TARGET$".into(), format!("ALL: {f}"), true),
+            "{t}"
+        );
     }
 }
 
@@ -885,7 +891,11 @@ fn fail2ban_jails_on_the_old_history_get_the_new_file() {
         format!("# [commented]\n[ps-watch]\nenabled = true\nlogpath = /var/log/x.log\n    {old}\n[other]\nlogpath = {old}.1\n"),
     )
     .unwrap();
-    std::fs::write(dir.join("jail.d/ignored.txt"), format!("[txt]\nlogpath = {old}\n")).unwrap();
+    std::fs::write(
+        dir.join("jail.d/ignored.txt"),
+        format!("[txt]\nlogpath = {old}\n"),
+    )
+    .unwrap();
     assert_eq!(fail2ban_jails(&dir, old), ["portsentry", "ps-watch"]);
     let t = fail2ban_todo(&dir, old).unwrap();
     assert_eq!(
@@ -900,7 +910,10 @@ fn fail2ban_jails_on_the_old_history_get_the_new_file() {
     // The printed block is a shell snippet: comments and commands, indented.
     let text = todo_text(&[t]);
     assert!(text.starts_with("nftsentry: to finish the migration, run as root:\n    # fail2ban: "));
-    assert!(text.lines().skip(1).all(|l| l.starts_with("    ")), "{text}");
+    assert!(
+        text.lines().skip(1).all(|l| l.starts_with("    ")),
+        "{text}"
+    );
     assert_eq!(todo_text(&[]), "");
     std::fs::remove_dir_all(&dir).unwrap();
 }
