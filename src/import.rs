@@ -44,6 +44,10 @@ pub const SERVICE_HOSTS_DENY: &str = "/var/lib/nftsentry/hosts.deny";
 pub const SERVICE_HISTORY: &str = "/var/lib/nftsentry/history";
 /// fail2ban's configuration, searched for jails that read the old history.
 pub const FAIL2BAN_DIR: &str = "/etc/fail2ban";
+/// Where `systemctl enable` puts the links of enabled units.
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// Debian's init script for PortSentry (Debian 12 and before).
+pub const INIT_SCRIPT: &str = "/etc/init.d/portsentry";
 
 /// fgets(buffer, MAXBUF, ...) with PortSentry's MAXBUF of 1024.
 const MAXBUF: usize = 1024;
@@ -328,6 +332,9 @@ pub struct ModeSetting {
     pub value: String,
     /// The line of the (last) assignment; `None` when the file has none.
     pub line: Option<usize>,
+    /// The enabled unit it comes from (Debian 13's portsentry@MODE.service)
+    /// instead of a line of /etc/default/portsentry.
+    pub unit: Option<String>,
 }
 
 impl ModeSetting {
@@ -363,10 +370,12 @@ impl DebianDefault {
             tcp: ModeSetting {
                 value: String::new(),
                 line: None,
+                unit: None,
             },
             udp: ModeSetting {
                 value: String::new(),
                 line: None,
+                unit: None,
             },
             warnings: Vec::new(),
         };
@@ -398,6 +407,7 @@ impl DebianDefault {
                     *setting = ModeSetting {
                         value,
                         line: Some(line),
+                        unit: None,
                     };
                 }
                 Some((name @ ("TCP_MODE" | "UDP_MODE"), Err(why))) => {
@@ -427,6 +437,111 @@ impl DebianDefault {
         let text = std::fs::read(path)
             .map_err(|e| Error::config(format!("{source}: cannot read: {}", io_message(&e))))?;
         DebianDefault::parse(&String::from_utf8_lossy(&text), &source)
+    }
+
+    /// The modes of Debian 13's enabled units (`portsentry@stcp.service`:
+    /// TCP in stealth mode), which do not read /etc/default/portsentry.
+    /// `source` names where they were found.
+    pub fn from_units(units: &[String], source: &str) -> DebianDefault {
+        let mut d = DebianDefault::parse("", source).unwrap_or_else(|_| unreachable!());
+        for u in units {
+            let Some(mode) = u
+                .strip_prefix("portsentry@")
+                .and_then(|m| m.strip_suffix(".service"))
+            else {
+                continue;
+            };
+            let setting = match mode {
+                "tcp" | "stcp" | "atcp" => &mut d.tcp,
+                "udp" | "sudp" | "audp" => &mut d.udp,
+                _ => {
+                    d.warnings.push(format!(
+                        "{source}: {u} is not a PortSentry mode (tcp, stcp, atcp, udp, sudp, audp); left out"
+                    ));
+                    continue;
+                }
+            };
+            if let Some(first) = &setting.unit {
+                d.warnings.push(format!(
+                    "{source}: {u} and {first} are both enabled: PortSentry ran both; converted {first} only"
+                ));
+                continue;
+            }
+            *setting = ModeSetting {
+                value: mode.to_string(),
+                line: None,
+                unit: Some(u.clone()),
+            };
+        }
+        d
+    }
+}
+
+/// How PortSentry is started on this system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Services {
+    /// Debian 13 (portsentry 1.2-15 and later): enabled instances of
+    /// portsentry@.service, named by their mode, sorted.
+    Units(Vec<String>),
+    /// Debian 12 and before: the init script, modes in
+    /// /etc/default/portsentry.
+    InitScript,
+    /// Neither (PortSentry not installed, or started some other way).
+    Unknown,
+}
+
+/// PortSentry's units enabled in `systemd_dir` (links in its `*.wants`
+/// directories), else its init script if there is one.
+pub fn find_services(systemd_dir: &Path, init_script: &Path) -> Services {
+    let mut units = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(systemd_dir) {
+        for wants in rd.flatten() {
+            if !wants.file_name().to_string_lossy().ends_with(".wants") {
+                continue;
+            }
+            for e in std::fs::read_dir(wants.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("portsentry@") && name.ends_with(".service") {
+                    units.push(name);
+                }
+            }
+        }
+    }
+    units.sort();
+    units.dedup();
+    if !units.is_empty() {
+        Services::Units(units)
+    } else if init_script.exists() {
+        Services::InitScript
+    } else {
+        Services::Unknown
+    }
+}
+
+/// Stopping PortSentry for good, as its services are set up.
+fn services_todo(services: &Services) -> Option<Todo> {
+    match services {
+        Services::Units(units) => Some(Todo {
+            why: format!(
+                "PortSentry: its units {} would start again at boot and take ports from nftsentry: disable them (and stop them, if they still run).",
+                units.join(", ")
+            ),
+            commands: vec![format!("systemctl disable --now {}", units.join(" "))],
+        }),
+        Services::InitScript => Some(Todo {
+            why: format!(
+                "PortSentry: its init script {INIT_SCRIPT} would start it again at boot and take ports from nftsentry: disable it (and stop it, if it still runs; `systemctl disable --now` does not stop a service of an init script)."
+            ),
+            commands: vec![
+                "systemctl stop portsentry".to_string(),
+                "systemctl disable portsentry".to_string(),
+            ],
+        }),
+        Services::Unknown => None,
     }
 }
 
@@ -763,6 +878,10 @@ pub struct Options {
     pub write_ignore: Option<PathBuf>,
     /// fail2ban's configuration directory; `None`: /etc/fail2ban.
     pub fail2ban: Option<PathBuf>,
+    /// Where enabled units are linked, and PortSentry's init script;
+    /// `None`: /etc/systemd/system and /etc/init.d/portsentry.
+    pub systemd_dir: Option<PathBuf>,
+    pub init_script: Option<PathBuf>,
 }
 
 /// The result: the config text, the ignore file to write (when asked
@@ -818,15 +937,39 @@ fn sh_quote(s: &str) -> String {
 pub fn import(opts: &Options) -> Result<Import> {
     let conf = PortsentryConf::load(&opts.conf)?;
 
-    let default = match &opts.default {
-        Some(p) => Some(DebianDefault::load(p)?),
-        None if Path::new(DEBIAN_DEFAULT).exists() => {
+    let systemd_dir = opts
+        .systemd_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSTEMD_DIR));
+    let services = find_services(
+        &systemd_dir,
+        opts.init_script
+            .as_deref()
+            .unwrap_or(Path::new(INIT_SCRIPT)),
+    );
+    let mut notes = Vec::new();
+    // Debian 13's units carry the modes in their names and do not read
+    // /etc/default/portsentry, which its postinst still writes.
+    let default = match (&opts.default, &services) {
+        (Some(p), _) => Some(DebianDefault::load(p)?),
+        (None, Services::Units(units)) => {
+            if Path::new(DEBIAN_DEFAULT).exists() {
+                notes.push(format!(
+                    "the modes come from the enabled units {}: PortSentry's systemd units do not read {DEBIAN_DEFAULT}",
+                    units.join(", ")
+                ));
+            }
+            Some(DebianDefault::from_units(
+                units,
+                &format!("{} (enabled units)", systemd_dir.display()),
+            ))
+        }
+        (None, _) if Path::new(DEBIAN_DEFAULT).exists() => {
             Some(DebianDefault::load(Path::new(DEBIAN_DEFAULT))?)
         }
-        None => None,
+        (None, _) => None,
     };
 
-    let mut notes = Vec::new();
     let ignore = match &opts.ignore {
         Some(p) => Some(load_ignore(p)?),
         None => {
@@ -869,6 +1012,9 @@ pub fn import(opts: &Options) -> Result<Import> {
         write_ignore.as_deref(),
         &notes,
     );
+    if let Some(t) = services_todo(&services) {
+        out.todo.insert(0, t);
+    }
     if let Some(old) = out.old_history.clone() {
         let dir = opts
             .fail2ban
@@ -1628,14 +1774,21 @@ fn convert_protocol(
             let file = Path::new(&d.source)
                 .file_name()
                 .map_or(d.source.clone(), |f| f.to_string_lossy().into_owned());
-            let from = match setting.line {
-                Some(line) => format!("{var}=\"{}\" ({file}:{line})", setting.value),
-                None => format!("{var}: not set in {file}"),
+            let from = match (&setting.unit, setting.line) {
+                (Some(unit), _) => format!("{unit} (enabled)"),
+                (None, Some(line)) => format!("{var}=\"{}\" ({file}:{line})", setting.value),
+                (None, None) if d.tcp.unit.is_some() || d.udp.unit.is_some() => {
+                    format!("no portsentry@ unit for {} enabled", proto.as_str().to_ascii_uppercase())
+                }
+                (None, None) => format!("{var}: not set in {file}"),
             };
             let how = match setting.mode() {
                 "connect" => "PortSentry's classic mode, real sockets on the ports",
                 "stealth" => "PortSentry's stealth mode",
                 "advanced" => "PortSentry's advanced stealth mode",
+                _ if setting.unit.is_none() && (d.tcp.unit.is_some() || d.udp.unit.is_some()) => {
+                    "PortSentry did not run for this protocol"
+                }
                 _ => "the init script started no PortSentry for this protocol",
             };
             o.key(

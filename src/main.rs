@@ -128,7 +128,7 @@ fn run(cli: Cli) -> Result<()> {
             ignore,
             default: default_file,
             write_ignore,
-            fail2ban: None,
+            ..Default::default()
         });
     }
     let cfg = load_config(cli.config.as_deref())?;

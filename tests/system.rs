@@ -695,10 +695,30 @@ fn migration(image: &Image, d: &Debs) {
         "[portsentry]\nenabled = true\n\n[sshd]\n# no sshd on this system\nenabled = false\n",
         0o644,
     );
-    m.ok("systemctl restart portsentry && systemctl is-active portsentry");
+    // Debian 12 starts PortSentry's init script; Debian 13 has units named
+    // by mode, which its package does not enable on a first install.
+    let units = if m
+        .sh("test -e /usr/lib/systemd/system/portsentry@.service")
+        .status
+        .success()
+    {
+        m.ok("systemctl enable --now portsentry@tcp portsentry@udp 2>&1");
+        vec!["portsentry@tcp", "portsentry@udp"]
+    } else {
+        m.ok("systemctl restart portsentry");
+        vec!["portsentry"]
+    };
+    for u in &units {
+        assert_eq!(
+            m.run(&format!("systemctl is-active {u}")).1.trim(),
+            "active",
+            "{u}"
+        );
+    }
     println!(
-        "[{suite}] PortSentry {} running with {}",
+        "[{suite}] PortSentry {} running ({}) with {}",
         m.ok("dpkg-query -W -f '${Version}' portsentry"),
+        units.join(", "),
         ps.split_whitespace().collect::<Vec<_>>().join(" ")
     );
 
@@ -742,11 +762,37 @@ fn migration(image: &Image, d: &Debs) {
         .and_then(|(_, r)| r.split_once("```"))
         .expect("README shows the steps")
         .0;
-    assert_eq!(
-        shown, todo,
-        "README's steps differ from what import-portsentry printed"
-    );
-    assert_eq!(m.run("systemctl is-active portsentry").1.trim(), "inactive");
+    // Debian 12's steps as they are; Debian 13's first step disables its
+    // units instead of the init script.
+    if units == ["portsentry"] {
+        assert_eq!(
+            shown, todo,
+            "README's steps differ from what import-portsentry printed"
+        );
+    } else {
+        let tail = |t: &str| t[t.find("    # hosts.deny:").unwrap()..].to_string();
+        assert_eq!(
+            tail(shown),
+            tail(&todo),
+            "README's steps differ from the import's"
+        );
+        assert!(
+            todo.contains(
+                "\n    systemctl disable --now portsentry@tcp.service portsentry@udp.service\n"
+            ),
+            "{todo}"
+        );
+        assert!(readme.contains(
+            "step is `systemctl disable --now portsentry@tcp.service\nportsentry@udp.service`"
+        ));
+    }
+    for u in &units {
+        assert_ne!(
+            m.run(&format!("systemctl is-active {u}")).1.trim(),
+            "active",
+            "{u}"
+        );
+    }
     assert_eq!(m.prop("nftsentry", "ActiveState"), "active");
     // What import-portsentry printed on standard error, run as it says.
     let steps: Vec<&str> = todo
@@ -766,6 +812,13 @@ fn migration(image: &Image, d: &Debs) {
         m.ok(s);
     }
     println!("[{suite}] steps printed by import-portsentry, run: {steps:?}");
+    for u in &units {
+        assert_eq!(
+            m.run(&format!("systemctl is-enabled {u}")).1.trim(),
+            "disabled",
+            "{u}"
+        );
+    }
     let deny = m.ok("grep nftsentry /etc/hosts.deny");
     assert_eq!(deny.trim(), "ALL: /var/lib/nftsentry/hosts.deny : DENY");
 
