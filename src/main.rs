@@ -125,6 +125,7 @@ fn run(cli: Cli) -> Result<()> {
             ignore,
             default: default_file,
             write_ignore,
+            ..Default::default()
         });
     }
     let cfg = load_config(cli.config.as_deref())?;
@@ -177,6 +178,7 @@ fn import_portsentry(opts: import::Options) -> Result<()> {
         import::write_file(path, text)?;
         eprintln!("nftsentry: wrote the ignore entries to {}", path.display());
     }
+    eprint!("{}", import::todo_text(&out.todo));
     print!("{}", out.toml);
     Ok(())
 }

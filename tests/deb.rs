@@ -1,7 +1,10 @@
 //! The Debian package: `cargo deb --no-build` packs the release binary
-//! under test; `dpkg-deb -I` and `-c` read its control fields and contents
-//! back; `dpkg --root` installs it into a scratch root (never onto the
-//! host), where the installed binary checks the installed config.
+//! under test; `dpkg-deb -I` and `-c` read its control fields, maintainer
+//! scripts and contents back; `dpkg --root --unpack` unpacks it into a
+//! scratch root (never onto the host; unpacking runs no maintainer script,
+//! and the scratch root has no shell), where the installed binary checks the
+//! installed config. tests/system.rs installs it for real, with `dpkg -i` on
+//! a booted Debian, and runs the scripts.
 //!
 //! Needs the release profile (cargo-deb packs target/release; tests/run
 //! tests with --release), cargo-deb (tests/run installs it), dpkg-dev, and
@@ -75,11 +78,47 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
     );
     assert_eq!(field(&info, "Section"), "net");
     assert!(field(&info, "Depends").starts_with("libc6 (>= "), "{info}");
-    // No maintainer scripts: nothing runs at install time, so a scratch
-    // root (and the host) needs no shell, and the service is not started.
-    for script in ["preinst", "postinst", "prerm", "postrm"] {
-        assert!(!info.contains(script), "{script} in\n{info}");
-    }
+    // Maintainer scripts generated from the unit (cargo-deb's
+    // dh_installsystemd): installing neither enables nor starts the service,
+    // an upgrade restarts it only if it runs, removal stops it, purge removes
+    // the state directory. No preinst.
+    assert!(!info.contains("preinst"), "{info}");
+    let script = |name: &str| {
+        text(&run_ok(Command::new("dpkg-deb").arg("--info").arg(&deb).arg(name)).stdout)
+    };
+    let postinst = script("postinst");
+    assert!(postinst.starts_with("#!/bin/sh\nset -e\n"), "{postinst}");
+    assert!(!postinst.contains("deb-systemd-invoke start"), "{postinst}");
+    assert!(
+        !postinst
+            .contains("deb-systemd-helper enable nftsentry.service >/dev/null || true\n\telse"),
+        "{postinst}"
+    );
+    assert!(
+        postinst.contains(
+            "\t\tif [ -n \"$2\" ]; then\n\t\t\tdeb-systemd-invoke try-restart nftsentry.service"
+        ),
+        "{postinst}"
+    );
+    let prerm = script("prerm");
+    assert!(
+        prerm.contains(
+            "if [ -d /run/systemd/system ] && [ \"$1\" = remove ]; then\n\tdeb-systemd-invoke stop nftsentry.service"
+        ),
+        "{prerm}"
+    );
+    let postrm = script("postrm");
+    assert!(
+        postrm.contains("deb-systemd-helper purge nftsentry.service"),
+        "{postrm}"
+    );
+    assert!(
+        postrm.ends_with(
+            "if [ \"$1\" = \"purge\" ]; then\n    rm -rf /var/lib/nftsentry /var/lib/private/nftsentry\nfi\n"
+        ),
+        "{postrm}"
+    );
+    assert!(!postrm.contains("#DEBHELPER#"), "{postrm}");
     let conffiles = text(
         &run_ok(
             Command::new("dpkg-deb")
@@ -93,7 +132,11 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
     conffiles.sort();
     assert_eq!(
         conffiles,
-        ["/etc/nftsentry/ignore", "/etc/nftsentry/nftsentry.toml"]
+        [
+            "/etc/logrotate.d/nftsentry",
+            "/etc/nftsentry/ignore",
+            "/etc/nftsentry/nftsentry.toml"
+        ]
     );
 
     // Contents: path, mode, owner.
@@ -111,6 +154,7 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
     assert_eq!(
         paths,
         [
+            "./etc/logrotate.d/nftsentry",
             "./etc/nftsentry/ignore",
             "./etc/nftsentry/nftsentry.toml",
             "./usr/lib/systemd/system/nftsentry.service",
@@ -140,16 +184,17 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
         std::fs::write(root.join(f), "").unwrap();
     }
     // --force-depends: the scratch root has no libc6 package; the binary
-    // runs on the host's libc below.
+    // runs on the host's libc below. --unpack: no maintainer script runs
+    // (they need a shell and systemd, which tests/system.rs has).
     let o = run_ok(
         Command::new("dpkg")
             .arg(format!("--root={}", root.display()))
             .arg(format!("--log={}", root.join("var/log/dpkg.log").display()))
-            .args(["--force-depends", "-i"])
+            .args(["--force-depends", "--unpack"])
             .arg(&deb),
     );
     assert!(
-        text(&o.stdout).contains("Setting up nftsentry"),
+        text(&o.stdout).contains("Unpacking nftsentry"),
         "{}",
         text(&o.stdout)
     );
@@ -161,13 +206,21 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
         )
         .stdout,
     );
-    assert!(status.starts_with("install ok installed\n"), "{status}");
+    assert!(status.starts_with("install ok unpacked\n"), "{status}");
     assert!(
         status.contains(" /etc/nftsentry/nftsentry.toml "),
         "{status}"
     );
 
-    // What was installed is what the tree holds.
+    // What was installed is what the tree holds. Unpacked conffiles wait
+    // under a .dpkg-new name for `dpkg --configure` (which runs postinst):
+    // put them in place as it would.
+    for c in &conffiles {
+        let c = root.join(c.trim_start_matches('/'));
+        let mut new = c.clone().into_os_string();
+        new.push(".dpkg-new");
+        std::fs::rename(&new, &c).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+    }
     let same = |installed: &str, source: &str| {
         assert_eq!(
             std::fs::read(root.join(installed)).unwrap(),
@@ -177,6 +230,7 @@ fn package_builds_installs_into_a_scratch_root_and_checks() {
     };
     same("etc/nftsentry/nftsentry.toml", "config/nftsentry.toml");
     same("etc/nftsentry/ignore", "config/ignore");
+    same("etc/logrotate.d/nftsentry", "config/nftsentry.logrotate");
     same(
         "usr/lib/systemd/system/nftsentry.service",
         "config/nftsentry.service",

@@ -100,14 +100,24 @@ fn debian_files_convert_and_pass_check() {
             &ignore,
         ],
     );
-    // Debian's files are clean: no notes, only where the entries went.
+    // Debian's files are clean: no notes, only where the entries went, then
+    // what is left to do by hand: the one line for /etc/hosts.deny (and
+    // fail2ban's portsentry jail, where this host has fail2ban).
+    let (head, todo) = err
+        .split_once("nftsentry: to finish the migration, run as root:\n")
+        .unwrap_or_else(|| panic!("no steps to finish in:\n{err}"));
     assert_eq!(
-        err,
+        head,
         format!(
             "nftsentry: wrote the ignore entries to {}\n",
             ignore.display()
         )
     );
+    assert!(
+        todo.contains("\n    grep -qsxF 'ALL: /var/lib/nftsentry/hosts.deny : DENY' /etc/hosts.deny || echo 'ALL: /var/lib/nftsentry/hosts.deny : DENY' >> /etc/hosts.deny\n"),
+        "{todo}"
+    );
+    assert!(todo.lines().all(|l| l.starts_with("    ")), "{todo}");
     // What Debian's portsentry 1.2-14 does out of the box: classic modes on
     // the "aware" lists, blocking off (BLOCK_TCP/UDP "0"), a reject route and
     // a hosts.deny line for when blocking is turned on.
@@ -121,14 +131,12 @@ fn debian_files_convert_and_pass_check() {
     assert_eq!(s(&t, "tcp.advanced_exclude"), "113,139");
     assert_eq!(s(&t, "udp.advanced_exclude"), "67,137-138,520");
     assert_eq!(s(&t, "route"), "unreachable");
-    assert_eq!(s(&t, "hosts_deny"), "/etc/hosts.deny");
-    assert_eq!(s(&t, "hosts_deny_line"), "ALL: $TARGET$ : DENY");
+    // Where the packaged unit lets the service write.
+    assert_eq!(s(&t, "hosts_deny"), "/var/lib/nftsentry/hosts.deny");
+    assert_eq!(s(&t, "hosts_deny_line"), "$TARGET$");
     assert_eq!(get(&t, "scan_trigger").as_integer(), Some(0));
     assert_eq!(get(&t, "resolve_host").as_bool(), Some(false));
-    assert_eq!(
-        s(&t, "history_file"),
-        "/var/lib/portsentry/portsentry.history"
-    );
+    assert_eq!(s(&t, "history_file"), "/var/lib/nftsentry/history");
     assert_eq!(s(&t, "ignore_file"), ignore.display().to_string());
     for absent in ["kill_route", "command", "port_banner"] {
         assert!(t.get(absent).is_none(), "{absent}");
@@ -334,9 +342,11 @@ fn debian_commented_examples_of_other_keys() {
             "bare-bones",
         ),
         (
+            // `ALL: $TARGET$`: the addresses go to a file that one line of
+            // /etc/hosts.deny includes.
             vec![example("KILL_HOSTS_DENY", "ALL")],
             "hosts_deny_line",
-            "ALL: $TARGET$",
+            "$TARGET$",
         ),
         (
             vec![example("PORT_BANNER", "")],

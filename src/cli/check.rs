@@ -9,6 +9,8 @@ use crate::host::ignores;
 
 pub fn check(cfg: &Config) -> Result<()> {
     let ignores = ignores::collect(cfg)?;
+    // The files as the installed unit (or `run` by hand) will use them.
+    let service = crate::cli::unit_sandbox::check(cfg, std::path::Path::new("/"))?;
     println!("config {}: OK", cfg.source);
     println!(
         "table inet {} at priority {}",
@@ -46,6 +48,7 @@ pub fn check(cfg: &Config) -> Result<()> {
     };
     println!("history file: {}", path(&cfg.history_file));
     println!("state file: {}", path(&cfg.state_file));
+    service.iter().for_each(|l| println!("{l}"));
     Ok(())
 }
 

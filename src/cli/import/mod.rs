@@ -34,6 +34,20 @@ pub const DEFAULT_IGNORE: &str = "/etc/portsentry/portsentry.ignore";
 pub const DEBIAN_DEFAULT: &str = "/etc/default/portsentry";
 /// The hosts.deny PortSentry wrote to (WRAPPER_HOSTS_DENY, compiled in).
 pub const HOSTS_DENY: &str = "/etc/hosts.deny";
+/// The packaged unit's state directory: the one place (with /run/nftsentry)
+/// where the service may write.
+pub const SERVICE_DIR: &str = "/var/lib/nftsentry";
+/// Where the converted hosts.deny action writes its addresses: a file that
+/// /etc/hosts.deny includes, since /etc is read-only under the unit.
+pub const SERVICE_HOSTS_DENY: &str = "/var/lib/nftsentry/hosts.deny";
+/// nftsentry's default history file, in the state directory.
+pub const SERVICE_HISTORY: &str = "/var/lib/nftsentry/history";
+/// fail2ban's configuration, searched for jails that read the old history.
+pub const FAIL2BAN_DIR: &str = "/etc/fail2ban";
+/// Where `systemctl enable` puts the links of enabled units.
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// Debian's init script for PortSentry (Debian 12 and before).
+pub const INIT_SCRIPT: &str = "/etc/init.d/portsentry";
 
 /// fgets(buffer, MAXBUF, ...) with PortSentry's MAXBUF of 1024.
 const MAXBUF: usize = 1024;
@@ -318,6 +332,9 @@ pub struct ModeSetting {
     pub value: String,
     /// The line of the (last) assignment; `None` when the file has none.
     pub line: Option<usize>,
+    /// The enabled unit it comes from (Debian 13's portsentry@MODE.service)
+    /// instead of a line of /etc/default/portsentry.
+    pub unit: Option<String>,
 }
 
 impl ModeSetting {
@@ -353,10 +370,12 @@ impl DebianDefault {
             tcp: ModeSetting {
                 value: String::new(),
                 line: None,
+                unit: None,
             },
             udp: ModeSetting {
                 value: String::new(),
                 line: None,
+                unit: None,
             },
             warnings: Vec::new(),
         };
@@ -388,6 +407,7 @@ impl DebianDefault {
                     *setting = ModeSetting {
                         value,
                         line: Some(line),
+                        unit: None,
                     };
                 }
                 Some((name @ ("TCP_MODE" | "UDP_MODE"), Err(why))) => {
@@ -417,6 +437,111 @@ impl DebianDefault {
         let text = std::fs::read(path)
             .map_err(|e| Error::config(format!("{source}: cannot read: {}", io_message(&e))))?;
         DebianDefault::parse(&String::from_utf8_lossy(&text), &source)
+    }
+
+    /// The modes of Debian 13's enabled units (`portsentry@stcp.service`:
+    /// TCP in stealth mode), which do not read /etc/default/portsentry.
+    /// `source` names where they were found.
+    pub fn from_units(units: &[String], source: &str) -> DebianDefault {
+        let mut d = DebianDefault::parse("", source).unwrap_or_else(|_| unreachable!());
+        for u in units {
+            let Some(mode) = u
+                .strip_prefix("portsentry@")
+                .and_then(|m| m.strip_suffix(".service"))
+            else {
+                continue;
+            };
+            let setting = match mode {
+                "tcp" | "stcp" | "atcp" => &mut d.tcp,
+                "udp" | "sudp" | "audp" => &mut d.udp,
+                _ => {
+                    d.warnings.push(format!(
+                        "{source}: {u} is not a PortSentry mode (tcp, stcp, atcp, udp, sudp, audp); left out"
+                    ));
+                    continue;
+                }
+            };
+            if let Some(first) = &setting.unit {
+                d.warnings.push(format!(
+                    "{source}: {u} and {first} are both enabled: PortSentry ran both; converted {first} only"
+                ));
+                continue;
+            }
+            *setting = ModeSetting {
+                value: mode.to_string(),
+                line: None,
+                unit: Some(u.clone()),
+            };
+        }
+        d
+    }
+}
+
+/// How PortSentry is started on this system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Services {
+    /// Debian 13 (portsentry 1.2-15 and later): enabled instances of
+    /// portsentry@.service, named by their mode, sorted.
+    Units(Vec<String>),
+    /// Debian 12 and before: the init script, modes in
+    /// /etc/default/portsentry.
+    InitScript,
+    /// Neither (PortSentry not installed, or started some other way).
+    Unknown,
+}
+
+/// PortSentry's units enabled in `systemd_dir` (links in its `*.wants`
+/// directories), else its init script if there is one.
+pub fn find_services(systemd_dir: &Path, init_script: &Path) -> Services {
+    let mut units = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(systemd_dir) {
+        for wants in rd.flatten() {
+            if !wants.file_name().to_string_lossy().ends_with(".wants") {
+                continue;
+            }
+            for e in std::fs::read_dir(wants.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("portsentry@") && name.ends_with(".service") {
+                    units.push(name);
+                }
+            }
+        }
+    }
+    units.sort();
+    units.dedup();
+    if !units.is_empty() {
+        Services::Units(units)
+    } else if init_script.exists() {
+        Services::InitScript
+    } else {
+        Services::Unknown
+    }
+}
+
+/// Stopping PortSentry for good, as its services are set up.
+fn services_todo(services: &Services) -> Option<Todo> {
+    match services {
+        Services::Units(units) => Some(Todo {
+            why: format!(
+                "PortSentry: its units {} would start again at boot and take ports from nftsentry: disable them (and stop them, if they still run).",
+                units.join(", ")
+            ),
+            commands: vec![format!("systemctl disable --now {}", units.join(" "))],
+        }),
+        Services::InitScript => Some(Todo {
+            why: format!(
+                "PortSentry: its init script {INIT_SCRIPT} would start it again at boot and take ports from nftsentry: disable it (and stop it, if it still runs; `systemctl disable --now` does not stop a service of an init script)."
+            ),
+            commands: vec![
+                "systemctl stop portsentry".to_string(),
+                "systemctl disable portsentry".to_string(),
+            ],
+        }),
+        Services::Unknown => None,
     }
 }
 
@@ -751,6 +876,12 @@ pub struct Options {
     /// Write the ignore entries there (and point `ignore_file` at it)
     /// instead of listing them as comments.
     pub write_ignore: Option<PathBuf>,
+    /// fail2ban's configuration directory; `None`: /etc/fail2ban.
+    pub fail2ban: Option<PathBuf>,
+    /// Where enabled units are linked, and PortSentry's init script;
+    /// `None`: /etc/systemd/system and /etc/init.d/portsentry.
+    pub systemd_dir: Option<PathBuf>,
+    pub init_script: Option<PathBuf>,
 }
 
 /// The result: the config text, the ignore file to write (when asked
@@ -761,21 +892,84 @@ pub struct Import {
     /// (path, content) of the ignore file to write.
     pub ignore_file: Option<(PathBuf, String)>,
     pub warnings: Vec<String>,
+    /// What is left to do by hand, as root, for the converted config to do
+    /// PortSentry's job under the packaged unit (`todo_text`).
+    pub todo: Vec<Todo>,
+    /// PortSentry's history file, when the config writes nftsentry's
+    /// instead (the service cannot write it).
+    pub old_history: Option<String>,
+}
+
+/// One step left to do after the import: why, then shell commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Todo {
+    pub why: String,
+    pub commands: Vec<String>,
+}
+
+/// The steps as printed on standard error: a heading, then for each step
+/// its reason as a `#` comment and its commands, indented, so that the
+/// block can be pasted into a root shell as it is.
+pub fn todo_text(todo: &[Todo]) -> String {
+    if todo.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("nftsentry: to finish the migration, run as root:\n");
+    for t in todo {
+        let mut c = String::new();
+        comment_lines(&t.why, &mut c);
+        for line in c.lines() {
+            let _ = writeln!(s, "    {line}");
+        }
+        for cmd in &t.commands {
+            let _ = writeln!(s, "    {cmd}");
+        }
+    }
+    s
+}
+
+/// `s` as one word for /bin/sh: in single quotes, each `'` as `'\''`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Read the files `opts` names and convert them.
 pub fn import(opts: &Options) -> Result<Import> {
     let conf = PortsentryConf::load(&opts.conf)?;
 
-    let default = match &opts.default {
-        Some(p) => Some(DebianDefault::load(p)?),
-        None if Path::new(DEBIAN_DEFAULT).exists() => {
+    let systemd_dir = opts
+        .systemd_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSTEMD_DIR));
+    let services = find_services(
+        &systemd_dir,
+        opts.init_script
+            .as_deref()
+            .unwrap_or(Path::new(INIT_SCRIPT)),
+    );
+    let mut notes = Vec::new();
+    // Debian 13's units carry the modes in their names and do not read
+    // /etc/default/portsentry, which its postinst still writes.
+    let default = match (&opts.default, &services) {
+        (Some(p), _) => Some(DebianDefault::load(p)?),
+        (None, Services::Units(units)) => {
+            if Path::new(DEBIAN_DEFAULT).exists() {
+                notes.push(format!(
+                    "the modes come from the enabled units {}: PortSentry's systemd units do not read {DEBIAN_DEFAULT}",
+                    units.join(", ")
+                ));
+            }
+            Some(DebianDefault::from_units(
+                units,
+                &format!("{} (enabled units)", systemd_dir.display()),
+            ))
+        }
+        (None, _) if Path::new(DEBIAN_DEFAULT).exists() => {
             Some(DebianDefault::load(Path::new(DEBIAN_DEFAULT))?)
         }
-        None => None,
+        (None, _) => None,
     };
 
-    let mut notes = Vec::new();
     let ignore = match &opts.ignore {
         Some(p) => Some(load_ignore(p)?),
         None => {
@@ -818,6 +1012,18 @@ pub fn import(opts: &Options) -> Result<Import> {
         write_ignore.as_deref(),
         &notes,
     );
+    if let Some(t) = services_todo(&services) {
+        out.todo.insert(0, t);
+    }
+    if let Some(old) = out.old_history.clone() {
+        let dir = opts
+            .fail2ban
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(FAIL2BAN_DIR));
+        if let Some(t) = fail2ban_todo(&dir, &old) {
+            out.todo.push(t);
+        }
+    }
     if let (Some(path), Some(ig)) = (write_ignore, ignore.as_ref()) {
         out.ignore_file = Some((path, ig.file_text()));
     } else if let (Some(path), None) = (&opts.write_ignore, ignore.as_ref()) {
@@ -827,6 +1033,98 @@ pub fn import(opts: &Options) -> Result<Import> {
         ));
     }
     Ok(out)
+}
+
+/// The jails of fail2ban's configuration in `dir` (jail.conf, jail.local,
+/// jail.d/*.conf and *.local) whose `logpath` names `old`, in the order
+/// found, each once.
+pub fn fail2ban_jails(dir: &Path, old: &str) -> Vec<String> {
+    let mut files = vec![dir.join("jail.conf"), dir.join("jail.local")];
+    if let Ok(rd) = std::fs::read_dir(dir.join("jail.d")) {
+        let mut more: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf" || x == "local"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut jails: Vec<String> = Vec::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let mut section = String::new();
+        // A logpath value may go on over indented lines.
+        let mut in_logpath = false;
+        for raw in text.lines() {
+            let l = raw.trim();
+            if l.starts_with('#') || l.starts_with(';') {
+                continue;
+            }
+            if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                section = name.trim().to_string();
+                in_logpath = false;
+                continue;
+            }
+            let continued = in_logpath && raw.starts_with([' ', '\t']) && !l.is_empty();
+            let value = match l.split_once(['=', ':']) {
+                Some((k, v)) if !continued && k.trim() == "logpath" => {
+                    in_logpath = true;
+                    v
+                }
+                _ if continued => l,
+                _ => {
+                    in_logpath = false;
+                    continue;
+                }
+            };
+            let names = value.split_whitespace().any(|w| w == old);
+            if names && section != "DEFAULT" && !section.is_empty() && !jails.contains(&section) {
+                jails.push(section.clone());
+            }
+        }
+    }
+    jails
+}
+
+/// Point fail2ban's jails on PortSentry's history file at nftsentry's.
+fn fail2ban_todo(dir: &Path, old: &str) -> Option<Todo> {
+    let jails = fail2ban_jails(dir, old);
+    if jails.is_empty() {
+        return None;
+    }
+    let mut body = String::new();
+    for j in &jails {
+        let _ = write!(body, "[{j}]\\nlogpath = {SERVICE_HISTORY}\\n");
+    }
+    let file = dir.join("jail.d").join("nftsentry-history.local");
+    Some(Todo {
+        why: format!(
+            "fail2ban: the jail{} {} read{} PortSentry's history file {old}; nftsentry writes the same lines to {SERVICE_HISTORY}, so point {} there (once nftsentry has started: the file is made for its user).",
+            if jails.len() == 1 { "" } else { "s" },
+            jails
+                .iter()
+                .map(|j| format!("[{j}]"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if jails.len() == 1 { "s" } else { "" },
+            if jails.len() == 1 { "it" } else { "them" },
+        ),
+        commands: vec![
+            // fail2ban refuses a jail whose file does not exist: make it now,
+            // for the service's user (the owner of the state directory once
+            // nftsentry has started), as the daemon would at its first ban.
+            format!(
+                "[ -e {SERVICE_HISTORY} ] || install -m 600 -o \"$(stat -Lc %u {SERVICE_DIR})\" -g \"$(stat -Lc %g {SERVICE_DIR})\" /dev/null {SERVICE_HISTORY}"
+            ),
+            format!(
+                "printf {} > {}",
+                sh_quote(&body),
+                sh_quote(&file.display().to_string())
+            ),
+            "systemctl try-reload-or-restart fail2ban".to_string(),
+        ],
+    })
 }
 
 /// Write the ignore file `import` produced: a new file renamed over the
@@ -890,6 +1188,8 @@ struct Out {
     warnings: Vec<String>,
     /// Whether `command` was written (block mode "command" needs one).
     has_command: bool,
+    todo: Vec<Todo>,
+    old_history: Option<String>,
 }
 
 impl Out {
@@ -1038,7 +1338,7 @@ pub fn convert(
     header_notes.extend(o.warnings.iter().cloned());
     let toml = render(conf, default, ignore, write_ignore, &header_notes, &o);
     let mut warnings = notes.to_vec();
-    warnings.extend(o.warnings);
+    warnings.extend(std::mem::take(&mut o.warnings));
     if let Some(ig) = ignore {
         for (line, text, why) in &ig.invalid {
             warnings.push(format!(
@@ -1052,6 +1352,8 @@ pub fn convert(
         toml,
         ignore_file: None,
         warnings,
+        todo: o.todo,
+        old_history: o.old_history,
     }
 }
 
@@ -1180,15 +1482,38 @@ fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
             o.comment(None, c);
         }
         Some(line) => {
+            let split = split_hosts_deny(line);
             c.push(format!(
-                "PortSentry appended this line to {HOSTS_DENY} (its compiled-in path), duplicates included, and never removed it; nftsentry adds it once per ban and removes it when the ban ends. Few services still read hosts.deny (current OpenSSH does not)."
+                "PortSentry appended this line to {HOSTS_DENY} (its compiled-in path), duplicates included, and never removed it. The packaged systemd unit keeps /etc read-only, so nftsentry writes the addresses, one per ban and removed when the ban ends, to {SERVICE_HOSTS_DENY}, and one line in {HOSTS_DENY} makes tcp_wrappers read them (a pattern that starts with / names a file of addresses):"
             ));
+            c.push(format!("  {}", split.include));
             c.push(
-                "Under the packaged systemd unit /etc is read-only and nftsentry cannot write /etc/hosts.deny: use hosts_deny = \"/var/lib/nftsentry/hosts.deny\" with hosts_deny_line = \"$TARGET$\", and add once to /etc/hosts.deny the line \"ALL: /var/lib/nftsentry/hosts.deny\" (see PRIVILEGES in nftsentry(8))."
+                "import-portsentry printed the command that adds it on standard error. Few services still read hosts.deny (current OpenSSH does not); the lines PortSentry added stay in /etc/hosts.deny until you remove them."
                     .to_string(),
             );
-            o.key(None, c, "hosts_deny", toml_str(HOSTS_DENY));
-            o.key(None, Vec::new(), "hosts_deny_line", toml_str(line));
+            c.push(format!(
+                "Run as root without the unit, hosts_deny = \"{HOSTS_DENY}\" with hosts_deny_line = {} would write /etc/hosts.deny as PortSentry did.",
+                toml_str(line)
+            ));
+            if let Some(n) = &split.note {
+                c.push(n.clone());
+            }
+            o.key(None, c, "hosts_deny", toml_str(SERVICE_HOSTS_DENY));
+            o.key(
+                None,
+                Vec::new(),
+                "hosts_deny_line",
+                toml_str(&split.file_line),
+            );
+            o.todo.push(Todo {
+                why: format!(
+                    "hosts.deny: nftsentry adds the banned addresses to {SERVICE_HOSTS_DENY}; this line, once in {HOSTS_DENY}, makes tcp_wrappers read them."
+                ),
+                commands: vec![format!(
+                    "grep -qsxF {q} {HOSTS_DENY} || echo {q} >> {HOSTS_DENY}",
+                    q = sh_quote(&split.include)
+                )],
+            });
         }
         None => {
             c.push(
@@ -1264,6 +1589,52 @@ fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
     );
 }
 
+/// A KILL_HOSTS_DENY template taken apart for a file that /etc/hosts.deny
+/// includes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostsDenySplit {
+    /// hosts_deny_line: the client part, e.g. `$TARGET$`.
+    pub file_line: String,
+    /// The line for /etc/hosts.deny: the daemon part, the file, the options.
+    pub include: String,
+    /// Why the template could not be kept whole, if so.
+    pub note: Option<String>,
+}
+
+/// `DAEMONS : CLIENTS [: OPTIONS...]` (hosts_access(5), hosts_options(5)):
+/// the file gets CLIENTS for each ban, /etc/hosts.deny gets
+/// `DAEMONS: /var/lib/nftsentry/hosts.deny [: OPTIONS]` once.
+pub fn split_hosts_deny(template: &str) -> HostsDenySplit {
+    let fields: Vec<&str> = template.split(':').map(str::trim).collect();
+    let plain = |clients: &str| {
+        !clients.is_empty()
+            && clients.contains("$TARGET$")
+            && !clients
+                .split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case("EXCEPT"))
+    };
+    if fields.len() >= 2 && !fields[0].is_empty() && plain(fields[1]) {
+        let mut include = format!("{}: {SERVICE_HOSTS_DENY}", fields[0]);
+        let options = fields[2..].join(" : ");
+        if !options.trim().is_empty() {
+            include.push_str(" : ");
+            include.push_str(options.trim());
+        }
+        return HostsDenySplit {
+            file_line: fields[1].to_string(),
+            include,
+            note: None,
+        };
+    }
+    HostsDenySplit {
+        file_line: "$TARGET$".to_string(),
+        include: format!("ALL: {SERVICE_HOSTS_DENY}"),
+        note: Some(format!(
+            "The line is not of the form `DAEMONS : $TARGET$ [: OPTIONS]`, so its services and options were not kept: check the line for {HOSTS_DENY}."
+        )),
+    }
+}
+
 fn convert_files(
     conf: &PortsentryConf,
     ignore: Option<&IgnoreImport>,
@@ -1283,14 +1654,26 @@ fn convert_files(
         }
         Some(v) if !v.is_empty() => {
             let path = absolute(v);
-            c.push(
-                "nftsentry appends the same lines (fail2ban's portsentry filter reads them) to the same file, so a fail2ban jail on it keeps working."
-                    .to_string(),
-            );
-            c.push(format!(
-                "Note: purging Debian's portsentry package deletes {path}; use nftsentry's default \"/var/lib/nftsentry/history\" to keep them apart."
-            ));
-            o.key(None, c, "history_file", toml_str(&path));
+            let service_may_write = [SERVICE_DIR, "/run/nftsentry"]
+                .iter()
+                .any(|d| Path::new(&path).starts_with(d) && Path::new(&path) != Path::new(d));
+            if service_may_write {
+                c.push(
+                    "nftsentry appends the same lines (fail2ban's portsentry filter reads them)."
+                        .to_string(),
+                );
+                o.key(None, c, "history_file", toml_str(&path));
+            } else {
+                c.push(format!(
+                    "nftsentry appends the same lines (fail2ban's portsentry filter reads them), but to {SERVICE_HISTORY}: the packaged systemd unit lets the service write only {SERVICE_DIR} and /run/nftsentry (and purging Debian's portsentry package deletes {path})."
+                ));
+                c.push(
+                    "A fail2ban jail or script that reads the old file must read this one: import-portsentry printed how on standard error for the jails it found."
+                        .to_string(),
+                );
+                o.old_history = Some(path);
+                o.key(None, c, "history_file", toml_str(SERVICE_HISTORY));
+            }
         }
         Some(_) => {
             c.push(
@@ -1392,14 +1775,21 @@ fn convert_protocol(
             let file = Path::new(&d.source)
                 .file_name()
                 .map_or(d.source.clone(), |f| f.to_string_lossy().into_owned());
-            let from = match setting.line {
-                Some(line) => format!("{var}=\"{}\" ({file}:{line})", setting.value),
-                None => format!("{var}: not set in {file}"),
+            let from = match (&setting.unit, setting.line) {
+                (Some(unit), _) => format!("{unit} (enabled)"),
+                (None, Some(line)) => format!("{var}=\"{}\" ({file}:{line})", setting.value),
+                (None, None) if d.tcp.unit.is_some() || d.udp.unit.is_some() => {
+                    format!("no portsentry@ unit for {} enabled", proto.as_str().to_ascii_uppercase())
+                }
+                (None, None) => format!("{var}: not set in {file}"),
             };
             let how = match setting.mode() {
                 "connect" => "PortSentry's classic mode, real sockets on the ports",
                 "stealth" => "PortSentry's stealth mode",
                 "advanced" => "PortSentry's advanced stealth mode",
+                _ if setting.unit.is_none() && (d.tcp.unit.is_some() || d.udp.unit.is_some()) => {
+                    "PortSentry did not run for this protocol"
+                }
                 _ => "the init script started no PortSentry for this protocol",
             };
             o.key(

@@ -410,13 +410,30 @@ fn every_key_is_converted() {
     assert_eq!(str_at(&t, "tcp.block_mode"), "block");
     assert_eq!(str_at(&t, "udp.block_mode"), "command");
     // Relative to /, where PortSentry runs.
+    // The packaged unit can write only /var/lib/nftsentry: the history goes
+    // there, and the old file is remembered for fail2ban's jails.
+    assert_eq!(str_at(&t, "history_file"), "/var/lib/nftsentry/history");
     assert_eq!(
-        str_at(&t, "history_file"),
-        "/var/lib/portsentry/portsentry.history"
+        out.old_history.as_deref(),
+        Some("/var/lib/portsentry/portsentry.history")
     );
     assert_eq!(get(&t, "resolve_host"), Some(&toml::Value::Boolean(true)));
-    assert_eq!(str_at(&t, "hosts_deny"), "/etc/hosts.deny");
-    assert_eq!(str_at(&t, "hosts_deny_line"), "ALL: $TARGET$ : DENY");
+    // hosts.deny: a file of addresses in the state directory, which one
+    // line of /etc/hosts.deny includes with PortSentry's services and options.
+    assert_eq!(str_at(&t, "hosts_deny"), "/var/lib/nftsentry/hosts.deny");
+    assert_eq!(str_at(&t, "hosts_deny_line"), "$TARGET$");
+    assert_eq!(
+        out.todo[0].commands,
+        [
+            "grep -qsxF 'ALL: /var/lib/nftsentry/hosts.deny : DENY' /etc/hosts.deny || echo 'ALL: /var/lib/nftsentry/hosts.deny : DENY' >> /etc/hosts.deny"
+        ]
+    );
+    assert!(
+        out.toml
+            .contains("\n#   ALL: /var/lib/nftsentry/hosts.deny : DENY\n"),
+        "{}",
+        out.toml
+    );
     let cmd: Vec<&str> = get(&t, "command")
         .unwrap()
         .as_array()
@@ -730,6 +747,7 @@ fn import_reads_files_and_writes_the_ignore_file() {
         ignore: None,
         default: Some(default.clone()),
         write_ignore: Some(written.clone()),
+        ..Options::default()
     })
     .unwrap();
     let (path, text) = out.ignore_file.clone().unwrap();
@@ -750,6 +768,7 @@ fn import_reads_files_and_writes_the_ignore_file() {
         ignore: None,
         default: Some(default.clone()),
         write_ignore: None,
+        ..Options::default()
     })
     .unwrap();
     assert!(out.ignore_file.is_none());
@@ -768,6 +787,7 @@ fn import_reads_files_and_writes_the_ignore_file() {
         ignore: Some(dir.join("absent.ignore")),
         default: Some(default),
         write_ignore: None,
+        ..Options::default()
     })
     .unwrap_err();
     assert!(e.message.contains("absent.ignore: cannot read"), "{e}");
@@ -804,8 +824,98 @@ fn block_mode_command_needs_a_command() {
 fn history_file_forms() {
     let (_, t) = convert_text("HISTORY_FILE=\"/var/lib/portsentry/\"\n", None);
     assert_eq!(str_at(&t, "history_file"), "");
-    let (_, t) = convert_text("HISTORY_FILE=\"history\"\n", None);
-    assert_eq!(str_at(&t, "history_file"), "/history");
+    // Anywhere the service cannot write: nftsentry's own file.
+    let (out, t) = convert_text("HISTORY_FILE=\"history\"\n", None);
+    assert_eq!(str_at(&t, "history_file"), "/var/lib/nftsentry/history");
+    assert_eq!(out.old_history.as_deref(), Some("/history"));
+    // In the state directory or the runtime directory: kept.
+    for kept in ["/var/lib/nftsentry/ps.history", "/run/nftsentry/h"] {
+        let (out, t) = convert_text(&format!("HISTORY_FILE=\"{kept}\"\n"), None);
+        assert_eq!(str_at(&t, "history_file"), kept);
+        assert_eq!(out.old_history, None);
+    }
+    let (_, t) = convert_text("HISTORY_FILE=\"/var/lib/nftsentryx/h\"\n", None);
+    assert_eq!(str_at(&t, "history_file"), "/var/lib/nftsentry/history");
+}
+
+#[test]
+fn hosts_deny_templates_split_into_a_file_and_one_include_line() {
+    let split = |t: &str| {
+        let s = split_hosts_deny(t);
+        (s.file_line, s.include, s.note.is_some())
+    };
+    let f = "/var/lib/nftsentry/hosts.deny";
+    assert_eq!(
+        split("ALL: $TARGET$"),
+        ("$TARGET$".into(), format!("ALL: {f}"), false)
+    );
+    assert_eq!(
+        split("ALL: $TARGET$ : DENY"),
+        ("$TARGET$".into(), format!("ALL: {f} : DENY"), false)
+    );
+    assert_eq!(
+        split("sshd, in.telnetd : $TARGET$/255.255.255.255 : spawn (echo $TARGET$) : DENY"),
+        (
+            "$TARGET$/255.255.255.255".into(),
+            format!("sshd, in.telnetd: {f} : spawn (echo $TARGET$) : DENY"),
+            false
+        )
+    );
+    // Forms that do not split: the addresses, for every service, and a note.
+    for t in ["$TARGET$", "ALL: $TARGET$ EXCEPT 192.0.2.1", ": $TARGET$"] {
+        assert_eq!(
+            split(t),
+            ("$TARGET$".into(), format!("ALL: {f}"), true),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn fail2ban_jails_on_the_old_history_get_the_new_file() {
+    let dir = std::env::temp_dir().join(format!("nftsentry-f2b-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("jail.d")).unwrap();
+    let old = "/var/lib/portsentry/portsentry.history";
+    // Debian's stock jail.conf, shortened; a second jail on the file with
+    // the path on a continuation line; a jail on another file.
+    std::fs::write(
+        dir.join("jail.conf"),
+        format!(
+            "[DEFAULT]\nlogpath = {old}\n\n[sshd]\nport = ssh\nlogpath = %(sshd_log)s\n\n[portsentry]\nfilter = portsentry\nlogpath  = {old}\nmaxretry = 1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jail.d/mine.local"),
+        format!("# [commented]\n[ps-watch]\nenabled = true\nlogpath = /var/log/x.log\n    {old}\n[other]\nlogpath = {old}.1\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jail.d/ignored.txt"),
+        format!("[txt]\nlogpath = {old}\n"),
+    )
+    .unwrap();
+    assert_eq!(fail2ban_jails(&dir, old), ["portsentry", "ps-watch"]);
+    let t = fail2ban_todo(&dir, old).unwrap();
+    assert_eq!(
+        t.commands[1],
+        format!(
+            "printf '[portsentry]\\nlogpath = /var/lib/nftsentry/history\\n[ps-watch]\\nlogpath = /var/lib/nftsentry/history\\n' > '{}/jail.d/nftsentry-history.local'",
+            dir.display()
+        )
+    );
+    assert!(fail2ban_todo(&dir, "/var/log/none").is_none());
+    assert!(fail2ban_todo(&dir.join("absent"), old).is_none());
+    // The printed block is a shell snippet: comments and commands, indented.
+    let text = todo_text(&[t]);
+    assert!(text.starts_with("nftsentry: to finish the migration, run as root:\n    # fail2ban: "));
+    assert!(
+        text.lines().skip(1).all(|l| l.starts_with("    ")),
+        "{text}"
+    );
+    assert_eq!(todo_text(&[]), "");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A small xorshift generator: the same inputs on every run.
@@ -886,4 +996,76 @@ fn any_input_converts_to_a_config_nftsentry_accepts() {
             panic!("round {round}: {e}\ninput: {text:?}\n{}", out.toml);
         }
     }
+}
+
+#[test]
+fn portsentry_services_debian_12_and_13() {
+    let dir = std::env::temp_dir().join(format!("nftsentry-units-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let systemd = dir.join("systemd");
+    let init = dir.join("init.d-portsentry");
+    std::fs::create_dir_all(systemd.join("multi-user.target.wants")).unwrap();
+    assert_eq!(find_services(&systemd, &init), Services::Unknown);
+    assert_eq!(services_todo(&Services::Unknown), None);
+    // Debian 12: the init script.
+    std::fs::write(&init, "#!/bin/sh\n").unwrap();
+    assert_eq!(find_services(&systemd, &init), Services::InitScript);
+    assert_eq!(
+        services_todo(&Services::InitScript).unwrap().commands,
+        ["systemctl stop portsentry", "systemctl disable portsentry"]
+    );
+    // Debian 13: enabled instances win, and carry the modes.
+    for u in ["portsentry@udp.service", "portsentry@stcp.service"] {
+        std::os::unix::fs::symlink(
+            "/usr/lib/systemd/system/portsentry@.service",
+            systemd.join("multi-user.target.wants").join(u),
+        )
+        .unwrap();
+    }
+    let units = vec![
+        "portsentry@stcp.service".to_string(),
+        "portsentry@udp.service".to_string(),
+    ];
+    assert_eq!(
+        find_services(&systemd, &init),
+        Services::Units(units.clone())
+    );
+    assert_eq!(
+        services_todo(&Services::Units(units.clone()))
+            .unwrap()
+            .commands,
+        ["systemctl disable --now portsentry@stcp.service portsentry@udp.service"]
+    );
+    let d = DebianDefault::from_units(&units, "units");
+    assert_eq!((d.tcp.mode(), d.udp.mode()), ("stealth", "connect"));
+    assert!(d.warnings.is_empty());
+    let out = convert(&conf("TCP_PORTS=\"1\"\n"), Some(&d), None, None, &[]);
+    let t: toml::Table = out.toml.parse().unwrap();
+    assert_eq!(str_at(&t, "tcp.mode"), "stealth");
+    assert!(
+        out.toml
+            .contains("# portsentry@stcp.service (enabled): PortSentry's stealth mode.\n"),
+        "{}",
+        out.toml
+    );
+    // Two TCP modes at once: the first is converted, and said so.
+    let d = DebianDefault::from_units(
+        &[
+            "portsentry@atcp.service".to_string(),
+            "portsentry@tcp.service".to_string(),
+            "portsentry@x.service".to_string(),
+        ],
+        "units",
+    );
+    assert_eq!(d.tcp.mode(), "advanced");
+    assert_eq!(d.udp.mode(), "off");
+    assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+    let out = convert(&conf(""), Some(&d), None, None, &[]);
+    assert!(
+        out.toml
+            .contains("# no portsentry@ unit for UDP enabled: PortSentry did not run for this\n"),
+        "{}",
+        out.toml
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
