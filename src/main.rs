@@ -94,6 +94,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
+    // Errors of every command go to standard error; under systemd (a
+    // reload run by ExecReload=) with their priority for the journal. `run`
+    // sets its own target.
+    logging::init(logging::Target::Stderr, false);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
