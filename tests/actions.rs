@@ -260,6 +260,12 @@ fn hosts_deny_keeps_every_other_byte_and_never_duplicates() {
     let with = |addrs: &[&str]| {
         let mut s = original.to_string();
         for a in addrs {
+            // tcp_wrappers reads an IPv6 client in brackets.
+            let a = if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.to_string()
+            };
             s.push_str(&format!("\nALL: {a} : DENY"));
         }
         s
@@ -318,7 +324,7 @@ fn hosts_deny_keeps_every_other_byte_and_never_duplicates() {
 
 #[test]
 fn hosts_deny_line_goes_at_expiry_and_a_line_already_there_stays() {
-    let original = format!("# keep\nALL: {ATTACKER6}\n");
+    let original = format!("# keep\nALL: [{ATTACKER6}]\n");
     let mut h = Host::new("hdexp", "ban_time = \"2s\"\n");
     let deny = h.dir.file("hosts.deny", &original);
     let text = std::fs::read_to_string(&h.cfg).unwrap();
@@ -335,7 +341,7 @@ fn hosts_deny_line_goes_at_expiry_and_a_line_already_there_stays() {
         == format!("{original}ALL: {ATTACKER4}\n")));
     assert!(
         h.wait_log(&format!(
-            "{} already has the line \"ALL: {ATTACKER6}\"; not added",
+            "{} already has the line \"ALL: [{ATTACKER6}]\"; not added",
             deny.display()
         )),
         "{}",

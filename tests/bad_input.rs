@@ -754,7 +754,7 @@ fn hosts_deny_missing_read_only_or_a_symlink_never_stops_a_ban() {
         assert!(
             wait_until(Duration::from_secs(5), || {
                 h.log().contains(&format!(
-                "attackalert: ERROR: could not block host {b} via wrappers: hosts.deny file {}: cannot replace it: Operation not permitted",
+                "attackalert: ERROR: could not block host {b} via wrappers: hosts.deny file {}: cannot append to it: Operation not permitted",
                 deny.display()
             ))
             }),

@@ -11,7 +11,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{Pair, TempDir, private_files, signal, start_daemon, wait_until};
+use common::{Pair, TempDir, nftsentry, private_files, signal, start_daemon, wait_until};
 use nftsentry::kernel::nft::NftSocket;
 use nftsentry::table::bans;
 
@@ -64,7 +64,12 @@ fn a_state_file_of_the_previous_release_restores_every_ban_and_action() {
     let now = nftsentry::respond::wall_ms() as i64;
     let mut pair = Pair::new("upg");
     let dir = TempDir::new("upg");
-    let deny = dir.file("hosts.deny", "# the admin's\n");
+    // Two of the bans' lines as 0.1.0 left them (IPv6 without brackets),
+    // the other two missing.
+    let deny = dir.file(
+        "hosts.deny",
+        "# the admin's\nALL: 198.51.100.7\nALL: 2001:db8:9::7\n",
+    );
     std::fs::write(dir.path.join("state"), shifted(fixture, now - first)).unwrap();
     let cfg = dir.file(
         "nftsentry.toml",
@@ -121,13 +126,11 @@ fn a_state_file_of_the_previous_release_restores_every_ban_and_action() {
         );
     }
     let lines = std::fs::read_to_string(&deny).unwrap();
-    assert!(lines.starts_with("# the admin's\n"), "{lines}");
-    for (addr, _) in want {
-        assert!(
-            lines.contains(&format!("ALL: {addr}\n")),
-            "{addr}:\n{lines}"
-        );
-    }
+    assert_eq!(
+        lines,
+        "# the admin's\nALL: 198.51.100.7\nALL: 2001:db8:9::7\nALL: 192.0.2.2\nALL: [2001:db8::2]\n",
+        "the missing lines put back (IPv6 in brackets), 0.1.0's kept as they are"
+    );
     // Written back in the new form: which actions ran, and nothing of how.
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(
@@ -145,6 +148,10 @@ fn a_state_file_of_the_previous_release_restores_every_ban_and_action() {
         "{state}"
     );
     assert_eq!(state.lines().filter(|l| l.starts_with("ban ")).count(), 4);
+    // Lifting them removes every line, today's and 0.1.0's alike.
+    let o = nftsentry(&pair.victim, &cfg, &["flush"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&deny).unwrap(), "# the admin's\n");
     signal(pid, nix::sys::signal::Signal::SIGTERM);
     let mut child = pair.victim.take_child(pid);
     child.wait().unwrap();

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::files;
+use crate::journal::intents::{self, Intents};
 use crate::journal::state::{self, Entries, Entry};
 use crate::logging::Gate;
 
@@ -133,9 +134,9 @@ struct Writer {
     jobs: mpsc::Sender<Job>,
     /// Each write's result and how long the disk took.
     done: mpsc::Receiver<(std::io::Result<()>, Duration)>,
-    /// The addresses each write in flight carried as changed: if it fails
-    /// they are changed again (the file does not have them).
-    in_flight: VecDeque<HashSet<IpAddr>>,
+    /// What each write in flight carried: if it fails its addresses are
+    /// changed again (the file does not have them).
+    in_flight: VecDeque<Carried>,
 }
 
 impl Writer {
@@ -165,6 +166,13 @@ impl Writer {
     }
 }
 
+/// What one write carries: the addresses it records anew, and how much of
+/// the intent file it covers.
+struct Carried {
+    dirty: HashSet<IpAddr>,
+    intents: u64,
+}
+
 /// The daemon's state file: what changed since the last write, each
 /// entry's line as last rendered, when the next write is due.
 pub struct StateFile {
@@ -182,11 +190,14 @@ pub struct StateFile {
     /// (after dropping privileges); `None`: writes are synchronous.
     writer: Option<Writer>,
     errors: Gate,
+    /// What bans are about to do, until a write covers it.
+    intents: Intents,
 }
 
 impl StateFile {
     pub fn new(path: PathBuf) -> StateFile {
         StateFile {
+            intents: Intents::new(&path),
             path,
             lines: HashMap::new(),
             dirty: HashSet::new(),
@@ -207,6 +218,19 @@ impl StateFile {
         self.dirty.insert(addr);
         if self.write_at.is_none() {
             self.write_at = Some(self.not_before.map_or(now, |t| t.max(now)));
+        }
+    }
+
+    /// Notes what the ban `e` is about to do, before it does it (see
+    /// `intents`). A failure is logged: the ban goes on.
+    pub fn intend(&mut self, e: &Entry) {
+        if let Err(err) = self.intents.note(e) {
+            if self.errors.admit(Instant::now()).is_some() {
+                log_error!(
+                    "adminalert: ERROR: cannot write {}: {err} (bans go on)",
+                    intents::path_of(&self.path).display()
+                );
+            }
         }
     }
 
@@ -275,12 +299,18 @@ impl StateFile {
         result: std::io::Result<()>,
         cost: Duration,
         now: Instant,
-        carried: HashSet<IpAddr>,
+        carried: Carried,
     ) {
         match result {
             // The disk is spared: 1/50 of the time at most.
             Ok(()) => {
-                self.not_before = Some(now + (cost * WRITE_DELAY_FACTOR).min(MAX_WRITE_DELAY))
+                self.not_before = Some(now + (cost * WRITE_DELAY_FACTOR).min(MAX_WRITE_DELAY));
+                if let Err(e) = self.intents.covered(carried.intents) {
+                    log_error!(
+                        "adminalert: ERROR: cannot shorten {}: {e}",
+                        intents::path_of(&self.path).display()
+                    );
+                }
             }
             Err(e) => {
                 if self.errors.admit(now).is_some() {
@@ -290,7 +320,7 @@ impl StateFile {
                         RETRY.as_secs()
                     );
                 }
-                for addr in carried {
+                for addr in carried.dirty {
                     self.lines.remove(&addr);
                     self.dirty.insert(addr);
                 }
@@ -309,14 +339,20 @@ impl StateFile {
         let lock = match lock(&self.path) {
             Ok(l) => l,
             Err(e) => {
-                let carried = std::mem::take(&mut self.dirty);
+                let carried = Carried {
+                    dirty: std::mem::take(&mut self.dirty),
+                    intents: 0,
+                };
                 let err = std::io::Error::other(e.message);
                 self.wrote(Err(err), started.elapsed(), now, carried);
                 return;
             }
         };
         let text = self.render(entries);
-        let carried = std::mem::take(&mut self.dirty);
+        let carried = Carried {
+            dirty: std::mem::take(&mut self.dirty),
+            intents: self.intents.mark(),
+        };
         self.write_at = None;
         if let Some(w) = self.writer.as_mut().filter(|_| in_thread) {
             let job = Job {

@@ -26,8 +26,14 @@ use crate::service::privileges;
 use crate::service::systemd::Notifier;
 use crate::table::bans::{self, KernelBans};
 use crate::table::claim::claim_table;
-use crate::table::install::install;
+use crate::table::install::install_keeping_what_fits;
 use crate::table::ruleset::Ruleset;
+
+/// Bans past which a restore may take longer than a service manager's
+/// start timeout (hosts.deny and a route per ban), and the time it is asked
+/// for.
+const LONG_RESTORE: usize = 10_000;
+const RESTORE_TIME: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The ignore list (with reasons) and ruleset for `cfg` on this host right
 /// now.
@@ -75,9 +81,8 @@ fn survivors(nft: &mut NftSocket, table: &str) -> Option<Vec<bans::Ban>> {
 
 /// Installs the table with its bans in one transaction: those of the state
 /// file, and those of a table that survived (we were killed, or it was
-/// kept), so no ban has a gap; then puts back the routes and hosts.deny lines
-/// of restored bans. Returns the watch on nftables events a table without
-/// the owner flag needs.
+/// kept), so no ban has a gap. Returns the watch on nftables events a table
+/// without the owner flag needs.
 fn install_with_bans(
     cfg: &Config,
     nft: &mut NftSocket,
@@ -90,19 +95,13 @@ fn install_with_bans(
     } else {
         None
     };
-    let restored = ledger.restore(
-        &mut KernelBans {
-            nft,
-            table: &cfg.table,
-        },
-        survived,
-        Instant::now(),
-    )?;
+    let restored = ledger.restore(survived, Instant::now())?;
     let restored: Vec<_> = restored
         .iter()
         .map(|r| (r.addr, r.timeout, r.remaining))
         .collect();
-    install(nft, ruleset, &restored)?;
+    let refused = install_keeping_what_fits(nft, ruleset, &restored)?;
+    ledger.not_restored(&refused, Instant::now());
     if cfg.keep_table_on_exit
         && ruleset.flags.contains(TableFlags::Owner)
         && !ruleset.flags.contains(TableFlags::Persisent)
@@ -117,14 +116,6 @@ fn install_with_bans(
     } else {
         Some(NftEvents::open()?)
     };
-    // Routes and hosts.deny lines of restored bans, before we say we run.
-    ledger.after_install(
-        &mut KernelBans {
-            nft,
-            table: &cfg.table,
-        },
-        Instant::now(),
-    );
     Ok(nft_events)
 }
 
@@ -135,7 +126,7 @@ pub fn run(cfg: Config) -> Result<()> {
     // is touched), the notifier takes NOTIFY_SOCKET out of the environment
     // (sound only while there is one thread).
     let plan = privileges::Plan::for_config(&cfg)?;
-    let notifier = Notifier::from_env(Instant::now());
+    let mut notifier = Notifier::from_env(Instant::now());
     // Become `user` now, capabilities kept for the setup, so that the files
     // made while setting up (state file and lock, history) are its own.
     privileges::become_user(&plan)?;
@@ -183,6 +174,20 @@ pub fn run(cfg: Config) -> Result<()> {
         }
         return Err(e);
     }
+    // Routes and hosts.deny lines of restored bans (put back, or undone for
+    // bans that ended meanwhile), before we say we run: after the drop, so
+    // the files are written with the rights every ban has. A long restore
+    // tells the service manager it is still starting.
+    if ledger.active_bans() > LONG_RESTORE {
+        notifier.extend_timeout(RESTORE_TIME);
+    }
+    ledger.after_install(
+        &mut KernelBans {
+            nft: &mut nft,
+            table: &cfg.table,
+        },
+        Instant::now(),
+    );
     // Threads only now: capabilities were dropped for this one thread, and
     // a new thread inherits the dropped sets.
     ledger.start_writer();

@@ -246,6 +246,18 @@ impl Notifier {
         ));
     }
 
+    /// Asks for `more` time to finish starting (a long restore), past the
+    /// unit's start timeout.
+    pub fn extend_timeout(&mut self, more: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        self.send(&format!(
+            "EXTEND_TIMEOUT_USEC={}\nSTATUS=restoring bans",
+            more.as_micros()
+        ));
+    }
+
     pub fn stopping(&mut self) {
         self.send("STOPPING=1\nSTATUS=stopping");
     }

@@ -76,3 +76,47 @@ pub fn flags_text(f: TableFlags) -> String {
         v.join(", ")
     }
 }
+
+/// `install`, and when the kernel refuses the transaction because of its
+/// bans (one element it will not take, say), the table without them and
+/// then the bans in chunks, a refused chunk split until the one element
+/// the kernel refuses is found: one bad ban never keeps the table out.
+/// Returns the bans the kernel refused.
+pub fn install_keeping_what_fits(
+    nft: &mut NftSocket,
+    ruleset: &mut Ruleset,
+    bans: &[(IpAddr, Duration, Duration)],
+) -> Result<Vec<IpAddr>> {
+    let err = match install(nft, ruleset, bans) {
+        Ok(()) => return Ok(Vec::new()),
+        Err(e) if bans.is_empty() => return Err(e),
+        Err(e) => e,
+    };
+    log_error!(
+        "adminalert: ERROR: the kernel refused table inet {} with its {} bans ({err}); installing it without them, then the bans in chunks",
+        ruleset.table,
+        bans.len()
+    );
+    install(nft, ruleset, &[])?;
+    let mut refused = Vec::new();
+    let mut todo: Vec<&[(IpAddr, Duration, Duration)]> = bans
+        .chunks(crate::kernel::nft::batch::ELEMENTS_PER_MESSAGE)
+        .collect();
+    while let Some(chunk) = todo.pop() {
+        let mut b = crate::kernel::nft::Batch::new();
+        bans::add_to_batch(&mut b, &ruleset.table, chunk.iter().copied());
+        match nft.commit(&b) {
+            Ok(()) => {}
+            Err(e) if chunk.len() == 1 => {
+                log_error!("adminalert: ERROR: ban of {} not restored: {e}", chunk[0].0);
+                refused.push(chunk[0].0);
+            }
+            Err(_) => {
+                let (a, b) = chunk.split_at(chunk.len() / 2);
+                todo.push(a);
+                todo.push(b);
+            }
+        }
+    }
+    Ok(refused)
+}

@@ -12,13 +12,15 @@
 //!
 //! Knows nothing of bans or templates: it is given the finished line.
 
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 use super::command::substitute;
-use super::{Action, ActionKind, Context, End, How, Target};
+use super::{Action, ActionKind, Context, End, Ensure, How, Target};
 
 /// What `add` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +66,9 @@ pub fn check(path: &Path) -> Result<Option<std::fs::Metadata>> {
 }
 
 /// Reads the file (without following a symbolic link); empty if missing.
-fn read(path: &Path) -> Result<(Vec<u8>, Option<std::fs::Metadata>)> {
+/// The file stays open: what others append while we rewrite it is read
+/// from it afterwards (`remove_lines`).
+fn read(path: &Path) -> Result<(Vec<u8>, Option<(std::fs::Metadata, std::fs::File)>)> {
     let Some(meta) = check(path)? else {
         return Ok((Vec::new(), None));
     };
@@ -73,9 +77,26 @@ fn read(path: &Path) -> Result<(Vec<u8>, Option<std::fs::Metadata>)> {
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| fail(path, e))?;
+    same_file(path, &meta, &f)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| fail(path, e))?;
-    Ok((bytes, Some(meta)))
+    Ok((bytes, Some((meta, f))))
+}
+
+/// The file opened is the one checked (nothing swapped it in between).
+fn same_file(path: &Path, checked: &std::fs::Metadata, f: &std::fs::File) -> Result<()> {
+    let m = f.metadata().map_err(|e| fail(path, e))?;
+    if (m.dev(), m.ino()) != (checked.dev(), checked.ino()) || !m.is_file() {
+        return Err(fail(path, "changed while it was being opened; left alone"));
+    }
+    Ok(())
+}
+
+fn check_line(path: &Path, line: &str) -> Result<()> {
+    if line.contains(['\n', '\r', '\0']) || line.trim().is_empty() {
+        return Err(fail(path, format!("{line:?} is not one line of text")));
+    }
+    Ok(())
 }
 
 /// Is `line` in the file (ignoring white space at the ends of lines)?
@@ -86,30 +107,113 @@ pub fn contains(path: &Path, line: &str) -> Result<bool> {
 
 /// Adds `line` unless the file has it already.
 pub fn add(path: &Path, line: &str) -> Result<Added> {
-    if line.contains(['\n', '\r', '\0']) || line.trim().is_empty() {
-        return Err(fail(path, format!("{line:?} is not one line of text")));
+    Ok(add_lines(path, &[line.to_string()])?[0])
+}
+
+/// Adds each of `lines` that the file does not have yet, in one write at
+/// its end (O_APPEND: a line another writer appends at the same time is
+/// never lost), or, when the file does not exist, by creating it whole.
+/// Says for each line whether it was added.
+pub fn add_lines(path: &Path, lines: &[String]) -> Result<Vec<Added>> {
+    for l in lines {
+        check_line(path, l)?;
     }
-    let (bytes, meta) = read(path)?;
-    match with_line(&bytes, line) {
-        None => Ok(Added::AlreadyThere),
-        Some(new) => {
-            replace(path, &new, meta.as_ref())?;
-            Ok(Added::Added)
+    let (bytes, open) = read(path)?;
+    let mut result = Vec::with_capacity(lines.len());
+    let mut fresh: Vec<&str> = Vec::new();
+    for l in lines {
+        let key = trim_ws_end(l.as_bytes());
+        let there = position(&bytes, key, true).is_some()
+            || fresh.iter().any(|f| trim_ws_end(f.as_bytes()) == key);
+        if there {
+            result.push(Added::AlreadyThere);
+        } else {
+            fresh.push(l);
+            result.push(Added::Added);
         }
     }
+    if fresh.is_empty() {
+        return Ok(result);
+    }
+    let Some((meta, _)) = open else {
+        let mut content = Vec::new();
+        for l in &fresh {
+            content = with_line(&content, l).unwrap_or(content);
+        }
+        replace(path, &content, None)?;
+        return Ok(result);
+    };
+    // A file without a final newline keeps having none, as `with_line`
+    // writes it, so that removing the lines gives it back exactly.
+    let mut tail = Vec::new();
+    let ends_open = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    if ends_open {
+        tail.push(b'\n');
+    }
+    tail.extend_from_slice(fresh.join("\n").as_bytes());
+    if !ends_open {
+        tail.push(b'\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| fail(path, format!("cannot append to it: {e}")))?;
+    same_file(path, &meta, &f)?;
+    f.write_all(&tail)
+        .and_then(|()| f.sync_data())
+        .map_err(|e| fail(path, format!("cannot append to it: {e}")))?;
+    Ok(result)
 }
 
 /// Removes `line` (the last copy, exactly as given). Ok(false) if the file
 /// or the line is not there.
 pub fn remove(path: &Path, line: &str) -> Result<bool> {
-    let (bytes, meta) = read(path)?;
-    match without_line(&bytes, line) {
-        None => Ok(false),
-        Some(new) => {
-            replace(path, &new, meta.as_ref())?;
-            Ok(true)
+    Ok(remove_lines(path, &[line.to_string()])?[0])
+}
+
+/// Removes each of `lines` (the last exact copy of each) in one rewrite,
+/// and says for each whether it was there. What another writer appends
+/// while the file is rewritten is read from the old file afterwards and
+/// appended to the new one.
+pub fn remove_lines(path: &Path, lines: &[String]) -> Result<Vec<bool>> {
+    let (bytes, open) = read(path)?;
+    let Some((meta, mut old)) = open else {
+        return Ok(vec![false; lines.len()]);
+    };
+    let mut content = bytes;
+    let mut result = Vec::with_capacity(lines.len());
+    for l in lines {
+        match without_line(&content, l) {
+            Some(new) => {
+                content = new;
+                result.push(true);
+            }
+            None => result.push(false),
         }
     }
+    if !result.contains(&true) {
+        return Ok(result);
+    }
+    replace(path, &content, Some(&meta))?;
+    let mut late = Vec::new();
+    std::io::Read::read_to_end(&mut old, &mut late).map_err(|e| fail(path, e))?;
+    if !late.is_empty() {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| fail(path, e))?;
+        f.write_all(&late)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| {
+                fail(
+                    path,
+                    format!("cannot append what was written meanwhile: {e}"),
+                )
+            })?;
+    }
+    Ok(result)
 }
 
 /// `b` without the white space C's isspace() knows at its end (space, tab,
@@ -222,6 +326,15 @@ pub struct HostsDeny {
     lock: Option<PathBuf>,
 }
 
+/// `$TARGET$` in a hosts.deny line: tcp_wrappers matches an IPv6 client
+/// only written in brackets (`[2001:db8::7]`).
+pub fn wrapped(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
 impl HostsDeny {
     pub fn new(path: PathBuf, template: String, lock: Option<PathBuf>) -> HostsDeny {
         HostsDeny {
@@ -233,7 +346,15 @@ impl HostsDeny {
 
     /// The line for `t`: the template with its variables replaced.
     pub fn line(&self, t: &Target) -> String {
-        substitute(&self.template, &t.vars(), false)
+        let with_target = self.template.replace("$TARGET$", &wrapped(t.addr));
+        substitute(&with_target, &t.vars(), false)
+    }
+
+    /// The line 0.1.0 wrote for `t` (IPv6 without brackets), removed when
+    /// the line of today is not there.
+    fn old_line(&self, t: &Target) -> Option<String> {
+        let old = substitute(&self.template, &t.vars(), false);
+        (old != self.line(t)).then_some(old)
     }
 
     fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -242,6 +363,46 @@ impl HostsDeny {
             None => None,
         };
         f()
+    }
+
+    fn added(&self, t: &Target, line: &str, how: How) {
+        if how == How::PutBack {
+            log_notice!(
+                "attackalert: Host {} has been blocked via wrappers with string: \"{line}\" (put back: it was missing from {})",
+                t.addr,
+                self.path.display()
+            );
+        } else {
+            log_notice!(
+                "attackalert: Host {} has been blocked via wrappers with string: \"{line}\"",
+                t.addr
+            );
+        }
+    }
+
+    fn not_ours(&self, t: &Target, line: &str) {
+        // Not ours: it stays when the ban ends.
+        log_info!(
+            "attackalert: Host {}: {} already has the line \"{line}\"; not added",
+            t.addr,
+            self.path.display()
+        );
+    }
+
+    fn removed(&self, t: &Target, line: &str, was_there: bool) {
+        if was_there {
+            log_info!(
+                "attackalert: Host {}: wrappers string \"{line}\" removed from {}",
+                t.addr,
+                self.path.display()
+            );
+        } else {
+            log_info!(
+                "attackalert: Host {}: wrappers string \"{line}\" was already gone from {}",
+                t.addr,
+                self.path.display()
+            );
+        }
     }
 }
 
@@ -253,28 +414,12 @@ impl Action for HostsDeny {
     fn apply(&mut self, _cx: &mut Context<'_>, t: &Target, how: How) -> Result<bool> {
         let line = self.line(t);
         match self.locked(|| add(&self.path, &line))? {
-            Added::Added if how == How::PutBack => {
-                log_notice!(
-                    "attackalert: Host {} has been blocked via wrappers with string: \"{line}\" (put back: it was missing from {})",
-                    t.addr,
-                    self.path.display()
-                );
-                Ok(true)
-            }
             Added::Added => {
-                log_notice!(
-                    "attackalert: Host {} has been blocked via wrappers with string: \"{line}\"",
-                    t.addr
-                );
+                self.added(t, &line, how);
                 Ok(true)
             }
             Added::AlreadyThere if how == How::New => {
-                // Not ours: it stays when the ban ends.
-                log_info!(
-                    "attackalert: Host {}: {} already has the line \"{line}\"; not added",
-                    t.addr,
-                    self.path.display()
-                );
+                self.not_ours(t, &line);
                 Ok(false)
             }
             Added::AlreadyThere => Ok(true),
@@ -282,34 +427,17 @@ impl Action for HostsDeny {
     }
 
     fn check(&mut self, _cx: &mut Context<'_>, t: &Target) -> Result<bool> {
-        contains(&self.path, &self.line(t))
+        if contains(&self.path, &self.line(t))? {
+            return Ok(true);
+        }
+        match self.old_line(t) {
+            Some(old) => contains(&self.path, &old),
+            None => Ok(false),
+        }
     }
 
-    fn undo(&mut self, _cx: &mut Context<'_>, t: &Target, _end: End) -> Result<bool> {
-        let line = self.line(t);
-        let addr = t.addr;
-        match self.locked(|| remove(&self.path, &line)) {
-            Ok(true) => {
-                log_info!(
-                    "attackalert: Host {addr}: wrappers string \"{line}\" removed from {}",
-                    self.path.display()
-                );
-                Ok(true)
-            }
-            Ok(false) => {
-                log_info!(
-                    "attackalert: Host {addr}: wrappers string \"{line}\" was already gone from {}",
-                    self.path.display()
-                );
-                Ok(false)
-            }
-            Err(e) => {
-                log_error!(
-                    "adminalert: ERROR: could not remove the wrappers string of host {addr}: {e}"
-                );
-                Err(e)
-            }
-        }
+    fn undo(&mut self, cx: &mut Context<'_>, t: &Target, end: End) -> Result<bool> {
+        self.undo_all(cx, &[t], end).remove(0)
     }
 
     fn failure(&self, t: &Target, e: &Error) -> String {
@@ -322,6 +450,99 @@ impl Action for HostsDeny {
     fn remove_leftovers(&self) -> Vec<PathBuf> {
         self.locked(|| Ok(remove_leftovers(&self.path)))
             .unwrap_or_default()
+    }
+
+    fn ensure_all(&mut self, _cx: &mut Context<'_>, items: &[Ensure<'_>]) -> Vec<Result<bool>> {
+        let outcome = self.locked(|| {
+            let (bytes, _) = read(&self.path)?;
+            let present = |l: &str| position(&bytes, trim_ws_end(l.as_bytes()), true).is_some();
+            // A recorded ban whose line 0.1.0 wrote is in force as it is.
+            let kept: Vec<bool> = items
+                .iter()
+                .map(|i| i.recorded && self.old_line(i.target).is_some_and(|o| present(&o)))
+                .collect();
+            let lines: Vec<String> = items.iter().map(|i| self.line(i.target)).collect();
+            let wanted: Vec<String> = lines
+                .iter()
+                .zip(&kept)
+                .filter(|(_, k)| !**k)
+                .map(|(l, _)| l.clone())
+                .collect();
+            let mut added = add_lines(&self.path, &wanted)?.into_iter();
+            Ok(kept
+                .iter()
+                .map(|k| if *k { None } else { added.next() })
+                .collect::<Vec<Option<Added>>>())
+        });
+        match outcome {
+            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+            Ok(outcome) => items
+                .iter()
+                .zip(outcome)
+                .map(|(i, o)| {
+                    let line = self.line(i.target);
+                    Ok(match (o, i.how()) {
+                        (None, _) => true,
+                        (Some(Added::Added), how) => {
+                            self.added(i.target, &line, how);
+                            true
+                        }
+                        (Some(Added::AlreadyThere), How::New) => {
+                            self.not_ours(i.target, &line);
+                            false
+                        }
+                        (Some(Added::AlreadyThere), _) => true,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn undo_all(
+        &mut self,
+        _cx: &mut Context<'_>,
+        targets: &[&Target],
+        _end: End,
+    ) -> Vec<Result<bool>> {
+        let outcome = self.locked(|| {
+            let lines: Vec<String> = targets.iter().map(|t| self.line(t)).collect();
+            let mut gone = remove_lines(&self.path, &lines)?;
+            // Lines 0.1.0 wrote (IPv6 without brackets), where today's
+            // were not there.
+            let old: Vec<(usize, String)> = targets
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !gone[*i])
+                .filter_map(|(i, t)| self.old_line(t).map(|l| (i, l)))
+                .collect();
+            if !old.is_empty() {
+                let texts: Vec<String> = old.iter().map(|(_, l)| l.clone()).collect();
+                for ((i, _), g) in old.iter().zip(remove_lines(&self.path, &texts)?) {
+                    gone[*i] = g;
+                }
+            }
+            Ok((lines, gone))
+        });
+        match outcome {
+            Ok((lines, gone)) => targets
+                .iter()
+                .zip(lines.iter().zip(gone))
+                .map(|(t, (line, g))| {
+                    self.removed(t, line, g);
+                    Ok(g)
+                })
+                .collect(),
+            Err(e) => targets
+                .iter()
+                .map(|t| {
+                    log_error!(
+                        "adminalert: ERROR: could not remove the wrappers string of host {}: {e}",
+                        t.addr
+                    );
+                    Err(e.clone())
+                })
+                .collect(),
+        }
     }
 }
 

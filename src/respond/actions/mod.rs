@@ -176,6 +176,53 @@ pub trait Action {
     fn remove_leftovers(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+
+    /// `check`, and `apply` where it is missing, for many bans at once (a
+    /// restart, a reload): one result per item, as `apply` gives it. A
+    /// step that rewrites a file does them in one read and one write.
+    fn ensure_all(&mut self, cx: &mut Context<'_>, items: &[Ensure<'_>]) -> Vec<Result<bool>> {
+        items
+            .iter()
+            .map(|i| {
+                if i.recorded && self.check(cx, i.target).unwrap_or(false) {
+                    return Ok(true);
+                }
+                self.apply(cx, i.target, i.how())
+            })
+            .collect()
+    }
+
+    /// `undo` for many bans at once (a flood of bans that end together, a
+    /// flush): one result per target.
+    fn undo_all(
+        &mut self,
+        cx: &mut Context<'_>,
+        targets: &[&Target],
+        end: End,
+    ) -> Vec<Result<bool>> {
+        targets.iter().map(|t| self.undo(cx, t, end)).collect()
+    }
+}
+
+/// One ban of `Action::ensure_all`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ensure<'a> {
+    pub target: &'a Target,
+    /// Recorded as in force already: put back if missing.
+    pub recorded: bool,
+    /// Adopted after a crash: what is in place is ours.
+    pub claim: bool,
+}
+
+impl Ensure<'_> {
+    /// How to apply it where it is missing.
+    pub fn how(&self) -> How {
+        match (self.recorded, self.claim) {
+            (true, _) => How::PutBack,
+            (false, true) => How::Claim,
+            (false, false) => How::New,
+        }
+    }
 }
 
 /// What a ban did.
@@ -253,6 +300,22 @@ impl Actions {
         let fresh = Actions::new(cfg, table, lock);
         self.steps = fresh.steps;
         self.runner.set_timeout(cfg.command_timeout);
+    }
+
+    /// The actions with something to undo that a ban in `mode` applies: what
+    /// an intent must name before they run.
+    pub fn undoable_in(&self, mode: BlockMode) -> Applied {
+        let mut a = Applied::default();
+        if mode == BlockMode::Block {
+            for s in &self.steps {
+                match s.kind() {
+                    ActionKind::HostsDeny => a.hosts_deny = true,
+                    ActionKind::Route(k) => a.route = Some(k),
+                    _ => {}
+                }
+            }
+        }
+        a
     }
 
     /// The native route kind in use: none when off or replaced by kill_route.
@@ -341,7 +404,21 @@ impl Actions {
         claim: bool,
         now: Instant,
     ) -> Applied {
-        let mut applied = already.clone();
+        let mut items = [(t.clone(), already.clone(), claim)];
+        self.ensure_all(sets, &mut items, now);
+        let [(_, applied, _)] = items;
+        applied
+    }
+
+    /// `ensure` for many bans at once: each item's `Applied` is updated in
+    /// place. Each step sees all its bans in one call (hosts.deny: one read,
+    /// one write, however many bans).
+    pub fn ensure_all(
+        &mut self,
+        sets: &mut dyn BanSets,
+        items: &mut [(Target, Applied, bool)],
+        now: Instant,
+    ) {
         let mut cx = Self::context(&mut self.runner, &mut self.routes, sets, now);
         for step in &mut self.steps {
             let kind = step.kind();
@@ -350,24 +427,80 @@ impl Actions {
             }
             // A route of another kind is in force: it stays, and goes at
             // the end of the ban.
-            if matches!(kind, ActionKind::Route(k) if already.route.is_some_and(|r| r != k)) {
+            let mine: Vec<usize> = (0..items.len())
+                .filter(|&i| {
+                    !matches!(kind, ActionKind::Route(k) if items[i].1.route.is_some_and(|r| r != k))
+                })
+                .collect();
+            if mine.is_empty() {
                 continue;
             }
-            let recorded = kind.is_in(already);
-            if recorded && step.check(&mut cx, t).unwrap_or(false) {
-                continue;
-            }
-            let how = match (recorded, claim) {
-                (true, _) => How::PutBack,
-                (false, true) => How::Claim,
-                (false, false) => How::New,
-            };
-            match step.apply(&mut cx, t, how) {
-                Ok(ours) => kind.record(&mut applied, ours),
-                Err(e) => self.gates[kind.gate()].error(step.failure(t, &e)),
+            let asks: Vec<Ensure<'_>> = mine
+                .iter()
+                .map(|&i| Ensure {
+                    target: &items[i].0,
+                    recorded: kind.is_in(&items[i].1),
+                    claim: items[i].2,
+                })
+                .collect();
+            let results = step.ensure_all(&mut cx, &asks);
+            drop(asks);
+            for (&i, r) in mine.iter().zip(results) {
+                match r {
+                    Ok(ours) => kind.record(&mut items[i].1, ours),
+                    Err(e) => self.gates[kind.gate()].error(step.failure(&items[i].0, &e)),
+                }
             }
         }
-        applied
+    }
+
+    /// The end of many bans at once (kernel elements gone already): for each
+    /// `(target, applied)`, what is still in force because undoing it
+    /// failed. Routes go one by one, hosts.deny lines in one rewrite.
+    pub fn undo_all(
+        &mut self,
+        sets: &mut dyn BanSets,
+        items: &[(Target, Applied)],
+        now: Instant,
+    ) -> Vec<Applied> {
+        let mut left = vec![Applied::default(); items.len()];
+        let mut cx = Self::context(&mut self.runner, &mut self.routes, sets, now);
+        for (i, (t, applied)) in items.iter().enumerate() {
+            // The kind recorded is the kind to remove, whatever the config
+            // says now: a route of ours is found by kind and protocol alone.
+            if let Some(kind) = applied.route {
+                if let Some(mut step) = route::NativeRoute::new(kind) {
+                    if step.undo(&mut cx, t, End::SetGone).is_err() {
+                        left[i].route = Some(kind);
+                    }
+                }
+            }
+        }
+        let lines: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].1.hosts_deny)
+            .collect();
+        if !lines.is_empty() {
+            match self
+                .steps
+                .iter_mut()
+                .find(|s| s.kind() == ActionKind::HostsDeny)
+            {
+                Some(step) => {
+                    let targets: Vec<&Target> = lines.iter().map(|&i| &items[i].0).collect();
+                    for (&i, r) in lines.iter().zip(step.undo_all(&mut cx, &targets, End::SetGone)) {
+                        if r.is_err() {
+                            left[i].hosts_deny = true;
+                        }
+                    }
+                }
+                None => self.gates[ActionKind::HostsDeny.gate()].error(format!(
+                    "adminalert: ERROR: {} bans have hosts.deny lines of an earlier configuration, and hosts_deny is not set now: remove them by hand (the first: host {})",
+                    lines.len(),
+                    items[lines[0]].0.addr
+                )),
+            }
+        }
+        left
     }
 
     /// Undoes what `applied` holds for `t`: the kernel element with

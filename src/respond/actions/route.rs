@@ -8,7 +8,7 @@ use crate::config::RouteMode;
 use crate::error::{Error, Result};
 use crate::kernel::rtnetlink::{Added, RouteKind, describe};
 
-use super::{Action, ActionKind, Context, End, How, Target};
+use super::{Action, ActionKind, Context, End, Ensure, How, Target};
 
 /// The route kind of a `route` setting; `None` for "off".
 pub fn kind(mode: RouteMode) -> Option<RouteKind> {
@@ -94,5 +94,25 @@ impl Action for NativeRoute {
             "attackalert: ERROR: could not block host {} via dropped route: {e}",
             t.addr
         )
+    }
+
+    /// One dump of our routes for all of them, not one per ban.
+    fn ensure_all(&mut self, cx: &mut Context<'_>, items: &[Ensure<'_>]) -> Vec<Result<bool>> {
+        let ours: std::collections::HashSet<std::net::IpAddr> =
+            match cx.routes().and_then(|r| r.ours(Some(self.kind))) {
+                Ok(list) => list.into_iter().map(|(_, a)| a).collect(),
+                Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+            };
+        items
+            .iter()
+            .map(|i| {
+                if ours.contains(&i.target.addr) {
+                    // Ours, of this kind: in force.
+                    Ok(true)
+                } else {
+                    self.apply(cx, i.target, i.how())
+                }
+            })
+            .collect()
     }
 }

@@ -167,20 +167,20 @@ impl Ledger {
         } else {
             Vec::new()
         };
-        for addr in &affected {
-            let r = &self.records[addr];
-            let target = Self::target(&r.entry);
-            let only = Applied {
-                hosts_deny: true,
-                ..Applied::default()
-            };
-            let left = self
-                .actions
-                .undo(sets, &target, &only, End::SetGone, now)
-                .map(|u| u.left.hosts_deny)
-                .unwrap_or(true);
+        let items: Vec<(Target, Applied)> = affected
+            .iter()
+            .map(|a| {
+                let only = Applied {
+                    hosts_deny: true,
+                    ..Applied::default()
+                };
+                (Self::target(&self.records[a].entry), only)
+            })
+            .collect();
+        let left = self.actions.undo_all(sets, &items, now);
+        for (addr, left) in affected.iter().zip(left) {
             if let Some(r) = self.records.get_mut(addr) {
-                r.entry.applied.hosts_deny = left;
+                r.entry.applied.hosts_deny = left.hosts_deny;
             }
             self.changed(*addr, now);
         }
@@ -188,14 +188,19 @@ impl Ledger {
         self.config = cfg.clone();
         let lock = self.file.as_ref().map(|f| f.path().to_path_buf());
         self.actions.reconfigure(cfg, &cfg.table, lock);
-        for addr in affected {
-            let r = &self.records[&addr];
-            if r.ended {
-                continue;
-            }
-            let target = Self::target(&r.entry);
-            let already = r.entry.applied.clone();
-            let applied = self.actions.ensure(sets, &target, &already, false, now);
+        let live: Vec<IpAddr> = affected
+            .into_iter()
+            .filter(|a| !self.records[a].ended)
+            .collect();
+        let mut items: Vec<(Target, Applied, bool)> = live
+            .iter()
+            .map(|a| {
+                let r = &self.records[a];
+                (Self::target(&r.entry), r.entry.applied.clone(), false)
+            })
+            .collect();
+        self.actions.ensure_all(sets, &mut items, now);
+        for (addr, (_, applied, _)) in live.into_iter().zip(items) {
             if let Some(r) = self.records.get_mut(&addr) {
                 r.entry.applied = applied;
             }
@@ -280,13 +285,26 @@ impl Ledger {
             mode: ev.mode.to_string(),
             length,
         };
+        let now_ms = wall_ms();
+        let entry = |applied: Applied| Entry {
+            addr: ev.addr,
+            scan: ev.scan.key().to_string(),
+            proto: Some(ev.scan.proto()),
+            mode: ev.mode.to_string(),
+            port: ev.port,
+            banned_at: now_ms,
+            expires_at: now_ms.saturating_add(ms(length)),
+            length: ms(length),
+            repeat,
+            applied,
+        };
+        self.intend(entry(self.actions.undoable_in(mode)));
         let out = self.actions.ban(sets, &target, mode, &already, now);
         if out.applied.is_empty() {
             return BanResult::Failed {
                 set_error: out.set_error,
             };
         }
-        let now_ms = wall_ms();
         let addr = ev.addr;
         if offence {
             log_notice!(
@@ -294,22 +312,7 @@ impl Ledger {
                 format_duration(length)
             );
         }
-        self.insert(
-            Entry {
-                addr,
-                scan: ev.scan.key().to_string(),
-                proto: Some(ev.scan.proto()),
-                mode: ev.mode.to_string(),
-                port: ev.port,
-                banned_at: now_ms,
-                expires_at: now_ms.saturating_add(ms(length)),
-                length: ms(length),
-                repeat,
-                applied: out.applied,
-            },
-            now,
-            length,
-        );
+        self.insert(entry(out.applied), now, length);
         BanResult::Banned {
             length,
             history: self.policy.history.then(|| HistoryDue {
@@ -318,6 +321,16 @@ impl Ledger {
                 protocol: ev.scan.protocol(),
             }),
             set_error: out.set_error,
+        }
+    }
+
+    /// Notes what a ban is about to do, when it does something to undo and
+    /// there is a state file to cover it later (see `journal::intents`).
+    fn intend(&mut self, e: Entry) {
+        if e.applied.needs_undo() {
+            if let Some(f) = self.file.as_mut() {
+                f.intend(&e);
+            }
         }
     }
 
@@ -361,25 +374,23 @@ impl Ledger {
             mode: MANUAL_MODE.into(),
             length,
         };
+        let now_ms = wall_ms();
+        let entry = |applied: Applied| Entry {
+            addr,
+            scan: "manual".into(),
+            proto: None,
+            mode: MANUAL_MODE.into(),
+            port: 0,
+            banned_at: now_ms,
+            expires_at: now_ms.saturating_add(ms(length)),
+            length: ms(length),
+            repeat,
+            applied,
+        };
+        self.intend(entry(self.actions.undoable_in(BlockMode::Block)));
         let mut applied = self.actions.ensure(sets, &target, &already, false, now);
         applied.set = true;
-        let now_ms = wall_ms();
-        self.insert(
-            Entry {
-                addr,
-                scan: "manual".into(),
-                proto: None,
-                mode: MANUAL_MODE.into(),
-                port: 0,
-                banned_at: now_ms,
-                expires_at: now_ms.saturating_add(ms(length)),
-                length: ms(length),
-                repeat,
-                applied,
-            },
-            now,
-            length,
-        );
+        self.insert(entry(applied), now, length);
         Ok(())
     }
 
@@ -425,19 +436,22 @@ impl Ledger {
         let in_kernel = sets.flush()?;
         let records = std::mem::take(&mut self.records);
         let mut active = 0;
+        let mut items = Vec::with_capacity(records.len());
+        let mut entries = Vec::with_capacity(records.len());
         for (addr, r) in records {
             if !r.ended {
                 active += 1;
                 self.released.push(addr);
             }
-            let target = Self::target(&r.entry);
-            let undone = self
-                .actions
-                .undo(sets, &target, &r.entry.applied, End::SetGone, now)?;
-            if undone.left.needs_undo() {
-                self.keep_ended(r.entry, undone.left, now, now + RETRY);
-            }
+            items.push((Self::target(&r.entry), r.entry.applied.clone()));
+            entries.push(r.entry);
             self.changed(addr, now);
+        }
+        let left = self.actions.undo_all(sets, &items, now);
+        for (entry, left) in entries.into_iter().zip(left) {
+            if left.needs_undo() {
+                self.keep_ended(entry, left, now, now + RETRY);
+            }
         }
         Ok(in_kernel.unwrap_or(active))
     }
@@ -466,12 +480,16 @@ impl Ledger {
     /// Ends bans that are due, times commands out, writes the state file
     /// when due. Returns the time until the next thing to do.
     pub fn tick(&mut self, sets: &mut dyn BanSets, now: Instant) -> Option<Duration> {
+        let mut due = Vec::new();
         while let Some(Reverse((until, addr))) = self.heap.peek().copied() {
             if until > now {
                 break;
             }
             self.heap.pop();
-            self.due(sets, addr, until, now);
+            due.push((addr, until));
+        }
+        if !due.is_empty() {
+            self.due(sets, &due, now);
         }
         // SIGCHLD can coalesce or be missed; reaping also here is cheap.
         self.actions.reap(now);
@@ -490,35 +508,46 @@ impl Ledger {
         [next_ban, commands, write].into_iter().flatten().min()
     }
 
-    /// A heap entry for `addr` came due.
-    fn due(&mut self, sets: &mut dyn BanSets, addr: IpAddr, until: Instant, now: Instant) {
+    /// Heap entries that came due: bans that end (their actions undone
+    /// together: a flood's bans end together, and hosts.deny is then
+    /// rewritten once), ended ones to forget, undos to retry.
+    fn due(&mut self, sets: &mut dyn BanSets, due: &[(IpAddr, Instant)], now: Instant) {
+        let mut undo: Vec<(IpAddr, (Target, Applied))> = Vec::new();
+        for &(addr, until) in due {
+            let Some(r) = self.records.get_mut(&addr) else {
+                continue;
+            };
+            // A renewed ban pushed a later entry; only the current one counts.
+            if r.until != until {
+                continue;
+            }
+            if !r.ended {
+                r.ended = true;
+                log_info!("ban of {addr} expired");
+                self.released.push(addr);
+            }
+            let applied = std::mem::take(&mut r.entry.applied);
+            undo.push((addr, (Self::target(&r.entry), applied)));
+        }
+        let items: Vec<(Target, Applied)> = undo.iter().map(|(_, i)| i.clone()).collect();
+        let left = self.actions.undo_all(sets, &items, now);
+        for ((addr, _), left) in undo.into_iter().zip(left) {
+            self.settle_ended(addr, left, now);
+        }
+    }
+
+    /// An ended record whose undo left `left` in force: retried later, or
+    /// remembered as a repeat offender, or forgotten.
+    pub(super) fn settle_ended(&mut self, addr: IpAddr, left: Applied, now: Instant) {
         let Some(r) = self.records.get_mut(&addr) else {
             return;
         };
-        // A renewed ban pushed a later entry; only the current one counts.
-        if r.until != until {
-            return;
-        }
-        if !r.ended {
-            r.ended = true;
-            log_info!("ban of {addr} expired");
-            self.released.push(addr);
-        }
-        let target = Self::target(&r.entry);
-        let applied = std::mem::take(&mut r.entry.applied);
-        let left = match self
-            .actions
-            .undo(sets, &target, &applied, End::SetGone, now)
-        {
-            Ok(u) => u.left,
-            Err(_) => applied,
-        };
-        let r = self.records.get_mut(&addr).expect("looked up above");
         if left.needs_undo() {
             r.entry.applied = left;
             r.until = now + RETRY;
             self.heap.push(Reverse((r.until, addr)));
         } else {
+            r.entry.applied = Applied::default();
             let forget = self.policy.memory(&r.entry, wall_ms());
             if forget.is_zero() {
                 self.records.remove(&addr);

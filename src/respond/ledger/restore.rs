@@ -15,7 +15,7 @@ use crate::journal::state_file;
 use crate::table::bans::{Ban, BanSets};
 
 use super::{Ledger, MANUAL_MODE, RETRY, Record, RestoreReport, Restored, ms, wall_ms};
-use crate::respond::actions::End;
+use crate::respond::actions::Target;
 
 /// Damaged state file lines logged one by one at start; a file of garbage
 /// (a disk error, the wrong file) must not flood the log with a line each.
@@ -54,8 +54,25 @@ impl Ledger {
         self.file.as_ref().map(|f| f.path().to_path_buf())
     }
 
-    /// The in-memory record of an entry read from the file at `now`.
+    /// The in-memory record of an entry read from the file at `now`. Its
+    /// times are bounded first: a length at most the longest ban a config
+    /// can ask for, a start not in the future, an end at most its length
+    /// from now. A line written while the clock was far ahead (or forged)
+    /// thus restores a ban of its own length, not one of decades that the
+    /// kernel refuses (ERANGE) or keeps for ever.
     fn record_for(&self, mut e: Entry, now: Instant, now_ms: u64) -> Record {
+        let longest = ms(crate::config::BAN_TIME_MAX);
+        e.length = e.length.clamp(1, longest);
+        e.banned_at = e.banned_at.min(now_ms);
+        let latest = now_ms.saturating_add(e.length);
+        if e.expires_at > latest {
+            log_warning!(
+                "adminalert: WARNING: the state file's ban of {} claims to end more than its length ({}) from now; restored for its length",
+                e.addr,
+                crate::config::format_duration(Duration::from_millis(e.length))
+            );
+            e.expires_at = latest;
+        }
         if e.mode.is_empty() {
             // A file of the first release did not say: the mode that would
             // see such a scan now.
@@ -88,22 +105,18 @@ impl Ledger {
     /// Reads the state file and merges the bans of a table that survived
     /// (`kernel`), undoes ended bans, and returns the live bans to put into
     /// the kernel set in the transaction that installs the table.
-    pub fn restore(
-        &mut self,
-        sets: &mut dyn BanSets,
-        kernel: Option<Vec<Ban>>,
-        now: Instant,
-    ) -> Result<Vec<Restored>> {
+    pub fn restore(&mut self, kernel: Option<Vec<Ban>>, now: Instant) -> Result<Vec<Restored>> {
         let now_ms = wall_ms();
         let file = self.read_file()?;
         let mut report = RestoreReport::default();
         for (addr, e) in file {
-            self.take_entry(sets, addr, e, now, now_ms, &mut report);
+            self.take_entry(addr, e, now, now_ms, &mut report);
         }
         for b in kernel.unwrap_or_default() {
             self.adopt(b, now, now_ms, &mut report);
         }
-        let out = self.within_set_size(sets, now, &mut report);
+        self.take_intents(now, &mut report);
+        let out = self.within_set_size(now, &mut report);
         let addrs: Vec<(IpAddr, Instant)> =
             self.records.iter().map(|(a, r)| (*a, r.until)).collect();
         for (addr, until) in addrs {
@@ -112,6 +125,22 @@ impl Ledger {
         }
         self.report = report;
         Ok(out)
+    }
+
+    /// Bans the kernel refused to take back (see
+    /// `table::install::install_keeping_what_fits`): ended now, their
+    /// route and hosts.deny line undone after the install.
+    pub fn not_restored(&mut self, addrs: &[IpAddr], now: Instant) {
+        for addr in addrs {
+            if let Some(r) = self.records.get_mut(addr) {
+                r.ended = true;
+                r.entry.applied.set = false;
+                r.entry.expires_at = wall_ms().min(r.entry.expires_at);
+                r.until = now;
+                self.heap.push(Reverse((now, *addr)));
+            }
+            self.changed(*addr, now);
+        }
     }
 
     /// The state file's entries, read under its lock; damaged lines are
@@ -154,7 +183,6 @@ impl Ledger {
     /// to retry an undo that failed.
     fn take_entry(
         &mut self,
-        sets: &mut dyn BanSets,
         addr: IpAddr,
         e: Entry,
         now: Instant,
@@ -169,26 +197,67 @@ impl Ledger {
             if r.entry.applied.set {
                 report.from_file += 1;
             }
-        } else if !r.entry.applied.is_empty() {
-            if r.entry.applied.needs_undo() {
-                report.undone += 1;
-            }
-            let target = Self::target(&r.entry);
-            let applied = std::mem::take(&mut r.entry.applied);
-            r.entry.applied = match self
-                .actions
-                .undo(sets, &target, &applied, End::SetGone, now)
-            {
-                Ok(u) => u.left,
-                Err(_) => applied,
-            };
-            if !r.entry.applied.needs_undo() {
-                r.until = now + self.policy.memory(&r.entry, now_ms);
-            }
+        } else if r.entry.applied.needs_undo() {
+            // Undone by `after_install`, after the privilege drop: the
+            // daemon writes files with no more rights at start than at a ban.
+            report.undone += 1;
+        } else {
+            r.entry.applied = Applied::default();
+            r.until = now + self.policy.memory(&r.entry, now_ms);
         }
         let keep = !r.ended || r.entry.applied.needs_undo() || r.until > now;
         if keep {
             self.records.insert(addr, r);
+        }
+    }
+
+    /// What bans of the last run were about to do and the state file does
+    /// not know (the daemon was killed before it wrote them): for an address
+    /// not banned now, those actions are undone with the others
+    /// (`after_install`).
+    fn take_intents(&mut self, now: Instant, report: &mut RestoreReport) {
+        let Some(path) = self.state_file() else {
+            return;
+        };
+        let (intents, problems) = crate::journal::intents::load(&path);
+        for p in problems.iter().take(MAX_PROBLEMS_LOGGED) {
+            log_error!("adminalert: ERROR: intent file {p}");
+        }
+        let mut orphans = 0;
+        for (addr, mut e) in intents {
+            // The state file has this ban (or a later one): it is covered.
+            let covered = self
+                .records
+                .get(&addr)
+                .is_some_and(|r| !r.ended || r.entry.banned_at >= e.banned_at);
+            if covered || !e.applied.needs_undo() {
+                continue;
+            }
+            e.applied.set = false;
+            e.applied.kill_route = false;
+            e.applied.command = false;
+            let known = self.records.contains_key(&addr);
+            if !known {
+                orphans += 1;
+            }
+            let r = self.records.entry(addr).or_insert_with(|| Record {
+                entry: Entry {
+                    applied: Applied::default(),
+                    ..e.clone()
+                },
+                since: now,
+                until: now + RETRY,
+                ended: true,
+            });
+            r.entry.applied.hosts_deny |= e.applied.hosts_deny;
+            r.entry.applied.route = r.entry.applied.route.or(e.applied.route);
+            self.changed(addr, now);
+        }
+        if orphans > 0 {
+            report.undone += orphans;
+            log_notice!(
+                "adminalert: {orphans} bans of the last run never reached the state file (it was killed); their routes and hosts.deny lines are undone"
+            );
         }
     }
 
@@ -247,12 +316,7 @@ impl Ledger {
     /// What goes back into the kernel: per family at most `set_size` (the
     /// longest left first), since more would fail the whole transaction;
     /// the rest are dropped, their actions undone.
-    fn within_set_size(
-        &mut self,
-        sets: &mut dyn BanSets,
-        now: Instant,
-        report: &mut RestoreReport,
-    ) -> Vec<Restored> {
+    fn within_set_size(&mut self, now: Instant, report: &mut RestoreReport) -> Vec<Restored> {
         let mut live: Vec<Restored> = self
             .records
             .values()
@@ -271,6 +335,7 @@ impl Ledger {
             .collect();
         live.sort_by_key(|b| (b.addr.is_ipv6(), Reverse(b.remaining), b.addr));
         let mut out = Vec::with_capacity(live.len());
+        let mut over = Vec::new();
         let (mut n4, mut n6) = (0u32, 0u32);
         for b in live {
             let n = if b.addr.is_ipv4() { &mut n4 } else { &mut n6 };
@@ -279,14 +344,10 @@ impl Ledger {
                 out.push(b);
             } else {
                 report.dropped += 1;
-                if let Some(r) = self.records.remove(&b.addr) {
-                    let target = Self::target(&r.entry);
-                    let _ = self
-                        .actions
-                        .undo(sets, &target, &r.entry.applied, End::SetGone, now);
-                }
+                over.push(b.addr);
             }
         }
+        self.not_restored(&over, now);
         if report.dropped > 0 {
             log_error!(
                 "adminalert: ERROR: {} bans not restored: more than set_size ({}) per address family",
@@ -300,18 +361,41 @@ impl Ledger {
     /// After the table is in: puts back missing routes and hosts.deny lines
     /// of live bans, writes the state file, logs what was restored.
     pub fn after_install(&mut self, sets: &mut dyn BanSets, now: Instant) {
+        // Ended bans: their routes and lines go, all in one go.
+        let ended: Vec<IpAddr> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.ended && r.entry.applied.needs_undo())
+            .map(|(a, _)| *a)
+            .collect();
+        let items: Vec<(Target, Applied)> = ended
+            .iter()
+            .map(|a| {
+                let r = &self.records[a];
+                (Self::target(&r.entry), r.entry.applied.clone())
+            })
+            .collect();
+        let left = self.actions.undo_all(sets, &items, now);
+        for (addr, left) in ended.into_iter().zip(left) {
+            self.settle_ended(addr, left, now);
+        }
+        // Live bans: their routes and lines put back where missing.
         let live: Vec<IpAddr> = self
             .records
             .iter()
             .filter(|(_, r)| !r.ended && r.entry.applied.set)
             .map(|(a, _)| *a)
             .collect();
-        for addr in live {
-            let r = &self.records[&addr];
-            let target = Self::target(&r.entry);
-            let adopted = r.entry.scan == "adopted";
-            let already = r.entry.applied.clone();
-            let applied = self.actions.ensure(sets, &target, &already, adopted, now);
+        let mut items: Vec<(Target, Applied, bool)> = live
+            .iter()
+            .map(|a| {
+                let r = &self.records[a];
+                let adopted = r.entry.scan == "adopted";
+                (Self::target(&r.entry), r.entry.applied.clone(), adopted)
+            })
+            .collect();
+        self.actions.ensure_all(sets, &mut items, now);
+        for (addr, (_, applied, _)) in live.into_iter().zip(items) {
             if let Some(r) = self.records.get_mut(&addr) {
                 if r.entry.applied != applied {
                     r.entry.applied = applied;

@@ -246,7 +246,7 @@ fn restore_merges_the_file_and_a_surviving_table() {
     let mut l = Ledger::new(&cfg, true);
     let mut sets = FakeSets::default();
     let now = Instant::now();
-    let back = l.restore(&mut sets, Some(kernel), now).unwrap();
+    let back = l.restore(Some(kernel), now).unwrap();
     let by: HashMap<IpAddr, Restored> = back.iter().map(|b| (b.addr, *b)).collect();
     assert_eq!(by.len(), 3, "{back:?}");
     let near = |d: Duration, secs: u64| d.as_millis().abs_diff(u128::from(secs) * 1000) < 1500;
@@ -283,8 +283,7 @@ fn a_first_release_entry_gets_the_mode_the_config_would_give_it() {
     old.mode = String::new();
     state_file::save(&dir.join("state"), [&old]).unwrap();
     let mut l = Ledger::new(&cfg, true);
-    l.restore(&mut FakeSets::default(), None, Instant::now())
-        .unwrap();
+    l.restore(None, Instant::now()).unwrap();
     assert_eq!(l.records[&old.addr].entry.mode, "atcp");
     std::fs::remove_dir_all(&dir).unwrap();
 }
