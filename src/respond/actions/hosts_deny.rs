@@ -68,7 +68,7 @@ pub fn check(path: &Path) -> Result<Option<std::fs::Metadata>> {
 /// Reads the file (without following a symbolic link); empty if missing.
 /// The file stays open: what others append while we rewrite it is read
 /// from it afterwards (`remove_lines`).
-fn read(path: &Path) -> Result<(Vec<u8>, Option<(std::fs::Metadata, std::fs::File)>)> {
+fn read(path: &Path) -> Result<(Vec<u8>, Option<Opened>)> {
     let Some(meta) = check(path)? else {
         return Ok((Vec::new(), None));
     };
@@ -82,6 +82,9 @@ fn read(path: &Path) -> Result<(Vec<u8>, Option<(std::fs::Metadata, std::fs::Fil
     std::io::Read::read_to_end(&mut f, &mut bytes).map_err(|e| fail(path, e))?;
     Ok((bytes, Some((meta, f))))
 }
+
+/// A file as checked, and the descriptor it was read through.
+type Opened = (std::fs::Metadata, std::fs::File);
 
 /// The file opened is the one checked (nothing swapped it in between).
 fn same_file(path: &Path, checked: &std::fs::Metadata, f: &std::fs::File) -> Result<()> {
