@@ -9,3 +9,4 @@ pub mod nflog;
 pub mod nft;
 pub mod nft_events;
 pub mod rtnetlink;
+pub mod rtnetlink_dump;

@@ -329,38 +329,10 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
     }
     if switching {
         let a = plan.user.as_ref().expect("switching implies a user");
-        // Without KEEPCAPS leaving uid 0 would clear the permitted set.
-        nix::sys::prctl::set_keepcaps(true).map_err(|e| sys("PR_SET_KEEPCAPS", e))?;
-        switch_user(a)?;
-        // The switch emptied the effective set; securebits need SETPCAP.
-        if setpcap {
-            caps::raise(None, CapSet::Effective, Capability::CAP_SETPCAP)
-                .map_err(caps_err("raising CAP_SETPCAP"))?;
-        } else {
-            nix::sys::prctl::set_keepcaps(false).map_err(|e| sys("PR_SET_KEEPCAPS", e))?;
-        }
+        switch_keeping_caps(a, setpcap)?;
     }
-    if setpcap && current_securebits()? != LOCKED_SECUREBITS {
-        // Also turns KEEP_CAPS off (and locks it off).
-        // SAFETY: PR_SET_SECUREBITS takes a bit mask, no pointers.
-        let r = unsafe {
-            libc::prctl(
-                libc::PR_SET_SECUREBITS,
-                LOCKED_SECUREBITS as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
-        Errno::result(r).map_err(|e| {
-            sys(
-                &format!(
-                    "PR_SET_SECUREBITS {LOCKED_SECUREBITS:#x} (current {:#x}; were some locked by the service manager?)",
-                    current_securebits().unwrap_or(0)
-                ),
-                e,
-            )
-        })?;
+    if setpcap {
+        lock_securebits()?;
     }
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clearing the ambient set"))?;
     caps::clear(None, CapSet::Inheritable).map_err(caps_err("clearing the inheritable set"))?;
@@ -368,15 +340,76 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
     caps::set(None, CapSet::Effective, &keep).map_err(caps_err("setting the effective set"))?;
     caps::set(None, CapSet::Permitted, &keep).map_err(caps_err("setting the permitted set"))?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| sys("PR_SET_NO_NEW_PRIVS", e))?;
+    check_dropped(&keep, setpcap)?;
+    Ok(Dropped {
+        uid: nix::unistd::getuid(),
+        gid: nix::unistd::getgid(),
+        user: match &plan.user {
+            Some(a) if is_account(a)? => Some(a.name.clone()),
+            _ => None,
+        },
+        kept: sorted(&keep),
+        bounding_emptied: setpcap,
+        securebits_locked: setpcap,
+    })
+}
 
-    // Read back rather than trust each step.
+/// Becomes `a` with the permitted set kept; the effective set keeps
+/// CAP_SETPCAP when we hold it (`setpcap`), for the securebits.
+fn switch_keeping_caps(a: &Account, setpcap: bool) -> Result<()> {
+    // Without KEEPCAPS leaving uid 0 would clear the permitted set.
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| sys("PR_SET_KEEPCAPS", e))?;
+    switch_user(a)?;
+    // The switch emptied the effective set; securebits need SETPCAP.
+    if setpcap {
+        caps::raise(None, CapSet::Effective, Capability::CAP_SETPCAP)
+            .map_err(caps_err("raising CAP_SETPCAP"))?;
+    } else {
+        nix::sys::prctl::set_keepcaps(false).map_err(|e| sys("PR_SET_KEEPCAPS", e))?;
+    }
+    Ok(())
+}
+
+/// Sets and locks `LOCKED_SECUREBITS` unless they already are; needs
+/// CAP_SETPCAP.
+fn lock_securebits() -> Result<()> {
+    if current_securebits()? == LOCKED_SECUREBITS {
+        return Ok(());
+    }
+    // Also turns KEEP_CAPS off (and locks it off).
+    // SAFETY: PR_SET_SECUREBITS takes a bit mask, no pointers.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECUREBITS,
+            LOCKED_SECUREBITS as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(r).map_err(|e| {
+        sys(
+            &format!(
+                "PR_SET_SECUREBITS {LOCKED_SECUREBITS:#x} (current {:#x}; were some locked by the service manager?)",
+                current_securebits().unwrap_or(0)
+            ),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// Reads the drop back rather than trust each step: exactly `keep` in the
+/// permitted and effective sets, nothing inheritable or ambient, the
+/// bounding set empty when we could empty it, no_new_privs on.
+fn check_dropped(keep: &CapsHashSet, setpcap: bool) -> Result<()> {
     let now_permitted = caps::read(None, CapSet::Permitted).map_err(caps_err("reading back"))?;
     let now_effective = caps::read(None, CapSet::Effective).map_err(caps_err("reading back"))?;
     let now_inheritable =
         caps::read(None, CapSet::Inheritable).map_err(caps_err("reading back"))?;
     let now_ambient = caps::read(None, CapSet::Ambient).map_err(caps_err("reading back"))?;
-    if now_permitted != keep
-        || now_effective != keep
+    if now_permitted != *keep
+        || now_effective != *keep
         || !now_inheritable.is_empty()
         || !now_ambient.is_empty()
         || (setpcap && !bounding_numbers().is_empty())
@@ -394,17 +427,7 @@ pub fn drop_privileges(plan: &Plan) -> Result<Dropped> {
             ),
         ));
     }
-    Ok(Dropped {
-        uid: nix::unistd::getuid(),
-        gid: nix::unistd::getgid(),
-        user: match &plan.user {
-            Some(a) if is_account(a)? => Some(a.name.clone()),
-            _ => None,
-        },
-        kept: sorted(&keep),
-        bounding_emptied: setpcap,
-        securebits_locked: setpcap,
-    })
+    Ok(())
 }
 
 /// The drop every program the daemon runs makes between fork and exec

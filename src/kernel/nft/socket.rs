@@ -183,11 +183,25 @@ impl NftSocket {
         }
     }
 
+    /// One try: the batch framed and sent in one sendmsg, then the replies
+    /// the kernel queued for it checked.
     fn commit_once(
         &mut self,
         batch: &Batch,
         genid: Option<u32>,
     ) -> std::result::Result<(), CommitError> {
+        let (out, seqs) = self.frame(batch, genid);
+        self.ensure_sndbuf(out.len()).map_err(CommitError::Failed)?;
+        self.sock
+            .send(&out, 0)
+            .map_err(|e| CommitError::Failed(io_err("sending the batch", e)))?;
+        let acks = self.drain_acks().map_err(CommitError::Failed)?;
+        check_acks(batch, &acks, &seqs)
+    }
+
+    /// The batch as one buffer: batch begin (with `genid`, if any), each
+    /// message asking for an ack, batch end; with the sequence numbers used.
+    fn frame(&mut self, batch: &Batch, genid: Option<u32>) -> (Vec<u8>, BatchSeqs) {
         let begin_seq = self.next_seq();
         let mut frames: Vec<NetlinkMessage<NetfilterMessage>> = Vec::with_capacity(batch.len() + 2);
         let genid_attr = genid.map(|g| {
@@ -225,48 +239,12 @@ impl NftSocket {
             f.serialize(&mut out[off..off + len]);
             off += len;
         }
-        self.ensure_sndbuf(total).map_err(CommitError::Failed)?;
-        self.sock
-            .send(&out, 0)
-            .map_err(|e| CommitError::Failed(io_err("sending the batch", e)))?;
-
-        let what = |seq: u32| -> String {
-            if seq == begin_seq || seq == end_seq {
-                return "batch".to_string();
-            }
-            let i = seq.wrapping_sub(first_seq) as usize;
-            batch
-                .messages
-                .get(i)
-                .map(|q| q.what.clone())
-                .unwrap_or_else(|| format!("message {seq}"))
+        let seqs = BatchSeqs {
+            begin: begin_seq,
+            first: first_seq,
+            end: end_seq,
         };
-        let acks = self.drain_acks().map_err(CommitError::Failed)?;
-        let mut ok = 0usize;
-        for a in &acks {
-            if a.seq == begin_seq && a.code.abs() == ERESTART {
-                return Err(CommitError::GenerationChanged);
-            }
-        }
-        if let Some(a) = acks.iter().find(|a| a.code != 0) {
-            return Err(CommitError::Failed(kernel_error(
-                &what(a.seq),
-                a.code,
-                a.msg.as_deref(),
-            )));
-        }
-        for a in &acks {
-            if a.seq != begin_seq && a.seq != end_seq {
-                ok += 1;
-            }
-        }
-        if ok < batch.len() {
-            return Err(CommitError::Failed(Error::other(format!(
-                "batch of {} messages: the kernel acknowledged only {ok}",
-                batch.len()
-            ))));
-        }
-        Ok(())
+        (out, seqs)
     }
 
     /// Grows the socket send buffer so the whole batch fits one sendmsg.
@@ -398,6 +376,61 @@ impl NftSocket {
             }
         }
     }
+}
+
+/// The sequence numbers of one framed batch: its begin, its first message
+/// and its end.
+struct BatchSeqs {
+    begin: u32,
+    first: u32,
+    end: u32,
+}
+
+/// The kernel's verdict on a batch from its replies: the generation changed
+/// (ERESTART on batch begin), the first message it refused, or fewer acks
+/// than messages.
+fn check_acks(
+    batch: &Batch,
+    acks: &[Ack],
+    seqs: &BatchSeqs,
+) -> std::result::Result<(), CommitError> {
+    let (begin_seq, first_seq, end_seq) = (seqs.begin, seqs.first, seqs.end);
+    let what = |seq: u32| -> String {
+        if seq == begin_seq || seq == end_seq {
+            return "batch".to_string();
+        }
+        let i = seq.wrapping_sub(first_seq) as usize;
+        batch
+            .messages
+            .get(i)
+            .map(|q| q.what.clone())
+            .unwrap_or_else(|| format!("message {seq}"))
+    };
+    let mut ok = 0usize;
+    for a in acks {
+        if a.seq == begin_seq && a.code.abs() == ERESTART {
+            return Err(CommitError::GenerationChanged);
+        }
+    }
+    if let Some(a) = acks.iter().find(|a| a.code != 0) {
+        return Err(CommitError::Failed(kernel_error(
+            &what(a.seq),
+            a.code,
+            a.msg.as_deref(),
+        )));
+    }
+    for a in acks {
+        if a.seq != begin_seq && a.seq != end_seq {
+            ok += 1;
+        }
+    }
+    if ok < batch.len() {
+        return Err(CommitError::Failed(Error::other(format!(
+            "batch of {} messages: the kernel acknowledged only {ok}",
+            batch.len()
+        ))));
+    }
+    Ok(())
 }
 
 use netlink_packet_core::NetlinkDeserializable;
