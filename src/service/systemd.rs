@@ -4,7 +4,7 @@
 //! STATUS= lines as the counters change (at most one a second), WATCHDOG=1
 //! at half of $WATCHDOG_USEC, RELOADING=1 (with MONOTONIC_USEC, which
 //! systemd 253 and later match to the reload) then READY=1 around a reload,
-//! STOPPING=1 on the way out. Without $NOTIFY_SOCKET every call does
+//! EXTEND_TIMEOUT_USEC during a long restore, STOPPING=1 on the way out. Without $NOTIFY_SOCKET every call does
 //! nothing.
 //!
 //! The socket is connected when the notifier is made, before privileges
