@@ -1275,6 +1275,7 @@ fn row_startup(t: &mut Table) {
             expires_at: now_ms + 86_400_000 - u64::from(i % 3600) * 1000,
             length: 86_400_000,
             repeat: 1,
+            evidence: nftsentry::strength::Strength::Forgeable,
             applied: Applied {
                 set: true,
                 ..Applied::default()
@@ -1365,6 +1366,7 @@ fn row_restart(t: &mut Table) {
             expires_at: now_ms + 86_400_000 - u64::from(i % 3600) * 1000,
             length: 86_400_000,
             repeat: 1,
+            evidence: nftsentry::strength::Strength::Forgeable,
             applied: Applied {
                 set: true,
                 hosts_deny: true,

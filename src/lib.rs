@@ -21,4 +21,5 @@ pub mod journal;
 pub mod kernel;
 pub mod respond;
 pub mod service;
+pub mod strength;
 pub mod table;

@@ -942,6 +942,7 @@ fn damaged_state_file_keeps_the_valid_bans() {
         expires_at: now + 60_000,
         length: 61_000,
         repeat: 1,
+        evidence: nftsentry::strength::Strength::Forgeable,
         applied: nftsentry::journal::state::Applied {
             set: true,
             ..Default::default()

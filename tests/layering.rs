@@ -11,23 +11,24 @@ use std::path::{Path, PathBuf};
 fn allowed(part: &str) -> Option<&'static [&'static str]> {
     const BASE: &[&str] = &["error", "logging"];
     Some(match part {
-        "error" | "cidr" | "files" | "logging" => &[],
+        "error" | "cidr" | "files" | "logging" | "strength" => &[],
         "config" => &["error", "cidr"],
         "kernel" => BASE,
         "table" => &["error", "logging", "kernel", "config", "cidr"],
         "host" => &["error", "logging", "kernel", "config", "cidr", "detect"],
-        "detect" => &["error", "logging", "config", "cidr"],
-        "journal" => &["error", "logging", "config", "files"],
+        "detect" => &["error", "logging", "config", "cidr", "strength"],
+        "journal" => &["error", "logging", "config", "files", "strength"],
         "respond" => &[
             "error", "logging", "config", "cidr", "files", "kernel", "table", "detect", "journal",
+            "strength",
         ],
         "service" => &[
             "error", "logging", "config", "cidr", "files", "kernel", "table", "host", "detect",
-            "respond", "journal",
+            "respond", "journal", "strength",
         ],
         "cli" => &[
             "error", "logging", "config", "cidr", "files", "kernel", "table", "host", "detect",
-            "respond", "journal", "service",
+            "respond", "journal", "service", "strength",
         ],
         _ => return None,
     })

@@ -765,6 +765,7 @@ fn entry() -> impl Strategy<Value = nftsentry::journal::state::Entry> {
                 expires_at: u64::from(banned) + u64::from(len),
                 length,
                 repeat,
+                evidence: nftsentry::strength::Strength::Forgeable,
                 applied: Applied {
                     set,
                     route,

@@ -34,6 +34,7 @@ fn entry(addr: &str, banned: u64, expires: u64, length: u64, applied: Applied) -
         expires_at: expires,
         length,
         repeat: 1,
+        evidence: nftsentry::strength::Strength::Forgeable,
         applied,
     }
 }

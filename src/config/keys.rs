@@ -22,6 +22,8 @@ pub const TOP_KEYS: &[&str] = &[
     "ignore_local",
     "port_banner",
     "ban_requires_handshake",
+    "storm_threshold",
+    "storm_hold",
     "route",
     "kill_route",
     "hosts_deny",
@@ -45,6 +47,7 @@ pub const PROTOCOL_KEYS: &[&str] = &[
     "advanced_ports",
     "advanced_exclude",
     "block_mode",
+    "forgeable",
 ];
 
 /// A near miss of a known key: another case, `-` for `_`, PortSentry's

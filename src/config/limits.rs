@@ -21,6 +21,11 @@ pub const SCAN_WINDOW_MAX: Duration = Duration::from_secs(365 * 86_400);
 /// extra zero or three) into an error instead of a huge kernel set.
 pub const SET_SIZE_MAX: u32 = 16_777_216;
 pub const MAX_TRACKED_SOURCES_MAX: usize = 10_000_000;
+/// A storm threshold above a million weak bans in 10 s would never fire:
+/// the set could not hold them.
+pub const STORM_THRESHOLD_MAX: u32 = 1_000_000;
+pub const STORM_HOLD_MIN: Duration = Duration::from_secs(10);
+pub const STORM_HOLD_MAX: Duration = Duration::from_secs(86_400);
 pub const COMMAND_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 pub const COMMAND_TIMEOUT_MAX: Duration = Duration::from_secs(86_400);
 

@@ -86,6 +86,11 @@ pub struct Config {
     pub port_banner: String,
     /// `ban_requires_handshake`: only a completed TCP handshake bans.
     pub ban_requires_handshake: bool,
+    /// `storm_threshold`: weak-evidence bans per 10 s that start the storm
+    /// guard; 0 = never.
+    pub storm_threshold: u32,
+    /// `storm_hold`: how long the storm guard stays on.
+    pub storm_hold: Duration,
     /// `route`: native host route added for a banned source.
     pub route: RouteMode,
     /// `kill_route`: legacy command template, run instead of a native route
@@ -132,6 +137,37 @@ pub struct Protocol {
     pub advanced_exclude: PortSet,
     /// `block_mode`.
     pub block_mode: BlockMode,
+    /// `forgeable`: what a probe that proves nothing of its source does.
+    pub forgeable: Forgeable,
+}
+
+/// `[tcp]`/`[udp]` `forgeable`: whether a probe without a completed
+/// handshake (stealth, advanced, a UDP datagram) may ban.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forgeable {
+    /// It bans, as PortSentry's did.
+    Ban,
+    /// It is logged and counted; only a TCP handshake bans.
+    Log,
+}
+
+impl Forgeable {
+    pub const NAMES: &'static [&'static str] = &["ban", "log"];
+
+    pub fn from_name(name: &str) -> Option<Forgeable> {
+        match name {
+            "ban" => Some(Forgeable::Ban),
+            "log" => Some(Forgeable::Log),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forgeable::Ban => "ban",
+            Forgeable::Log => "log",
+        }
+    }
 }
 
 impl Protocol {
@@ -236,6 +272,7 @@ impl Config {
                 Proto::Udp => PortSet::from_ports([520, 138, 137, 67]),
             },
             block_mode: BlockMode::Block,
+            forgeable: Forgeable::Ban,
         };
         Config {
             source: source.to_string(),
@@ -256,6 +293,8 @@ impl Config {
             resolve_host: false,
             port_banner: String::new(),
             ban_requires_handshake: false,
+            storm_threshold: 100,
+            storm_hold: Duration::from_secs(600),
             route: RouteMode::Off,
             kill_route: String::new(),
             hosts_deny: None,

@@ -17,12 +17,15 @@ use super::keys::{PROTOCOL_KEYS, TOP_KEYS, suggestion};
 use super::limits::{
     BAN_TIME_MAX, BAN_TIME_MIN, CHAIN_PRIORITY_MAX, CHAIN_PRIORITY_MIN, COMMAND_TIMEOUT_MAX,
     COMMAND_TIMEOUT_MIN, MAX_TRACKED_SOURCES_MAX, SCAN_WINDOW_MAX, SCAN_WINDOW_MIN, SET_SIZE_MAX,
+    STORM_HOLD_MAX, STORM_HOLD_MIN, STORM_THRESHOLD_MAX,
 };
 use super::values::{
     boolean, describe, duration, ignore_file, integer, log_prefix, mode, port_banner, string,
     table_name, user_name,
 };
-use super::{BlockMode, Config, PRESET_NAMES, PortSet, Proto, Protocol, actions, format_duration};
+use super::{
+    BlockMode, Config, Forgeable, PRESET_NAMES, PortSet, Proto, Protocol, actions, format_duration,
+};
 use crate::error::Error;
 
 pub(super) type Key<'i> = Spanned<Cow<'i, str>>;
@@ -94,6 +97,14 @@ impl Doc<'_> {
             "ignore_local" => c.ignore_local = self.check(v, key, boolean)?,
             "port_banner" => c.port_banner = self.check(v, key, |v| port_banner(string(v)?))?,
             "ban_requires_handshake" => c.ban_requires_handshake = self.check(v, key, boolean)?,
+            "storm_threshold" => {
+                c.storm_threshold =
+                    self.check(v, key, |v| integer(v, 0, STORM_THRESHOLD_MAX.into()))? as u32
+            }
+            "storm_hold" => {
+                c.storm_hold =
+                    self.check(v, key, |v| duration(v, STORM_HOLD_MIN, STORM_HOLD_MAX))?
+            }
             "user" => c.user = self.check(v, key, |v| user_name(string(v)?))?,
             "tcp" => c.tcp = self.protocol(v, Proto::Tcp, c.tcp.clone())?,
             "udp" => c.udp = self.protocol(v, Proto::Udp, c.udp.clone())?,
@@ -239,6 +250,13 @@ impl Doc<'_> {
                 "advanced_exclude" => p.advanced_exclude = self.ports(v, &key, proto)?,
                 "block_mode" => {
                     p.block_mode = self.check(v, &key, |v| actions::block_mode(string(v)?))?
+                }
+                "forgeable" => {
+                    p.forgeable = self.check(v, &key, |v| {
+                        let s = string(v)?;
+                        Forgeable::from_name(s)
+                            .ok_or_else(|| format!("`{s}` is not one of \"ban\", \"log\""))
+                    })?
                 }
                 _ => return Err(self.unknown_key(k, Some(name))),
             }

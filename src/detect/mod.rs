@@ -8,15 +8,18 @@
 //! whether a source is banned through `Bans`.
 
 mod classify;
+mod evidence;
 mod ignore;
 pub mod packet;
 mod pipeline;
+mod storm;
 mod tracker;
 
 pub use classify::{ScanType, alert_line, already_blocked_line, classify, ip_options_line};
+pub use evidence::{Evidence, Strength};
 pub use ignore::{IgnoreList, Ignored, networks, why};
 pub use pipeline::{
-    Act, BanInForce, Bans, Counts, Detector, Evidence, HostLine, IN_FLIGHT, Verdict, mode_name,
-    mode_of_key,
+    Act, BanInForce, Bans, Counts, Detector, HostLine, IN_FLIGHT, Verdict, mode_name, mode_of_key,
 };
+pub use storm::StormState;
 pub use tracker::{Outcome, Tracker};

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Proto};
 
 use super::classify::{ScanType, classify};
+use super::evidence::{Evidence, Strength, strength_of};
 use super::ignore::{IgnoreList, Ignored, why};
 use super::packet;
+use super::storm::{Storm, StormState};
 use super::tracker::{Outcome, Tracker};
+use crate::logging::Gate;
 
 /// After this long, a probe from a source banned in the kernel set means
 /// the ban is gone (lifted, flushed, expired early): the kernel would have
@@ -80,16 +83,6 @@ pub enum Act {
     Withhold { first: bool },
 }
 
-/// The evidence behind a ban.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Evidence {
-    pub addr: IpAddr,
-    pub scan: ScanType,
-    pub port: u16,
-    /// $MODE$ for templates: PortSentry's name of the mode that saw it.
-    pub mode: &'static str,
-}
-
 /// Probe counts since start, for `status` and the statistics line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -100,6 +93,8 @@ pub struct Counts {
     pub undecodable: u64,
     /// Sources not banned for lack of a handshake.
     pub withheld: u64,
+    /// Packets from IPv4-mapped IPv6 addresses (bogus on the wire).
+    pub bogus: u64,
 }
 
 impl Counts {
@@ -214,16 +209,21 @@ impl Bounded {
 
 /// The settings detection reads from the config.
 struct Settings {
-    requires_handshake: bool,
+    /// Per protocol (TCP, UDP): forgeable evidence only logs (`forgeable`
+    /// = "log", or `ban_requires_handshake`).
+    log_forgeable: [bool; 2],
     /// Per protocol (TCP, UDP): advanced tripwires, for $MODE$.
     advanced: [bool; 2],
 }
 
 impl Settings {
     fn of(cfg: &Config) -> Settings {
-        use crate::config::Tripwires;
+        use crate::config::{Forgeable, Tripwires};
+        let log = |p: &crate::config::Protocol| {
+            cfg.ban_requires_handshake || p.forgeable == Forgeable::Log
+        };
         Settings {
-            requires_handshake: cfg.ban_requires_handshake,
+            log_forgeable: [log(&cfg.tcp), log(&cfg.udp)],
             advanced: [
                 cfg.tcp.mode.tripwires == Tripwires::Advanced,
                 cfg.udp.mode.tripwires == Tripwires::Advanced,
@@ -274,6 +274,10 @@ pub struct Detector {
     /// per ban.
     late: Bounded,
     settings: Settings,
+    /// The guard against floods of forged probes.
+    storm: Storm,
+    /// Lines of bogus packets: a few a minute.
+    bogus_lines: Gate,
     pub counts: Counts,
 }
 
@@ -287,6 +291,8 @@ impl Detector {
             withheld: Bounded::new(cfg.max_tracked_sources),
             late: Bounded::new(cfg.max_tracked_sources),
             settings: Settings::of(cfg),
+            storm: Storm::new(cfg.storm_threshold, cfg.storm_hold),
+            bogus_lines: Gate::new(Duration::from_secs(60)),
             counts: Counts::default(),
         }
     }
@@ -297,6 +303,19 @@ impl Detector {
         self.ignored_by = ignores;
         self.tracker.set_params(cfg.scan_trigger, cfg.scan_window);
         self.settings = Settings::of(cfg);
+        self.storm.set(cfg.storm_threshold, cfg.storm_hold);
+    }
+
+    /// The storm guard's state, for `status`.
+    pub fn storm(&self) -> Option<StormState> {
+        self.storm.state()
+    }
+
+    /// Keeps the storm guard's clock running (the loop's timer); returns
+    /// lines to log (the guard went on or off).
+    pub fn tick(&mut self, now: Instant) -> Vec<String> {
+        self.storm.tick(now);
+        self.storm.take_lines()
     }
 
     /// Is `addr` on the ignore list?
@@ -335,7 +354,29 @@ impl Detector {
                 return Verdict::Nothing;
             }
         };
-        let src = crate::cidr::canonical(probe.src);
+        // On the wire an IPv4-mapped IPv6 source (::ffff:a.b.c.d) is no
+        // host's address: such a packet is forged, and banning it as its
+        // IPv4 host would ban that host on a lie (and never drop the packet,
+        // which the IPv6 set does not hold).
+        if let IpAddr::V6(v6) = probe.src {
+            if v6.to_ipv4_mapped().is_some() {
+                self.counts.bogus += 1;
+                if let Some(more) = self.bogus_lines.admit(now) {
+                    log_notice!(
+                        "attackalert: packet from IPv4-mapped address {} to port {} is forged (no host sends that); not acted on{}",
+                        probe.src,
+                        probe.dport,
+                        if more > 0 {
+                            format!(" ({more} more such packets since the last line)")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                return Verdict::Nothing;
+            }
+        }
+        let src = probe.src;
         let scan = classify(probe.transport);
         if self.ignore.contains(&src) {
             // The kernel never drops an ignored source, but its probes reach
@@ -436,26 +477,36 @@ impl Detector {
             lines.push(HostLine::IpOptions(scan, port));
         }
         lines.push(HostLine::Alert(scan, port));
-        let act = match self.tracker.record(src, now) {
+        let (outcome, ports) = self.tracker.record_port(src, port, now);
+        let act = match outcome {
             Outcome::Counted { .. } => Act::Nothing,
-            // Only a completed TCP handshake proves the source address.
-            Outcome::Trigger
-                if self.settings.requires_handshake && scan != ScanType::TcpConnect =>
-            {
-                let first = self.withheld.insert(src);
-                if first {
-                    self.counts.withheld += 1;
-                }
-                Act::Withhold { first }
-            }
-            Outcome::Trigger => Act::Ban(Evidence {
-                addr: src,
-                scan,
-                port,
-                mode: mode_name(scan, self.settings.advanced[proto_index(scan.proto())]),
-            }),
+            Outcome::Trigger => self.decide(src, scan, port, ports, now),
         };
         Verdict::Probe { src, lines, act }
+    }
+
+    /// A source at the trigger: banned, or not, by what its evidence proves.
+    fn decide(&mut self, src: IpAddr, scan: ScanType, port: u16, ports: u32, now: Instant) -> Act {
+        let strength = strength_of(scan, ports);
+        let proto = proto_index(scan.proto());
+        // Only a completed TCP handshake proves the source address.
+        if !strength.proves_source() && self.settings.log_forgeable[proto] {
+            let first = self.withheld.insert(src);
+            if first {
+                self.counts.withheld += 1;
+            }
+            return Act::Withhold { first };
+        }
+        if strength == Strength::Forgeable && !self.storm.allows(now) {
+            return Act::Nothing;
+        }
+        Act::Ban(Evidence {
+            addr: src,
+            scan,
+            port,
+            mode: mode_name(scan, self.settings.advanced[proto]),
+            strength,
+        })
     }
 }
 
@@ -543,11 +594,16 @@ mod tests {
     }
 
     fn ban(src: &str, port: u16, mode: &'static str) -> Act {
+        ban_on(src, port, mode, Strength::Forgeable)
+    }
+
+    fn ban_on(src: &str, port: u16, mode: &'static str, strength: Strength) -> Act {
         Act::Ban(Evidence {
             addr: ip(src),
             scan: ScanType::TcpSynNormal,
             port,
             mode,
+            strength,
         })
     }
 
@@ -562,7 +618,12 @@ mod tests {
             (tcp4(a, 1, SYN, 0), alert("198.51.100.7", 1, Act::Nothing)),
             (
                 tcp4(a, 11, SYN, 0),
-                alert("198.51.100.7", 11, ban("198.51.100.7", 11, "stcp")),
+                // Two ports: more than one forgeable probe.
+                alert(
+                    "198.51.100.7",
+                    11,
+                    ban_on("198.51.100.7", 11, "stcp", Strength::Ports),
+                ),
             ),
             // ACK: not a probe.
             (tcp4(a, 1, ACK | SYN, 0), Verdict::Nothing),
@@ -697,9 +758,121 @@ mod tests {
                     scan: ScanType::TcpConnect,
                     port: 143,
                     mode: "tcp",
+                    strength: Strength::Handshake,
                 }),
             }
         );
+    }
+
+    /// An IPv6 TCP packet from `src` to port `dport` with `flags`.
+    fn tcp6(src: &str, dport: u16, flags: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&20u16.to_be_bytes());
+        p[6] = 6;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(
+            &"2001:db8:1::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        p.extend_from_slice(&t);
+        p
+    }
+
+    #[test]
+    fn an_ipv4_mapped_source_on_the_wire_is_forged_and_not_acted_on() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(|_| {}, &[]);
+        let pkt = tcp6("::ffff:198.51.100.7", 1, SYN);
+        assert_eq!(d.on_packet(&pkt, t0, &bans), Verdict::Nothing);
+        assert_eq!(d.counts.bogus, 1);
+        assert_eq!(d.counts.total_probes(), 0);
+        // A real IPv6 source is a probe.
+        assert!(matches!(
+            d.on_packet(&tcp6("2001:db8:2::7", 1, SYN), t0, &bans),
+            Verdict::Probe {
+                act: Act::Ban(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_storm_guard_needs_two_ports_while_a_flood_lasts() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(
+            |c| {
+                c.storm_threshold = 5;
+                c.storm_hold = Duration::from_secs(60);
+            },
+            &[],
+        );
+        let acts: Vec<Act> = (1..=7u8)
+            .map(
+                |i| match d.on_packet(&tcp4([198, 18, 0, i], 1, SYN, 0), t0, &bans) {
+                    Verdict::Probe { act, .. } => act,
+                    v => panic!("{v:?}"),
+                },
+            )
+            .collect();
+        assert!(
+            acts[..5].iter().all(|a| matches!(a, Act::Ban(_))),
+            "{acts:?}"
+        );
+        assert!(acts[5..].iter().all(|a| *a == Act::Nothing), "{acts:?}");
+        let lines = d.tick(t0);
+        assert!(
+            lines[0].contains("storm guard on: 5 bans on forgeable evidence"),
+            "{lines:?}"
+        );
+        assert!(d.storm().is_some());
+        // A source that probes a second port is banned all the same.
+        let v = d.on_packet(&tcp4([198, 18, 0, 6], 11, SYN, 0), t0, &bans);
+        assert!(
+            matches!(&v, Verdict::Probe { act: Act::Ban(e), .. } if e.strength == Strength::Ports),
+            "{v:?}"
+        );
+        // Over: one probe bans again.
+        let later = t0 + Duration::from_secs(75);
+        assert!(d.tick(later)[0].contains("storm guard off"));
+        assert!(matches!(
+            d.on_packet(&tcp4([198, 18, 0, 9], 1, SYN, 0), later, &bans),
+            Verdict::Probe {
+                act: Act::Ban(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn forgeable_log_withholds_one_protocol_only() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(|c| c.udp.forgeable = crate::config::Forgeable::Log, &[]);
+        assert!(matches!(
+            d.on_packet(&tcp4([198, 51, 100, 7], 1, SYN, 0), t0, &bans),
+            Verdict::Probe {
+                act: Act::Ban(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            d.on_visit(ip("198.51.100.8"), Proto::Udp, 7, t0, &bans),
+            Verdict::Probe {
+                act: Act::Withhold { first: true },
+                ..
+            }
+        ));
     }
 
     #[test]

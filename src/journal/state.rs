@@ -6,7 +6,7 @@
 //! ending with `crc=` and an FNV-1a checksum of everything before it:
 //!
 //! ```text
-//! ban 192.0.2.2 scan=syn proto=tcp mode=stcp port=1 banned=1700000000123 expires=1700086400123 length=86400000 repeat=1 actions=set,hosts_deny,route:blackhole crc=5f3c0a1e
+//! ban 192.0.2.2 scan=syn proto=tcp mode=stcp port=1 banned=1700000000123 expires=1700086400123 length=86400000 repeat=1 evidence=forgeable actions=set,hosts_deny,route:blackhole crc=5f3c0a1e
 //! ```
 //!
 //! `actions` says which actions are in force for the ban, never how: the
@@ -32,6 +32,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::config::{Proto, RouteMode};
+use crate::strength::Strength;
 
 /// Which actions are in force for one ban (applied and not undone yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -139,6 +140,10 @@ pub struct Entry {
     pub length: u64,
     /// 1 for a first ban, n for the nth in a row.
     pub repeat: u32,
+    /// What the ban rests on: a full ban set gives way to stronger
+    /// evidence. Files of 0.1.0 did not say; their bans are read as
+    /// `Strength::of_scan` names them.
+    pub evidence: Strength,
     pub applied: Applied,
 }
 
@@ -211,12 +216,13 @@ pub fn render_entry(e: &Entry) -> String {
     let mode = if e.mode.is_empty() { "-" } else { &e.mode };
     let _ = write!(
         s,
-        " proto={proto} mode={mode} port={} banned={} expires={} length={} repeat={} actions={}",
+        " proto={proto} mode={mode} port={} banned={} expires={} length={} repeat={} evidence={} actions={}",
         e.port,
         e.banned_at,
         e.expires_at,
         e.length,
         e.repeat,
+        e.evidence.as_str(),
         e.applied.render()
     );
     let crc = checksum(s.as_bytes());
@@ -331,6 +337,12 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
     let expires_at: u64 = num(need(fields.remove("expires"), "expires")?, "expires")?;
     let length = num(need(fields.remove("length"), "length")?, "length")?;
     let repeat = num(need(fields.remove("repeat"), "repeat")?, "repeat")?;
+    let evidence = match fields.remove("evidence") {
+        None => Strength::of_scan(&scan),
+        Some(v) => {
+            Strength::from_name(v).ok_or_else(|| format!("`evidence={v}` is not a strength"))?
+        }
+    };
     let applied = match fields.remove("actions") {
         Some(v) => Applied::parse(v)?,
         None => first_release_actions(&mut fields)?,
@@ -354,6 +366,7 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
         expires_at,
         length,
         repeat,
+        evidence,
         applied,
     })
 }
@@ -416,6 +429,7 @@ mod tests {
             expires_at: 1_700_086_400_123,
             length: 86_400_000,
             repeat: 1,
+            evidence: Strength::Forgeable,
             applied: Applied {
                 set: true,
                 ..Applied::default()
@@ -431,6 +445,7 @@ mod tests {
         full.mode = "audp".into();
         full.port = 65535;
         full.repeat = 7;
+        full.evidence = Strength::Handshake;
         full.applied = Applied {
             set: true,
             route: Some(RouteMode::Prohibit),
@@ -442,6 +457,7 @@ mod tests {
         manual.scan = "manual".into();
         manual.proto = None;
         manual.mode = "manual".into();
+        manual.evidence = Strength::Manual;
         manual.port = 0;
         manual.applied = Applied::default();
         let mut old = entry("192.0.2.9");
@@ -466,7 +482,7 @@ mod tests {
         e.applied.route = Some(RouteMode::Blackhole);
         e.applied.hosts_deny = true;
         let line = render_entry(&e);
-        let body = "ban 192.0.2.2 scan=syn proto=tcp mode=stcp port=1 banned=1700000000123 expires=1700086400123 length=86400000 repeat=1 actions=set,hosts_deny,route:blackhole";
+        let body = "ban 192.0.2.2 scan=syn proto=tcp mode=stcp port=1 banned=1700000000123 expires=1700086400123 length=86400000 repeat=1 evidence=forgeable actions=set,hosts_deny,route:blackhole";
         assert_eq!(
             line,
             format!("{body} crc={:08x}\n", checksum(body.as_bytes()))
@@ -539,7 +555,7 @@ mod tests {
     fn semantic_errors() {
         let with = |f: &dyn Fn(&str) -> String| {
             let body = f(
-                "ban 192.0.2.2 scan=syn proto=tcp mode=stcp port=1 banned=5 expires=9 length=4 repeat=1 actions=set",
+                "ban 192.0.2.2 scan=syn proto=tcp mode=stcp port=1 banned=5 expires=9 length=4 repeat=1 evidence=ports actions=set",
             );
             format!("{body} crc={:08x}", checksum(body.as_bytes()))
         };
@@ -550,7 +566,7 @@ mod tests {
             format!("{body} crc={:08x}", checksum(body.as_bytes()))
         };
         type Edit<'a> = &'a dyn Fn(&str) -> String;
-        let cases: [(Edit, &str); 14] = [
+        let cases: [(Edit, &str); 15] = [
             (&|s| s.replace("192.0.2.2", "192.0.2"), "is not an address"),
             (&|s| s.replace("port=1", "port=70000"), "not a valid number"),
             (&|s| s.replace("expires=9", "expires=4"), "expires before"),
@@ -572,6 +588,10 @@ mod tests {
             (&|s| s.replace("mode=stcp", "mode=s%20t"), "not a mode name"),
             (&|s| s.replace("scan=syn", "scan=%41%4"), "bad escape"),
             (&|s| s.replace("proto=tcp", "proto=icmp"), "not tcp, udp"),
+            (
+                &|s| s.replace("evidence=ports", "evidence=hearsay"),
+                "not a strength",
+            ),
             (&|s| s.replace("ban ", "bam "), "does not start with `ban`"),
             (&|s| format!("{s} set=1"), "unknown field `set`"),
         ];

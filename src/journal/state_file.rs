@@ -417,6 +417,7 @@ mod tests {
             expires_at: 1_700_086_400_123,
             length: 86_400_000,
             repeat: 1,
+            evidence: crate::strength::Strength::Forgeable,
             applied: Applied {
                 set: true,
                 ..Applied::default()

@@ -106,7 +106,7 @@ fn unknown_keys_name_line_and_key() {
     assert_eq!(
         msg,
         format!(
-            "{FILE}:4: unknown key `tcp.port`; keys allowed at [tcp]: mode, ports, advanced_ports, advanced_exclude, block_mode"
+            "{FILE}:4: unknown key `tcp.port`; keys allowed at [tcp]: mode, ports, advanced_ports, advanced_exclude, block_mode, forgeable"
         )
     );
     let msg = err("[udp]\n  Ports = \"1\"\n");

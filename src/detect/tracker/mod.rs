@@ -48,6 +48,10 @@ struct Entry {
     prev: u32,
     next: u32,
     count: u32,
+    /// The ports probed since the count began, one bit per port modulo
+    /// 32: its population is how many distinct ports (a little less when
+    /// two share a bit, never more).
+    ports: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -141,15 +145,23 @@ impl Tracker {
 
     /// Count one probe from `src` seen at `now`.
     pub fn record(&mut self, src: IpAddr, now: Instant) -> Outcome {
+        self.record_port(src, 0, now).0
+    }
+
+    /// Count one probe from `src` to `port`; also how many distinct ports
+    /// the source probed in its window (at least 1).
+    pub fn record_port(&mut self, src: IpAddr, port: u16, now: Instant) -> (Outcome, u32) {
         let t = self.ms(now);
         let key = key_of(src);
+        let bit = 1u32 << (port % 32);
         let i = match self.find(key) {
             Some((_, i)) => i,
             None => {
                 let i = self.alloc(key, t);
                 let e = &mut self.entries[i as usize];
                 e.count = 1;
-                return self.judge(1);
+                e.ports = bit;
+                return (self.judge(1), 1);
             }
         };
         self.touch(i);
@@ -157,11 +169,13 @@ impl Tracker {
         let e = &mut self.entries[i as usize];
         if t.saturating_sub(e.start_ms) > window_ms {
             e.count = 0;
+            e.ports = 0;
             e.start_ms = t;
         }
         e.count = e.count.saturating_add(1);
-        let count = e.count;
-        self.judge(count)
+        e.ports |= bit;
+        let (count, ports) = (e.count, e.ports.count_ones());
+        (self.judge(count), ports)
     }
 
     /// Drop everything known about `src` (it is banned now, or its ban
@@ -312,6 +326,7 @@ impl Tracker {
             prev: NIL,
             next: NIL,
             count: 0,
+            ports: 0,
         };
         let i = if self.entries.len() < self.capacity {
             self.reserve_slot();

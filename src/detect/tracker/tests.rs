@@ -42,6 +42,19 @@ fn nth_v4(n: u32) -> IpAddr {
 }
 
 #[test]
+fn distinct_ports_are_counted_within_the_window() {
+    let t0 = Instant::now();
+    let mut t = Tracker::new(10, 100, MIN);
+    let a = ip("192.0.2.2");
+    assert_eq!(t.record_port(a, 1, t0).1, 1);
+    assert_eq!(t.record_port(a, 1, t0).1, 1);
+    assert_eq!(t.record_port(a, 11, t0).1, 2);
+    assert_eq!(t.record_port(a, 12, t0).1, 3);
+    // The window restarts: so does the port count.
+    assert_eq!(t.record_port(a, 13, t0 + MIN + Duration::from_secs(1)).1, 1);
+}
+
+#[test]
 fn entry_is_small() {
     assert_eq!(Tracker::ENTRY_BYTES, 40);
 }

@@ -382,8 +382,11 @@ impl Actions {
             match step.apply(&mut cx, t, how) {
                 Ok(ours) => kind.record(&mut out.applied, ours),
                 Err(e) if kind == ActionKind::Set => {
+                    // Not banned: nothing else runs (no route, no line, no
+                    // command for a ban that is not there).
                     kind.record(&mut out.applied, false);
                     out.set_error = Some(e);
+                    break;
                 }
                 Err(e) => self.gates[kind.gate()].error(step.failure(t, &e)),
             }

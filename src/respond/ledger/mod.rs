@@ -34,13 +34,16 @@ use crate::detect::{BanInForce, Bans, Evidence};
 use crate::error::Result;
 use crate::journal::state::{Applied, Entry};
 use crate::journal::state_file::StateFile;
+use crate::strength::Strength;
 use crate::table::bans::BanSets;
 
 use super::actions::{Actions, End, Target};
 
+mod in_set;
 mod policy;
 mod restore;
 
+use in_set::InSet;
 use policy::Policy;
 
 /// After a failed undo, the next try.
@@ -122,6 +125,9 @@ pub struct Ledger {
     /// Each record's end (or forgetting); stale entries are skipped.
     heap: BinaryHeap<Reverse<(Instant, IpAddr)>>,
     file: Option<StateFile>,
+    /// The bans with a kernel set element, weakest evidence first.
+    in_set: InSet,
+    evictions: u64,
     /// Addresses whose ban ended or was lifted since the last `released`.
     released: Vec<IpAddr>,
     report: RestoreReport,
@@ -143,6 +149,8 @@ impl Ledger {
             records: BTreeMap::new(),
             heap: BinaryHeap::new(),
             file: cfg.state_file.clone().map(StateFile::new),
+            in_set: InSet::default(),
+            evictions: 0,
             released: Vec::new(),
             report: RestoreReport::default(),
         }
@@ -296,11 +304,17 @@ impl Ledger {
             expires_at: now_ms.saturating_add(ms(length)),
             length: ms(length),
             repeat,
+            evidence: ev.strength,
             applied,
         };
+        if mode == BlockMode::Block {
+            if let Err(e) = self.make_room(sets, ev.addr, ev.strength, now) {
+                return BanResult::Failed { set_error: Some(e) };
+            }
+        }
         self.intend(entry(self.actions.undoable_in(mode)));
         let out = self.actions.ban(sets, &target, mode, &already, now);
-        if out.applied.is_empty() {
+        if out.applied.is_empty() || out.set_error.is_some() {
             return BanResult::Failed {
                 set_error: out.set_error,
             };
@@ -337,6 +351,10 @@ impl Ledger {
     fn insert(&mut self, entry: Entry, now: Instant, length: Duration) {
         let addr = entry.addr;
         self.heap.push(Reverse((now + length, addr)));
+        self.unindex(&addr);
+        if entry.applied.set {
+            self.in_set.add(entry.evidence, entry.banned_at, addr);
+        }
         self.records.insert(
             addr,
             Record {
@@ -349,6 +367,93 @@ impl Ledger {
         self.changed(addr, now);
     }
 
+    /// Takes `addr`'s record out of the index of bans in the kernel set.
+    fn unindex(&mut self, addr: &IpAddr) {
+        if let Some(r) = self.records.get(addr) {
+            if !r.ended && r.entry.applied.set {
+                self.in_set
+                    .remove(r.entry.evidence, r.entry.banned_at, *addr);
+            }
+        }
+    }
+
+    /// The index rebuilt from the records (after a restore).
+    pub(super) fn reindex(&mut self) {
+        self.in_set.clear();
+        for (addr, r) in &self.records {
+            if !r.ended && r.entry.applied.set {
+                self.in_set.add(r.entry.evidence, r.entry.banned_at, *addr);
+            }
+        }
+    }
+
+    /// Room in the kernel set for a ban of `addr` on `strength`: when the
+    /// set of its family holds `set_size` bans, the one on the weakest and
+    /// oldest evidence is lifted, if that evidence is not stronger. A flood
+    /// of forged probes thus cannot keep a scanner that completed a
+    /// handshake out, and fills the set only with its own kind. `Err` when
+    /// every ban in the set rests on stronger evidence.
+    fn make_room(
+        &mut self,
+        sets: &mut dyn BanSets,
+        addr: IpAddr,
+        strength: Strength,
+        now: Instant,
+    ) -> Result<()> {
+        let in_kernel = self
+            .records
+            .get(&addr)
+            .is_some_and(|r| !r.ended && r.entry.applied.set);
+        if in_kernel || self.in_set.len(&addr) < self.policy.set_size as usize {
+            return Ok(());
+        }
+        let Some((weakest, _, victim)) = self.in_set.weakest(&addr) else {
+            return Ok(());
+        };
+        if weakest > strength {
+            return Err(crate::error::Error::new(
+                crate::error::Kind::SetFull,
+                format!(
+                    "the set of bans is full (set_size {}) and every ban in it rests on evidence stronger than {}",
+                    self.policy.set_size,
+                    strength.as_str()
+                ),
+            ));
+        }
+        log_notice!(
+            "attackalert: Host {victim} unblocked to make room for {addr}: the set of bans is full (set_size {}), and {victim}'s ban rested on the weakest, oldest evidence ({})",
+            self.policy.set_size,
+            weakest.as_str()
+        );
+        self.evictions += 1;
+        self.lift(sets, victim, now)
+    }
+
+    /// Ends the ban of `addr` now: its element, route and line go; it is
+    /// remembered as an ended ban (a repeat offender).
+    fn lift(&mut self, sets: &mut dyn BanSets, addr: IpAddr, now: Instant) -> Result<()> {
+        let Some(r) = self.records.get(&addr) else {
+            return Ok(());
+        };
+        let target = Self::target(&r.entry);
+        let applied = r.entry.applied.clone();
+        let undone = self.actions.undo(sets, &target, &applied, End::Lift, now)?;
+        self.unindex(&addr);
+        if let Some(r) = self.records.get_mut(&addr) {
+            r.ended = true;
+            r.entry.expires_at = wall_ms().min(r.entry.expires_at);
+            r.entry.applied = Applied::default();
+        }
+        self.released.push(addr);
+        self.settle_ended(addr, undone.left, now);
+        Ok(())
+    }
+
+    /// Bans given up for stronger evidence since start.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
     /// `nftsentry block ADDR --for LENGTH`: the kernel element, then the
     /// hosts.deny line and native route where configured (no command: there
     /// is no detection to report).
@@ -359,6 +464,7 @@ impl Ledger {
         length: Duration,
         now: Instant,
     ) -> Result<()> {
+        self.make_room(sets, addr, crate::strength::Strength::Manual, now)?;
         sets.add(addr, length)?;
         let prev = self.records.get(&addr);
         let active = prev.filter(|r| !r.ended);
@@ -385,6 +491,7 @@ impl Ledger {
             expires_at: now_ms.saturating_add(ms(length)),
             length: ms(length),
             repeat,
+            evidence: crate::strength::Strength::Manual,
             applied,
         };
         self.intend(entry(self.actions.undoable_in(BlockMode::Block)));
@@ -417,6 +524,7 @@ impl Ledger {
             }
         };
         let undone = self.actions.undo(sets, &target, &applied, End::Lift, now)?;
+        self.unindex(&addr);
         if let Some(r) = self.records.remove(&addr) {
             if undone.left.needs_undo() {
                 // Kept as ended so the daemon (or the next start) tries again.
@@ -435,6 +543,7 @@ impl Ledger {
     pub fn flush(&mut self, sets: &mut dyn BanSets, now: Instant) -> Result<usize> {
         let in_kernel = sets.flush()?;
         let records = std::mem::take(&mut self.records);
+        self.in_set.clear();
         let mut active = 0;
         let mut items = Vec::with_capacity(records.len());
         let mut entries = Vec::with_capacity(records.len());
@@ -514,13 +623,12 @@ impl Ledger {
     fn due(&mut self, sets: &mut dyn BanSets, due: &[(IpAddr, Instant)], now: Instant) {
         let mut undo: Vec<(IpAddr, (Target, Applied))> = Vec::new();
         for &(addr, until) in due {
-            let Some(r) = self.records.get_mut(&addr) else {
-                continue;
-            };
             // A renewed ban pushed a later entry; only the current one counts.
-            if r.until != until {
+            if self.records.get(&addr).is_none_or(|r| r.until != until) {
                 continue;
             }
+            self.unindex(&addr);
+            let r = self.records.get_mut(&addr).expect("looked up above");
             if !r.ended {
                 r.ended = true;
                 log_info!("ban of {addr} expired");

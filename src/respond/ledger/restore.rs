@@ -117,6 +117,7 @@ impl Ledger {
         }
         self.take_intents(now, &mut report);
         let out = self.within_set_size(now, &mut report);
+        self.reindex();
         let addrs: Vec<(IpAddr, Instant)> =
             self.records.iter().map(|(a, r)| (*a, r.until)).collect();
         for (addr, until) in addrs {
@@ -141,6 +142,7 @@ impl Ledger {
             }
             self.changed(*addr, now);
         }
+        self.reindex();
     }
 
     /// The state file's entries, read under its lock; damaged lines are
@@ -294,6 +296,9 @@ impl Ledger {
                     expires_at,
                     length: ms(timeout),
                     repeat: prev.map_or(1, |r| r.entry.repeat.max(1)),
+                    // What it rested on died with the last run.
+                    evidence: prev
+                        .map_or(crate::strength::Strength::Forgeable, |r| r.entry.evidence),
                     applied: Applied {
                         set: true,
                         ..prev.map(|r| r.entry.applied.clone()).unwrap_or_default()

@@ -68,6 +68,7 @@ fn evidence(addr: &str, scan: ScanType) -> Evidence {
         scan,
         port: 1,
         mode: "stcp",
+        strength: crate::detect::Strength::Forgeable,
     }
 }
 
@@ -84,6 +85,7 @@ fn record(length_ms: u64, repeat: u32, ended: bool) -> Record {
             expires_at: 0,
             length: length_ms,
             repeat,
+            evidence: crate::strength::Strength::Forgeable,
             applied: Applied::default(),
         },
         since: now,
@@ -209,6 +211,7 @@ fn entry(addr: &str, expires_in_ms: i64, set: bool) -> Entry {
         expires_at: (now + expires_in_ms) as u64,
         length: 60_000,
         repeat: 1,
+        evidence: crate::strength::Strength::Forgeable,
         applied: Applied {
             set,
             command: !set,

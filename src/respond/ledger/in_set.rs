@@ -1,0 +1,57 @@
+//! in_set: the bans that hold an element of a kernel ban set, per family,
+//! ordered weakest evidence first and oldest first within a strength: the
+//! one a full set gives up for a ban on stronger evidence.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use crate::strength::Strength;
+
+type Key = (Strength, u64, IpAddr);
+
+#[derive(Default)]
+pub(super) struct InSet {
+    v4: BTreeSet<Key>,
+    v6: BTreeSet<Key>,
+}
+
+impl InSet {
+    fn family(&mut self, addr: &IpAddr) -> &mut BTreeSet<Key> {
+        if addr.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        }
+    }
+
+    pub(super) fn add(&mut self, strength: Strength, banned_at: u64, addr: IpAddr) {
+        self.family(&addr).insert((strength, banned_at, addr));
+    }
+
+    pub(super) fn remove(&mut self, strength: Strength, banned_at: u64, addr: IpAddr) {
+        self.family(&addr).remove(&(strength, banned_at, addr));
+    }
+
+    /// Bans in the set of `addr`'s family.
+    pub(super) fn len(&self, addr: &IpAddr) -> usize {
+        if addr.is_ipv4() {
+            self.v4.len()
+        } else {
+            self.v6.len()
+        }
+    }
+
+    /// The ban a full set of `addr`'s family gives up first.
+    pub(super) fn weakest(&self, addr: &IpAddr) -> Option<Key> {
+        if addr.is_ipv4() {
+            self.v4.first().copied()
+        } else {
+            self.v6.first().copied()
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.v4.clear();
+        self.v6.clear();
+    }
+}
