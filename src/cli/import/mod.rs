@@ -113,9 +113,39 @@ pub fn import(opts: &Options) -> Result<Import> {
             .unwrap_or(Path::new(INIT_SCRIPT)),
     );
     let mut notes = Vec::new();
-    // Debian 13's units carry the modes in their names and do not read
-    // /etc/default/portsentry, which its postinst still writes.
-    let default = match (&opts.default, &services) {
+    let default = read_modes(opts, &services, &systemd_dir, &mut notes)?;
+    let ignore = read_ignore(opts, &conf, &mut notes)?;
+    let write_ignore = write_ignore_path(opts)?;
+    let mut out = convert(
+        &conf,
+        default.as_ref(),
+        ignore.as_ref(),
+        write_ignore.as_deref(),
+        &notes,
+    );
+    add_todo(opts, &services, &mut out);
+    if let (Some(path), Some(ig)) = (write_ignore, ignore.as_ref()) {
+        out.ignore_file = Some((path, ig.file_text()));
+    } else if let (Some(path), None) = (&opts.write_ignore, ignore.as_ref()) {
+        out.warnings.push(format!(
+            "no ignore file was read, so {} was not written",
+            path.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// The modes: from the defaults file the command line names, else from
+/// Debian 13's enabled units, else from /etc/default/portsentry if it
+/// exists. Debian 13's units carry the modes in their names and do not
+/// read /etc/default/portsentry, which its postinst still writes.
+fn read_modes(
+    opts: &Options,
+    services: &Services,
+    systemd_dir: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Option<DebianDefault>> {
+    Ok(match (&opts.default, services) {
         (Some(p), _) => Some(DebianDefault::load(p)?),
         (None, Services::Units(units)) => {
             if Path::new(DEBIAN_DEFAULT).exists() {
@@ -133,9 +163,17 @@ pub fn import(opts: &Options) -> Result<Import> {
             Some(DebianDefault::load(Path::new(DEBIAN_DEFAULT))?)
         }
         (None, _) => None,
-    };
+    })
+}
 
-    let ignore = match &opts.ignore {
+/// The ignore file the command line names, else IGNORE_FILE of the config
+/// (or Debian's), else the `.static` file Debian builds it from.
+fn read_ignore(
+    opts: &Options,
+    conf: &PortsentryConf,
+    notes: &mut Vec<String>,
+) -> Result<Option<IgnoreImport>> {
+    Ok(match &opts.ignore {
         Some(p) => Some(load_ignore(p)?),
         None => {
             let named = match conf.token("IGNORE_FILE") {
@@ -159,9 +197,12 @@ pub fn import(opts: &Options) -> Result<Import> {
                 None
             }
         }
-    };
+    })
+}
 
-    let write_ignore = match &opts.write_ignore {
+/// `--write-ignore` as an absolute path: relative to the current directory.
+fn write_ignore_path(opts: &Options) -> Result<Option<PathBuf>> {
+    Ok(match &opts.write_ignore {
         Some(p) if p.is_absolute() => Some(p.clone()),
         Some(p) => Some(
             std::env::current_dir()
@@ -169,15 +210,13 @@ pub fn import(opts: &Options) -> Result<Import> {
                 .join(p),
         ),
         None => None,
-    };
-    let mut out = convert(
-        &conf,
-        default.as_ref(),
-        ignore.as_ref(),
-        write_ignore.as_deref(),
-        &notes,
-    );
-    if let Some(t) = services_todo(&services) {
+    })
+}
+
+/// The steps the conversion does not know of: stopping PortSentry's
+/// services first, fail2ban's jails on the old history file last.
+fn add_todo(opts: &Options, services: &Services, out: &mut Import) {
+    if let Some(t) = services_todo(services) {
         out.todo.insert(0, t);
     }
     if let Some(old) = out.old_history.clone() {
@@ -189,15 +228,6 @@ pub fn import(opts: &Options) -> Result<Import> {
             out.todo.push(t);
         }
     }
-    if let (Some(path), Some(ig)) = (write_ignore, ignore.as_ref()) {
-        out.ignore_file = Some((path, ig.file_text()));
-    } else if let (Some(path), None) = (&opts.write_ignore, ignore.as_ref()) {
-        out.warnings.push(format!(
-            "no ignore file was read, so {} was not written",
-            path.display()
-        ));
-    }
-    Ok(out)
 }
 
 /// Write the ignore file `import` produced: a new file renamed over the

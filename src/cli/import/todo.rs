@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::convert::comment_lines;
-use super::{INIT_SCRIPT, SERVICE_DIR, SERVICE_HISTORY, Services};
+use super::{HOSTS_DENY, INIT_SCRIPT, SERVICE_DIR, SERVICE_HISTORY, SERVICE_HOSTS_DENY, Services};
 
 /// One step left to do after the import: why, then shell commands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +67,20 @@ pub(super) fn services_todo(services: &Services) -> Option<Todo> {
             ],
         }),
         Services::Unknown => None,
+    }
+}
+
+/// Make tcp_wrappers read nftsentry's file of banned addresses: `include`,
+/// the line for /etc/hosts.deny (`HostsDenySplit::include`), added once.
+pub(super) fn hosts_deny_todo(include: &str) -> Todo {
+    Todo {
+        why: format!(
+            "hosts.deny: nftsentry adds the banned addresses to {SERVICE_HOSTS_DENY}; this line, once in {HOSTS_DENY}, makes tcp_wrappers read them."
+        ),
+        commands: vec![format!(
+            "grep -qsxF {q} {HOSTS_DENY} || echo {q} >> {HOSTS_DENY}",
+            q = sh_quote(include)
+        )],
     }
 }
 

@@ -7,17 +7,39 @@
 //! beyond whether a command was written.
 
 use super::{Out, needs_shell, origin, toml_str};
-use crate::cli::import::todo::sh_quote;
+use crate::cli::import::todo::hosts_deny_todo;
 use crate::cli::import::{
-    HOSTS_DENY, KillRoute, PortsentryConf, SERVICE_HOSTS_DENY, Todo, atoi, classify_kill_route,
+    HOSTS_DENY, KillRoute, PortsentryConf, SERVICE_HOSTS_DENY, atoi, classify_kill_route,
 };
 
 pub(super) fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
     // command_shell covers both kill_route and command: set it when either
     // needs /bin/sh, as PortSentry's system(3) gave them.
     let mut shell_for = Vec::new();
+    kill_route(conf, o, &mut shell_for);
+    hosts_deny(conf, o);
+    run_cmd(conf, o, &mut shell_for);
+    if !shell_for.is_empty() {
+        o.key(
+            None,
+            vec![format!(
+                "{} uses shell syntax (pipes, redirections, quotes, ...), so it runs through /bin/sh -c as PortSentry's system(3) ran it. nftsentry puts the replaced values in single quotes.",
+                shell_for.join(" and ")
+            )],
+            "command_shell",
+            "true".to_string(),
+        );
+    }
 
-    // KILL_ROUTE.
+    o.no_equivalent.push(
+        "PortSentry's blocks never expired. nftsentry's bans last ban_time (default 1d); set ban_time = \"365d\" for bans that practically do not end."
+            .to_string(),
+    );
+}
+
+/// KILL_ROUTE: a native route, a filter rule that the ban already is, or
+/// a command kept as `kill_route`.
+fn kill_route(conf: &PortsentryConf, o: &mut Out, shell_for: &mut Vec<&'static str>) {
     let t = conf.token("KILL_ROUTE");
     let mut c = vec![origin(conf, "KILL_ROUTE", &t)];
     match t.value().filter(|v| !v.trim().is_empty()) {
@@ -64,8 +86,10 @@ pub(super) fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
             }
         },
     }
+}
 
-    // KILL_HOSTS_DENY: the line template; the file was compiled in.
+/// KILL_HOSTS_DENY: the line template; the file was compiled in.
+fn hosts_deny(conf: &PortsentryConf, o: &mut Out) {
     let t = conf.token("KILL_HOSTS_DENY");
     let mut c = vec![origin(conf, "KILL_HOSTS_DENY", &t)];
     match t.value().filter(|v| !v.trim().is_empty()) {
@@ -107,15 +131,7 @@ pub(super) fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
                 "hosts_deny_line",
                 toml_str(&split.file_line),
             );
-            o.todo.push(Todo {
-                why: format!(
-                    "hosts.deny: nftsentry adds the banned addresses to {SERVICE_HOSTS_DENY}; this line, once in {HOSTS_DENY}, makes tcp_wrappers read them."
-                ),
-                commands: vec![format!(
-                    "grep -qsxF {q} {HOSTS_DENY} || echo {q} >> {HOSTS_DENY}",
-                    q = sh_quote(&split.include)
-                )],
-            });
+            o.todo.push(hosts_deny_todo(&split.include));
         }
         None => {
             c.push(
@@ -124,8 +140,10 @@ pub(super) fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
             o.comment(None, c);
         }
     }
+}
 
-    // KILL_RUN_CMD and KILL_RUN_CMD_FIRST (read only when there is a command).
+/// KILL_RUN_CMD and KILL_RUN_CMD_FIRST (read only when there is a command).
+fn run_cmd(conf: &PortsentryConf, o: &mut Out, shell_for: &mut Vec<&'static str>) {
     let t = conf.token("KILL_RUN_CMD");
     let mut c = vec![origin(conf, "KILL_RUN_CMD", &t)];
     let first = conf.token("KILL_RUN_CMD_FIRST");
@@ -173,22 +191,6 @@ pub(super) fn convert_actions(conf: &PortsentryConf, o: &mut Out) {
             o.comment(None, c);
         }
     }
-    if !shell_for.is_empty() {
-        o.key(
-            None,
-            vec![format!(
-                "{} uses shell syntax (pipes, redirections, quotes, ...), so it runs through /bin/sh -c as PortSentry's system(3) ran it. nftsentry puts the replaced values in single quotes.",
-                shell_for.join(" and ")
-            )],
-            "command_shell",
-            "true".to_string(),
-        );
-    }
-
-    o.no_equivalent.push(
-        "PortSentry's blocks never expired. nftsentry's bans last ban_time (default 1d); set ban_time = \"365d\" for bans that practically do not end."
-            .to_string(),
-    );
 }
 
 /// A KILL_HOSTS_DENY template taken apart for a file that /etc/hosts.deny

@@ -17,7 +17,14 @@ pub(super) fn convert_files(
     write_ignore: Option<&Path>,
     o: &mut Out,
 ) {
-    // HISTORY_FILE: same line format, so the file can go on growing.
+    history_file(conf, o);
+    blocked_file(conf, o);
+    ignore_file(conf, ignore, write_ignore, o);
+}
+
+/// HISTORY_FILE: same line format, so the file can go on growing; but
+/// where the packaged unit lets the service write.
+fn history_file(conf: &PortsentryConf, o: &mut Out) {
     let t = conf.token("HISTORY_FILE");
     let mut c = vec![origin(conf, "HISTORY_FILE", &t)];
     match t.value() {
@@ -66,15 +73,25 @@ pub(super) fn convert_files(
             o.comment(None, c);
         }
     }
+}
 
+/// BLOCKED_FILE: no equivalent, nftsentry's state file is its own.
+fn blocked_file(conf: &PortsentryConf, o: &mut Out) {
     let t = conf.token("BLOCKED_FILE");
     o.no_equivalent.push(format!(
         "{}: PortSentry emptied it at each start and listed that run's blocks; nftsentry keeps its active bans, with their time left, in state_file (its own format, default /var/lib/nftsentry/state), and `nftsentry list` shows them.",
         origin(conf, "BLOCKED_FILE", &t)
     ));
+}
 
-    // IGNORE_FILE: the entries move to nftsentry's own ignore file, since a
-    // line PortSentry tolerated can be an error for nftsentry.
+/// IGNORE_FILE: the entries move to nftsentry's own ignore file, since a
+/// line PortSentry tolerated can be an error for nftsentry.
+fn ignore_file(
+    conf: &PortsentryConf,
+    ignore: Option<&IgnoreImport>,
+    write_ignore: Option<&Path>,
+    o: &mut Out,
+) {
     let t = conf.token("IGNORE_FILE");
     let mut c = vec![origin(conf, "IGNORE_FILE", &t)];
     match (ignore, write_ignore) {

@@ -20,10 +20,16 @@ pub(super) fn convert_protocol(
     proto: Proto,
     o: &mut Out,
 ) {
-    let p = Some(proto);
-    let up = proto.as_str().to_ascii_uppercase();
+    mode(default, proto, o);
+    ports(conf, proto, o);
+    advanced_ports(conf, proto, o);
+    advanced_exclude(conf, proto, o);
+    block_mode(conf, proto, o);
+}
 
-    // mode, from Debian's TCP_MODE / UDP_MODE.
+/// mode, from Debian's TCP_MODE / UDP_MODE or Debian 13's enabled units.
+fn mode(default: Option<&DebianDefault>, proto: Proto, o: &mut Out) {
+    let p = Some(proto);
     match default {
         Some(d) => {
             let (setting, var) = match proto {
@@ -65,8 +71,12 @@ pub(super) fn convert_protocol(
             )],
         ),
     }
+}
 
-    // ports.
+/// ports, from TCP_PORTS / UDP_PORTS.
+fn ports(conf: &PortsentryConf, proto: Proto, o: &mut Out) {
+    let p = Some(proto);
+    let up = proto.as_str().to_ascii_uppercase();
     let key = format!("{up}_PORTS");
     let t = conf.token(&key);
     let mut c = vec![origin(conf, &key, &t)];
@@ -100,8 +110,12 @@ pub(super) fn convert_protocol(
             o.comment(p, c);
         }
     }
+}
 
-    // advanced_ports.
+/// advanced_ports, from ADVANCED_PORTS_TCP / ADVANCED_PORTS_UDP.
+fn advanced_ports(conf: &PortsentryConf, proto: Proto, o: &mut Out) {
+    let p = Some(proto);
+    let up = proto.as_str().to_ascii_uppercase();
     let key = format!("ADVANCED_PORTS_{up}");
     let t = conf.token(&key);
     let mut c = vec![origin(conf, &key, &t)];
@@ -126,9 +140,13 @@ pub(super) fn convert_protocol(
         advanced - 1
     ));
     o.key(p, c, "advanced_ports", advanced.to_string());
+}
 
-    // advanced_exclude: absent means nothing excluded in PortSentry, while
-    // nftsentry's default excludes PortSentry's suggested ports.
+/// advanced_exclude: absent means nothing excluded in PortSentry, while
+/// nftsentry's default excludes PortSentry's suggested ports.
+fn advanced_exclude(conf: &PortsentryConf, proto: Proto, o: &mut Out) {
+    let p = Some(proto);
+    let up = proto.as_str().to_ascii_uppercase();
     let key = format!("ADVANCED_EXCLUDE_{up}");
     let t = conf.token(&key);
     let mut c = vec![origin(conf, &key, &t)];
@@ -152,9 +170,13 @@ pub(super) fn convert_protocol(
         "advanced_exclude",
         toml_str(&PortSet::from_ports(ports).to_string()),
     );
+}
 
-    // block_mode from BLOCK_TCP / BLOCK_UDP: 1 block, 2 command only,
-    // anything else (and absent: CheckFlag's FALSE) log only.
+/// block_mode from BLOCK_TCP / BLOCK_UDP: 1 block, 2 command only,
+/// anything else (and absent: CheckFlag's FALSE) log only.
+fn block_mode(conf: &PortsentryConf, proto: Proto, o: &mut Out) {
+    let p = Some(proto);
+    let up = proto.as_str().to_ascii_uppercase();
     let key = format!("BLOCK_{up}");
     let t = conf.token(&key);
     let mut c = vec![origin(conf, &key, &t)];

@@ -23,6 +23,7 @@ SCAN_TRIGGER=\"3\"
 PORT_BANNER=\"** UNAUTHORIZED ACCESS PROHIBITED **\"
 ";
 
+// Long: one conversion of FULL, each of its keys checked in turn.
 #[test]
 fn every_key_is_converted() {
     let (out, t) = convert_text(FULL, Some("TCP_MODE=\"atcp\"\nUDP_MODE=\"sudp\"\n"));

@@ -2,6 +2,7 @@
 
 use super::*;
 
+// Long: one table of commands and their kinds, read top to bottom.
 #[test]
 fn kill_route_forms_of_portsentry_conf() {
     use KillRoute::*;
