@@ -79,6 +79,29 @@ pub fn check(cfg: &Config, root: &Path) -> Result<Vec<String>> {
     let service =
         Service::installed(root).unwrap_or_else(|| Service::command_line(root, &cfg.user));
     let mut lines = vec![service.describe()];
+    let mut errors = judge_files(cfg, &service);
+    errors.extend(judge_config(cfg, &service));
+    lines.extend(warnings(cfg, &service));
+    if !errors.is_empty() {
+        let mut msg = format!(
+            "{} file{} the service cannot use ({}):",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            service.describe().trim_start_matches("service: ")
+        );
+        for e in errors {
+            msg.push_str("\n  ");
+            msg.push_str(&e);
+        }
+        return Err(Error::config(msg));
+    }
+    Ok(lines)
+}
+
+/// The files the daemon writes or reads, each judged as the daemon uses
+/// it: one message per file the service cannot use, with the key's line
+/// and, under the unit, where to keep the file instead.
+fn judge_files(cfg: &Config, service: &Service) -> Vec<String> {
     let text = std::fs::read_to_string(&cfg.source).unwrap_or_default();
     let at = |key: &str| match key_line(&text, key) {
         Some(n) => format!("{}:{n}: {key}", cfg.source),
@@ -132,20 +155,32 @@ pub fn check(cfg: &Config, root: &Path) -> Result<Vec<String>> {
             judge("ignore_file", p, Use::Read, "");
         }
     }
-    // The config file itself is judged by its permissions only: the unit
-    // reads /etc/nftsentry/nftsentry.toml, and `check` is often run on a
-    // copy that goes there next (mv keeps the mode and owner).
+    errors
+}
+
+/// The config file itself, judged by its permissions only: the unit
+/// reads /etc/nftsentry/nftsentry.toml, and `check` is often run on a copy
+/// that goes there next (mv keeps the mode and owner).
+fn judge_config(cfg: &Config, service: &Service) -> Option<String> {
     if cfg.source != crate::config::BUILTIN_SOURCE {
         let config = PathBuf::from(&cfg.source);
         let mut s = service.clone();
         s.mounts.clear();
         if let Err(why) = s.judge(&config, Use::Read) {
-            errors.push(format!(
+            return Some(format!(
                 "{}: the service cannot read the config: {why}",
                 cfg.source
             ));
         }
     }
+    None
+}
+
+/// What the unit makes of the config without refusing it: a `user` it
+/// overrides, a MemoryMax= the config can exceed.
+fn warnings(cfg: &Config, service: &Service) -> Vec<String> {
+    let mut lines = Vec::new();
+    let unit = !service.files.is_empty();
     if unit && !cfg.user.is_empty() {
         lines.push(format!(
             "warning: user = {:?} is set, but {UNIT} chooses the service's user: leave user empty under the unit",
@@ -164,20 +199,7 @@ pub fn check(cfg: &Config, root: &Path) -> Result<Vec<String>> {
             ));
         }
     }
-    if !errors.is_empty() {
-        let mut msg = format!(
-            "{} file{} the service cannot use ({}):",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" },
-            service.describe().trim_start_matches("service: ")
-        );
-        for e in errors {
-            msg.push_str("\n  ");
-            msg.push_str(&e);
-        }
-        return Err(Error::config(msg));
-    }
-    Ok(lines)
+    lines
 }
 
 #[cfg(test)]

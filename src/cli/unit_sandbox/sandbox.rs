@@ -7,14 +7,13 @@
 //!
 //! Knows nothing of a file's permissions: `verdict` weighs them.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::UNIT;
 use super::accounts::{lookup_group, lookup_user, member_of};
-use super::unit::{assignments, boolean, bytes, setting_path, words};
+use super::unit::{Settings, boolean, bytes, setting_path, words};
 
 /// The identity the service has.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,156 +74,24 @@ pub(super) fn normal(p: &Path) -> PathBuf {
 impl Service {
     /// The service from the unit's text (the unit file, then its drop-ins).
     pub fn from_unit(root: &Path, files: Vec<PathBuf>, texts: &[String]) -> Service {
-        let mut s: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for text in texts {
-            for (k, v) in assignments(text) {
-                let list = s.entry(k).or_default();
-                if v.is_empty() {
-                    list.clear();
-                } else {
-                    list.push(v);
-                }
-            }
-        }
-        let last = |k: &str| s.get(k).and_then(|v| v.last()).cloned();
-        let all = |k: &str| -> Vec<String> {
-            s.get(k)
-                .map(|v| v.iter().flat_map(|x| words(x)).collect())
-                .unwrap_or_default()
-        };
-        let dynamic = last("DynamicUser").and_then(|v| boolean(&v)) == Some(true);
-        let identity = if dynamic {
-            Identity::Dynamic
-        } else {
-            let name = last("User").unwrap_or_else(|| "root".to_string());
-            let (uid, mut gid) = lookup_user(root, &name).unwrap_or(if name == "root" {
-                (0, 0)
-            } else {
-                (u32::MAX, u32::MAX)
-            });
-            if let Some(g) = last("Group").and_then(|g| lookup_group(root, &g)) {
-                gid = g;
-            }
-            Identity::User { name, uid, gid }
-        };
-
-        let mut mounts: Vec<(PathBuf, Mount, String)> = Vec::new();
-        let mut base = |p: &str, m: Mount, why: &str| {
-            mounts.push((PathBuf::from(p), m, why.to_string()));
-        };
-        // DynamicUser= implies ProtectSystem=strict, ProtectHome=read-only
-        // and PrivateTmp= (systemd.exec(5)).
-        let protect_system = last("ProtectSystem")
-            .map(|v| v.to_ascii_lowercase())
-            .unwrap_or_default();
-        let protect_system = match protect_system.as_str() {
-            "strict" => "strict",
-            "full" => "full",
-            v if boolean(v) == Some(true) => "yes",
-            _ if dynamic => "strict",
-            _ => "",
-        };
-        let why_system = format!("ProtectSystem={protect_system}");
-        match protect_system {
-            "strict" => base("/", Mount::ReadOnly, &why_system),
-            "full" => {
-                for p in ["/usr", "/boot", "/efi", "/etc"] {
-                    base(p, Mount::ReadOnly, &why_system);
-                }
-            }
-            "yes" => {
-                for p in ["/usr", "/boot", "/efi"] {
-                    base(p, Mount::ReadOnly, &why_system);
-                }
-            }
-            _ => {}
-        }
-        if protect_system == "strict" {
-            // API file systems stay as they are.
-            for p in ["/dev", "/proc", "/sys"] {
-                base(p, Mount::Writable, "an API file system");
-            }
-        }
-        let protect_home = last("ProtectHome")
-            .map(|v| v.to_ascii_lowercase())
-            .unwrap_or_default();
-        let home = match protect_home.as_str() {
-            "read-only" => Some(Mount::ReadOnly),
-            "tmpfs" => Some(Mount::Private),
-            v if boolean(v) == Some(true) => Some(Mount::Inaccessible),
-            // DynamicUser= implies ProtectHome=read-only.
-            _ if dynamic => Some(Mount::ReadOnly),
-            _ => None,
-        };
-        if let Some(m) = home {
-            let why = format!(
-                "ProtectHome={}",
-                if protect_home.is_empty() {
-                    "read-only"
-                } else {
-                    &protect_home
-                }
-            );
-            for p in ["/home", "/root", "/run/user"] {
-                base(p, m, &why);
-            }
-        }
-        // DynamicUser= implies PrivateTmp=.
-        let private_tmp = last("PrivateTmp")
-            .and_then(|v| boolean(&v))
-            .unwrap_or(dynamic);
-        if private_tmp {
-            for p in ["/tmp", "/var/tmp"] {
-                base(p, Mount::Private, "PrivateTmp=yes");
-            }
-        }
-        for (key, m) in [
-            ("ReadWritePaths", Mount::Writable),
-            ("ReadOnlyPaths", Mount::ReadOnly),
-            ("InaccessiblePaths", Mount::Inaccessible),
-        ] {
-            for w in all(key) {
-                if let Some(p) = setting_path(&w) {
-                    mounts.push((normal(&p), m, format!("{key}={}", p.display())));
-                }
-            }
-        }
-        let mut owned = Vec::new();
-        for (key, dir) in [
-            ("StateDirectory", "/var/lib"),
-            ("RuntimeDirectory", "/run"),
-            ("CacheDirectory", "/var/cache"),
-            ("LogsDirectory", "/var/log"),
-        ] {
-            for w in all(key) {
-                let name = w.split(':').next().unwrap_or(&w).trim_matches('/');
-                if name.is_empty() {
-                    continue;
-                }
-                let p = normal(&Path::new(dir).join(name));
-                mounts.push((p.clone(), Mount::Owned, format!("{key}={name}")));
-                owned.push(p);
-            }
-        }
-        let exec_config = last("ExecStart").and_then(|v| {
-            let w = words(&v);
-            w.iter()
-                .position(|x| x == "-c" || x == "--config")
-                .and_then(|i| w.get(i + 1))
-                .map(PathBuf::from)
-                .or_else(|| {
-                    w.iter()
-                        .find_map(|x| x.strip_prefix("--config="))
-                        .map(PathBuf::from)
-                })
-        });
+        let s = Settings::new(texts);
+        let dynamic = s.last("DynamicUser").and_then(|v| boolean(&v)) == Some(true);
+        let identity = identity(&s, root, dynamic);
+        // In this order: on a tie of prefixes the later entry wins.
+        let mut mounts = Mounts::new();
+        protect_system(&s, dynamic, &mut mounts);
+        protect_home(&s, dynamic, &mut mounts);
+        private_tmp(&s, dynamic, &mut mounts);
+        path_settings(&s, &mut mounts);
+        let owned = unit_directories(&s, &mut mounts);
+        let exec_config = exec_config(&s);
         Service {
             files,
             identity,
-            supplementary: all("SupplementaryGroups"),
+            supplementary: s.all("SupplementaryGroups"),
             mounts,
             owned,
-            memory_max: last("MemoryMax").and_then(|v| bytes(&v)),
+            memory_max: s.last("MemoryMax").and_then(|v| bytes(&v)),
             exec_config,
             root: root.to_path_buf(),
         }
@@ -380,4 +247,169 @@ impl Service {
         }
         dir
     }
+}
+
+/// The mounts of the unit's settings, each with the setting it comes from.
+type Mounts = Vec<(PathBuf, Mount, String)>;
+
+/// A fixed directory mounted as `m` because of `why`.
+fn base(mounts: &mut Mounts, p: &str, m: Mount, why: &str) {
+    mounts.push((PathBuf::from(p), m, why.to_string()));
+}
+
+/// `DynamicUser=yes`, else `User=` (root when unset) and `Group=`, as
+/// /etc/passwd and /etc/group number them.
+fn identity(s: &Settings, root: &Path, dynamic: bool) -> Identity {
+    if dynamic {
+        Identity::Dynamic
+    } else {
+        let name = s.last("User").unwrap_or_else(|| "root".to_string());
+        let (uid, mut gid) = lookup_user(root, &name).unwrap_or(if name == "root" {
+            (0, 0)
+        } else {
+            (u32::MAX, u32::MAX)
+        });
+        if let Some(g) = s.last("Group").and_then(|g| lookup_group(root, &g)) {
+            gid = g;
+        }
+        Identity::User { name, uid, gid }
+    }
+}
+
+/// ProtectSystem=: /usr, /boot and /efi read-only ("yes"), /etc too
+/// ("full"), or all but the API file systems ("strict").
+fn protect_system(s: &Settings, dynamic: bool, mounts: &mut Mounts) {
+    // DynamicUser= implies ProtectSystem=strict, ProtectHome=read-only
+    // and PrivateTmp= (systemd.exec(5)).
+    let protect_system = s
+        .last("ProtectSystem")
+        .map(|v| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    let protect_system = match protect_system.as_str() {
+        "strict" => "strict",
+        "full" => "full",
+        v if boolean(v) == Some(true) => "yes",
+        _ if dynamic => "strict",
+        _ => "",
+    };
+    let why_system = format!("ProtectSystem={protect_system}");
+    match protect_system {
+        "strict" => base(mounts, "/", Mount::ReadOnly, &why_system),
+        "full" => {
+            for p in ["/usr", "/boot", "/efi", "/etc"] {
+                base(mounts, p, Mount::ReadOnly, &why_system);
+            }
+        }
+        "yes" => {
+            for p in ["/usr", "/boot", "/efi"] {
+                base(mounts, p, Mount::ReadOnly, &why_system);
+            }
+        }
+        _ => {}
+    }
+    if protect_system == "strict" {
+        // API file systems stay as they are.
+        for p in ["/dev", "/proc", "/sys"] {
+            base(mounts, p, Mount::Writable, "an API file system");
+        }
+    }
+}
+
+/// ProtectHome=: /home, /root and /run/user read-only, private or
+/// inaccessible.
+fn protect_home(s: &Settings, dynamic: bool, mounts: &mut Mounts) {
+    let protect_home = s
+        .last("ProtectHome")
+        .map(|v| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    let home = match protect_home.as_str() {
+        "read-only" => Some(Mount::ReadOnly),
+        "tmpfs" => Some(Mount::Private),
+        v if boolean(v) == Some(true) => Some(Mount::Inaccessible),
+        // DynamicUser= implies ProtectHome=read-only.
+        _ if dynamic => Some(Mount::ReadOnly),
+        _ => None,
+    };
+    if let Some(m) = home {
+        let why = format!(
+            "ProtectHome={}",
+            if protect_home.is_empty() {
+                "read-only"
+            } else {
+                &protect_home
+            }
+        );
+        for p in ["/home", "/root", "/run/user"] {
+            base(mounts, p, m, &why);
+        }
+    }
+}
+
+/// PrivateTmp=: a private /tmp and /var/tmp.
+fn private_tmp(s: &Settings, dynamic: bool, mounts: &mut Mounts) {
+    // DynamicUser= implies PrivateTmp=.
+    let private_tmp = s
+        .last("PrivateTmp")
+        .and_then(|v| boolean(&v))
+        .unwrap_or(dynamic);
+    if private_tmp {
+        for p in ["/tmp", "/var/tmp"] {
+            base(mounts, p, Mount::Private, "PrivateTmp=yes");
+        }
+    }
+}
+
+/// ReadWritePaths=, ReadOnlyPaths= and InaccessiblePaths=.
+fn path_settings(s: &Settings, mounts: &mut Mounts) {
+    for (key, m) in [
+        ("ReadWritePaths", Mount::Writable),
+        ("ReadOnlyPaths", Mount::ReadOnly),
+        ("InaccessiblePaths", Mount::Inaccessible),
+    ] {
+        for w in s.all(key) {
+            if let Some(p) = setting_path(&w) {
+                mounts.push((normal(&p), m, format!("{key}={}", p.display())));
+            }
+        }
+    }
+}
+
+/// StateDirectory=, RuntimeDirectory=, CacheDirectory= and LogsDirectory=:
+/// directories the unit makes and gives to the service's user; returned.
+fn unit_directories(s: &Settings, mounts: &mut Mounts) -> Vec<PathBuf> {
+    let mut owned = Vec::new();
+    for (key, dir) in [
+        ("StateDirectory", "/var/lib"),
+        ("RuntimeDirectory", "/run"),
+        ("CacheDirectory", "/var/cache"),
+        ("LogsDirectory", "/var/log"),
+    ] {
+        for w in s.all(key) {
+            let name = w.split(':').next().unwrap_or(&w).trim_matches('/');
+            if name.is_empty() {
+                continue;
+            }
+            let p = normal(&Path::new(dir).join(name));
+            mounts.push((p.clone(), Mount::Owned, format!("{key}={name}")));
+            owned.push(p);
+        }
+    }
+    owned
+}
+
+/// The config file ExecStart= names with `-c FILE`, `--config FILE` or
+/// `--config=FILE`.
+fn exec_config(s: &Settings) -> Option<PathBuf> {
+    s.last("ExecStart").and_then(|v| {
+        let w = words(&v);
+        w.iter()
+            .position(|x| x == "-c" || x == "--config")
+            .and_then(|i| w.get(i + 1))
+            .map(PathBuf::from)
+            .or_else(|| {
+                w.iter()
+                    .find_map(|x| x.strip_prefix("--config="))
+                    .map(PathBuf::from)
+            })
+    })
 }

@@ -55,6 +55,40 @@ pub(super) fn assignments(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The settings of the unit and its drop-ins, in order: a later line
+/// adds to a list, an empty assignment clears it.
+pub(super) struct Settings(BTreeMap<String, Vec<String>>);
+
+impl Settings {
+    pub(super) fn new(texts: &[String]) -> Settings {
+        let mut s: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for text in texts {
+            for (k, v) in assignments(text) {
+                let list = s.entry(k).or_default();
+                if v.is_empty() {
+                    list.clear();
+                } else {
+                    list.push(v);
+                }
+            }
+        }
+        Settings(s)
+    }
+
+    /// The last value of `k`: a setting of one value.
+    pub(super) fn last(&self, k: &str) -> Option<String> {
+        self.0.get(k).and_then(|v| v.last()).cloned()
+    }
+
+    /// The words of every value of `k`: a list setting.
+    pub(super) fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .get(k)
+            .map(|v| v.iter().flat_map(|x| words(x)).collect())
+            .unwrap_or_default()
+    }
+}
+
 pub(super) fn boolean(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "yes" | "y" | "true" | "t" | "on" => Some(true),

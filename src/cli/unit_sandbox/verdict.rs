@@ -31,7 +31,21 @@ impl Service {
     /// Whether the service can use `path` as `how` says; the reason if not.
     pub fn judge(&self, path: &Path, how: Use) -> std::result::Result<(), String> {
         let path = normal(path);
-        let (mount, why) = self.mount(&path);
+        self.judge_mount(&path, how)?;
+        let (uid, gids) = self.ids_for(&path);
+        self.judge_search(&path, uid, &gids)?;
+        let meta = std::fs::symlink_metadata(self.real(&path)).ok();
+        self.judge_dir(&path, how, meta.is_none(), uid, &gids)?;
+        match meta {
+            Some(m) => self.judge_file(&m, how, uid, &gids),
+            None => Ok(()),
+        }
+    }
+
+    /// The mount that decides for `path`: inaccessible, private, or
+    /// read-only for a use that writes.
+    fn judge_mount(&self, path: &Path, how: Use) -> std::result::Result<(), String> {
+        let (mount, why) = self.mount(path);
         let unit = self.files.first().map(|_| UNIT).unwrap_or("the daemon");
         let writes = how != Use::Read;
         match mount {
@@ -59,9 +73,17 @@ impl Service {
             }
             _ => {}
         }
-        let (uid, gids) = self.ids_for(&path);
-        // Search permission on every directory above it, up to a directory
-        // the unit manages (systemd opens the way to those).
+        Ok(())
+    }
+
+    /// Search permission on every directory above `path`, up to a directory
+    /// the unit manages (systemd opens the way to those).
+    fn judge_search(
+        &self,
+        path: &Path,
+        uid: Option<u32>,
+        gids: &[u32],
+    ) -> std::result::Result<(), String> {
         let managed = self.owned.iter().find(|d| path.starts_with(d));
         let mut dir = path.parent();
         while let Some(d) = dir {
@@ -71,7 +93,7 @@ impl Service {
                 break;
             }
             if let Ok(m) = std::fs::metadata(self.real(d)) {
-                if !allowed(&m, uid, &gids, 0o1) {
+                if !allowed(&m, uid, gids, 0o1) {
                     return Err(format!(
                         "{} cannot enter {} (mode {:o}, owner uid {})",
                         self.who(),
@@ -83,20 +105,32 @@ impl Service {
             }
             dir = d.parent();
         }
-        let meta = std::fs::symlink_metadata(self.real(&path)).ok();
+        Ok(())
+    }
+
+    /// Write permission on the directory that holds `path` (or the nearest
+    /// one that exists), for a use that makes a file there.
+    fn judge_dir(
+        &self,
+        path: &Path,
+        how: Use,
+        missing: bool,
+        uid: Option<u32>,
+        gids: &[u32],
+    ) -> std::result::Result<(), String> {
         let need_dir = match how {
             Use::Read => false,
-            Use::Append => meta.is_none(),
+            Use::Append => missing,
             Use::Replace | Use::Create => true,
         };
         if need_dir {
-            let dir = self.nearest_dir(&path);
+            let dir = self.nearest_dir(path);
             // A directory the unit makes at start is the service's.
             let made = self.owned.iter().any(|o| dir.starts_with(o))
                 && std::fs::metadata(self.real(&dir)).is_err();
             if !made {
                 if let Ok(m) = std::fs::metadata(self.real(&dir)) {
-                    if !allowed(&m, uid, &gids, 0o3) {
+                    if !allowed(&m, uid, gids, 0o3) {
                         return Err(format!(
                             "{} cannot create files in {} (mode {:o}, owner uid {}, group gid {})",
                             self.who(),
@@ -109,33 +143,42 @@ impl Service {
                 }
             }
         }
-        if let Some(m) = meta {
-            match how {
-                Use::Read if !allowed(&m, uid, &gids, 0o4) => {
-                    return Err(format!(
-                        "{} cannot read it (mode {:o}, owner uid {})",
-                        self.who(),
-                        m.mode() & 0o7777,
-                        m.uid()
-                    ));
-                }
-                Use::Append if !allowed(&m, uid, &gids, 0o2) => {
-                    return Err(format!(
-                        "{} cannot write it (mode {:o}, owner uid {})",
-                        self.who(),
-                        m.mode() & 0o7777,
-                        m.uid()
-                    ));
-                }
-                Use::Replace if uid != Some(m.uid()) => {
-                    return Err(format!(
-                        "it is owned by uid {} and replacing it keeps its owner, which {} cannot give away (chown it to the directory's owner)",
-                        m.uid(),
-                        self.who()
-                    ));
-                }
-                _ => {}
+        Ok(())
+    }
+
+    /// The existing file's own mode and owner.
+    fn judge_file(
+        &self,
+        m: &std::fs::Metadata,
+        how: Use,
+        uid: Option<u32>,
+        gids: &[u32],
+    ) -> std::result::Result<(), String> {
+        match how {
+            Use::Read if !allowed(m, uid, gids, 0o4) => {
+                return Err(format!(
+                    "{} cannot read it (mode {:o}, owner uid {})",
+                    self.who(),
+                    m.mode() & 0o7777,
+                    m.uid()
+                ));
             }
+            Use::Append if !allowed(m, uid, gids, 0o2) => {
+                return Err(format!(
+                    "{} cannot write it (mode {:o}, owner uid {})",
+                    self.who(),
+                    m.mode() & 0o7777,
+                    m.uid()
+                ));
+            }
+            Use::Replace if uid != Some(m.uid()) => {
+                return Err(format!(
+                    "it is owned by uid {} and replacing it keeps its owner, which {} cannot give away (chown it to the directory's owner)",
+                    m.uid(),
+                    self.who()
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }
