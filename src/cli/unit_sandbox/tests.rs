@@ -1,6 +1,7 @@
 //! The unit read from a scratch root: the packaged unit as it is, with
 //! drop-ins, masked, and without one.
 
+use super::unit::{assignments, bytes, setting_path, words};
 use super::*;
 use std::sync::atomic::{AtomicU32, Ordering};
 
