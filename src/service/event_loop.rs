@@ -329,6 +329,10 @@ impl Daemon {
 
     /// The time until the next timer is due, as poll's timeout.
     fn timeout(&mut self, now: Instant) -> PollTimeout {
+        // The storm guard's lines (on, off) when they are due.
+        for line in self.core.detector.tick(now) {
+            logging::log(logging::Level::Warning, &line);
+        }
         let core = &self.core;
         self.notifier.tick(now, || core.status_text());
         let next = [

@@ -63,6 +63,13 @@ pub struct Snapshot {
     pub last_bans: Vec<LastBan>,
     pub reloads: u64,
     pub table_restores: u64,
+    /// Bans given up for stronger evidence in a full set.
+    pub evictions: u64,
+    /// Packets from IPv4-mapped IPv6 sources (forged).
+    pub bogus: u64,
+    /// The storm guard, when on: how long it has been on, how long it
+    /// stays on at least, the bans it held back.
+    pub storm: Option<(Duration, Duration, u64)>,
 }
 
 impl Snapshot {
@@ -98,6 +105,20 @@ impl Snapshot {
             self.ban_errors,
             self.withheld
         );
+        let _ = match self.storm {
+            Some((on, left, held)) => writeln!(
+                o,
+                "storm guard: on for {}, at least {} more; {held} bans on forgeable evidence held back; {} bans given up for stronger evidence since start",
+                format_duration(Duration::from_secs(on.as_secs().max(1))),
+                format_duration(Duration::from_secs(left.as_secs().max(1))),
+                self.evictions
+            ),
+            None => writeln!(
+                o,
+                "storm guard: off; {} bans given up for stronger evidence since start",
+                self.evictions
+            ),
+        };
         let probes: Vec<String> = self
             .probes
             .iter()
@@ -105,7 +126,7 @@ impl Snapshot {
             .collect();
         let _ = writeln!(
             o,
-            "probes by scan type: {}; not probes {}, from ignored sources {}, undecodable {}",
+            "probes by scan type: {}; not probes {}, from ignored sources {}, undecodable {}, forged (IPv4-mapped) {}",
             if probes.is_empty() {
                 "none".to_string()
             } else {
@@ -113,7 +134,8 @@ impl Snapshot {
             },
             self.not_probes,
             self.ignored,
-            self.undecodable
+            self.undecodable,
+            self.bogus
         );
         let _ = writeln!(
             o,
@@ -198,6 +220,22 @@ impl Snapshot {
                 sequence_gaps: self.lost_seq_gaps,
             },
             tracked_sources: self.tracked_sources,
+            storm_guard: match self.storm {
+                Some((on, left, held)) => JsonStorm {
+                    on: true,
+                    on_for: on.as_secs(),
+                    ends_in: left.as_secs(),
+                    held,
+                },
+                None => JsonStorm {
+                    on: false,
+                    on_for: 0,
+                    ends_in: 0,
+                    held: 0,
+                },
+            },
+            evictions: self.evictions,
+            bogus: self.bogus,
             top_sources: self
                 .top_sources
                 .iter()
@@ -243,6 +281,9 @@ struct JsonStatus<'a> {
     undecodable: u64,
     events_lost: JsonLost,
     tracked_sources: usize,
+    storm_guard: JsonStorm,
+    evictions: u64,
+    bogus: u64,
     top_sources: Vec<JsonSource>,
     last_bans: Vec<JsonBan<'a>>,
 }
@@ -263,6 +304,15 @@ struct JsonBans {
     since_start: u64,
     failed: u64,
     withheld: u64,
+}
+
+#[derive(Serialize)]
+struct JsonStorm {
+    on: bool,
+    /// Seconds it has been on, and at least stays on.
+    on_for: u64,
+    ends_in: u64,
+    held: u64,
 }
 
 #[derive(Serialize)]
@@ -342,6 +392,16 @@ impl crate::service::event_loop::Daemon {
             last_bans: core.last_bans.iter().rev().cloned().collect(),
             reloads: self.reloads,
             table_restores: self.table_restores,
+            evictions: core.ledger.evictions(),
+            bogus: c.bogus,
+            storm: core.detector.storm().map(|s| {
+                let now = std::time::Instant::now();
+                (
+                    now.saturating_duration_since(s.since),
+                    s.until.saturating_duration_since(now),
+                    s.held,
+                )
+            }),
         }
     }
 }
