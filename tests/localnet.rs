@@ -423,3 +423,52 @@ fn point_to_point_peer_is_not_ours() {
     want.sort();
     assert_eq!(got, want, "{addrs:?}");
 }
+
+/// resolv.conf names this host itself (a dnsmasq on an interface address,
+/// not only loopback): dnsmasq's upstreams, from its resolv file, its
+/// config and its conf-dir, are neighbours too, each with its file.
+#[test]
+fn a_local_forwarder_brings_dnsmasqs_upstreams() {
+    let p = Pair::new("lndnsm");
+    let root = TempDir::new("lndnsm");
+    std::fs::create_dir_all(root.path.join("etc/dnsmasq.d")).unwrap();
+    std::fs::create_dir_all(root.path.join("run/dnsmasq")).unwrap();
+    root.file("etc/resolv.conf", &format!("nameserver {VICTIM4}\n"));
+    root.file("run/dnsmasq/resolv.conf", "nameserver 198.51.100.81\n");
+    root.file(
+        "etc/dnsmasq.conf",
+        "server=/example.org/198.51.100.82#5353\nserver=/local/\n",
+    );
+    root.file("etc/dnsmasq.d/vpn.conf", "server=2001:db8:53::83@eth0\n");
+    let files = ResolverFiles::under(&root.path);
+    let found = p.victim.enter(move || localnet::discover(&files)).unwrap();
+    let up = |file: &str| Origin::Resolver {
+        file: root.path.join(file),
+        upstream_of: Some(nftsentry::host::resolvers::Upstream::Dnsmasq),
+    };
+    for want in [
+        entry("198.51.100.81", up("run/dnsmasq/resolv.conf")),
+        entry("198.51.100.82", up("etc/dnsmasq.conf")),
+        entry("2001:db8:53::83", up("etc/dnsmasq.d/vpn.conf")),
+    ] {
+        assert!(found.contains(&want), "{want:?} missing from {found:#?}");
+    }
+    // VICTIM4 is listed once, as the interface address it is.
+    assert!(found.contains(&entry(VICTIM4, Origin::Interface("eth0".into()))));
+    assert_eq!(
+        found.iter().filter(|l| l.net.addr() == ip(VICTIM4)).count(),
+        1
+    );
+    assert_eq!(
+        found[0].origin.reason(),
+        "loopback",
+        "reasons come from Origin::reason"
+    );
+    assert_eq!(
+        up("etc/dnsmasq.conf").reason(),
+        format!(
+            "resolver in {} (dnsmasq's upstream)",
+            root.path.join("etc/dnsmasq.conf").display()
+        )
+    );
+}
