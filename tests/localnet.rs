@@ -7,11 +7,33 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nftsentry::cidr::Cidr;
-use nftsentry::host::localnet::{self, LocalIgnore, Origin};
+use nftsentry::host::localnet::{self, Gateway, LocalIgnore, Origin, RT_TABLE_MAIN};
+use nftsentry::host::resolvers::ResolverFiles;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
+
+/// The gateways' addresses, as route_gateways lists them.
+fn gateway_addrs() -> Vec<IpAddr> {
+    localnet::route_gateways()
+        .unwrap()
+        .into_iter()
+        .map(|g| g.addr)
+        .collect()
+}
+
+fn resolver(file: &std::path::Path) -> Origin {
+    Origin::Resolver {
+        file: file.to_path_buf(),
+        upstream_of: None,
+    }
+}
+
+const DEFAULT_GATEWAY: Origin = Origin::Gateway {
+    table: Some(RT_TABLE_MAIN),
+    default: true,
+};
 
 fn entry(net: &str, origin: Origin) -> LocalIgnore {
     LocalIgnore {
@@ -47,15 +69,17 @@ fn fresh_namespace_has_loopback_and_resolvers_only() {
          nameserver 2001:db8:53::1%lo\nnameserver 198.51.100.53\n",
     );
     let path = conf.0.clone();
-    let found = ns.enter(move || localnet::discover(&path)).unwrap();
+    let found = ns
+        .enter(move || localnet::discover(&ResolverFiles::only(&path)))
+        .unwrap();
     assert_eq!(
         found,
         vec![
             entry("127.0.0.0/8", Origin::Loopback),
             entry("::1", Origin::Loopback),
             // 127.0.0.53 is inside 127.0.0.0/8 and the repeat is dropped.
-            entry("198.51.100.53", Origin::Resolver),
-            entry("2001:db8:53::1", Origin::Resolver),
+            entry("198.51.100.53", resolver(&conf.0)),
+            entry("2001:db8:53::1", resolver(&conf.0)),
         ]
     );
 
@@ -68,17 +92,18 @@ fn fresh_namespace_has_loopback_and_resolvers_only() {
             ("lo".to_string(), ip("::1"))
         ]
     );
-    assert_eq!(
-        ns.enter(localnet::default_gateways).unwrap(),
-        Vec::<IpAddr>::new()
-    );
+    assert_eq!(ns.enter(gateway_addrs), Vec::<IpAddr>::new());
 }
 
 #[test]
 fn missing_resolv_conf_means_no_resolvers() {
     let ns = Netns::new("lnnr");
     let found = ns
-        .enter(|| localnet::discover(std::path::Path::new("/nonexistent/nftsentry/resolv.conf")))
+        .enter(|| {
+            localnet::discover(&ResolverFiles::only(std::path::Path::new(
+                "/nonexistent/nftsentry/resolv.conf",
+            )))
+        })
         .unwrap();
     assert_eq!(
         found,
@@ -143,12 +168,15 @@ fn pair_victim_sees_its_addresses_and_gateways() {
             .any(|(_, a)| *a == ip(ATTACKER4) || *a == ip(ATTACKER6))
     );
 
-    let gws = p.victim.enter(localnet::default_gateways).unwrap();
+    let gws = p.victim.enter(gateway_addrs);
     assert_eq!(gws, vec![ip(ATTACKER4), ip(ATTACKER6)]);
 
     let conf = TempFile::new("gw", "nameserver 192.0.2.2\nnameserver 198.51.100.1\n");
     let path = conf.0.clone();
-    let found = p.victim.enter(move || localnet::discover(&path)).unwrap();
+    let found = p
+        .victim
+        .enter(move || localnet::discover(&ResolverFiles::only(&path)))
+        .unwrap();
     let eth0 = || Origin::Interface("eth0".into());
     for want in [
         entry("127.0.0.0/8", Origin::Loopback),
@@ -159,9 +187,9 @@ fn pair_victim_sees_its_addresses_and_gateways() {
             net: Cidr::host(ll),
             origin: eth0(),
         },
-        entry(ATTACKER4, Origin::Gateway),
-        entry(ATTACKER6, Origin::Gateway),
-        entry("198.51.100.1", Origin::Resolver),
+        entry(ATTACKER4, DEFAULT_GATEWAY),
+        entry(ATTACKER6, DEFAULT_GATEWAY),
+        entry("198.51.100.1", resolver(&conf.0)),
     ] {
         assert!(found.contains(&want), "{want:?} missing from {found:?}");
     }
@@ -173,7 +201,7 @@ fn pair_victim_sees_its_addresses_and_gateways() {
 }
 
 #[test]
-fn multipath_and_non_main_default_routes() {
+fn gateways_of_every_route_of_every_table() {
     let p = Pair::new("lnmp");
     // A second neighbour on the link, so a multipath route has two gateways.
     p.victim
@@ -209,8 +237,8 @@ fn multipath_and_non_main_default_routes() {
         "dev",
         "eth0",
     ]);
-    // A default route outside the main table is policy routing, not the
-    // host's gateway: it is not listed.
+    // Policy routing and VPNs put their default routes in other tables:
+    // those gateways are neighbours too.
     p.victim.ip(&[
         "route",
         "add",
@@ -229,7 +257,17 @@ fn multipath_and_non_main_default_routes() {
         "table",
         "100",
     ]);
-    // A non-default route's gateway is not a default gateway.
+    p.victim.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:1::9",
+        "table",
+        "100",
+    ]);
+    // So are the gateways of routes that are not default routes.
     p.victim
         .ip(&["route", "add", "198.51.100.128/25", "via", "192.0.2.11"]);
     p.victim.ip(&[
@@ -240,17 +278,69 @@ fn multipath_and_non_main_default_routes() {
         "via",
         "2001:db8:1::4",
     ]);
+    // And those of nexthop objects, which routes use by id.
+    p.victim.ip(&[
+        "nexthop",
+        "add",
+        "id",
+        "7",
+        "via",
+        "192.0.2.12",
+        "dev",
+        "eth0",
+    ]);
+    p.victim.ip(&[
+        "route",
+        "add",
+        "198.51.100.64/26",
+        "nhid",
+        "7",
+        "table",
+        "200",
+    ]);
+    p.victim.ip(&[
+        "nexthop",
+        "add",
+        "id",
+        "8",
+        "via",
+        "2001:db8:1::12",
+        "dev",
+        "eth0",
+    ]);
+    // A route without a gateway (a ban's blackhole route) adds nothing.
+    p.victim.ip(&["route", "add", "blackhole", "198.18.0.5/32"]);
 
-    let mut gws = p.victim.enter(localnet::default_gateways).unwrap();
-    gws.sort();
-    let mut want = vec![
-        ip(ATTACKER4),
-        ip("198.51.100.2"),
-        ip(ATTACKER6),
-        ip("2001:db8:1::3"),
-    ];
-    want.sort();
-    assert_eq!(gws, want);
+    let gws = p.victim.enter(|| localnet::route_gateways().unwrap());
+    let g = |a: &str, table: Option<u32>, default: bool| Gateway {
+        addr: ip(a),
+        table,
+        default,
+    };
+    let main = Some(RT_TABLE_MAIN);
+    // The main table's default routes first, then the rest in dump order.
+    assert_eq!(
+        gws[..4],
+        [
+            g(ATTACKER4, main, true),
+            g("198.51.100.2", main, true),
+            g(ATTACKER6, main, true),
+            g("2001:db8:1::3", main, true),
+        ],
+        "{gws:#?}"
+    );
+    for want in [
+        g("192.0.2.9", Some(1000), true),
+        g("192.0.2.10", Some(100), true),
+        g("2001:db8:1::9", Some(100), true),
+        g("192.0.2.11", main, false),
+        g("2001:db8:1::4", main, false),
+        g("192.0.2.12", Some(200), false),
+        g("2001:db8:1::12", None, false),
+    ] {
+        assert!(gws.contains(&want), "{want:?} missing from {gws:#?}");
+    }
+    assert_eq!(gws.len(), 11, "each address once: {gws:#?}");
 }
 
 #[test]
@@ -260,7 +350,7 @@ fn ipv4_default_via_ipv6_neighbour() {
     p.victim.ip(&[
         "route", "add", "default", "via", "inet6", ATTACKER6, "dev", "eth0",
     ]);
-    let gws = p.victim.enter(localnet::default_gateways).unwrap();
+    let gws = p.victim.enter(gateway_addrs);
     assert_eq!(gws, vec![ip(ATTACKER6)]);
 }
 
@@ -332,4 +422,53 @@ fn point_to_point_peer_is_not_ours() {
     got.sort();
     want.sort();
     assert_eq!(got, want, "{addrs:?}");
+}
+
+/// resolv.conf names this host itself (a dnsmasq on an interface address,
+/// not only loopback): dnsmasq's upstreams, from its resolv file, its
+/// config and its conf-dir, are neighbours too, each with its file.
+#[test]
+fn a_local_forwarder_brings_dnsmasqs_upstreams() {
+    let p = Pair::new("lndnsm");
+    let root = TempDir::new("lndnsm");
+    std::fs::create_dir_all(root.path.join("etc/dnsmasq.d")).unwrap();
+    std::fs::create_dir_all(root.path.join("run/dnsmasq")).unwrap();
+    root.file("etc/resolv.conf", &format!("nameserver {VICTIM4}\n"));
+    root.file("run/dnsmasq/resolv.conf", "nameserver 198.51.100.81\n");
+    root.file(
+        "etc/dnsmasq.conf",
+        "server=/example.org/198.51.100.82#5353\nserver=/local/\n",
+    );
+    root.file("etc/dnsmasq.d/vpn.conf", "server=2001:db8:53::83@eth0\n");
+    let files = ResolverFiles::under(&root.path);
+    let found = p.victim.enter(move || localnet::discover(&files)).unwrap();
+    let up = |file: &str| Origin::Resolver {
+        file: root.path.join(file),
+        upstream_of: Some(nftsentry::host::resolvers::Upstream::Dnsmasq),
+    };
+    for want in [
+        entry("198.51.100.81", up("run/dnsmasq/resolv.conf")),
+        entry("198.51.100.82", up("etc/dnsmasq.conf")),
+        entry("2001:db8:53::83", up("etc/dnsmasq.d/vpn.conf")),
+    ] {
+        assert!(found.contains(&want), "{want:?} missing from {found:#?}");
+    }
+    // VICTIM4 is listed once, as the interface address it is.
+    assert!(found.contains(&entry(VICTIM4, Origin::Interface("eth0".into()))));
+    assert_eq!(
+        found.iter().filter(|l| l.net.addr() == ip(VICTIM4)).count(),
+        1
+    );
+    assert_eq!(
+        found[0].origin.reason(),
+        "loopback",
+        "reasons come from Origin::reason"
+    );
+    assert_eq!(
+        up("etc/dnsmasq.conf").reason(),
+        format!(
+            "resolver in {} (dnsmasq's upstream)",
+            root.path.join("etc/dnsmasq.conf").display()
+        )
+    );
 }

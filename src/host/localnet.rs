@@ -1,21 +1,25 @@
 //! The host's own neighbourhood, which nftsentry never bans by default: every
-//! address of every local interface, loopback, the default gateway(s) and the
-//! resolvers of resolv.conf. Spoofing one of them is the cheapest way to turn
-//! a scan blocker against its own host, so they are ignored before anything
-//! else is considered.
+//! address of every local interface, loopback, the gateways of every route
+//! of every routing table (and of the nexthop objects), and the resolvers
+//! (`resolvers`: resolv.conf, systemd-resolved's and dnsmasq's upstreams).
+//! Spoofing one of them is the cheapest way to turn a scan blocker against
+//! its own host, so they are ignored before anything else is considered.
 //!
 //! Owns the resolv.conf parser and the choice of what counts as local; the
 //! addresses and gateways themselves come from the NETLINK_ROUTE dumps of
 //! `kernel::rtnetlink_dump`. Reads the namespace of the calling thread,
-//! once, when called; it knows nothing of nftables, of the ignore file or
-//! of when the daemon calls it again.
+//! when called; it knows nothing of nftables, of the ignore file or of
+//! when the daemon calls it again (`watch` decides that).
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::PathBuf;
 
 use crate::cidr::Cidr;
-use crate::error::{Error, Result};
-pub use crate::kernel::rtnetlink_dump::{default_gateways, interface_addresses};
+use crate::error::Result;
+use crate::host::resolvers::{self, ResolverFiles, Upstream};
+pub use crate::kernel::rtnetlink_dump::{
+    Gateway, RT_TABLE_MAIN, interface_addresses, route_gateways,
+};
 
 /// Why an address is on the list, for the log line that shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +27,53 @@ pub enum Origin {
     Loopback,
     /// The interface's name, or its index when the name could not be read.
     Interface(String),
-    Gateway,
-    Resolver,
+    /// A gateway of a route of `table` (`None`: of a nexthop object).
+    Gateway {
+        table: Option<u32>,
+        default: bool,
+    },
+    /// A name server of `file`, this host's own or the upstream of a
+    /// forwarder running here.
+    Resolver {
+        file: PathBuf,
+        upstream_of: Option<Upstream>,
+    },
+}
+
+impl Origin {
+    /// The reason a log line gives: "local address on eth0", "default
+    /// gateway", "resolver in /etc/resolv.conf", ...
+    pub fn reason(&self) -> String {
+        match self {
+            Origin::Loopback => "loopback".to_string(),
+            Origin::Interface(name) => format!("local address on {name}"),
+            Origin::Gateway {
+                table: Some(RT_TABLE_MAIN),
+                default: true,
+            } => "default gateway".to_string(),
+            Origin::Gateway {
+                table: Some(RT_TABLE_MAIN),
+                default: false,
+            } => "gateway of a route in the main table".to_string(),
+            Origin::Gateway {
+                table: Some(t),
+                default: true,
+            } => format!("default gateway of routing table {t}"),
+            Origin::Gateway {
+                table: Some(t),
+                default: false,
+            } => format!("gateway of a route in routing table {t}"),
+            Origin::Gateway { table: None, .. } => "gateway of a nexthop object".to_string(),
+            Origin::Resolver {
+                file,
+                upstream_of: None,
+            } => format!("resolver in {}", file.display()),
+            Origin::Resolver {
+                file,
+                upstream_of: Some(up),
+            } => format!("resolver in {} ({}'s upstream)", file.display(), up.name()),
+        }
+    }
 }
 
 /// One network never to ban, and where it came from.
@@ -35,11 +84,22 @@ pub struct LocalIgnore {
 }
 
 /// Everything local, in this order: 127.0.0.0/8 and ::1, each interface
-/// address as a host entry, the default gateways, the resolvers of
-/// `resolv_conf` (a missing file means none). An entry already covered by an
-/// earlier one is dropped (127.0.0.1 on lo is inside 127.0.0.0/8), so the
-/// first origin wins.
-pub fn discover(resolv_conf: &Path) -> Result<Vec<LocalIgnore>> {
+/// address as a host entry, the gateways (the main table's default routes
+/// first), the resolvers of `files` (a missing file means none). An entry
+/// already covered by an earlier one is dropped (127.0.0.1 on lo is inside
+/// 127.0.0.0/8), so the first origin wins. A resolver file other than
+/// resolv.conf that cannot be read is skipped and logged.
+pub fn discover(files: &ResolverFiles) -> Result<Vec<LocalIgnore>> {
+    let mut notes = Vec::new();
+    let list = discover_noting(files, &mut notes)?;
+    for n in notes {
+        log_warning!("adminalert: WARNING: local addresses: {n}");
+    }
+    Ok(list)
+}
+
+/// `discover`, with what was skipped in `notes` instead of the log.
+pub fn discover_noting(files: &ResolverFiles, notes: &mut Vec<String>) -> Result<Vec<LocalIgnore>> {
     let mut list = Vec::new();
     let loopback = [
         Cidr::new(IpAddr::from([127, 0, 0, 0]), 8).expect("/8 fits IPv4"),
@@ -51,11 +111,24 @@ pub fn discover(resolv_conf: &Path) -> Result<Vec<LocalIgnore>> {
     for (name, ip) in interface_addresses()? {
         push_new(&mut list, Cidr::host(ip), Origin::Interface(name));
     }
-    for ip in default_gateways()? {
-        push_new(&mut list, Cidr::host(ip), Origin::Gateway);
+    for g in route_gateways()? {
+        let origin = Origin::Gateway {
+            table: g.table,
+            default: g.default,
+        };
+        push_new(&mut list, Cidr::host(g.addr), origin);
     }
-    for ip in read_resolv_conf(resolv_conf)? {
-        push_new(&mut list, Cidr::host(ip), Origin::Resolver);
+    let own = list.clone();
+    let is_local = |ip: &IpAddr| {
+        own.iter()
+            .any(|l| !matches!(l.origin, Origin::Gateway { .. }) && l.net.contains(ip))
+    };
+    for r in resolvers::resolvers(files, is_local, notes)? {
+        let origin = Origin::Resolver {
+            file: r.file,
+            upstream_of: r.upstream_of,
+        };
+        push_new(&mut list, Cidr::host(r.addr), origin);
     }
     Ok(list)
 }
@@ -66,15 +139,6 @@ fn push_new(list: &mut Vec<LocalIgnore>, net: Cidr, origin: Origin) {
         .any(|l| l.net.prefix() <= net.prefix() && l.net.contains(&net.addr()));
     if !covered {
         list.push(LocalIgnore { net, origin });
-    }
-}
-
-fn read_resolv_conf(path: &Path) -> Result<Vec<IpAddr>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(parse_resolv_conf(&String::from_utf8_lossy(&bytes))),
-        // No file: the host resolves nothing by DNS, so there is no resolver to protect.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::other(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
@@ -115,6 +179,13 @@ pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn read_resolv_conf(path: &Path) -> Result<Vec<IpAddr>> {
+        Ok(resolvers::read_bounded(path)?
+            .map(|text| parse_resolv_conf(&text))
+            .unwrap_or_default())
+    }
 
     fn ips(list: &[&str]) -> Vec<IpAddr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
@@ -210,8 +281,16 @@ nameserver 192.0.2.10 extra words
             "192.0.2.1".parse().unwrap(),
             Origin::Interface("eth0".into()),
         );
-        push_new(&mut list, "192.0.2.1".parse().unwrap(), Origin::Gateway);
-        push_new(&mut list, "127.0.0.53".parse().unwrap(), Origin::Resolver);
+        let gateway = Origin::Gateway {
+            table: Some(RT_TABLE_MAIN),
+            default: true,
+        };
+        push_new(&mut list, "192.0.2.1".parse().unwrap(), gateway);
+        let resolver = Origin::Resolver {
+            file: "/etc/resolv.conf".into(),
+            upstream_of: None,
+        };
+        push_new(&mut list, "127.0.0.53".parse().unwrap(), resolver);
         assert_eq!(
             list,
             vec![
@@ -225,6 +304,32 @@ nameserver 192.0.2.10 extra words
                 },
             ]
         );
+    }
+
+    #[test]
+    fn reasons_name_table_and_file() {
+        let gw = |table, default| Origin::Gateway { table, default }.reason();
+        assert_eq!(gw(Some(RT_TABLE_MAIN), true), "default gateway");
+        assert_eq!(gw(Some(100), true), "default gateway of routing table 100");
+        assert_eq!(
+            gw(Some(RT_TABLE_MAIN), false),
+            "gateway of a route in the main table"
+        );
+        assert_eq!(gw(Some(7), false), "gateway of a route in routing table 7");
+        assert_eq!(gw(None, false), "gateway of a nexthop object");
+        let r = Origin::Resolver {
+            file: "/run/systemd/resolve/resolv.conf".into(),
+            upstream_of: Some(Upstream::SystemdResolved),
+        };
+        assert_eq!(
+            r.reason(),
+            "resolver in /run/systemd/resolve/resolv.conf (systemd-resolved's upstream)"
+        );
+        let r = Origin::Resolver {
+            file: "/etc/resolv.conf".into(),
+            upstream_of: None,
+        };
+        assert_eq!(r.reason(), "resolver in /etc/resolv.conf");
     }
 
     #[test]

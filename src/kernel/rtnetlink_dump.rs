@@ -1,34 +1,34 @@
 //! rtnetlink_dump: what NETLINK_ROUTE dumps tell of the calling thread's
 //! network namespace: every interface address (with the interface's name)
-//! and the gateways of the main table's default routes. The dump requests,
-//! their replies walked message by message (an interrupted dump is run
-//! again), and the link, address and route messages decoded as far as
-//! needed.
+//! and the gateways of every route of every routing table, and of every
+//! nexthop object. The dump requests, their replies walked message by
+//! message (an interrupted dump is run again), and the address, route and
+//! nexthop messages decoded as far as needed, by hand from their attributes,
+//! so that no message the kernel (or anyone) sends can make a decode panic;
+//! `rtnetlink_events` decodes the same messages when they come as events.
 //!
 //! Knows nothing of why the addresses are wanted: `host::localnet` makes
 //! them the host's neighbourhood.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::kernel::netlink;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, Parseable,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteVia,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::route::RouteMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::error::{Error, Result};
 
 /// A failure below the public API, as text; `dump` adds what was being dumped.
-type Parsed<T> = std::result::Result<T, String>;
+pub type Parsed<T> = std::result::Result<T, String>;
 
 /// Every address configured on every interface of the calling thread's
 /// network namespace (IPv4 and IPv6, link-local and loopback included), with
@@ -57,69 +57,140 @@ pub fn interface_addresses() -> Result<Vec<(String, IpAddr)>> {
             if kind != RTM_NEWADDR {
                 return Ok(None);
             }
-            let msg =
-                AddressMessage::parse(payload).map_err(|e| format!("bad address message: {e}"))?;
-            Ok(local_address(&msg).map(|ip| {
-                let name = names
-                    .get(&msg.header.index)
-                    .cloned()
-                    .or_else(|| label(&msg));
-                (name.unwrap_or_else(|| msg.header.index.to_string()), ip)
-            }))
+            let Some(a) =
+                parse_address(payload).map_err(|e| format!("bad address message: {e}"))?
+            else {
+                return Ok(None);
+            };
+            let name = names.get(&a.index).cloned().or(a.label);
+            Ok(Some((name.unwrap_or_else(|| a.index.to_string()), a.addr)))
         },
     )
 }
 
-/// The gateways of the main table's IPv4 and IPv6 default routes: RTA_GATEWAY,
-/// RTA_VIA (an IPv4 route through an IPv6 neighbour), and the gateway of each
-/// nexthop of a multipath route. Each address once, in dump order.
-pub fn default_gateways() -> Result<Vec<IpAddr>> {
+/// A gateway (next hop) of a route or of a nexthop object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    pub addr: IpAddr,
+    /// The routing table of the route (254 is `main`); `None` for a
+    /// nexthop object (`ip nexthop`), which routes of any table may use.
+    pub table: Option<u32>,
+    /// The route is a default route (destination prefix length 0).
+    pub default: bool,
+}
+
+/// The main routing table's id (RT_TABLE_MAIN).
+pub const RT_TABLE_MAIN: u32 = 254;
+
+/// The gateways of every IPv4 and IPv6 route of every routing table
+/// (RTA_GATEWAY, RTA_VIA for an IPv4 route through an IPv6 neighbour, and
+/// each next hop of a multipath route), then those of the nexthop objects.
+/// Each address once: the main table's default routes first, then the
+/// other routes in dump order, so the first origin is the plainest one.
+pub fn route_gateways() -> Result<Vec<Gateway>> {
     let mut nl = RouteSocket::open()?;
-    let per_route = nl.dump(
+    let routes = nl.dump(
         RouteNetlinkMessage::GetRoute(RouteMessage::default()),
         "routes",
         |kind, payload| {
             if kind != RTM_NEWROUTE {
                 return Ok(None);
             }
-            // Look at the fixed header first: only default routes of the main
-            // table are decoded, so an exotic route elsewhere cannot fail us.
-            let header =
-                RouteHeader::parse(payload).map_err(|e| format!("bad route header: {e}"))?;
-            let family_ok = matches!(
-                header.address_family,
-                AddressFamily::Inet | AddressFamily::Inet6
-            );
-            if !family_ok || header.destination_prefix_length != 0 {
-                return Ok(None);
-            }
-            let msg =
-                RouteMessage::parse(payload).map_err(|e| format!("bad route message: {e}"))?;
-            if route_table(&msg) != u32::from(RouteHeader::RT_TABLE_MAIN) {
-                return Ok(None);
-            }
-            let mut gateways = Vec::new();
-            collect_gateways(&msg.attributes, &mut gateways);
-            Ok(Some(gateways))
+            parse_route(payload).map_err(|e| format!("bad route message: {e}"))
         },
     )?;
-    let mut all: Vec<IpAddr> = Vec::new();
-    for ip in per_route.into_iter().flatten() {
-        if !all.contains(&ip) {
-            all.push(ip);
+    let nexthops = nexthop_gateways(&mut nl)?;
+    let mut found: Vec<Gateway> = Vec::new();
+    let main_default = |r: &Route| r.table == RT_TABLE_MAIN && r.default;
+    let ordered = routes
+        .iter()
+        .filter(|r| main_default(r))
+        .chain(routes.iter().filter(|r| !main_default(r)));
+    for r in ordered {
+        for &addr in &r.gateways {
+            if !found.iter().any(|g| g.addr == addr) {
+                found.push(Gateway {
+                    addr,
+                    table: Some(r.table),
+                    default: r.default,
+                });
+            }
         }
     }
-    Ok(all)
+    for addr in nexthops {
+        if !found.iter().any(|g| g.addr == addr) {
+            found.push(Gateway {
+                addr,
+                table: None,
+                default: false,
+            });
+        }
+    }
+    Ok(found)
 }
 
-// Message types of the replies (include/uapi/linux/rtnetlink.h); the crate
-// keeps its constants private.
-const RTM_NEWLINK: u16 = 16;
-const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
+/// The gateways of the nexthop objects (Linux 5.3). A kernel without them
+/// refuses the dump: that is none.
+fn nexthop_gateways(nl: &mut RouteSocket) -> Result<Vec<IpAddr>> {
+    let mut request = vec![0u8; NHMSG_LEN];
+    request[0] = 0; // AF_UNSPEC: both families
+    let r = nl.dump_raw(
+        RTM_GETNEXTHOP,
+        &request,
+        "nexthop objects",
+        |kind, payload| {
+            if kind != RTM_NEWNEXTHOP {
+                return Ok(None);
+            }
+            parse_nexthop(payload).map_err(|e| format!("bad nexthop message: {e}"))
+        },
+    );
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) if unsupported(&e.to_string()) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A dump refused because the kernel does not know the request.
+fn unsupported(text: &str) -> bool {
+    [-95, -22, -97, -93]
+        .iter()
+        .any(|&code| text.ends_with(&errno_text(code)))
+}
+
+// Message types (include/uapi/linux/rtnetlink.h); the crate keeps its
+// constants private.
+pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_DELADDR: u16 = 21;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
+pub const RTM_NEWNEXTHOP: u16 = 104;
+pub const RTM_DELNEXTHOP: u16 = 105;
+pub const RTM_GETNEXTHOP: u16 = 106;
 const IFLA_IFNAME: u16 = 3;
 // struct ifinfomsg: family, pad, type (u16), index (i32), flags, change.
 const IFINFOMSG_LEN: usize = 16;
+// struct ifaddrmsg: family, prefixlen, flags, scope, index (u32).
+const IFADDRMSG_LEN: usize = 8;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_LABEL: u16 = 3;
+// struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
+// type, flags (u32).
+const RTMSG_LEN: usize = 12;
+const RTA_GATEWAY: u16 = 5;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RTA_VIA: u16 = 18;
+// struct rtnexthop: len (u16), flags, hops, ifindex (i32); its attributes follow.
+const RTNH_LEN: usize = 8;
+// struct nhmsg: family, scope, protocol, resvd, flags (u32).
+const NHMSG_LEN: usize = 8;
+const NHA_GATEWAY: u16 = 6;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 
 /// Index and name of an RTM_NEWLINK message. Only the name attribute is read:
 /// a full decode of every link attribute is not needed and could only fail.
@@ -139,53 +210,149 @@ fn link_name(payload: &[u8]) -> Parsed<Option<(u32, String)>> {
     Ok(None)
 }
 
-/// The host's own address in an RTM_NEWADDR message. IFA_LOCAL is the local
+/// The host's own address of an address message (RTM_NEWADDR, RTM_DELADDR).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub addr: IpAddr,
+    /// IFA_LABEL (IPv4's `eth0:1`), for an interface whose name is unknown.
+    pub label: Option<String>,
+}
+
+/// The host's own address in an address message. IFA_LOCAL is the local
 /// end when present (IPv4 always, IPv6 on point-to-point links, where
-/// IFA_ADDRESS is then the peer); otherwise IFA_ADDRESS is ours.
-fn local_address(msg: &AddressMessage) -> Option<IpAddr> {
-    let mut address = None;
-    for attr in &msg.attributes {
-        match attr {
-            AddressAttribute::Local(ip) => return Some(*ip),
-            AddressAttribute::Address(ip) => address = Some(*ip),
+/// IFA_ADDRESS is then the peer); otherwise IFA_ADDRESS is ours. `None` for
+/// a family other than IPv4 and IPv6, or a message with neither.
+pub fn parse_address(payload: &[u8]) -> Parsed<Option<Address>> {
+    if payload.len() < IFADDRMSG_LEN {
+        return Err(format!("{} bytes, shorter than ifaddrmsg", payload.len()));
+    }
+    let family = payload[0];
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let index = u32::from_ne_bytes(payload[4..8].try_into().expect("4 bytes"));
+    let (mut local, mut address, mut label) = (None, None, None);
+    for a in netlink::attrs(&payload[IFADDRMSG_LEN..]) {
+        let (kind, value) = a?;
+        match kind {
+            IFA_LOCAL => local = ip_of(value),
+            IFA_ADDRESS => address = ip_of(value),
+            IFA_LABEL => {
+                let name = value.split(|b| *b == 0).next().unwrap_or(value);
+                label = Some(String::from_utf8_lossy(name).into_owned());
+            }
             _ => {}
         }
     }
-    address
+    Ok(local.or(address).map(|addr| Address { index, addr, label }))
 }
 
-fn label(msg: &AddressMessage) -> Option<String> {
-    msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Label(l) => Some(l.clone()),
-        _ => None,
-    })
+/// What a route message says of its next hops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// RTA_TABLE (the full id), else the header's byte.
+    pub table: u32,
+    /// Destination prefix length 0.
+    pub default: bool,
+    /// RTA_GATEWAY, RTA_VIA and those of each next hop of RTA_MULTIPATH, in
+    /// message order (repeats kept).
+    pub gateways: Vec<IpAddr>,
 }
 
-/// RTA_TABLE holds the full table id; the header's byte only fits ids below 256.
-fn route_table(msg: &RouteMessage) -> u32 {
-    msg.attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(msg.header.table))
+/// The table and gateways of a route message (RTM_NEWROUTE, RTM_DELROUTE);
+/// `None` for a family other than IPv4 and IPv6.
+pub fn parse_route(payload: &[u8]) -> Parsed<Option<Route>> {
+    if payload.len() < RTMSG_LEN {
+        return Err(format!("{} bytes, shorter than rtmsg", payload.len()));
+    }
+    let family = payload[0];
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let mut route = Route {
+        table: u32::from(payload[4]),
+        default: payload[1] == 0,
+        gateways: Vec::new(),
+    };
+    for a in netlink::attrs(&payload[RTMSG_LEN..]) {
+        let (kind, value) = a?;
+        if kind == RTA_TABLE {
+            if let Ok(b) = <[u8; 4]>::try_from(value) {
+                route.table = u32::from_ne_bytes(b);
+            }
+        }
+    }
+    route_gateways_of(&payload[RTMSG_LEN..], &mut route.gateways, 0)?;
+    Ok(Some(route))
 }
 
-fn collect_gateways(attributes: &[RouteAttribute], out: &mut Vec<IpAddr>) {
-    for attr in attributes {
-        match attr {
-            RouteAttribute::Gateway(RouteAddress::Inet(a)) => out.push(IpAddr::V4(*a)),
-            RouteAttribute::Gateway(RouteAddress::Inet6(a)) => out.push(IpAddr::V6(*a)),
-            RouteAttribute::Via(RouteVia::Inet(a)) => out.push(IpAddr::V4(*a)),
-            RouteAttribute::Via(RouteVia::Inet6(a)) => out.push(IpAddr::V6(*a)),
-            RouteAttribute::MultiPath(hops) => {
-                for RouteNextHop { attributes, .. } in hops {
-                    collect_gateways(attributes, out);
+/// The gateways in a route's (or a next hop's) attributes. Next hops do
+/// not nest in the kernel's format; `depth` refuses a message that claims
+/// they do.
+fn route_gateways_of(attrs: &[u8], out: &mut Vec<IpAddr>, depth: u8) -> Parsed<()> {
+    for a in netlink::attrs(attrs) {
+        let (kind, value) = a?;
+        match kind {
+            RTA_GATEWAY => out.extend(ip_of(value)),
+            RTA_VIA => out.extend(via(value)),
+            RTA_MULTIPATH if depth == 0 => {
+                let mut rest = value;
+                while !rest.is_empty() {
+                    if rest.len() < RTNH_LEN {
+                        return Err(format!(
+                            "{} stray bytes after the last next hop",
+                            rest.len()
+                        ));
+                    }
+                    let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+                    if len < RTNH_LEN || len > rest.len() {
+                        return Err(format!("next hop of length {len} in {} bytes", rest.len()));
+                    }
+                    route_gateways_of(&rest[RTNH_LEN..len], out, depth + 1)?;
+                    rest = &rest[len.next_multiple_of(4).min(rest.len())..];
                 }
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// The gateway of a nexthop object message (RTM_NEWNEXTHOP,
+/// RTM_DELNEXTHOP), if it has one (a group or a blackhole has none).
+pub fn parse_nexthop(payload: &[u8]) -> Parsed<Option<IpAddr>> {
+    if payload.len() < NHMSG_LEN {
+        return Err(format!("{} bytes, shorter than nhmsg", payload.len()));
+    }
+    let mut gateway = None;
+    for a in netlink::attrs(&payload[NHMSG_LEN..]) {
+        let (kind, value) = a?;
+        if kind == NHA_GATEWAY {
+            gateway = ip_of(value);
+        }
+    }
+    Ok(gateway)
+}
+
+/// An address attribute: 4 bytes IPv4, 16 bytes IPv6, anything else none.
+fn ip_of(value: &[u8]) -> Option<IpAddr> {
+    if let Ok(b) = <[u8; 4]>::try_from(value) {
+        Some(IpAddr::V4(Ipv4Addr::from(b)))
+    } else if let Ok(b) = <[u8; 16]>::try_from(value) {
+        Some(IpAddr::V6(Ipv6Addr::from(b)))
+    } else {
+        None
+    }
+}
+
+/// struct rtvia: the family (u16), then the address.
+fn via(value: &[u8]) -> Option<IpAddr> {
+    let family = u16::from_ne_bytes([*value.first()?, *value.get(1)?]);
+    let addr = ip_of(&value[2..])?;
+    match (family, addr) {
+        (2, IpAddr::V4(_)) | (10, IpAddr::V6(_)) => Some(addr),
+        _ => None,
     }
 }
 
@@ -194,6 +361,42 @@ struct RouteSocket {
     socket: Socket,
     seq: u32,
     buf: Vec<u8>,
+}
+
+/// A dump request: one the crate can encode, or a message type and its
+/// fixed header.
+enum Request {
+    Typed(RouteNetlinkMessage),
+    Raw(u16, Vec<u8>),
+}
+
+impl Request {
+    /// The request as a dump with sequence number `seq`.
+    fn bytes(&self, seq: u32) -> Vec<u8> {
+        match self {
+            Request::Typed(m) => {
+                let mut header = NetlinkHeader::default();
+                header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+                header.sequence_number = seq;
+                let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(m.clone()));
+                msg.finalize();
+                let mut out = vec![0; msg.buffer_len()];
+                msg.serialize(&mut out);
+                out
+            }
+            Request::Raw(kind, body) => {
+                let len = (netlink::NLMSG_HDRLEN + body.len()) as u32;
+                let mut out = Vec::with_capacity(len as usize);
+                out.extend(len.to_ne_bytes());
+                out.extend(kind.to_ne_bytes());
+                out.extend((NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+                out.extend(seq.to_ne_bytes());
+                out.extend(0u32.to_ne_bytes());
+                out.extend(body);
+                out
+            }
+        }
+    }
 }
 
 /// A dump interrupted by a change (NLM_F_DUMP_INTR) is started again, this
@@ -227,12 +430,33 @@ impl RouteSocket {
         &mut self,
         request: RouteNetlinkMessage,
         what: &str,
+        each: impl FnMut(u16, &[u8]) -> Parsed<Option<T>>,
+    ) -> Result<Vec<T>> {
+        self.dump_with(&Request::Typed(request), what, each)
+    }
+
+    /// The same for a request the crate has no type for: its message type
+    /// and its fixed header (`body`).
+    fn dump_raw<T>(
+        &mut self,
+        kind: u16,
+        body: &[u8],
+        what: &str,
+        each: impl FnMut(u16, &[u8]) -> Parsed<Option<T>>,
+    ) -> Result<Vec<T>> {
+        self.dump_with(&Request::Raw(kind, body.to_vec()), what, each)
+    }
+
+    fn dump_with<T>(
+        &mut self,
+        request: &Request,
+        what: &str,
         mut each: impl FnMut(u16, &[u8]) -> Parsed<Option<T>>,
     ) -> Result<Vec<T>> {
         for _ in 0..DUMP_ATTEMPTS {
             let mut items = Vec::new();
             let complete = self
-                .dump_once(request.clone(), &mut |kind, payload| {
+                .dump_once(request, &mut |kind, payload| {
                     if let Some(item) = each(kind, payload)? {
                         items.push(item);
                     }
@@ -251,18 +475,12 @@ impl RouteSocket {
     /// One dump: true if it ran to NLMSG_DONE without NLM_F_DUMP_INTR.
     fn dump_once(
         &mut self,
-        request: RouteNetlinkMessage,
+        request: &Request,
         each: &mut dyn FnMut(u16, &[u8]) -> Parsed<()>,
     ) -> Parsed<bool> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(request));
-        msg.finalize();
-        let mut out = vec![0; msg.buffer_len()];
-        msg.serialize(&mut out);
+        let out = request.bytes(seq);
         self.socket
             .send(&out, 0)
             .map_err(|e| format!("send: {e}"))?;
@@ -357,6 +575,181 @@ fn errno_text(code: i32) -> String {
 mod tests {
     use super::*;
     use netlink_packet_core::NLM_F_MULTIPART;
+
+    /// One attribute: length, type, value, padded to 4 bytes.
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        a.extend(kind.to_ne_bytes());
+        a.extend(value);
+        a.resize(a.len().next_multiple_of(4), 0);
+        a
+    }
+
+    fn v4(s: &str) -> Vec<u8> {
+        s.parse::<Ipv4Addr>().unwrap().octets().to_vec()
+    }
+
+    fn v6(s: &str) -> Vec<u8> {
+        s.parse::<Ipv6Addr>().unwrap().octets().to_vec()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn address_messages_give_the_local_end() {
+        // IPv4 on index 3: IFA_ADDRESS and IFA_LOCAL equal, a label.
+        let mut m = vec![AF_INET, 24, 0, 0];
+        m.extend(3u32.to_ne_bytes());
+        m.extend(nla(IFA_ADDRESS, &v4("192.0.2.1")));
+        m.extend(nla(IFA_LOCAL, &v4("192.0.2.1")));
+        m.extend(nla(IFA_LABEL, b"eth0:1\0"));
+        let a = parse_address(&m).unwrap().unwrap();
+        assert_eq!((a.index, a.addr), (3, ip("192.0.2.1")));
+        assert_eq!(a.label.as_deref(), Some("eth0:1"));
+        // Point-to-point IPv6: IFA_ADDRESS is the peer, IFA_LOCAL ours,
+        // whichever comes first.
+        let mut m = vec![AF_INET6, 128, 0, 0];
+        m.extend(4u32.to_ne_bytes());
+        m.extend(nla(IFA_LOCAL, &v6("2001:db8::5")));
+        m.extend(nla(IFA_ADDRESS, &v6("2001:db8::6")));
+        assert_eq!(parse_address(&m).unwrap().unwrap().addr, ip("2001:db8::5"));
+        // Plain IPv6: only IFA_ADDRESS.
+        let mut m = vec![AF_INET6, 64, 0, 0];
+        m.extend(4u32.to_ne_bytes());
+        m.extend(nla(IFA_ADDRESS, &v6("2001:db8:1::1")));
+        assert_eq!(
+            parse_address(&m).unwrap().unwrap().addr,
+            ip("2001:db8:1::1")
+        );
+        // Another family, no address, an address of a strange length.
+        let mut other = vec![7u8, 0, 0, 0];
+        other.extend(1u32.to_ne_bytes());
+        assert_eq!(parse_address(&other).unwrap(), None);
+        let mut none = vec![AF_INET, 0, 0, 0, 1, 0, 0, 0];
+        assert_eq!(parse_address(&none).unwrap(), None);
+        none.extend(nla(IFA_ADDRESS, &[1, 2, 3]));
+        assert_eq!(parse_address(&none).unwrap(), None);
+        assert!(parse_address(&[AF_INET, 0, 0]).is_err());
+    }
+
+    fn rtmsg(family: u8, dst_len: u8, table: u8) -> Vec<u8> {
+        vec![family, dst_len, 0, 0, table, 3, 0, 1, 0, 0, 0, 0]
+    }
+
+    /// One struct rtnexthop with its attributes.
+    fn rtnh(attrs: &[u8]) -> Vec<u8> {
+        let mut h = ((RTNH_LEN + attrs.len()) as u16).to_ne_bytes().to_vec();
+        h.extend([0, 0]);
+        h.extend(2i32.to_ne_bytes());
+        h.extend(attrs);
+        h
+    }
+
+    #[test]
+    fn route_messages_give_table_and_every_gateway() {
+        // A default route of table 1000 (RTA_TABLE beats the header byte).
+        let mut m = rtmsg(AF_INET, 0, 252);
+        m.extend(nla(RTA_TABLE, &1000u32.to_ne_bytes()));
+        m.extend(nla(RTA_GATEWAY, &v4("192.0.2.9")));
+        assert_eq!(
+            parse_route(&m).unwrap().unwrap(),
+            Route {
+                table: 1000,
+                default: true,
+                gateways: vec![ip("192.0.2.9")]
+            }
+        );
+        // Multipath: each next hop's gateway, and RTA_VIA (IPv4 via IPv6).
+        let mut hops = rtnh(&nla(RTA_GATEWAY, &v6("2001:db8:1::2")));
+        let mut via = 10u16.to_ne_bytes().to_vec();
+        via.extend(v6("2001:db8:1::3"));
+        hops.extend(rtnh(&nla(RTA_VIA, &via)));
+        hops.extend(rtnh(&[]));
+        let mut m = rtmsg(AF_INET6, 48, 254);
+        m.extend(nla(RTA_MULTIPATH, &hops));
+        let r = parse_route(&m).unwrap().unwrap();
+        assert_eq!((r.table, r.default), (254, false));
+        assert_eq!(r.gateways, vec![ip("2001:db8:1::2"), ip("2001:db8:1::3")]);
+        // A via whose family does not match its length is no address.
+        let mut bad_via = 2u16.to_ne_bytes().to_vec();
+        bad_via.extend(v6("2001:db8:1::3"));
+        let mut m = rtmsg(AF_INET, 0, 254);
+        m.extend(nla(RTA_VIA, &bad_via));
+        m.extend(nla(RTA_VIA, &[10]));
+        assert!(parse_route(&m).unwrap().unwrap().gateways.is_empty());
+        // Other families are not looked at; a short header is an error.
+        assert_eq!(parse_route(&rtmsg(28, 0, 254)).unwrap(), None);
+        assert!(parse_route(&[AF_INET; 11]).is_err());
+        // A next hop longer than its attribute, or shorter than its header.
+        let mut m = rtmsg(AF_INET, 0, 254);
+        let mut hop = rtnh(&nla(RTA_GATEWAY, &v4("192.0.2.2")));
+        hop[0] = 200;
+        m.extend(nla(RTA_MULTIPATH, &hop));
+        assert!(parse_route(&m).is_err());
+        let mut m = rtmsg(AF_INET, 0, 254);
+        m.extend(nla(RTA_MULTIPATH, &[4, 0, 0, 0]));
+        assert!(parse_route(&m).is_err());
+    }
+
+    #[test]
+    fn nexthop_messages_give_their_gateway() {
+        let mut m = vec![AF_INET, 0, 3, 0, 0, 0, 0, 0];
+        m.extend(nla(1, &7u32.to_ne_bytes()));
+        m.extend(nla(NHA_GATEWAY, &v4("192.0.2.77")));
+        assert_eq!(parse_nexthop(&m).unwrap(), Some(ip("192.0.2.77")));
+        // A group has no gateway of its own.
+        let mut g = vec![0u8, 0, 3, 0, 0, 0, 0, 0];
+        g.extend(nla(2, &[7, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(parse_nexthop(&g).unwrap(), None);
+        assert!(parse_nexthop(&[0; 7]).is_err());
+    }
+
+    #[test]
+    fn no_message_makes_a_parser_panic() {
+        // Every prefix and every single-byte change of valid messages, and
+        // pseudo-random bytes: an answer or an error, never a panic.
+        let mut route = rtmsg(AF_INET, 0, 254);
+        let mut hops = rtnh(&nla(RTA_GATEWAY, &v4("192.0.2.2")));
+        hops.extend(rtnh(&nla(RTA_GATEWAY, &v4("192.0.2.3"))));
+        route.extend(nla(RTA_MULTIPATH, &hops));
+        route.extend(nla(RTA_TABLE, &100u32.to_ne_bytes()));
+        let mut addr = vec![AF_INET6, 64, 0, 0, 1, 0, 0, 0];
+        addr.extend(nla(IFA_ADDRESS, &v6("2001:db8::1")));
+        let mut nh = vec![AF_INET6, 0, 3, 0, 0, 0, 0, 0];
+        nh.extend(nla(NHA_GATEWAY, &v6("2001:db8::2")));
+        let all = |b: &[u8]| {
+            let _ = parse_route(b);
+            let _ = parse_address(b);
+            let _ = parse_nexthop(b);
+            let _ = link_name(b);
+        };
+        for m in [&route, &addr, &nh] {
+            for n in 0..=m.len() {
+                all(&m[..n]);
+            }
+            for i in 0..m.len() {
+                for v in [0u8, 1, 3, 4, 0x7f, 0xff] {
+                    let mut c = m.clone();
+                    c[i] = v;
+                    all(&c);
+                }
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..2000 {
+            let b: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if x % 3 == 0 { AF_INET } else { x as u8 }
+                })
+                .collect();
+            all(&b);
+        }
+    }
 
     #[test]
     fn link_name_rejects_short_and_bad_messages() {

@@ -222,6 +222,9 @@ pub struct Daemon {
     check_at: Option<Instant>,
     pub reloads: u64,
     pub table_restores: u64,
+    /// The watch over local addresses, gateways and resolvers
+    /// (`ignore_local`), set up by `follow_neighbours`.
+    pub neighbours: Option<crate::service::neighbours::Neighbours>,
     lost_reported: u64,
     lost_lines: Gate,
 }
@@ -234,6 +237,7 @@ struct Ready {
     nft_events: bool,
     control: bool,
     visitors: Vec<usize>,
+    neighbours: bool,
 }
 
 impl Daemon {
@@ -247,6 +251,7 @@ impl Daemon {
             check_at: None,
             reloads: 0,
             table_restores: 0,
+            neighbours: None,
             lost_reported: 0,
             lost_lines: Gate::new(REPORT_INTERVAL),
         }
@@ -310,6 +315,10 @@ impl Daemon {
                 .into_iter()
                 .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
         );
+        let neighbours_at = fds.len();
+        if let Some(n) = &self.neighbours {
+            fds.extend(n.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => return Ok(None),
@@ -324,6 +333,7 @@ impl Daemon {
             visitors: (0..io.connect.len())
                 .filter(|&i| ready(&fds[connect_at + i]))
                 .collect(),
+            neighbours: fds[neighbours_at..].iter().any(ready),
         }))
     }
 
@@ -341,6 +351,7 @@ impl Daemon {
             self.core.names.tick(now),
             self.check_at.map(|t| t.saturating_duration_since(now)),
             self.io.control.as_ref().and_then(|c| c.next_deadline(now)),
+            self.neighbours.as_ref().and_then(|n| n.next_due(now)),
         ]
         .into_iter()
         .flatten()
@@ -377,6 +388,7 @@ impl Daemon {
                     .drain(|pkt| core.on_packet(pkt.payload, now))?;
             }
             self.watch_table(ready.nft_events);
+            self.neighbours_turn(ready.neighbours);
             let overdue = self
                 .io
                 .control

@@ -1,7 +1,8 @@
 //! service: `nftsentry run`, the daemon. Its start and stop (`run`), its
 //! one poll(2) loop and what a probe passes through in it (`event_loop`),
 //! the control socket (`control`) and what each request does (`requests`),
-//! reloads (`reload`), `status` (`status`), the lines that name hosts
+//! reloads (`reload`), the ignore list following the host's addresses,
+//! gateways and resolvers (`neighbours`), `status` (`status`), the lines that name hosts
 //! (`names`, with reverse DNS in `resolve`), connect-mode sockets
 //! (`connect`), sd_notify (`systemd`) and the privilege drop
 //! (`privileges`).
@@ -13,6 +14,7 @@ pub mod connect;
 pub mod control;
 pub mod event_loop;
 pub mod names;
+pub mod neighbours;
 pub mod privileges;
 pub mod reload;
 pub mod requests;

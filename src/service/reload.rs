@@ -74,7 +74,8 @@ impl Daemon {
 
     fn try_reload(&mut self) -> Result<String> {
         let new = self.next_config()?;
-        let (mut ruleset, ignores) = build_ruleset(&new)?;
+        let (mut ruleset, parts) = build_ruleset(&new)?;
+        let ignores = parts.all();
         // Keep the flags the kernel took at start, unless owner was turned
         // off (turning it on takes a restart: the kernel's support is known
         // only from the start's install).
@@ -127,6 +128,7 @@ impl Daemon {
         core.cfg = new;
         self.ruleset = ruleset;
         self.reloads += 1;
+        self.follow_neighbours(parts);
         Ok(msg)
     }
 }

@@ -12,7 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, Proto};
-use crate::detect::{Detector, Ignored};
+use crate::detect::Detector;
 use crate::error::{Error, Result};
 use crate::kernel::nflog::{NflogConfig, NflogSocket, NflogStats};
 use crate::kernel::nft::NftSocket;
@@ -22,6 +22,7 @@ use crate::service::connect::ConnectSockets;
 use crate::service::control::ControlServer;
 use crate::service::event_loop::{Core, Daemon, Io};
 use crate::service::names::Names;
+use crate::service::neighbours::IgnoreParts;
 use crate::service::privileges;
 use crate::service::systemd::Notifier;
 use crate::table::bans::{self, KernelBans};
@@ -35,13 +36,13 @@ use crate::table::ruleset::Ruleset;
 const LONG_RESTORE: usize = 10_000;
 const RESTORE_TIME: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// The ignore list (with reasons) and ruleset for `cfg` on this host right
-/// now.
-pub fn build_ruleset(cfg: &Config) -> Result<(Ruleset, Vec<Ignored>)> {
-    let ignores = crate::host::ignores::collect_labelled(cfg)?;
+/// The ignore list (with reasons, in its two parts) and ruleset for `cfg`
+/// on this host right now.
+pub fn build_ruleset(cfg: &Config) -> Result<(Ruleset, IgnoreParts)> {
+    let parts = IgnoreParts::gather(cfg)?;
     Ok((
-        Ruleset::from_config(cfg, &crate::detect::networks(&ignores)),
-        ignores,
+        Ruleset::from_config(cfg, &crate::detect::networks(&parts.all())),
+        parts,
     ))
 }
 
@@ -130,7 +131,8 @@ pub fn run(cfg: Config) -> Result<()> {
     // Become `user` now, capabilities kept for the setup, so that the files
     // made while setting up (state file and lock, history) are its own.
     privileges::become_user(&plan)?;
-    let (mut ruleset, ignores) = build_ruleset(&cfg)?;
+    let (mut ruleset, parts) = build_ruleset(&cfg)?;
+    let ignores = parts.all();
     // Before anything changes: the table's name must be free, or a table
     // nftsentry left behind, and no other nftsentry may be using it.
     let mut nft = NftSocket::open()?;
@@ -205,6 +207,7 @@ pub fn run(cfg: Config) -> Result<()> {
         ruleset,
         notifier,
     );
+    daemon.follow_neighbours(parts);
     // The table is in and we are hardened: systemd may order other units
     // after us now.
     daemon.ready();
