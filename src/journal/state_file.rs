@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -44,35 +43,20 @@ pub fn lock_path(state: &Path) -> PathBuf {
 }
 
 fn lock_io(state: &Path) -> std::io::Result<Lock> {
-    let path = lock_path(state);
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW)
-            .open(&path)
+    let how = files::Private {
+        append: false,
+        mode: 0o600,
+        make_dir: true,
     };
-    let f = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(files::dir_of(&path))?;
-            open()?
-        }
-        other => other?,
-    };
-    files::give_to_dir_owner(&f, files::dir_of(&path))?;
+    let f = files::open_private(&lock_path(state), &how)?;
     let flock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| std::io::Error::from(e))?;
     Ok(Lock { _flock: flock })
 }
 
 /// Takes the lock of the state file `state` (waits for it). Creates the
-/// lock file and its directory.
+/// lock file and its directory; a lock file that is a link or belongs to a
+/// third user is refused (`files::open_private`).
 pub fn lock(state: &Path) -> Result<Lock> {
     lock_io(state).map_err(|e| Error::io(format!("cannot lock {}", lock_path(state).display()), &e))
 }
