@@ -136,14 +136,16 @@ pub fn run(cfg: Config) -> Result<()> {
     // (sound only while there is one thread).
     let plan = privileges::Plan::for_config(&cfg)?;
     let notifier = Notifier::from_env(Instant::now());
+    let (mut ruleset, ignores) = build_ruleset(&cfg)?;
+    // Before anything changes: the table's name must be free, or a table
+    // nftsentry left behind, and no other nftsentry may be using it. Before
+    // the switch to `user`: root's claim file is out of that user's reach,
+    // and the lock stays with the process.
+    let mut nft = NftSocket::open()?;
+    let claim = claim_table(&mut nft, &cfg.table)?;
     // Become `user` now, capabilities kept for the setup, so that the files
     // made while setting up (state file and lock, history) are its own.
     privileges::become_user(&plan)?;
-    let (mut ruleset, ignores) = build_ruleset(&cfg)?;
-    // Before anything changes: the table's name must be free, or a table
-    // nftsentry left behind, and no other nftsentry may be using it.
-    let mut nft = NftSocket::open()?;
-    let claim = claim_table(&mut nft, &cfg.table)?;
     let signals = signal_fd()?;
     // NFLOG first: if the group is taken we stop before touching nftables.
     let nflog = NflogSocket::open(&NflogConfig {
