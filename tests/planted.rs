@@ -1,16 +1,18 @@
-//! planted: what the owner of the state directory (the daemon's account,
-//! nobody here) may put where root's nftsentry writes (issue 14). Root
-//! writes there when the command line changes bans with the daemon
-//! stopped, and when a daemon started as root sets up. nobody plants a
-//! symbolic link, a hard link to a root-owned file, a file of its own, or
-//! (as a group-writable directory would let another user) a file of a
-//! third user at `state.lock`, `.state.tmp.<pid>` and `history`; root's
-//! `nftsentry block` and a daemon start never write through them nor give
-//! their targets away, and a ban still goes in. And the state file itself
-//! is read only when nobody else could have put it there: a file group or
-//! others may write, a link, a FIFO, or a file of a third user is refused
-//! with an error, and the daemon starts without its bans (root; fails
-//! without it).
+//! planted: what others may put where root's nftsentry writes (issue 14).
+//! Root writes into a directory of the daemon's account (nobody here) when
+//! the command line changes bans with the daemon stopped and when a daemon
+//! started as root sets up, and a daemon left as root appends its history
+//! wherever `history_file` says, here also in a root-owned directory that
+//! its group may write (as /var/log with group adm on some systems). There
+//! nobody plants a symbolic link or a hard link to a root-owned file, a
+//! file of its own, or (as a group-writable directory lets another user) a
+//! file of a third user, at `state.lock`, `.state.tmp.<pid>` and `history`:
+//! root's `nftsentry block` and a daemon start never write through them
+//! nor give their targets away, and the bans go in. And the state file
+//! itself is read only when nobody else could have put it there: a file
+//! group or others may write, a link, a FIFO, or a file of a third user is
+//! refused with an error, moved aside, and the daemon starts without its
+//! bans (root; fails without it).
 //!
 //! Linux's fs.protected_hardlinks (1 on most distributions) already stops
 //! nobody from linking a root-owned file it may not read and write: the
@@ -63,6 +65,9 @@ enum Plant {
 struct Scene {
     dir: TempDir,
     var: PathBuf,
+    /// root's, but its group (nogroup) may write it, as /var/log is
+    /// writable by adm on some systems.
+    shared: PathBuf,
     targets: PathBuf,
 }
 
@@ -76,7 +81,16 @@ impl Scene {
         std::fs::create_dir(&var).unwrap();
         std::os::unix::fs::chown(&var, Some(NOBODY), Some(NOBODY)).unwrap();
         std::fs::create_dir(&targets).unwrap();
-        Scene { dir, var, targets }
+        let shared = dir.path.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::os::unix::fs::chown(&shared, Some(0), Some(NOBODY)).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).unwrap();
+        Scene {
+            dir,
+            var,
+            shared,
+            targets,
+        }
     }
 
     /// A root-owned file, 0600, that nothing may write or give away.
@@ -91,7 +105,12 @@ impl Scene {
 
     /// Puts `plant` at `name` in nobody's directory.
     fn plant(&self, plant: Plant, name: &str) {
-        let at = self.var.join(name);
+        self.plant_in(&self.var, plant, name)
+    }
+
+    /// Puts `plant` at `name` in `dir`, as nobody.
+    fn plant_in(&self, dir: &Path, plant: Plant, name: &str) {
+        let at = dir.join(name);
         let _ = std::fs::remove_file(&at);
         let target = self.target(name);
         let sh = |s: &str| {
@@ -123,34 +142,51 @@ impl Scene {
         }
     }
 
-    /// Every target is as it was made: root's, 0600, its text.
-    fn targets_intact(&self, what: &str) {
+    /// What happened to the targets: given away, their mode changed,
+    /// written through a plant.
+    fn damage(&self) -> Vec<String> {
+        let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.targets).unwrap() {
             let p = entry.unwrap().path();
             let name = p.file_name().unwrap().to_str().unwrap().to_string();
             let m = std::fs::metadata(&p).unwrap();
-            assert_eq!(
-                (m.uid(), m.gid(), m.mode() & 0o7777),
-                (0, 0, 0o600),
-                "{what}: {name} was given away or its mode changed"
-            );
-            assert_eq!(
-                std::fs::read_to_string(&p).unwrap(),
-                format!("root's {name}\n"),
-                "{what}: {name} was written through a plant"
-            );
+            if (m.uid(), m.gid(), m.mode() & 0o7777) != (0, 0, 0o600) {
+                out.push(format!(
+                    "root's {name} was given away or its mode changed: uid {}, gid {}, mode {:04o}",
+                    m.uid(),
+                    m.gid(),
+                    m.mode() & 0o7777
+                ));
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            if text != format!("root's {name}\n") {
+                out.push(format!(
+                    "root's {name} was written through a plant: {text:?}"
+                ));
+            }
         }
+        out
+    }
+
+    /// Every target is as it was made: root's, 0600, its text.
+    fn targets_intact(&self, what: &str) {
+        let damage = self.damage();
+        assert!(damage.is_empty(), "{what}: {damage:?}");
     }
 
     /// A plant of nobody's own or of the third user is still theirs (and
     /// the third user's unwritten).
     fn plant_unchanged(&self, plant: Plant, name: &str) {
+        self.plant_unchanged_in(&self.var, plant, name)
+    }
+
+    fn plant_unchanged_in(&self, dir: &Path, plant: Plant, name: &str) {
         let want = match plant {
             Plant::Own => NOBODY,
             Plant::Other => OTHER,
             _ => return,
         };
-        let at = self.var.join(name);
+        let at = dir.join(name);
         let m = std::fs::symlink_metadata(&at).unwrap();
         assert_eq!(m.uid(), want, "{name} changed hands");
         if plant == Plant::Other {
@@ -340,11 +376,11 @@ fn a_planted_lock_file_is_refused_never_written_through_or_given_away() {
     }
     let lock = scene.var.join("state.lock");
     for (plant, why) in [
+        (Plant::HardLink, "refused: it has 2 hard links"),
         (
             Plant::Symlink,
             "refused: it is a symbolic link, not a regular file",
         ),
-        (Plant::HardLink, "refused: it has 2 hard links"),
         (
             Plant::Other,
             // "(the owner of its directory)" from root, "(this process)"
@@ -355,10 +391,10 @@ fn a_planted_lock_file_is_refused_never_written_through_or_given_away() {
         scene.plant(plant, "state.lock");
         let o = block(&ns, &cfg, "198.51.100.7");
         let e = stderr(&o);
+        scene.targets_intact(&format!("{plant:?} at state.lock, block"));
         assert!(!o.status.success(), "{plant:?}: {e}");
         let want = format!("cannot lock {}: {why}", lock.display());
         assert!(e.contains(&want), "{plant:?}: want {want}\ngot {e}");
-        scene.targets_intact(&format!("{plant:?} at state.lock, block"));
         // A daemon start refuses it the same way, and exits.
         let o = ns
             .cmd("timeout")
@@ -370,9 +406,9 @@ fn a_planted_lock_file_is_refused_never_written_through_or_given_away() {
             .output()
             .unwrap();
         let e = stderr(&o);
+        scene.targets_intact(&format!("{plant:?} at state.lock, run"));
         assert_eq!(o.status.code(), Some(1), "{plant:?}: {e}");
         assert!(e.contains(&want), "{plant:?}: want {want}\ngot {e}");
-        scene.targets_intact(&format!("{plant:?} at state.lock, run"));
         scene.plant_unchanged(plant, "state.lock");
     }
     // nobody's own lock file is the directory owner's to keep: used as it is.
@@ -445,27 +481,33 @@ fn a_planted_history_file_is_never_written_through_or_given_away() {
     let scene = Scene::new("phist");
     let mut pair = Pair::new("phist");
     let _claim = ClaimFile::of(&pair.victim);
-    let history = scene.var.join("history");
-    // A daemon that stays root, its history file in nobody's directory
-    // (its state file in root's): root appends there at every ban.
-    let root_cfg = scene.config("root.toml", false, &scene.root_dir(), Some(&scene.var));
+    // A daemon that stays root, its state file in root's directory and its
+    // history file in a directory that root's group nogroup may write (root
+    // appends there at every ban), or in nobody's.
+    let private = scene.root_dir();
+    let shared_cfg = scene.config("shared.toml", false, &private, Some(&scene.shared));
+    let root_cfg = scene.config("root.toml", false, &private, Some(&scene.var));
     // One that becomes nobody, all its files in nobody's directory.
     let nobody_cfg = scene.config("nobody.toml", true, &scene.var, None);
-    for (n, (plant, cfg)) in [
-        (Plant::Symlink, &root_cfg),
-        (Plant::HardLink, &root_cfg),
-        (Plant::Other, &root_cfg),
+    for (n, (plant, cfg, dir)) in [
+        (Plant::Symlink, &shared_cfg, &scene.shared),
+        (Plant::HardLink, &shared_cfg, &scene.shared),
+        (Plant::Other, &shared_cfg, &scene.shared),
+        (Plant::Symlink, &root_cfg, &scene.var),
+        (Plant::HardLink, &root_cfg, &scene.var),
+        (Plant::Other, &root_cfg, &scene.var),
         // nobody's daemon writes its history after the drop, without
         // capabilities: the kernel keeps it out of root's files (its start
-        // stops at a link to one, "cannot write it"), not of these.
-        (Plant::Other, &nobody_cfg),
-        (Plant::Own, &nobody_cfg),
+        // stops at a link to one, "cannot write it"), not out of these.
+        (Plant::Other, &nobody_cfg, &scene.var),
+        (Plant::Own, &nobody_cfg, &scene.var),
     ]
     .into_iter()
     .enumerate()
     {
         let what = format!("{plant:?} at history, {}", cfg.display());
-        scene.plant(plant, "history");
+        let history = dir.join("history");
+        scene.plant_in(dir, plant, "history");
         let d = Daemon::start(
             &mut pair.victim,
             cfg,
@@ -484,18 +526,24 @@ fn a_planted_history_file_is_never_written_through_or_given_away() {
             assert_eq!((m.uid(), m.nlink()), (NOBODY, 1), "{what}");
         } else {
             let refused = format!("cannot write history file {}: refused", history.display());
+            wait_until(Duration::from_secs(5), || {
+                d.log().contains(&refused) || !scene.damage().is_empty()
+            });
+            scene.targets_intact(&what);
+            scene.plant_unchanged_in(dir, plant, "history");
             assert!(
-                wait_until(Duration::from_secs(5), || d.log().contains(&refused)),
+                d.log().contains(&refused),
                 "{what}: no refusal; log:\n{}",
                 d.log()
             );
         }
         d.stop(&mut pair.victim);
         scene.targets_intact(&what);
-        scene.plant_unchanged(plant, "history");
+        scene.plant_unchanged_in(dir, plant, "history");
         pair.victim
             .nft(&["flush", "set", "inet", "nftsentry", "blocked4"]);
-        for dir in [&scene.var, &scene.root_dir()] {
+        let _ = std::fs::remove_file(&history);
+        for dir in [&scene.var, &private] {
             let _ = std::fs::remove_file(dir.join("state"));
         }
     }
@@ -599,7 +647,7 @@ fn a_state_file_that_could_have_been_planted_is_refused_and_the_daemon_starts() 
         );
         // The command line reads it too (`list`, no daemon), then a daemon
         // start.
-        for reader in ["list", "run"] {
+        for reader in ["run", "list"] {
             for f in [&state, &elsewhere, &refused] {
                 let _ = std::fs::remove_file(f);
             }
