@@ -32,7 +32,8 @@ fn syn_from(i: u32) -> Vec<u8> {
     )
 }
 
-/// A victim set up for floods, and its config (every probe bans for 10 min).
+/// A victim set up for floods, and its config (every probe bans for 10 min;
+/// the storm guard is off, as these floods are forged one-probe sources).
 fn victim(tag: &str) -> (Pair, TempDir, PathBuf) {
     let pair = Pair::new(tag);
     route_spoofed_range_back(&pair);
@@ -40,7 +41,7 @@ fn victim(tag: &str) -> (Pair, TempDir, PathBuf) {
     let cfg = dir.file(
         "nftsentry.toml",
         &format!(
-            "ignore_file = \"\"\n{}ban_time = \"10m\"\nscan_trigger = 0\nset_size = 262144\n\
+            "ignore_file = \"\"\n{}ban_time = \"10m\"\nscan_trigger = 0\nset_size = 262144\nstorm_threshold = 0\n\
              [tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
             private_files(&dir.path)
         ),
@@ -110,7 +111,11 @@ fn kill_9_mid_flood_keeps_every_ban_and_its_time_left() {
     );
     kill9(&mut pair.victim, pid);
     sender.join().unwrap();
-    let (before, t_before) = (bans(&pair.victim), Instant::now());
+    // Each element's time left is read somewhere inside its dump, so the
+    // clock runs from the dumps' starts and the slack grows by their length.
+    let t_before = Instant::now();
+    let before = bans(&pair.victim);
+    let dump_before = t_before.elapsed();
     assert!(
         before.len() >= 40_000 && before.len() < SOURCES as usize,
         "{} bans: the kill was not mid-flood",
@@ -119,8 +124,10 @@ fn kill_9_mid_flood_keeps_every_ban_and_its_time_left() {
 
     let log2 = dir.path.join("log2");
     let pid = start(&mut pair.victim, &cfg, &log2);
-    let (after, t_after) = (bans(&pair.victim), Instant::now());
-    // Every ban is back, with the time it had left (within a second), and
+    let t_after = Instant::now();
+    let after = bans(&pair.victim);
+    let slack = 1000 + (dump_before.max(t_after.elapsed())).as_millis() as i64;
+    // Every ban is back, with the time it had left (within a second plus the dumps' length), and
     // its length.
     let elapsed = t_after.duration_since(t_before).as_millis() as i64;
     let after: HashMap<IpAddr, &Ban> = after.iter().map(|b| (b.addr, b)).collect();
@@ -134,7 +141,11 @@ fn kill_9_mid_flood_keeps_every_ban_and_its_time_left() {
         let left_after = a.expires_in.unwrap().as_millis() as i64;
         let drift = left_after - (left_before - elapsed);
         worst = worst.max(drift.abs());
-        assert!(drift.abs() <= 1000, "{}: drift {drift} ms", b.addr);
+        assert!(
+            drift.abs() <= slack,
+            "{}: drift {drift} ms (slack {slack} ms)",
+            b.addr
+        );
     }
     assert_eq!(after.len(), before.len());
     let text = std::fs::read_to_string(&log2).unwrap();

@@ -14,7 +14,7 @@ fn allowed(part: &str) -> Option<&'static [&'static str]> {
         "error" | "cidr" | "files" | "logging" | "strength" => &[],
         "config" => &["error", "cidr"],
         "kernel" => BASE,
-        "table" => &["error", "logging", "kernel", "config", "cidr"],
+        "table" => &["error", "logging", "kernel", "config", "cidr", "files"],
         "host" => &["error", "logging", "kernel", "config", "cidr", "detect"],
         "detect" => &["error", "logging", "config", "cidr", "strength"],
         "journal" => &["error", "logging", "config", "files", "strength"],

@@ -53,11 +53,13 @@ fn bans_of(ns: &Netns) -> Vec<Ban> {
     })
 }
 
+/// The storm guard is off: these tests ban bursts of forged one-probe
+/// sources on purpose (tests/forged.rs tests the guard).
 fn config(dir: &TempDir, extra: &str) -> PathBuf {
     dir.file(
         "nftsentry.toml",
         &format!(
-            "{}ignore_file = \"\"\nignore_local = false\n{extra}\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
+            "{}ignore_file = \"\"\nignore_local = false\nstorm_threshold = 0\n{extra}\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
             private_files(&dir.path)
         ),
     )

@@ -16,7 +16,6 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 /// A local calendar time, as `struct tm` holds it.
@@ -102,31 +101,17 @@ pub fn utc(epoch: i64) -> LocalTime {
 
 /// Appends `line` to the history file with one write(2) on an O_APPEND
 /// descriptor, so concurrent writers never interleave inside a line.
-/// Creates the file (mode 0640) and its directory if missing.
+/// Creates the file (mode 0640) and its directory if missing. What is found
+/// in its place is judged by `files::open_private`: a symbolic link, a hard
+/// link or a file of a third user is refused (the error says which), never
+/// written through or given away.
 pub fn append(path: &Path, line: &str) -> std::io::Result<()> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(nix::libc::O_CLOEXEC)
-            .open(path)
+    let how = crate::files::Private {
+        append: true,
+        mode: 0o640,
+        make_dir: true,
     };
-    let mut f = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o750)
-                    .create(dir)?;
-            }
-            open()?
-        }
-        other => other?,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::files::give_to_dir_owner(&f, dir)?;
-    }
+    let mut f = crate::files::open_private(path, &how)?;
     f.write_all(line.as_bytes())
 }
 

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -45,52 +45,102 @@ pub fn lock_path(state: &Path) -> PathBuf {
 }
 
 fn lock_io(state: &Path) -> std::io::Result<Lock> {
-    let path = lock_path(state);
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW)
-            .open(&path)
+    let how = files::Private {
+        append: false,
+        mode: 0o600,
+        make_dir: true,
     };
-    let f = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(files::dir_of(&path))?;
-            open()?
-        }
-        other => other?,
-    };
-    files::give_to_dir_owner(&f, files::dir_of(&path))?;
+    let f = files::open_private(&lock_path(state), &how)?;
     let flock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| std::io::Error::from(e))?;
     Ok(Lock { _flock: flock })
 }
 
 /// Takes the lock of the state file `state` (waits for it). Creates the
-/// lock file and its directory.
+/// lock file and its directory; a lock file that is a link or belongs to a
+/// third user is refused (`files::open_private`).
 pub fn lock(state: &Path) -> Result<Lock> {
     lock_io(state).map_err(|e| Error::io(format!("cannot lock {}", lock_path(state).display()), &e))
 }
 
-/// Reads the file: its entries and one message per damaged line. A
-/// missing file is empty.
+/// Why the state file, open at `f`, must not be trusted, if it must not:
+/// what `files::refusal` refuses, a file group or others may write, or a
+/// directory they may write (without the sticky bit, anyone who may write
+/// there may put any file of the same file system under this name).
+fn distrust(f: &File, dir: &Path) -> std::io::Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    let d = std::fs::metadata(dir)?;
+    if let Some(why) = files::refusal(&m, d.uid()) {
+        return Ok(Some(why));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Ok(Some(format!(
+            "its mode is {:04o}: group or others may write it",
+            m.mode() & 0o7777
+        )));
+    }
+    if d.mode() & 0o022 != 0 && d.mode() & 0o1000 == 0 {
+        return Ok(Some(format!(
+            "its directory {} has mode {:04o}: group or others may put any file there",
+            dir.display(),
+            d.mode() & 0o7777
+        )));
+    }
+    Ok(None)
+}
+
+/// Where a refused state file is moved: `<state_file>.refused`.
+pub fn refused_path(state: &Path) -> PathBuf {
+    let mut p = state.as_os_str().to_owned();
+    p.push(".refused");
+    PathBuf::from(p)
+}
+
+/// Reads the file, under its lock: its entries and one message per
+/// damaged line. A missing file is empty. A file that could have been
+/// planted (a link, a FIFO, a file of a third user, one that group or
+/// others may write, see `distrust`) is not read: no entry, one message
+/// that says why, and the file moved to `refused_path`; nothing fails.
 pub fn load(path: &Path) -> Result<(Entries, Vec<String>)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    let cannot =
+        |e: std::io::Error| Error::io(format!("cannot read state file {}", path.display()), &e);
+    // Moved aside, so that nothing at start trips over it (the privilege
+    // check of the state file) and whoever looks finds it; the link itself
+    // when it is one, never its target.
+    let refused = |why: &str| {
+        let aside = refused_path(path);
+        let fate = match std::fs::rename(path, &aside) {
+            Ok(()) => format!("moved to {}", aside.display()),
+            Err(e) => format!("left in place ({e}); the next write replaces it"),
+        };
+        let msg = format!(
+            "{}: refused, no ban is read from it: {why}; {fate}",
+            path.display()
+        );
+        Ok((Entries::new(), vec![msg]))
+    };
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let mut f = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Entries::new(), Vec::new()));
+        }
         Err(e) => {
-            return Err(Error::io(
-                format!("cannot read state file {}", path.display()),
-                &e,
-            ));
+            return match files::open_refusal(path, &e) {
+                Some(why) => refused(&why),
+                None => Err(cannot(e)),
+            };
         }
     };
+    if let Some(why) = distrust(&f, files::dir_of(path)).map_err(cannot)? {
+        return refused(&why);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut bytes).map_err(cannot)?;
     Ok(state::parse(&bytes, &path.display().to_string()))
 }
 
@@ -456,6 +506,59 @@ mod tests {
             assert!(lock_path(&path).exists());
         }
         let _l = lock(&path).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_others_could_have_planted_is_moved_aside_unread() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("distrust");
+        let path = d.join("state");
+        save(&path, [&entry("192.0.2.2")]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (e, p) = load(&path).unwrap();
+        assert!(e.is_empty());
+        assert_eq!(
+            p,
+            [format!(
+                "{}: refused, no ban is read from it: its mode is 0666: group or others may write it; moved to {}",
+                path.display(),
+                refused_path(&path).display()
+            )]
+        );
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_to_string(refused_path(&path)).unwrap(), text);
+        // A link: the link is moved, its target stays as it is.
+        let target = d.join("elsewhere");
+        std::fs::write(&target, &text).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let (e, p) = load(&path).unwrap();
+        assert!(e.is_empty());
+        assert!(
+            p[0].contains("refused, no ban is read from it: it is a symbolic link"),
+            "{p:?}"
+        );
+        assert!(
+            std::fs::symlink_metadata(refused_path(&path))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), text);
+        // A directory others may write.
+        std::fs::remove_file(refused_path(&path)).unwrap();
+        save(&path, [&entry("192.0.2.2")]).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let (e, p) = load(&path).unwrap();
+        assert!(
+            e.is_empty() && p[0].contains("has mode 0775: group or others may put any file there"),
+            "{p:?}"
+        );
+        // Sticky, as /tmp: others may add names, not replace ours.
+        std::fs::rename(refused_path(&path), &path).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(load(&path).unwrap().0.len(), 1);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

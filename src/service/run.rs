@@ -5,7 +5,7 @@
 //! keep it.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netlink_packet_netfilter::nftables::TableFlags;
 use nix::sys::signal::{SigSet, Signal};
@@ -91,15 +91,23 @@ fn install_with_bans(
     ledger: &mut Ledger,
     leftover: bool,
 ) -> Result<Option<NftEvents>> {
+    // Time left is counted from before the old table is listed; what the
+    // listing and the restore took is taken off again just before the
+    // install, so a restart gives no ban extra time.
+    let start = Instant::now();
     let survived = if leftover {
         survivors(nft, &cfg.table)
     } else {
         None
     };
-    let restored = ledger.restore(survived, Instant::now())?;
+    let restored = ledger.restore(survived, start)?;
+    let spent = start.elapsed();
     let restored: Vec<_> = restored
         .iter()
-        .map(|r| (r.addr, r.timeout, r.remaining))
+        .map(|r| {
+            let left = r.remaining.saturating_sub(spent);
+            (r.addr, r.timeout, left.max(Duration::from_millis(1)))
+        })
         .collect();
     let refused = install_keeping_what_fits(nft, ruleset, &restored)?;
     ledger.not_restored(&refused, Instant::now());
@@ -128,15 +136,17 @@ pub fn run(cfg: Config) -> Result<()> {
     // (sound only while there is one thread).
     let plan = privileges::Plan::for_config(&cfg)?;
     let mut notifier = Notifier::from_env(Instant::now());
-    // Become `user` now, capabilities kept for the setup, so that the files
-    // made while setting up (state file and lock, history) are its own.
-    privileges::become_user(&plan)?;
     let (mut ruleset, parts) = build_ruleset(&cfg)?;
     let ignores = parts.all();
     // Before anything changes: the table's name must be free, or a table
-    // nftsentry left behind, and no other nftsentry may be using it.
+    // nftsentry left behind, and no other nftsentry may be using it. Before
+    // the switch to `user`: root's claim file is out of that user's reach,
+    // and the lock stays with the process.
     let mut nft = NftSocket::open()?;
     let claim = claim_table(&mut nft, &cfg.table)?;
+    // Become `user` now, capabilities kept for the setup, so that the files
+    // made while setting up (state file and lock, history) are its own.
+    privileges::become_user(&plan)?;
     let signals = signal_fd()?;
     // NFLOG first: if the group is taken we stop before touching nftables.
     let nflog = NflogSocket::open(&NflogConfig {
