@@ -73,10 +73,11 @@ fn main() {
     pair.victim
         .ip(&["route", "add", "198.18.0.0/15", "via", ATTACKER4]);
     let dir = TempDir::new("lat");
+    // The storm guard is off: the probes come from forged one-probe sources.
     let cfg = dir.file(
         "nftsentry.toml",
         &format!(
-            "ignore_file = \"\"\n{}ban_time = \"1h\"\nset_size = 1000000\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
+            "ignore_file = \"\"\n{}ban_time = \"1h\"\nset_size = 1000000\nstorm_threshold = 0\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
             private_files(&dir.path)
         ),
     );
