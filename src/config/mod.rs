@@ -6,6 +6,7 @@
 //! Knows nothing of sockets or nftables: it only says what was asked for.
 
 mod actions;
+mod control_group;
 mod duration;
 pub mod ignore;
 mod ports;
@@ -22,6 +23,7 @@ use toml::de::{DeTable, DeValue};
 use crate::error::Error;
 
 pub use actions::{BlockMode, RouteMode, TEMPLATE_VARIABLES};
+pub use control_group::ControlGroup;
 pub use duration::{format_duration, parse_duration};
 pub use ports::{
     PORTSENTRY_TCP_AWARE, PORTSENTRY_TCP_BARE_BONES, PORTSENTRY_TCP_PARANOID, PORTSENTRY_UDP_AWARE,
@@ -60,6 +62,9 @@ pub struct Config {
     pub table_owner: bool,
     /// `control_socket`; `None` when set to "".
     pub control_socket: Option<PathBuf>,
+    /// `control_group`: besides root, who may block, unblock, flush and
+    /// reload through the control socket; `None` when set to "".
+    pub control_group: Option<ControlGroup>,
     /// `scan_trigger`: probes tolerated before a ban (0 = the first acts).
     pub scan_trigger: u32,
     /// `scan_window`: probes older than this do not count.
@@ -289,6 +294,7 @@ pub const TOP_KEYS: &[&str] = &[
     "keep_table_on_exit",
     "table_owner",
     "control_socket",
+    "control_group",
     "ban_time",
     "scan_trigger",
     "scan_window",
@@ -392,6 +398,10 @@ impl Config {
                     c.control_socket = doc.check(v, key, |v| {
                         actions::file_path(string(v)?, "/run/nftsentry/control")
                     })?
+                }
+                "control_group" => {
+                    c.control_group =
+                        doc.check(v, key, |v| control_group::control_group(string(v)?))?
                 }
                 "ban_time" => {
                     c.ban_time = doc.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
@@ -501,6 +511,7 @@ impl Config {
             keep_table_on_exit: false,
             table_owner: true,
             control_socket: Some(PathBuf::from("/run/nftsentry/control")),
+            control_group: None,
             scan_trigger: 0,
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,
