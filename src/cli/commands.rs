@@ -17,7 +17,27 @@ use crate::service::control::{self, Request};
 use crate::service::requests::ban_request;
 use crate::table::bans::KernelBans;
 
-/// A request's answer: printed, notes to standard error.
+/// The most of an answer the command line reads from the control socket:
+/// `REPLY_BASE`, and for `list` `REPLY_PER_BAN` more for each ban that two
+/// full sets (`set_size` each) hold. A line of `list`, or an object of
+/// `list --json`, is at most 96 bytes. That is 16 MiB at the default
+/// set_size (65536), 4 GiB at the largest (16,777,216); an answer longer
+/// than that is not the daemon's, and the command stops reading it.
+pub const REPLY_BASE: u64 = 64 * 1024;
+pub const REPLY_PER_BAN: u64 = 128;
+
+/// `REPLY_BASE` and `REPLY_PER_BAN` for `req` under `cfg`.
+pub fn reply_cap(cfg: &Config, req: &Request) -> usize {
+    let bans = match req {
+        Request::List { .. } => 2 * u64::from(cfg.set_size),
+        _ => 0,
+    };
+    usize::try_from(REPLY_BASE + bans * REPLY_PER_BAN).unwrap_or(usize::MAX)
+}
+
+/// A request's answer: printed, notes to standard error. A daemon's answer
+/// comes without control characters but newline and tab
+/// (`control::request`), so it cannot drive the terminal.
 fn print_output(out: &str) {
     for line in out.lines() {
         if let Some(note) = line.strip_prefix("note: ") {
@@ -43,7 +63,8 @@ fn ask_daemon(cfg: &Config, req: &Request) -> Result<Option<Result<()>>> {
         return Ok(None);
     };
     // A reload replaces a table that may hold many bans: give it time.
-    let Some(reply) = control::request(path, req, Duration::from_secs(30))? else {
+    let cap = reply_cap(cfg, req);
+    let Some(reply) = control::request(path, req, Duration::from_secs(30), cap)? else {
         return Ok(None);
     };
     if reply.code == 0 {

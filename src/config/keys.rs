@@ -13,6 +13,7 @@ pub const TOP_KEYS: &[&str] = &[
     "keep_table_on_exit",
     "table_owner",
     "control_socket",
+    "control_group",
     "ban_time",
     "scan_trigger",
     "scan_window",

@@ -9,6 +9,7 @@
 //! Knows nothing of sockets or nftables: it only says what was asked for.
 
 mod actions;
+mod control_group;
 mod duration;
 pub mod ignore;
 mod keys;
@@ -29,6 +30,7 @@ use values::describe;
 use walk::{Doc, in_file_order};
 
 pub use actions::{BlockMode, RouteMode, TEMPLATE_VARIABLES};
+pub use control_group::ControlGroup;
 pub use duration::{format_duration, parse_duration};
 pub use keys::{PROTOCOL_KEYS, TOP_KEYS};
 pub use limits::{
@@ -74,6 +76,9 @@ pub struct Config {
     pub table_owner: bool,
     /// `control_socket`; `None` when set to "".
     pub control_socket: Option<PathBuf>,
+    /// `control_group`: besides root, who may block, unblock, flush and
+    /// reload through the control socket; `None` when set to "".
+    pub control_group: Option<ControlGroup>,
     /// `scan_trigger`: probes tolerated before a ban (0 = the first acts).
     pub scan_trigger: u32,
     /// `scan_window`: probes older than this do not count.
@@ -287,6 +292,7 @@ impl Config {
             keep_table_on_exit: false,
             table_owner: true,
             control_socket: Some(PathBuf::from("/run/nftsentry/control")),
+            control_group: None,
             scan_trigger: 0,
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,

@@ -24,7 +24,8 @@ use super::values::{
     table_name, user_name,
 };
 use super::{
-    BlockMode, Config, Forgeable, PRESET_NAMES, PortSet, Proto, Protocol, actions, format_duration,
+    BlockMode, Config, Forgeable, PRESET_NAMES, PortSet, Proto, Protocol, actions, control_group,
+    format_duration,
 };
 use crate::error::Error;
 
@@ -77,6 +78,10 @@ impl Doc<'_> {
                 c.control_socket = self.check(v, key, |v| {
                     actions::file_path(string(v)?, "/run/nftsentry/control")
                 })?
+            }
+            "control_group" => {
+                c.control_group =
+                    self.check(v, key, |v| control_group::control_group(string(v)?))?
             }
             "ban_time" => {
                 c.ban_time = self.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?

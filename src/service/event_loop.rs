@@ -296,10 +296,11 @@ impl Daemon {
         }
         let control_at = fds.len();
         if let Some(c) = &io.control {
+            // POLLOUT for clients whose answer is not all written yet.
             fds.extend(
                 c.fds()
                     .into_iter()
-                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+                    .map(|(fd, events)| PollFd::new(fd, events)),
             );
         }
         let connect_at = fds.len();

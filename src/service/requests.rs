@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::format_duration;
 use crate::error::{Error, Result};
 use crate::respond::Ledger;
-use crate::service::control::{Reply, Request};
+use crate::service::control::{Access, Reply, Request};
 use crate::service::event_loop::Daemon;
 use crate::table::bans::{Ban, BanSets, KernelBans};
 
@@ -116,12 +116,21 @@ pub fn list_text(list: &[Ban]) -> String {
 }
 
 impl Daemon {
-    /// Answers the control socket's clients (never blocks on one).
+    /// Answers the control socket's clients (never blocks on one). Only
+    /// root and members of `control_group` may change state; the socket
+    /// checks each client's credentials before `answer` sees its request.
     pub fn serve_control(&mut self) {
         let Some(mut control) = self.io.control.take() else {
             return;
         };
-        control.serve(Instant::now(), |req| self.answer(req));
+        let group = self
+            .core
+            .cfg
+            .control_group
+            .as_ref()
+            .map(|g| (g.name.clone(), g.gid));
+        let access = Access::new(group);
+        control.serve(Instant::now(), &access, |req| self.answer(req));
         self.io.control = Some(control);
         self.core.forget_released();
     }
