@@ -150,3 +150,76 @@ fn ipv6_ban_with_expiration_keeps_time_left() {
         "{text}"
     );
 }
+
+/// The expressions of each rule as the kernel holds them
+/// (`nft --debug=netlink list chain`), one block per rule.
+fn rule_expressions(ns: &Netns) -> Vec<Vec<String>> {
+    let out = ns.nft(&[
+        "--debug=netlink",
+        "list",
+        "chain",
+        "inet",
+        "nftsentry",
+        CHAIN,
+    ]);
+    let mut rules = Vec::new();
+    let mut cur: Option<Vec<String>> = None;
+    for line in out.lines() {
+        if line.starts_with(&format!("inet nftsentry {CHAIN} ")) {
+            rules.extend(cur.take());
+            cur = Some(Vec::new());
+        } else if let (Some(r), true) = (cur.as_mut(), line.starts_with("  [")) {
+            r.push(line.trim().to_string());
+        } else if !line.starts_with("  [") {
+            rules.extend(cur.take());
+        }
+    }
+    rules.extend(cur);
+    rules
+}
+
+use nftsentry::table::ruleset::CHAIN;
+
+#[test]
+fn each_rule_is_what_nft_makes_of_its_text() {
+    // The raw encodings (ct direction, fib, socket, log) byte for byte as
+    // nft 1.0.6 encodes the rendered text, read back from the kernel.
+    let ours = Netns::new("exprs");
+    let theirs = Netns::new("exprn");
+    let r = sample();
+    let r2 = r.clone();
+    ours.enter(move || {
+        NftSocket::open()
+            .unwrap()
+            .commit(&r2.install_batch())
+            .unwrap();
+    });
+    let dir = TempDir::new("exprn");
+    let file = dir.file("table.nft", &r.render());
+    run_ok(theirs.cmd("nft").arg("-f").arg(&file));
+    let (a, b) = (rule_expressions(&ours), rule_expressions(&theirs));
+    assert_eq!(a.len(), r.rules().len(), "{a:#?}");
+    assert_eq!(a, b);
+    // The rules of issue 15, as `nft --debug=netlink add rule` prints them.
+    assert_eq!(
+        a[0],
+        [
+            "[ ct load state => reg 1 ]",
+            "[ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]",
+            "[ cmp neq reg 1 0x00000000 ]",
+            "[ ct load direction => reg 1 ]",
+            "[ cmp eq reg 1 0x00000001 ]",
+            "[ immediate reg 0 return ]",
+        ]
+    );
+    assert!(
+        a[6].iter().any(|e| e == "[ fib daddr type => reg 1 ]"),
+        "{:?}",
+        a[6]
+    );
+    assert!(
+        a[6].iter().any(|e| e == "[ cmp eq reg 1 0x00000002 ]"),
+        "{:?}",
+        a[6]
+    );
+}

@@ -179,6 +179,9 @@ impl IgnoredLines {
     }
 }
 
+/// At most three lines a minute about undecodable packets.
+const UNDECODABLE_LINE_INTERVAL: Duration = Duration::from_secs(20);
+
 /// A set of sources bounded like the tracker: emptied when full, so a
 /// spoofed flood cannot grow it (a few lines said twice, at worst).
 struct Bounded {
@@ -268,6 +271,8 @@ pub struct Detector {
     /// The ignore list with the reason for each entry, for log lines.
     ignored_by: Vec<Ignored>,
     ignored_lines: IgnoredLines,
+    /// Lines about undecodable packets: one per `UNDECODABLE_LINE_INTERVAL`.
+    undecodable_lines: crate::logging::Gate,
     /// Sources that reached the trigger without a handshake: said once each.
     withheld: Bounded,
     /// Banned sources whose late probe was said ("already blocked"): once
@@ -288,6 +293,7 @@ impl Detector {
             ignore: IgnoreList::new(super::ignore::networks(&ignores)),
             ignored_by: ignores,
             ignored_lines: IgnoredLines::default(),
+            undecodable_lines: crate::logging::Gate::new(UNDECODABLE_LINE_INTERVAL),
             withheld: Bounded::new(cfg.max_tracked_sources),
             late: Bounded::new(cfg.max_tracked_sources),
             settings: Settings::of(cfg),
@@ -347,10 +353,33 @@ impl Detector {
     /// A packet logged by a tripwire rule.
     pub fn on_packet(&mut self, payload: &[u8], now: Instant, bans: &dyn Bans) -> Verdict {
         let probe = match packet::decode(payload) {
+            Ok(p) if p.group_addressed() => {
+                self.counts.not_probes += 1;
+                log_debug!(
+                    "not a probe: {:?} to {}, a group address",
+                    p.transport,
+                    p.dst
+                );
+                return Verdict::Nothing;
+            }
             Ok(p) => p,
-            Err(e) => {
+            Err(error) => {
+                // A tripwire logged it: say so, at most a few lines a minute.
                 self.counts.undecodable += 1;
-                log_debug!("undecodable packet from NFLOG: {e}");
+                if let Some(held) = self.undecodable_lines.admit(now) {
+                    let what = packet::Undecodable {
+                        packet: payload,
+                        error: &error,
+                    };
+                    let more = if held > 0 {
+                        format!(" ({held} more since the last such line)")
+                    } else {
+                        String::new()
+                    };
+                    log_notice!(
+                        "attackalert: undecodable packet on a tripwire {what}; not acted on{more}"
+                    );
+                }
                 return Verdict::Nothing;
             }
         };

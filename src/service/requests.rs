@@ -48,7 +48,7 @@ pub fn ban_request(
             let mut out = format!("{addr} blocked for {}\n", format_duration(timeout));
             if ignored(&addr) {
                 out.push_str(&format!(
-                    "note: {addr} is in the ignore list (ignore file or a local address); its packets are not dropped while it is ignored\n"
+                    "note: {addr} is in the ignore list (the built-in list, the ignore file or a local address); its packets are not dropped while it is ignored\n"
                 ));
             }
             Ok(out)

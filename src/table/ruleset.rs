@@ -95,14 +95,26 @@ impl Ruleset {
         }
     }
 
-    /// The input chain's rules, in order: blocked drop (unless ignored) →
-    /// established return → sockets return → tripwires.
+    /// The input chain's rules, in order: replies return → blocked drop
+    /// (unless ignored) → established return → sockets return → tripwires
+    /// (a watched port, on a packet addressed to this host).
+    ///
+    /// Replies to connections this host opened come first: a ban must never
+    /// cut the host off from what it depends on, or one probe forged "from"
+    /// its resolver or its package mirror would be a day of outage. Only
+    /// the reply direction passes: a connection a banned source opened to
+    /// us is still cut, since its packets travel in the original direction.
     ///
     /// An ignored source is never dropped, but its probes still reach the
     /// tripwires: the daemon logs them as ignored instead of acting, so an
     /// admin sees that someone probed while spoofing the gateway, a resolver
     /// or a local address (a `return` for ignored sources at the top of the
     /// chain would hide exactly those).
+    ///
+    /// A tripwire matches only a packet addressed to one of this host's
+    /// addresses (`fib daddr type local`): a broadcast or multicast packet
+    /// (Wake-on-LAN to UDP 9, a discovery protocol) reaches every host of
+    /// the segment and probes none of them.
     pub fn rules(&self) -> Vec<Rule> {
         use expr::*;
         use netlink_packet_netfilter::nftables::Operator;
@@ -115,7 +127,22 @@ impl Ruleset {
             m.extend(tail);
             m
         };
+        // The port first: only a packet for a tripwire port costs a route
+        // lookup.
+        let tripwire = |l4proto: u8, s: OurSet| {
+            let mut m = dport_in(l4proto, s.name(), s.id());
+            m.extend(daddr_local());
+            m.push(log(self.nflog_group, &self.log_prefix));
+            m
+        };
         vec![
+            Rule {
+                text: "ct state established,related ct direction reply return".into(),
+                exprs: with(
+                    ct_reply_in(CT_STATE_ESTABLISHED | CT_STATE_RELATED),
+                    vec![ret()],
+                ),
+            },
             Rule {
                 text: format!(
                     "ip saddr != @{} ip saddr @{} counter drop",
@@ -139,7 +166,7 @@ impl Ruleset {
                 ),
             },
             Rule {
-                // Replies to the host's own connections never trip a wire.
+                // The rest of established traffic never trips a wire either.
                 text: "ct state established,related return".into(),
                 exprs: with(
                     ct_state_in(CT_STATE_ESTABLISHED | CT_STATE_RELATED),
@@ -165,18 +192,18 @@ impl Ruleset {
                 ),
             },
             Rule {
-                text: format!("tcp dport @{} {log_text}", OurSet::WatchTcp),
-                exprs: with(
-                    dport_in(IPPROTO_TCP, set(OurSet::WatchTcp).0, OurSet::WatchTcp.id()),
-                    vec![log(self.nflog_group, &self.log_prefix)],
+                text: format!(
+                    "tcp dport @{} fib daddr type local {log_text}",
+                    OurSet::WatchTcp
                 ),
+                exprs: tripwire(IPPROTO_TCP, OurSet::WatchTcp),
             },
             Rule {
-                text: format!("udp dport @{} {log_text}", OurSet::WatchUdp),
-                exprs: with(
-                    dport_in(IPPROTO_UDP, set(OurSet::WatchUdp).0, OurSet::WatchUdp.id()),
-                    vec![log(self.nflog_group, &self.log_prefix)],
+                text: format!(
+                    "udp dport @{} fib daddr type local {log_text}",
+                    OurSet::WatchUdp
                 ),
+                exprs: tripwire(IPPROTO_UDP, OurSet::WatchUdp),
             },
         ]
     }

@@ -8,6 +8,14 @@
 //! Every access is bounds-checked; malformed input is an error, never a panic.
 //! Nothing here allocates.
 //!
+//! An IPv6 header chain is walked to its end however many headers it has
+//! (Linux delivers a chain of any length): the walk is bounded by the bytes
+//! held, since every extension header is at least 8 bytes long. A chain cut
+//! by the copy range is `Truncated`; the kernel reassembles fragments before
+//! the input hook and drops a first fragment whose chain does not reach the
+//! transport header (RFC 8200 section 4.5), so a chain never spans more
+//! than the first fragment: one link MTU.
+//!
 //! Knows nothing of sockets, NFLOG attributes, nftables or what a scan is.
 
 use std::fmt;
@@ -71,6 +79,21 @@ pub struct Probe {
     pub ip_options: bool,
 }
 
+impl Probe {
+    /// Sent to a broadcast or multicast address (255.255.255.255, 224.0.0.0/4,
+    /// ff00::/8): it reaches every host of a segment or group and probes none
+    /// of them (a Wake-on-LAN packet to UDP 9, service discovery). The
+    /// tripwire rules match only packets addressed to this host; this is the
+    /// second line. A subnet's broadcast address is known only to the
+    /// routing tables, so only the kernel's rule can tell it.
+    pub fn group_addressed(&self) -> bool {
+        match self.dst {
+            IpAddr::V4(d) => d.is_broadcast() || d.is_multicast(),
+            IpAddr::V6(d) => d.is_multicast(),
+        }
+    }
+}
+
 /// Why a packet could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
@@ -93,8 +116,6 @@ pub enum DecodeError {
     UnsupportedProtocol(u8),
     /// IPv6 "no next header" (59) before any transport header.
     NoNextHeader,
-    /// More IPv6 extension headers than we are willing to walk.
-    TooManyExtensionHeaders(usize),
 }
 
 impl fmt::Display for DecodeError {
@@ -128,9 +149,6 @@ impl fmt::Display for DecodeError {
             DecodeError::NoNextHeader => {
                 write!(f, "IPv6 packet has no transport header (next header 59)")
             }
-            DecodeError::TooManyExtensionHeaders(n) => {
-                write!(f, "more than {n} IPv6 extension headers")
-            }
         }
     }
 }
@@ -146,11 +164,6 @@ const IPV6_FRAGMENT: u8 = 44;
 const IPV6_AH: u8 = 51;
 const IPV6_NO_NEXT: u8 = 59;
 const IPV6_DEST_OPTS: u8 = 60;
-
-/// Enough for any legitimate chain (RFC 8200 recommends each type at most
-/// once, destination options twice); a longer chain is an evasion attempt or
-/// garbage, and the walk must stay bounded either way.
-pub const MAX_EXTENSION_HEADERS: usize = 8;
 
 /// TCP: ports (4 bytes) through the flags byte at offset 13.
 const TCP_NEED: usize = 14;
@@ -233,18 +246,17 @@ fn decode_v6(packet: &[u8]) -> Result<Probe, DecodeError> {
     let dst = IpAddr::V6(addr16(packet, 24));
     let mut next = packet[6];
     let mut off = 40usize;
-    let mut seen = 0usize;
+    // No limit on the number of headers: a limit would be a way past
+    // detection (Linux accepts the chain), and each pass reads at least two
+    // bytes at `off` and moves `off` on by at least 8, so the loop ends
+    // within packet.len() / 8 passes.
     loop {
         match next {
             PROTO_TCP | PROTO_UDP => {
-                return transport(packet, off, next, src, dst, seen > 0);
+                return transport(packet, off, next, src, dst, off > 40);
             }
             IPV6_NO_NEXT => return Err(DecodeError::NoNextHeader),
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH | IPV6_FRAGMENT => {
-                if seen == MAX_EXTENSION_HEADERS {
-                    return Err(DecodeError::TooManyExtensionHeaders(MAX_EXTENSION_HEADERS));
-                }
-                seen += 1;
                 let len = match next {
                     IPV6_FRAGMENT => {
                         // Fixed 8 bytes; offset in the high 13 bits of bytes 2-3.
@@ -300,6 +312,32 @@ fn transport(
         transport,
         ip_options,
     })
+}
+
+/// A packet that did not decode, for the log line: `from SRC to DST: ERROR`
+/// when its IP header is whole (its source is known even when the header
+/// chain was cut), else the error alone.
+pub struct Undecodable<'a> {
+    pub packet: &'a [u8],
+    pub error: &'a DecodeError,
+}
+
+impl fmt::Display for Undecodable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.packet;
+        let addrs = match p.first().map(|b| b >> 4) {
+            Some(4) if p.len() >= 20 => Some((
+                IpAddr::V4(Ipv4Addr::new(p[12], p[13], p[14], p[15])),
+                IpAddr::V4(Ipv4Addr::new(p[16], p[17], p[18], p[19])),
+            )),
+            Some(6) if p.len() >= 40 => Some((IpAddr::V6(addr16(p, 8)), IpAddr::V6(addr16(p, 24)))),
+            _ => None,
+        };
+        match addrs {
+            Some((src, dst)) => write!(f, "from {src} to {dst}: {}", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
 }
 
 #[cfg(test)]

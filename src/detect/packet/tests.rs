@@ -306,18 +306,103 @@ fn v6_no_next_header_and_unsupported() {
 }
 
 #[test]
-fn v6_extension_header_bound() {
-    let exts: Vec<Vec<u8>> = (0..MAX_EXTENSION_HEADERS).map(|_| ext(60, 0)).collect();
-    // Exactly the maximum, ending in UDP: accepted.
-    let mut ok = exts.clone();
-    *ok.last_mut().unwrap() = ext(17, 0);
-    assert!(decode(&v6(60, &ok, &udp(1, 2))).is_ok());
-    // One more: refused.
-    let mut too_many = exts;
-    too_many.push(ext(17, 0));
+fn v6_extension_chains_of_any_length_are_walked() {
+    // Linux delivers a chain of many destination options headers; a limit
+    // on their number was a way past detection (undecodable, not a probe).
+    for n in [8usize, 9, 20, 150] {
+        let mut exts: Vec<Vec<u8>> = (0..n).map(|_| ext(60, 0)).collect();
+        *exts.last_mut().unwrap() = ext(6, 0);
+        let p = v6(60, &exts, &tcp(40000, 1, TcpFlags::SYN));
+        let probe = decode(&p).unwrap_or_else(|e| panic!("{n} headers: {e}"));
+        assert_eq!(probe.dport, 1, "{n}");
+        assert!(probe.ip_options);
+        // Every cut short of the flags byte is an error, never a guess.
+        for cut in [41, 40 + 8 * n, 40 + 8 * n + 13] {
+            assert!(
+                matches!(decode(&p[..cut]), Err(DecodeError::Truncated { .. })),
+                "{n} headers cut at {cut}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_96_byte_destination_options_header_needs_more_than_128_bytes() {
+    // The probe of issue 15: TCP at offset 136, past a 128-byte copy.
+    let p = v6(60, &[ext(6, 11)], &tcp(40000, 1, TcpFlags::SYN));
+    assert_eq!(p.len(), 40 + 96 + 20);
+    assert!(matches!(
+        decode(&p[..128]),
+        Err(DecodeError::Truncated {
+            need: 150,
+            have: 128,
+            what: "TCP header (ports and flags)"
+        })
+    ));
+    let probe = decode(&p).unwrap();
+    assert_eq!(probe.transport, Transport::Tcp(TcpFlags(TcpFlags::SYN)));
+    assert_eq!(probe.dport, 1);
+}
+
+#[test]
+fn group_addressed_destinations() {
+    let with_dst = |dst: IpAddr| {
+        let mut p = match dst {
+            IpAddr::V4(_) => v4(17, 0, 0, &udp(40000, 9)),
+            IpAddr::V6(_) => v6(17, &[], &udp(40000, 9)),
+        };
+        match dst {
+            IpAddr::V4(d) => p[16..20].copy_from_slice(&d.octets()),
+            IpAddr::V6(d) => p[24..40].copy_from_slice(&d.octets()),
+        }
+        decode(&p).unwrap()
+    };
+    for d in [
+        "255.255.255.255",
+        "224.0.0.1",
+        "239.255.255.250",
+        "ff02::1",
+        "ff05::1:3",
+    ] {
+        assert!(with_dst(d.parse().unwrap()).group_addressed(), "{d}");
+    }
+    // A subnet's broadcast address looks like any other: the kernel's
+    // `fib daddr type local` tells it.
+    for d in ["192.0.2.1", "192.0.2.255", "2001:db8:1::1", "fe80::1"] {
+        assert!(!with_dst(d.parse().unwrap()).group_addressed(), "{d}");
+    }
+}
+
+#[test]
+fn undecodable_names_the_addresses_when_it_can() {
+    let p = v6(60, &[ext(6, 11)], &tcp(40000, 1, TcpFlags::SYN));
+    let e = decode(&p[..128]).unwrap_err();
     assert_eq!(
-        decode(&v6(60, &too_many, &udp(1, 2))),
-        Err(DecodeError::TooManyExtensionHeaders(MAX_EXTENSION_HEADERS))
+        Undecodable {
+            packet: &p[..128],
+            error: &e
+        }
+        .to_string(),
+        "from 2001:db8:1::2 to 2001:db8:1::1: truncated packet: TCP header (ports and flags) needs 150 bytes, have 128"
+    );
+    let p = v4(6, 0, 0, &tcp(1, 2, 0));
+    let e = decode(&p[..30]).unwrap_err();
+    assert!(
+        Undecodable {
+            packet: &p[..30],
+            error: &e
+        }
+        .to_string()
+        .starts_with("from 192.0.2.2 to 192.0.2.1: truncated packet")
+    );
+    let e = decode(&[0x45, 0, 0]).unwrap_err();
+    assert_eq!(
+        Undecodable {
+            packet: &[0x45, 0, 0],
+            error: &e
+        }
+        .to_string(),
+        e.to_string()
     );
 }
 

@@ -1,9 +1,10 @@
 //! Expression builders: each returns the kernel's expression list entries for
 //! one piece of nft syntax, in the order `nft --debug=netlink` prints them.
 //!
-//! Everything the crate types cover is sent through them; `ct`, `counter` and
-//! `log` have no typed form in netlink-packet-netfilter 0.4 and are sent as raw
-//! attributes in the kernel's numbering (include/uapi/linux/netfilter/nf_tables.h).
+//! Everything the crate types cover is sent through them; `ct`, `counter`,
+//! `fib`, `socket` and `log` have no typed form in netlink-packet-netfilter
+//! 0.4 and are sent as raw attributes in the kernel's numbering
+//! (include/uapi/linux/netfilter/nf_tables.h).
 
 use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::nftables::{
@@ -33,7 +34,15 @@ pub const NF_ACCEPT: u32 = 1;
 pub const CT_STATE_ESTABLISHED: u32 = 0x2;
 pub const CT_STATE_RELATED: u32 = 0x4;
 
+/// ct direction values (enum ip_conntrack_dir): original 0, reply 1.
+pub const CT_DIR_REPLY: u8 = 1;
+
+/// Route types (enum rtn_type in include/uapi/linux/rtnetlink.h) that `fib
+/// ... type` yields: unicast 1, local 2, broadcast 3, anycast 4, multicast 5.
+pub const RTN_LOCAL: u32 = 2;
+
 const NFT_CT_STATE: u32 = 0;
+const NFT_CT_DIRECTION: u32 = 1;
 const NFTA_CT_DREG: u16 = 1;
 const NFTA_CT_KEY: u16 = 2;
 const NFTA_LOG_GROUP: u16 = 1;
@@ -43,6 +52,12 @@ const NFTA_SOCKET_DREG: u16 = 2;
 const NFT_SOCKET_TRANSPARENT: u32 = 0;
 const NFTA_COUNTER_BYTES: u16 = 1;
 const NFTA_COUNTER_PACKETS: u16 = 2;
+const NFTA_FIB_DREG: u16 = 1;
+const NFTA_FIB_RESULT: u16 = 2;
+const NFTA_FIB_FLAGS: u16 = 3;
+/// NFTA_FIB_F_DADDR: look the destination address up.
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 
 fn raw(name: &str, attributes: Vec<DefaultNla>) -> Expr {
     Expressions::Other {
@@ -118,8 +133,7 @@ pub fn bitwise_and(mask: &[u8]) -> Expr {
     .into()
 }
 
-/// `ct load state => reg 1`.
-pub fn ct_state() -> Expr {
+fn ct_load(key: u32) -> Expr {
     raw(
         "ct",
         vec![
@@ -127,7 +141,38 @@ pub fn ct_state() -> Expr {
                 NFTA_CT_DREG,
                 u32::from(Register::Reg1).to_be_bytes().to_vec(),
             ),
-            DefaultNla::new(NFTA_CT_KEY, NFT_CT_STATE.to_be_bytes().to_vec()),
+            DefaultNla::new(NFTA_CT_KEY, key.to_be_bytes().to_vec()),
+        ],
+    )
+}
+
+/// `ct load state => reg 1` (a 32-bit bitmask in host order).
+pub fn ct_state() -> Expr {
+    ct_load(NFT_CT_STATE)
+}
+
+/// `ct load direction => reg 1` (one byte: original 0, reply 1).
+pub fn ct_direction() -> Expr {
+    ct_load(NFT_CT_DIRECTION)
+}
+
+/// `fib daddr type => reg 1`: the route type of the packet's destination
+/// address (a 32-bit `RTN_*` value in host order), as the routing tables of
+/// the packet's network namespace say: local for an address of this host,
+/// broadcast, multicast, unicast for one routed elsewhere.
+pub fn fib_daddr_type() -> Expr {
+    raw(
+        "fib",
+        vec![
+            DefaultNla::new(
+                NFTA_FIB_DREG,
+                u32::from(Register::Reg1).to_be_bytes().to_vec(),
+            ),
+            DefaultNla::new(
+                NFTA_FIB_RESULT,
+                NFT_FIB_RESULT_ADDRTYPE.to_be_bytes().to_vec(),
+            ),
+            DefaultNla::new(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR.to_be_bytes().to_vec()),
         ],
     )
 }
@@ -241,6 +286,24 @@ pub fn ct_state_in(mask: u32) -> Vec<Expr> {
     ]
 }
 
+/// `ct state established,related ct direction reply`: a reply of a
+/// connection this host opened (or of one related to it).
+pub fn ct_reply_in(mask: u32) -> Vec<Expr> {
+    let mut v = ct_state_in(mask);
+    v.push(ct_direction());
+    v.push(cmp(Operator::Equal, &[CT_DIR_REPLY]));
+    v
+}
+
+/// `fib daddr type local`: the packet is addressed to this host (not to a
+/// broadcast or multicast address, nor routed through it).
+pub fn daddr_local() -> Vec<Expr> {
+    vec![
+        fib_daddr_type(),
+        cmp(Operator::Equal, &RTN_LOCAL.to_ne_bytes()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +351,34 @@ mod tests {
         let data = attr(&b[4..], 2).unwrap();
         let mask = attr(&data, 4).unwrap(); // NFTA_BITWISE_MASK → NFTA_DATA_VALUE
         assert_eq!(attr(&mask, 1).unwrap(), 6u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn ct_direction_is_one_byte_of_key_one() {
+        let exprs = ct_reply_in(CT_STATE_ESTABLISHED | CT_STATE_RELATED);
+        assert_eq!(exprs.len(), 5);
+        let b = bytes(&exprs[3]);
+        let elem = &b[4..];
+        assert_eq!(attr(elem, 1).unwrap(), b"ct\0");
+        let data = attr(elem, 2).unwrap();
+        assert_eq!(attr(&data, NFTA_CT_KEY).unwrap(), 1u32.to_be_bytes());
+        assert_eq!(attr(&data, NFTA_CT_DREG).unwrap(), 1u32.to_be_bytes());
+        let cmp = attr(&attr(&bytes(&exprs[4])[4..], 2).unwrap(), 3).unwrap(); // NFTA_CMP_DATA
+        assert_eq!(attr(&cmp, 1).unwrap(), [1]);
+    }
+
+    #[test]
+    fn fib_uses_kernel_numbering() {
+        let exprs = daddr_local();
+        let b = bytes(&exprs[0]);
+        let elem = &b[4..];
+        assert_eq!(attr(elem, 1).unwrap(), b"fib\0");
+        let data = attr(elem, 2).unwrap();
+        assert_eq!(attr(&data, 1).unwrap(), 1u32.to_be_bytes()); // dreg 1
+        assert_eq!(attr(&data, 2).unwrap(), 3u32.to_be_bytes()); // addrtype
+        assert_eq!(attr(&data, 3).unwrap(), 2u32.to_be_bytes()); // daddr
+        let cmp = attr(&attr(&bytes(&exprs[1])[4..], 2).unwrap(), 3).unwrap();
+        assert_eq!(attr(&cmp, 1).unwrap(), 2u32.to_ne_bytes()); // RTN_LOCAL, host order
     }
 
     #[test]
