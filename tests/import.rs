@@ -3,7 +3,7 @@
 //! (never committed): its portsentry.conf, portsentry.ignore.static, and
 //! `default`, the /etc/default/portsentry its postinst writes. Every
 //! converted config must pass `nftsentry check`. The reader's edge cases are
-//! unit tests (src/import/tests.rs); here, those of the command line.
+//! unit tests (src/cli/import/tests/); here, those of the command line.
 mod common;
 use common::*;
 
