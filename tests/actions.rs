@@ -305,7 +305,13 @@ fn hosts_deny_keeps_every_other_byte_and_never_duplicates() {
     h.end(Signal::SIGTERM);
     std::fs::write(&deny, with(&[ATTACKER6])).unwrap();
     h.start();
-    assert_eq!(h.read("hosts.deny"), with(&[ATTACKER6, ATTACKER4]));
+    // Put back after the privilege drop, which follows the `started` line.
+    assert!(
+        wait_until(Duration::from_secs(5), || h.read("hosts.deny")
+            == with(&[ATTACKER6, ATTACKER4])),
+        "{}",
+        h.read("hosts.deny")
+    );
     assert!(
         h.log().contains("(put back: it was missing from"),
         "{}",

@@ -428,10 +428,7 @@ fn clients_that_never_read_a_long_list_do_not_stall_the_daemon() {
         "probe banned after {to_ban:?}, {baseline:?} without the stalled clients"
     );
     assert!(served(&status).contains("running for"));
-    assert!(
-        to_status < allowed,
-        "status took {to_status:?}"
-    );
+    assert!(to_status < allowed, "status took {to_status:?}");
     assert!(
         gap < allowed,
         "the loop was held up {gap:?} (the unit's watchdog fires at 30 s)"
