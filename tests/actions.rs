@@ -312,11 +312,7 @@ fn hosts_deny_keeps_every_other_byte_and_never_duplicates() {
         "{}",
         h.read("hosts.deny")
     );
-    assert!(
-        h.log().contains("(put back: it was missing from"),
-        "{}",
-        h.log()
-    );
+    assert!(h.wait_log("(put back: it was missing from"), "{}", h.log());
     // Unblock and flush take the lines out: the file is as it was.
     let o = h.cli(&["unblock", ATTACKER4]);
     assert!(o.status.success(), "{}", stderr(&o));
