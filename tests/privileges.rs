@@ -96,7 +96,19 @@ fn run_status(program: &Path, drop_first: bool) -> std::result::Result<String, S
         // SAFETY: drop_in_child makes raw system calls only.
         unsafe { c.pre_exec(drop_in_child) };
     }
-    let out = c.output().map_err(|e| format!("{program:?}: {e}"))?;
+    // ETXTBSY: a parallel test forked while our copy of the program was
+    // still open for writing, and its child holds that descriptor until
+    // its exec. Only that is retried.
+    let mut tries = 0;
+    let out = loop {
+        match c.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.map_err(|e| format!("{program:?}: {e}"))?,
+        }
+    };
     if !out.status.success() {
         return Err(format!("{program:?}: {}", out.status));
     }
