@@ -1,0 +1,679 @@
+//! `[crowdsec]` with the real engine: Debian's crowdsec running its Local
+//! API alone (`crowdsec -no-cs -no-capi`, a config and sqlite file of the
+//! test's own) in a hub namespace, two nftsentry daemons (A and B) and a
+//! scanner in namespaces of their own on the hub's bridge. Needs root, the
+//! crowdsec package (tests/run installs it) and nmap.
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+const LAPI: &str = "192.0.2.254";
+const A: &str = "192.0.2.1";
+const B: &str = "192.0.2.2";
+const SCANNER: &str = "192.0.2.66";
+/// More addresses of the scanner's namespace (on the bridge too).
+const OTHER: &str = "192.0.2.77";
+const RANGE_IN: &str = "198.51.100.7";
+const RANGE_IGNORED: &str = "198.51.100.200";
+
+/// The hub with its bridge and the LAPI, and the namespaces on it.
+struct Hub {
+    hub: Netns,
+    dir: TempDir,
+    lapi_pid: Option<u32>,
+    hosts: std::cell::Cell<u32>,
+}
+
+fn out_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Hub {
+    fn new(tag: &str) -> Hub {
+        let hub = Netns::new(&format!("{tag}h"));
+        hub.ip(&["link", "add", "br0", "type", "bridge"]);
+        hub.ip(&["addr", "add", &format!("{LAPI}/24"), "dev", "br0"]);
+        hub.ip(&["link", "set", "br0", "up"]);
+        let dir = TempDir::new(tag);
+        Hub {
+            hub,
+            dir,
+            lapi_pid: None,
+            hosts: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A namespace on the bridge with `addrs` (the first is its own, the
+    /// others on the same link), and routes to 198.51.100.0/24 on the link.
+    fn host(&self, tag: &str, addrs: &[&str]) -> Netns {
+        let ns = Netns::new(tag);
+        // Veths live in the hub: their names need only be unique there.
+        self.hosts.set(self.hosts.get() + 1);
+        let veth = &format!("port{}", self.hosts.get());
+        self.hub.ip(&[
+            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        self.hub.ip(&["link", "set", veth, "master", "br0"]);
+        self.hub.ip(&["link", "set", veth, "up"]);
+        for a in addrs {
+            let prefix = if a.starts_with("192.0.2.") { 24 } else { 32 };
+            ns.ip(&["addr", "add", &format!("{a}/{prefix}"), "dev", "eth0"]);
+        }
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns.ip(&["route", "add", "198.51.100.0/24", "dev", "eth0"]);
+        ns
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.path.join("crowdsec.yaml")
+    }
+
+    /// Writes the LAPI's config and credentials: machines hostA and hostB
+    /// (password "pw-" + name), bouncers with key "key-" + name, and the
+    /// `cli` machine cscli itself uses.
+    fn setup_lapi(&self, listen: &str) {
+        let d = &self.dir.path;
+        let yaml = format!(
+            "common:\n  daemonize: false\n  log_media: file\n  log_level: info\n  log_dir: {d}/\n  working_dir: .\n\
+config_paths:\n  config_dir: {d}/\n  data_dir: {d}/data/\n  simulation_path: {d}/simulation.yaml\n  hub_dir: /var/lib/crowdsec/hub/\n  index_path: /var/lib/crowdsec/hub/.index.json\n  notification_dir: {d}/notifications/\n  plugin_dir: /usr/lib/crowdsec/plugins/\n\
+crowdsec_service:\n  acquisition_path: {d}/acquis.yaml\n\
+cscli:\n  output: human\n\
+db_config:\n  log_level: info\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n\
+api:\n  client:\n    credentials_path: {d}/cli.yaml\n  server:\n    log_level: info\n    listen_uri: {listen}\n    profiles_path: /etc/crowdsec/profiles.yaml\n    trusted_ips:\n      - 127.0.0.1\n      - \"::1\"\n\
+prometheus:\n  enabled: false\n",
+            d = d.display()
+        );
+        self.dir.file("crowdsec.yaml", &yaml);
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        std::fs::create_dir_all(d.join("notifications")).unwrap();
+        self.dir.file("acquis.yaml", "filenames: []\n");
+        self.dir
+            .file("simulation.yaml", "simulation: off\nexclusions: []\n");
+        for m in ["hostA", "hostB", "hostC"] {
+            self.cscli(&[
+                "machines",
+                "add",
+                m,
+                "--password",
+                &format!("pw-{m}"),
+                "-f",
+                &d.join(format!("{m}.yaml")).display().to_string(),
+            ]);
+            self.cscli(&["bouncers", "add", m, "--key", &format!("key-{m}")]);
+        }
+        let url = format!("http://{listen}");
+        self.cscli(&[
+            "machines",
+            "add",
+            "cli",
+            "--auto",
+            "-f",
+            &d.join("cli.yaml").display().to_string(),
+            "--url",
+            &url,
+        ]);
+    }
+
+    fn start_lapi(&mut self) {
+        let log = std::fs::File::create(self.dir.path.join("lapi.out")).unwrap();
+        let mut c = self.hub.cmd("crowdsec");
+        c.arg("-c")
+            .arg(self.cfg())
+            .args(["-no-cs", "-no-capi"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.lapi_pid = Some(self.hub.spawn(&mut c));
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                self.hub
+                    .cmd("cscli")
+                    .arg("-c")
+                    .arg(self.cfg())
+                    .args(["decisions", "list", "-a"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            }),
+            "the Local API did not answer; its log:\n{}",
+            std::fs::read_to_string(self.dir.path.join("crowdsec_api.log")).unwrap_or_default()
+        );
+    }
+
+    fn stop_lapi(&mut self) {
+        if let Some(pid) = self.lapi_pid.take() {
+            let mut child = self.hub.take_child(pid);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `cscli -c CONFIG ARGS` in the hub, checked.
+    fn cscli(&self, args: &[&str]) -> String {
+        let o = run_ok(self.hub.cmd("cscli").arg("-c").arg(self.cfg()).args(args));
+        out_text(&o)
+    }
+
+    /// A secret file of mode 0600.
+    fn secret(&self, name: &str, value: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.dir.file(name, &format!("{value}\n"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+}
+
+/// One nftsentry daemon on the hub.
+struct Daemon {
+    ns: Netns,
+    /// Holds the config, state and log until the daemon ends.
+    _dir: TempDir,
+    cfg: PathBuf,
+    log: PathBuf,
+    #[allow(dead_code)]
+    pid: u32,
+}
+
+impl Daemon {
+    /// `machine` logs in as itself with its password and key (or the
+    /// `password`/`key` given), pulling every second.
+    fn start(
+        hub: &Hub,
+        tag: &str,
+        addr: &str,
+        machine: &str,
+        ignore: &str,
+        extra: &str,
+        url: &str,
+    ) -> Daemon {
+        Daemon::start_with(hub, tag, addr, machine, ignore, extra, url, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(
+        hub: &Hub,
+        tag: &str,
+        addr: &str,
+        machine: &str,
+        ignore: &str,
+        extra: &str,
+        url: &str,
+        creds: Option<(&str, &str)>,
+    ) -> Daemon {
+        let mut ns = hub.host(tag, &[addr]);
+        let dir = TempDir::new(tag);
+        let (pw, key) = creds.unwrap_or(("", ""));
+        let pw = if pw.is_empty() {
+            format!("pw-{machine}")
+        } else {
+            pw.to_string()
+        };
+        let key = if key.is_empty() {
+            format!("key-{machine}")
+        } else {
+            key.to_string()
+        };
+        let pw = hub.secret(&format!("{machine}-{tag}.pw"), &pw);
+        let key = hub.secret(&format!("{machine}-{tag}.key"), &key);
+        let ignore = dir.file("ignore", ignore);
+        let cfg = dir.file(
+            "nftsentry.toml",
+            &format!(
+                "ignore_file = \"{}\"\n{}scan_trigger = 2\n{extra}\n\
+[tcp]\nports = \"1,11,79,111,555\"\n[udp]\nmode = \"off\"\n\
+[crowdsec]\nenabled = true\nurl = \"{url}\"\nmachine_id = \"{machine}\"\n\
+password_file = \"{}\"\napi_key_file = \"{}\"\npush_evidence = \"ports\"\n\
+pull_interval = \"1s\"\ntimeout = \"5s\"\n",
+                ignore.display(),
+                private_files(&dir.path),
+                pw.display(),
+                key.display()
+            ),
+        );
+        let log = dir.path.join("log");
+        let pid = start_daemon(&mut ns, &cfg, &log);
+        Daemon {
+            ns,
+            _dir: dir,
+            cfg,
+            log,
+            pid,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn status(&self) -> String {
+        out_text(&nftsentry(&self.ns, &self.cfg, &["status"]))
+    }
+
+    fn set(&self, name: &str) -> String {
+        let o = self
+            .ns
+            .cmd("nft")
+            .args(["list", "set", "inet", "nftsentry", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Whether `addr` is in the fleet's IPv4 set (as itself or in a range).
+    fn fleet_has(&self, needle: &str) -> bool {
+        self.set("fleet4").contains(needle)
+    }
+}
+
+/// One echo request from `src` (an address of `from`) to `dst`: answered?
+fn reaches(from: &Netns, src: &str, dst: &str) -> bool {
+    from.cmd("ping")
+        .args(["-c", "1", "-W", "1", "-I", src, dst])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn scan(from: &Netns, target: &str) -> String {
+    let o = run_ok(from.cmd("nmap").args([
+        "-sS",
+        "-T5",
+        "--max-retries",
+        "0",
+        "-Pn",
+        "-n",
+        "-p",
+        "1,11,79,111,555",
+        target,
+    ]));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The fleet's way: nmap trips A; A pushes; B drops the scanner within a
+/// pull interval, before it ever probes B, and `cscli decisions list` shows
+/// it. Decisions made with cscli (an address, a Range) are enforced on
+/// both, but not over B's ignore list, and their deletion lifts them on
+/// both. A recognises its own decision coming back. `nft flush ruleset`
+/// on B leaves the fleet's bans in force.
+#[test]
+fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
+    let mut hub = Hub::new("fl");
+    hub.setup_lapi(&format!("{LAPI}:8080"));
+    hub.start_lapi();
+    let url = format!("http://{LAPI}:8080");
+    let scanner = hub.host("fls", &[SCANNER, OTHER, RANGE_IN, RANGE_IGNORED]);
+    let a = Daemon::start(&hub, "fla", A, "hostA", "# none\n", "", &url);
+    let b = Daemon::start(
+        &hub,
+        "flb",
+        B,
+        "hostB",
+        &format!("{RANGE_IGNORED}\n"),
+        "",
+        &url,
+    );
+    assert!(
+        reaches(&scanner, SCANNER, B),
+        "B unreachable before the scan"
+    );
+
+    scan(&scanner, A);
+    assert!(
+        wait_until(Duration::from_secs(5), || a
+            .set("blocked4")
+            .contains(SCANNER)),
+        "A did not ban the scanner:\n{}",
+        a.log()
+    );
+    // Within one pull interval (1 s) plus the push and the LAPI's time.
+    let seen = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(6), || b.fleet_has(SCANNER)),
+        "B did not take the fleet's decision on the scanner:\nA:\n{}\nB:\n{}\nA status:\n{}",
+        a.log(),
+        b.log(),
+        a.status()
+    );
+    eprintln!("probe on A to the drop on B: {:?}", seen.elapsed());
+    let list = hub.cscli(&["decisions", "list", "-a"]);
+    assert!(
+        list.contains(SCANNER) && list.contains("nftsentry/port-scan"),
+        "{list}"
+    );
+    assert!(
+        !reaches(&scanner, SCANNER, B),
+        "B still answers the scanner"
+    );
+    // The scanner now probes B: nothing reaches B's tripwires.
+    scan(&scanner, B);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !b.log().contains(&format!(
+            "attackalert: TCP SYN/Normal scan from host: {SCANNER}"
+        )),
+        "{}",
+        b.log()
+    );
+    // A: its own decision came back and is not doubled in the fleet's set.
+    assert!(
+        wait_until(Duration::from_secs(4), || a.status().contains("1 our own")),
+        "{}",
+        a.status()
+    );
+    assert!(!a.fleet_has(SCANNER), "{}", a.set("fleet4"));
+
+    // cscli decisions add --ip: both drop it; delete: both lift it.
+    assert!(reaches(&scanner, OTHER, A) && reaches(&scanner, OTHER, B));
+    hub.cscli(&["decisions", "add", "--ip", OTHER, "--duration", "1h"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || a.fleet_has(OTHER)
+            && b.fleet_has(OTHER)),
+        "A:\n{}\nB:\n{}",
+        a.set("fleet4"),
+        b.set("fleet4")
+    );
+    assert!(!reaches(&scanner, OTHER, A) && !reaches(&scanner, OTHER, B));
+    // The time left comes from the LAPI (about an hour, not the set's 1d).
+    assert!(
+        b.set("fleet4").contains("timeout 59m") || b.set("fleet4").contains("timeout 1h"),
+        "{}",
+        b.set("fleet4")
+    );
+    hub.cscli(&["decisions", "delete", "--ip", OTHER]);
+    assert!(
+        wait_until(Duration::from_secs(5), || !a.fleet_has(OTHER)
+            && !b.fleet_has(OTHER)),
+        "A:\n{}\nB:\n{}",
+        a.set("fleet4"),
+        b.set("fleet4")
+    );
+    assert!(reaches(&scanner, OTHER, A) && reaches(&scanner, OTHER, B));
+
+    // A Range: every address in it dropped, but not B's ignored one on B.
+    assert!(reaches(&scanner, RANGE_IN, B) && reaches(&scanner, RANGE_IGNORED, B));
+    hub.cscli(&[
+        "decisions",
+        "add",
+        "--range",
+        "198.51.100.0/24",
+        "--duration",
+        "1h",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || a.fleet_has("198.51.100.0/24")
+            && b.fleet_has("198.51.100.0/24")),
+        "A:\n{}\nB:\n{}",
+        a.set("fleet4"),
+        b.set("fleet4")
+    );
+    assert!(!reaches(&scanner, RANGE_IN, A) && !reaches(&scanner, RANGE_IN, B));
+    assert!(!reaches(&scanner, RANGE_IGNORED, A), "A has no ignore list");
+    assert!(
+        reaches(&scanner, RANGE_IGNORED, B),
+        "B's ignored address was cut off by the fleet"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || b.log().contains(
+            "on 198.51.100.0/24 not enforced for the part on the ignore list"
+        )),
+        "{}",
+        b.log()
+    );
+    assert_eq!(
+        b.log()
+            .matches("not enforced for the part on the ignore list")
+            .count(),
+        1,
+        "a veto is logged once per decision:\n{}",
+        b.log()
+    );
+
+    // nft flush ruleset on B: the owned table and the fleet's bans stay.
+    run_ok(b.ns.cmd("nft").args(["flush", "ruleset"]));
+    assert!(
+        b.fleet_has(SCANNER) && b.fleet_has("198.51.100.0/24"),
+        "{}",
+        b.set("fleet4")
+    );
+    assert!(!reaches(&scanner, RANGE_IN, B) && !reaches(&scanner, SCANNER, B));
+    let status = b.status();
+    assert!(
+        status.contains("crowdsec: Local API reachable")
+            && status.contains("vetoed by the ignore list"),
+        "{status}"
+    );
+    hub.stop_lapi();
+}
+
+/// The LAPI stopped: A still bans locally and queues its alerts (counted
+/// in status); B keeps the decisions in force. The LAPI back: the queue
+/// drains and B catches up. The queue survives a restart of A.
+#[test]
+fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back() {
+    let mut hub = Hub::new("fd");
+    hub.setup_lapi(&format!("{LAPI}:8080"));
+    hub.start_lapi();
+    let url = format!("http://{LAPI}:8080");
+    let scanner = hub.host("fds", &[SCANNER, OTHER]);
+    let a = Daemon::start(&hub, "fda", A, "hostA", "# none\n", "", &url);
+    let b = Daemon::start(&hub, "fdb", B, "hostB", "# none\n", "", &url);
+    hub.cscli(&["decisions", "add", "--ip", OTHER, "--duration", "1h"]);
+    assert!(wait_until(Duration::from_secs(5), || b.fleet_has(OTHER)));
+    hub.stop_lapi();
+    std::thread::sleep(Duration::from_secs(2));
+    // Local detection and bans go on at once.
+    let start = std::time::Instant::now();
+    scan(&scanner, A);
+    assert!(
+        wait_until(Duration::from_secs(5), || a
+            .set("blocked4")
+            .contains(SCANNER)),
+        "{}",
+        a.log()
+    );
+    eprintln!("local ban with the LAPI down after {:?}", start.elapsed());
+    assert!(
+        wait_until(Duration::from_secs(5), || a
+            .status()
+            .contains("1 alerts queued")),
+        "{}",
+        a.status()
+    );
+    let status = a.status();
+    assert!(status.contains("Local API unreachable"), "{status}");
+    // B keeps what was in force.
+    assert!(b.fleet_has(OTHER) && !reaches(&scanner, OTHER, B));
+    assert!(b.log().contains("crowdsec: Local API"), "{}", b.log());
+    // Back: the queue drains, B gets the decision (after a full re-sync).
+    hub.start_lapi();
+    assert!(
+        wait_until(Duration::from_secs(20), || b.fleet_has(SCANNER)),
+        "A:\n{}\n{}\nB:\n{}",
+        a.log(),
+        a.status(),
+        b.log()
+    );
+    assert!(a.status().contains("0 alerts queued"), "{}", a.status());
+    assert!(
+        b.fleet_has(OTHER),
+        "the re-sync lost a decision: {}",
+        b.set("fleet4")
+    );
+    assert!(
+        b.log().contains("reachable again; full re-sync"),
+        "{}",
+        b.log()
+    );
+    hub.stop_lapi();
+}
+
+/// A server of the test's own in the hub, answering each connection with
+/// `answer` (or nothing, holding it open, when `None`).
+fn fake_lapi(hub: &Netns, port: u16, answer: Option<&'static str>) {
+    let path = format!("/var/run/netns/{}", hub.name);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = TcpListener::bind((LAPI, port)).unwrap();
+        tx.send(()).unwrap();
+        let mut held = Vec::new();
+        // Bounded: at most 200 connections, then the thread ends (its
+        // namespace goes with the test).
+        for c in l.incoming().take(200) {
+            let Ok(mut c) = c else { break };
+            let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut c, &mut buf);
+            match answer {
+                Some(a) => {
+                    let _ = std::io::Write::write_all(&mut c, a.as_bytes());
+                }
+                None => held.push(c),
+            }
+        }
+    });
+    rx.recv().unwrap();
+}
+
+/// Bad credentials, a server answering garbage, one that never answers:
+/// each a clear error line (once, not per try), and local bans go on.
+#[test]
+fn bad_credentials_garbage_and_a_hanging_lapi_are_clear_errors_and_lose_nothing_local() {
+    let mut hub = Hub::new("fe");
+    hub.setup_lapi(&format!("{LAPI}:8080"));
+    hub.start_lapi();
+    let scanner = hub.host("fes", &[SCANNER]);
+    let bad = Daemon::start_with(
+        &hub,
+        "feb",
+        A,
+        "hostA",
+        "# none\n",
+        "",
+        &format!("http://{LAPI}:8080"),
+        Some(("wrong-password", "wrong-key")),
+    );
+    fake_lapi(
+        &hub.hub,
+        8081,
+        Some("HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html>oops</h"),
+    );
+    fake_lapi(&hub.hub, 8082, None);
+    let garbage = Daemon::start(
+        &hub,
+        "feg",
+        B,
+        "hostB",
+        "# none\n",
+        "",
+        &format!("http://{LAPI}:8081"),
+    );
+    let hanging = Daemon::start(
+        &hub,
+        "feh",
+        "192.0.2.3",
+        "hostC",
+        "# none\n",
+        "",
+        &format!("http://{LAPI}:8082"),
+    );
+    for (d, target) in [(&bad, A), (&garbage, B), (&hanging, "192.0.2.3")] {
+        scan(&scanner, target);
+        assert!(
+            wait_until(Duration::from_secs(5), || d
+                .set("blocked4")
+                .contains(SCANNER)),
+            "{}",
+            d.log()
+        );
+    }
+    let wait_log = |d: &Daemon, what: &str| {
+        assert!(
+            wait_until(Duration::from_secs(8), || d.log().contains(what)),
+            "no {what:?} in:\n{}",
+            d.log()
+        );
+    };
+    wait_log(&bad, "pulling decisions: API key refused (HTTP 403)");
+    wait_log(&bad, "login as machine \"hostA\" refused (HTTP 401");
+    wait_log(&garbage, "the answer is not a Local API decision stream");
+    wait_log(&hanging, "no answer in time");
+    // Rate-limited: pulls every second for several seconds, one line each.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        bad.log().matches("API key refused").count(),
+        1,
+        "{}",
+        bad.log()
+    );
+    assert_eq!(
+        garbage
+            .log()
+            .matches("not a Local API decision stream")
+            .count(),
+        1,
+        "{}",
+        garbage.log()
+    );
+    // The secrets are never logged.
+    assert!(!bad.log().contains("wrong-password") && !bad.log().contains("wrong-key"));
+    for d in [&bad, &garbage, &hanging] {
+        let s = d.status();
+        assert!(
+            s.contains("1 alerts queued") && s.contains("unreachable"),
+            "{s}"
+        );
+    }
+    hub.stop_lapi();
+}
+
+/// A secret file others may read is refused at start and by `check`,
+/// naming the file; `check` says what it would connect to.
+#[test]
+fn check_refuses_readable_secrets_and_says_what_it_would_connect_to() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("fck");
+    let key = dir.file("key", "k\n");
+    let pw = dir.file("pw", "p\n");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = dir.file(
+        "n.toml",
+        &format!(
+            "{}[crowdsec]\nenabled = true\nurl = \"http://192.0.2.254:8080/\"\nmachine_id = \"web1\"\npassword_file = \"{}\"\napi_key_file = \"{}\"\n",
+            private_files(&dir.path),
+            pw.display(),
+            key.display()
+        ),
+    );
+    let ns = Netns::new("fck");
+    let o = nftsentry(&ns, &cfg, &["check"]);
+    let text = out_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "crowdsec.api_key_file {}: refused: mode 0644",
+            key.display()
+        )),
+        "{text}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = nftsentry(&ns, &cfg, &["check"]);
+    let text = out_text(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("crowdsec: Local API http://192.0.2.254:8080: push bans of handshake evidence or stronger as machine \"web1\""),
+        "{text}"
+    );
+    assert!(!text.contains("\nk\n") && !text.contains("\np\n"));
+}
