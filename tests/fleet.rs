@@ -40,7 +40,18 @@ fn out_text(o: &Output) -> String {
 impl Hub {
     fn new(tag: &str) -> Hub {
         let hub = Netns::new(&format!("{tag}h"));
-        hub.ip(&["link", "add", "br0", "type", "bridge"]);
+        // A fixed address: a bridge without one takes its ports' lowest,
+        // which changes as hosts join, and the hosts' ARP entries for the
+        // LAPI would then point at a port.
+        hub.ip(&[
+            "link",
+            "add",
+            "br0",
+            "address",
+            "02:00:00:00:00:fe",
+            "type",
+            "bridge",
+        ]);
         hub.ip(&["addr", "add", &format!("{LAPI}/24"), "dev", "br0"]);
         hub.ip(&["link", "set", "br0", "up"]);
         let dir = TempDir::new(tag);
@@ -147,6 +158,14 @@ prometheus:\n  enabled: false\n",
         );
     }
 
+    /// The end of the LAPI's own log, for failure messages.
+    fn api_log(&self) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path.join("crowdsec_api.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
     fn stop_lapi(&mut self) {
         if let Some(pid) = self.lapi_pid.take() {
             let mut child = self.hub.take_child(pid);
@@ -177,7 +196,6 @@ struct Daemon {
     _dir: TempDir,
     cfg: PathBuf,
     log: PathBuf,
-    #[allow(dead_code)]
     pid: u32,
 }
 
@@ -210,6 +228,9 @@ impl Daemon {
         let mut ns = hub.host(tag, &[addr]);
         let dir = TempDir::new(tag);
         let (pw, key) = creds.unwrap_or(("", ""));
+        // The default timeout for the real LAPI; the server that never
+        // answers gets a short one.
+        let timeout = if url.ends_with(":8082") { "2s" } else { "10s" };
         let pw = if pw.is_empty() {
             format!("pw-{machine}")
         } else {
@@ -227,10 +248,10 @@ impl Daemon {
             "nftsentry.toml",
             &format!(
                 "ignore_file = \"{}\"\n{}scan_trigger = 2\n{extra}\n\
-[tcp]\nports = \"1,11,79,111,555\"\n[udp]\nmode = \"off\"\n\
+[tcp]\nports = \"1,11,79,120,1000\"\n[udp]\nmode = \"off\"\n\
 [crowdsec]\nenabled = true\nurl = \"{url}\"\nmachine_id = \"{machine}\"\n\
 password_file = \"{}\"\napi_key_file = \"{}\"\npush_evidence = \"ports\"\n\
-pull_interval = \"1s\"\ntimeout = \"5s\"\n",
+pull_interval = \"1s\"\ntimeout = \"{timeout}\"\n",
                 ignore.display(),
                 private_files(&dir.path),
                 pw.display(),
@@ -283,6 +304,9 @@ fn reaches(from: &Netns, src: &str, dst: &str) -> bool {
         .success()
 }
 
+/// nmap over the tripwires: their residues modulo 32 differ, so the
+/// tracker's port bits count every one and a ban rests on "ports"
+/// evidence (pushed with push_evidence = "ports").
 fn scan(from: &Netns, target: &str) -> String {
     let o = run_ok(from.cmd("nmap").args([
         "-sS",
@@ -292,7 +316,7 @@ fn scan(from: &Netns, target: &str) -> String {
         "-Pn",
         "-n",
         "-p",
-        "1,11,79,111,555",
+        "1,11,79,120,1000",
         target,
     ]));
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -328,7 +352,7 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
 
     scan(&scanner, A);
     assert!(
-        wait_until(Duration::from_secs(5), || a
+        wait_until(Duration::from_secs(10), || a
             .set("blocked4")
             .contains(SCANNER)),
         "A did not ban the scanner:\n{}",
@@ -337,7 +361,7 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
     // Within one pull interval (1 s) plus the push and the LAPI's time.
     let seen = std::time::Instant::now();
     assert!(
-        wait_until(Duration::from_secs(6), || b.fleet_has(SCANNER)),
+        wait_until(Duration::from_secs(15), || b.fleet_has(SCANNER)),
         "B did not take the fleet's decision on the scanner:\nA:\n{}\nB:\n{}\nA status:\n{}",
         a.log(),
         b.log(),
@@ -375,13 +399,35 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
     assert!(reaches(&scanner, OTHER, A) && reaches(&scanner, OTHER, B));
     hub.cscli(&["decisions", "add", "--ip", OTHER, "--duration", "1h"]);
     assert!(
-        wait_until(Duration::from_secs(5), || a.fleet_has(OTHER)
+        wait_until(Duration::from_secs(10), || a.fleet_has(OTHER)
             && b.fleet_has(OTHER)),
         "A:\n{}\nB:\n{}",
         a.set("fleet4"),
         b.set("fleet4")
     );
     assert!(!reaches(&scanner, OTHER, A) && !reaches(&scanner, OTHER, B));
+    // `list` tells the origins; a fleet decision is not lifted locally.
+    let list = out_text(&nftsentry(&b.ns, &b.cfg, &["list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(OTHER) && l.contains("fleet cscli/"))
+            && list.lines().any(
+                |l| l.starts_with(SCANNER) && l.contains("fleet nftsentry/nftsentry/port-scan")
+            ),
+        "{list}"
+    );
+    let list = out_text(&nftsentry(&a.ns, &a.cfg, &["list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(SCANNER) && l.ends_with(" local")),
+        "{list}"
+    );
+    let o = nftsentry(&b.ns, &b.cfg, &["unblock", OTHER]);
+    assert!(
+        !o.status.success() && out_text(&o).contains("dropped by the fleet's decision"),
+        "{}",
+        out_text(&o)
+    );
     // The time left comes from the LAPI (about an hour, not the set's 1d).
     assert!(
         b.set("fleet4").contains("timeout 59m") || b.set("fleet4").contains("timeout 1h"),
@@ -390,7 +436,7 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
     );
     hub.cscli(&["decisions", "delete", "--ip", OTHER]);
     assert!(
-        wait_until(Duration::from_secs(5), || !a.fleet_has(OTHER)
+        wait_until(Duration::from_secs(10), || !a.fleet_has(OTHER)
             && !b.fleet_has(OTHER)),
         "A:\n{}\nB:\n{}",
         a.set("fleet4"),
@@ -409,7 +455,7 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
         "1h",
     ]);
     assert!(
-        wait_until(Duration::from_secs(5), || a.fleet_has("198.51.100.0/24")
+        wait_until(Duration::from_secs(10), || a.fleet_has("198.51.100.0/24")
             && b.fleet_has("198.51.100.0/24")),
         "A:\n{}\nB:\n{}",
         a.set("fleet4"),
@@ -448,9 +494,20 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
     let status = b.status();
     assert!(
         status.contains("crowdsec: Local API reachable")
-            && status.contains("vetoed by the ignore list"),
+            && status.contains("1 vetoed by the ignore list"),
         "{status}"
     );
+    // unblock --fleet on A: lifted here and fleet-wide.
+    let o = nftsentry(&a.ns, &a.cfg, &["unblock", "--fleet", SCANNER]);
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert!(
+        wait_until(Duration::from_secs(6), || !b.fleet_has(SCANNER)
+            && !a.set("blocked4").contains(SCANNER)),
+        "A:\n{}\nB:\n{}",
+        a.log(),
+        b.set("fleet4")
+    );
+    assert!(reaches(&scanner, SCANNER, A) && reaches(&scanner, SCANNER, B));
     hub.stop_lapi();
 }
 
@@ -464,17 +521,17 @@ fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back
     hub.start_lapi();
     let url = format!("http://{LAPI}:8080");
     let scanner = hub.host("fds", &[SCANNER, OTHER]);
-    let a = Daemon::start(&hub, "fda", A, "hostA", "# none\n", "", &url);
+    let mut a = Daemon::start(&hub, "fda", A, "hostA", "# none\n", "", &url);
     let b = Daemon::start(&hub, "fdb", B, "hostB", "# none\n", "", &url);
     hub.cscli(&["decisions", "add", "--ip", OTHER, "--duration", "1h"]);
-    assert!(wait_until(Duration::from_secs(5), || b.fleet_has(OTHER)));
+    assert!(wait_until(Duration::from_secs(10), || b.fleet_has(OTHER)));
     hub.stop_lapi();
     std::thread::sleep(Duration::from_secs(2));
     // Local detection and bans go on at once.
     let start = std::time::Instant::now();
     scan(&scanner, A);
     assert!(
-        wait_until(Duration::from_secs(5), || a
+        wait_until(Duration::from_secs(10), || a
             .set("blocked4")
             .contains(SCANNER)),
         "{}",
@@ -482,7 +539,7 @@ fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back
     );
     eprintln!("local ban with the LAPI down after {:?}", start.elapsed());
     assert!(
-        wait_until(Duration::from_secs(5), || a
+        wait_until(Duration::from_secs(10), || a
             .status()
             .contains("1 alerts queued")),
         "{}",
@@ -492,6 +549,23 @@ fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back
     assert!(status.contains("Local API unreachable"), "{status}");
     // B keeps what was in force.
     assert!(b.fleet_has(OTHER) && !reaches(&scanner, OTHER, B));
+    // A restarts while the LAPI is down: the alert waits in its queue file.
+    signal(a.pid, nix::sys::signal::Signal::SIGTERM);
+    let mut child = a.ns.take_child(a.pid);
+    child.wait().unwrap();
+    let queue = std::fs::read_to_string(a.cfg.parent().unwrap().join("crowdsec-queue")).unwrap();
+    assert!(
+        queue.contains(SCANNER) && queue.lines().count() == 1,
+        "{queue}"
+    );
+    a.pid = start_daemon(&mut a.ns, &a.cfg, &a.log);
+    assert!(
+        wait_until(Duration::from_secs(10), || a
+            .log()
+            .contains("1 alerts not pushed before the restart are queued")),
+        "{}",
+        a.log()
+    );
     assert!(b.log().contains("crowdsec: Local API"), "{}", b.log());
     // Back: the queue drains, B gets the decision (after a full re-sync).
     hub.start_lapi();
@@ -590,7 +664,7 @@ fn bad_credentials_garbage_and_a_hanging_lapi_are_clear_errors_and_lose_nothing_
     for (d, target) in [(&bad, A), (&garbage, B), (&hanging, "192.0.2.3")] {
         scan(&scanner, target);
         assert!(
-            wait_until(Duration::from_secs(5), || d
+            wait_until(Duration::from_secs(10), || d
                 .set("blocked4")
                 .contains(SCANNER)),
             "{}",
@@ -599,9 +673,10 @@ fn bad_credentials_garbage_and_a_hanging_lapi_are_clear_errors_and_lose_nothing_
     }
     let wait_log = |d: &Daemon, what: &str| {
         assert!(
-            wait_until(Duration::from_secs(8), || d.log().contains(what)),
-            "no {what:?} in:\n{}",
-            d.log()
+            wait_until(Duration::from_secs(15), || d.log().contains(what)),
+            "no {what:?} in:\n{}\nthe LAPI's log:\n{}",
+            d.log(),
+            hub.api_log()
         );
     };
     wait_log(&bad, "pulling decisions: API key refused (HTTP 403)");

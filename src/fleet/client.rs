@@ -77,9 +77,8 @@ impl Client {
             .timeout_global(Some(c.timeout))
             .timeout_connect(Some(c.timeout.min(Duration::from_secs(5))))
             .max_redirects(0)
-            // A new connection per call: a call every few seconds does not
-            // need the pool, and a connection the LAPI half-closed while
-            // idle can never stall one.
+            // A new connection per call: calls are seconds apart, and a
+            // pooled connection the LAPI closed while idle cannot fail one.
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)
             .max_response_header_size(64 * 1024)

@@ -89,6 +89,26 @@ impl FleetSide {
         }));
     }
 
+    /// `nftsentry block ADDR`: pushed as manual evidence.
+    pub fn manual(&self, addr: IpAddr, length: std::time::Duration) {
+        if !self.push || crate::strength::Strength::Manual < self.push_min {
+            return;
+        }
+        self.fleet.send(ToFleet::Ban(BanReport {
+            addr,
+            length,
+            scan: "manual block".to_string(),
+            port: 0,
+            strength: "manual".to_string(),
+            at: crate::service::status::now_secs(),
+        }));
+    }
+
+    /// Whether `unblock --fleet` can work: deleting takes a machine login.
+    pub fn can_delete(&self) -> bool {
+        self.push
+    }
+
     /// `unblock --fleet`.
     pub fn delete(&self, addr: IpAddr) {
         self.fleet.send(ToFleet::Delete(addr));
