@@ -92,14 +92,34 @@ impl Hub {
     /// (password "pw-" + name), bouncers with key "key-" + name, and the
     /// `cli` machine cscli itself uses.
     fn setup_lapi(&self, listen: &str) {
+        self.setup_lapi_tls(listen, false)
+    }
+
+    /// With `tls`, the LAPI serves a certificate for 192.0.2.254 signed by
+    /// a CA the test makes (`ca.pem` in the hub's directory).
+    fn setup_lapi_tls(&self, listen: &str, tls: bool) {
         let d = &self.dir.path;
+        let (server_tls, client_tls, scheme) = if tls {
+            make_certs(d);
+            (
+                format!(
+                    "    tls:\n      cert_file: {}/server.pem\n      key_file: {}/server.key\n",
+                    d.display(),
+                    d.display()
+                ),
+                "    insecure_skip_verify: true\n",
+                "https",
+            )
+        } else {
+            (String::new(), "", "http")
+        };
         let yaml = format!(
             "common:\n  daemonize: false\n  log_media: file\n  log_level: info\n  log_dir: {d}/\n  working_dir: .\n\
 config_paths:\n  config_dir: {d}/\n  data_dir: {d}/data/\n  simulation_path: {d}/simulation.yaml\n  hub_dir: /var/lib/crowdsec/hub/\n  index_path: /var/lib/crowdsec/hub/.index.json\n  notification_dir: {d}/notifications/\n  plugin_dir: /usr/lib/crowdsec/plugins/\n\
 crowdsec_service:\n  acquisition_path: {d}/acquis.yaml\n\
 cscli:\n  output: human\n\
 db_config:\n  log_level: info\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n\
-api:\n  client:\n    credentials_path: {d}/cli.yaml\n  server:\n    log_level: info\n    listen_uri: {listen}\n    profiles_path: /etc/crowdsec/profiles.yaml\n    trusted_ips:\n      - 127.0.0.1\n      - \"::1\"\n\
+api:\n  client:\n    credentials_path: {d}/cli.yaml\n{client_tls}  server:\n    log_level: info\n    listen_uri: {listen}\n    profiles_path: /etc/crowdsec/profiles.yaml\n{server_tls}    trusted_ips:\n      - 127.0.0.1\n      - \"::1\"\n\
 prometheus:\n  enabled: false\n",
             d = d.display()
         );
@@ -121,7 +141,8 @@ prometheus:\n  enabled: false\n",
             ]);
             self.cscli(&["bouncers", "add", m, "--key", &format!("key-{m}")]);
         }
-        let url = format!("http://{listen}");
+        let listen = listen.replace("0.0.0.0", LAPI);
+        let url = format!("{scheme}://{listen}");
         self.cscli(&[
             "machines",
             "add",
@@ -211,7 +232,7 @@ impl Daemon {
         extra: &str,
         url: &str,
     ) -> Daemon {
-        Daemon::start_with(hub, tag, addr, machine, ignore, extra, url, None)
+        Daemon::start_with(hub, tag, addr, machine, ignore, extra, url, None, "")
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -224,6 +245,7 @@ impl Daemon {
         extra: &str,
         url: &str,
         creds: Option<(&str, &str)>,
+        crowdsec_extra: &str,
     ) -> Daemon {
         let mut ns = hub.host(tag, &[addr]);
         let dir = TempDir::new(tag);
@@ -251,7 +273,7 @@ impl Daemon {
 [tcp]\nports = \"1,11,79,120,1000\"\n[udp]\nmode = \"off\"\n\
 [crowdsec]\nenabled = true\nurl = \"{url}\"\nmachine_id = \"{machine}\"\n\
 password_file = \"{}\"\napi_key_file = \"{}\"\npush_evidence = \"ports\"\n\
-pull_interval = \"1s\"\ntimeout = \"{timeout}\"\n",
+pull_interval = \"1s\"\ntimeout = \"{timeout}\"\n{crowdsec_extra}",
                 ignore.display(),
                 private_files(&dir.path),
                 pw.display(),
@@ -636,6 +658,7 @@ fn bad_credentials_garbage_and_a_hanging_lapi_are_clear_errors_and_lose_nothing_
         "",
         &format!("http://{LAPI}:8080"),
         Some(("wrong-password", "wrong-key")),
+        "",
     );
     fake_lapi(
         &hub.hub,
@@ -751,4 +774,105 @@ fn check_refuses_readable_secrets_and_says_what_it_would_connect_to() {
         "{text}"
     );
     assert!(!text.contains("\nk\n") && !text.contains("\np\n"));
+}
+
+/// A CA, and a certificate it signs for 192.0.2.254 only, in `dir`.
+fn make_certs(dir: &std::path::Path) {
+    let d = dir.display();
+    let script = format!(
+        "set -e; cd {d}; \
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=nftsentry-test-CA 2>/dev/null; \
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=192.0.2.254 2>/dev/null; \
+printf 'subjectAltName=IP:192.0.2.254\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext; \
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null"
+    );
+    run_ok(std::process::Command::new("sh").args(["-c", &script]));
+}
+
+/// The LAPI over TLS with a CA the test made: push and pull work with
+/// that CA as `ca_file`; without it (the system's roots), or when the URL
+/// names a host the certificate is not for, every call fails with a clear
+/// error and local bans go on.
+#[test]
+fn over_tls_push_and_pull_work_with_the_ca_and_fail_clearly_without_it_or_for_another_name() {
+    let mut hub = Hub::new("ft");
+    // 192.0.2.253 is the hub's too, but the certificate does not name it.
+    hub.hub.ip(&["addr", "add", "192.0.2.253/24", "dev", "br0"]);
+    hub.setup_lapi_tls("0.0.0.0:8080", true);
+    hub.start_lapi();
+    let scanner = hub.host("fts", &[SCANNER, OTHER]);
+    let ca = hub.dir.path.join("ca.pem");
+    let with_ca = format!("ca_file = \"{}\"\n", ca.display());
+    let good = Daemon::start_with(
+        &hub,
+        "ftg",
+        A,
+        "hostA",
+        "# none\n",
+        "",
+        &format!("https://{LAPI}:8080"),
+        None,
+        &with_ca,
+    );
+    let no_ca = Daemon::start(
+        &hub,
+        "ftn",
+        B,
+        "hostB",
+        "# none\n",
+        "",
+        &format!("https://{LAPI}:8080"),
+    );
+    let wrong_name = Daemon::start_with(
+        &hub,
+        "ftw",
+        "192.0.2.3",
+        "hostC",
+        "# none\n",
+        "",
+        "https://192.0.2.253:8080",
+        None,
+        &with_ca,
+    );
+    // Push: a scan of the good one reaches the LAPI.
+    scan(&scanner, A);
+    assert!(
+        wait_until(Duration::from_secs(15), || hub
+            .cscli(&["decisions", "list", "-a"])
+            .contains(SCANNER)),
+        "{}\n{}",
+        good.log(),
+        good.status()
+    );
+    // Pull: a decision of cscli reaches it.
+    hub.cscli(&["decisions", "add", "--ip", OTHER, "--duration", "1h"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || good.fleet_has(OTHER)),
+        "{}",
+        good.log()
+    );
+    for (d, why) in [
+        (&no_ca, "UnknownIssuer"),
+        (
+            &wrong_name,
+            "certificate not valid for name \"192.0.2.253\"",
+        ),
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(10), || d.log().contains(why)),
+            "no {why} in:\n{}",
+            d.log()
+        );
+        assert!(!d.fleet_has(OTHER), "{}", d.set("fleet4"));
+    }
+    // Local bans go on without the LAPI.
+    scan(&scanner, B);
+    assert!(
+        wait_until(Duration::from_secs(10), || no_ca
+            .set("blocked4")
+            .contains(SCANNER)),
+        "{}",
+        no_ca.log()
+    );
+    hub.stop_lapi();
 }
