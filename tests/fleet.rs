@@ -876,3 +876,54 @@ fn over_tls_push_and_pull_work_with_the_ca_and_fail_clearly_without_it_or_for_an
     );
     hub.stop_lapi();
 }
+
+/// Interoperability: Debian's crowdsec-firewall-bouncer (nftables mode) in
+/// a namespace of its own enforces the decision nftsentry on A pushed.
+#[test]
+fn debians_firewall_bouncer_enforces_what_nftsentry_pushed() {
+    let mut hub = Hub::new("fi");
+    hub.setup_lapi(&format!("{LAPI}:8080"));
+    hub.start_lapi();
+    let url = format!("http://{LAPI}:8080");
+    let scanner = hub.host("fis", &[SCANNER]);
+    let a = Daemon::start(&hub, "fia", A, "hostA", "# none\n", "", &url);
+    let mut c = hub.host("fic", &["192.0.2.3"]);
+    let d = hub.dir.path.display().to_string();
+    let cfg = hub.dir.file(
+        "bouncer.yaml",
+        &format!(
+            "mode: nftables\npid_dir: {d}/\nupdate_frequency: 1s\ndaemonize: false\nlog_mode: file\nlog_dir: {d}/\nlog_level: info\n\
+api_url: {url}/\napi_key: key-hostC\ninsecure_skip_verify: false\ndisable_ipv6: true\ndeny_action: DROP\ndeny_log: false\n\
+supported_decisions_types:\n  - ban\nblacklists_ipv4: crowdsec-blacklists\nblacklists_ipv6: crowdsec6-blacklists\n\
+nftables:\n  ipv4:\n    enabled: true\n    set-only: false\n    table: crowdsec\n    chain: crowdsec-chain\n  ipv6:\n    enabled: false\n    set-only: false\n    table: crowdsec6\n    chain: crowdsec6-chain\n\
+prometheus:\n  enabled: false\n  listen_addr: 127.0.0.1\n  listen_port: 60601\n"
+        ),
+    );
+    let log = std::fs::File::create(hub.dir.path.join("bouncer.out")).unwrap();
+    c.spawn(
+        c.cmd("crowdsec-firewall-bouncer")
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log),
+    );
+    assert!(reaches(&scanner, SCANNER, "192.0.2.3"));
+    scan(&scanner, A);
+    let listed = || {
+        c.cmd("nft")
+            .args(["list", "set", "ip", "crowdsec", "crowdsec-blacklists"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || listed().contains(SCANNER)),
+        "the bouncer did not enforce A's decision:\nA:\n{}\nbouncer:\n{}{}",
+        a.log(),
+        std::fs::read_to_string(hub.dir.path.join("bouncer.out")).unwrap_or_default(),
+        std::fs::read_to_string(hub.dir.path.join("crowdsec-firewall-bouncer.log"))
+            .unwrap_or_default()
+    );
+    assert!(!reaches(&scanner, SCANNER, "192.0.2.3"));
+    hub.stop_lapi();
+}
