@@ -41,7 +41,10 @@ fn latency() {
     let a = Daemon::start(&hub, "bla", A, "hostA", "# none\n", "", &url);
     let b = Daemon::start(&hub, "blb", B, "hostB", "# none\n", "", &url);
     let mut rows = Vec::new();
-    for (i, src) in ["192.0.2.66", "192.0.2.67", "192.0.2.68"].iter().enumerate() {
+    for (i, src) in ["192.0.2.66", "192.0.2.67", "192.0.2.68"]
+        .iter()
+        .enumerate()
+    {
         let scanner = hub.host(&format!("bls{i}"), &[src]);
         let start = Instant::now();
         scan(&scanner, A);

@@ -186,6 +186,14 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
             && status.contains("1 vetoed by the ignore list"),
         "{status}"
     );
+    let json = out_text(&nftsentry(&b.ns, &b.cfg, &["status", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).expect(&json);
+    assert_eq!(v["crowdsec"]["reachable"], true, "{json}");
+    assert_eq!(v["crowdsec"]["vetoed"], 1, "{json}");
+    assert!(
+        v["crowdsec"]["decisions_held"].as_u64() >= Some(2),
+        "{json}"
+    );
     // unblock --fleet on A: lifted here and fleet-wide.
     let o = nftsentry(&a.ns, &a.cfg, &["unblock", "--fleet", SCANNER]);
     assert!(o.status.success(), "{}", out_text(&o));

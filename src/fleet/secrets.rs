@@ -114,7 +114,10 @@ fn read(key: &str, path: &Path, private: Option<Option<u32>>, max: u64) -> Resul
         return Err(Error::config(format!("{key} {name}: not a regular file")));
     }
     if let Some(service_uid) = private {
-        if m.uid() != 0 && Some(m.uid()) != service_uid {
+        // Root's, the `user`'s, or this process's own (a systemd
+        // credential, LoadCredential=, belongs to the unit's DynamicUser).
+        let me = nix::unistd::geteuid().as_raw();
+        if m.uid() != 0 && m.uid() != me && Some(m.uid()) != service_uid {
             return Err(Error::config(format!(
                 "{key} {name}: refused: it belongs to uid {}; a secret must belong to root or the service's user (chown root {name})",
                 m.uid()
