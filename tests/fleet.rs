@@ -219,7 +219,17 @@ fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back
     let url = format!("http://{LAPI}:8080");
     let scanner = hub.host("fds", &[SCANNER, OTHER]);
     let mut a = Daemon::start(&hub, "fda", A, "hostA", "# none\n", "", &url);
-    let b = Daemon::start(&hub, "fdb", B, "hostB", "# none\n", "", &url);
+    // B's table is a plain one (no owner flag): anyone may delete it, and
+    // B puts it back.
+    let b = Daemon::start(
+        &hub,
+        "fdb",
+        B,
+        "hostB",
+        "# none\n",
+        "table_owner = false\n",
+        &url,
+    );
     hub.cscli(&["decisions", "add", "--ip", OTHER, "--duration", "1h"]);
     assert!(wait_until(Duration::from_secs(10), || b.fleet_has(OTHER)));
     hub.stop_lapi();
@@ -246,6 +256,15 @@ fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back
     assert!(status.contains("Local API unreachable"), "{status}");
     // B keeps what was in force.
     assert!(b.fleet_has(OTHER) && !reaches(&scanner, OTHER, B));
+    // `nft flush ruleset` on B with the LAPI down: B puts its table back
+    // with the fleet's decisions it holds.
+    run_ok(b.ns.cmd("nft").args(["flush", "ruleset"]));
+    assert!(
+        wait_until(Duration::from_secs(5), || b.fleet_has(OTHER)),
+        "{}",
+        b.log()
+    );
+    assert!(!reaches(&scanner, OTHER, B));
     // A restarts while the LAPI is down: the alert waits in its queue file.
     signal(a.pid, nix::sys::signal::Signal::SIGTERM);
     let mut child = a.ns.take_child(a.pid);
