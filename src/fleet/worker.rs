@@ -198,7 +198,11 @@ impl Worker {
                             changed = true;
                         }
                     }
-                    ToFleet::Delete(addr) => self.delete(addr),
+                    ToFleet::Delete(addr) => {
+                        self.delete(addr);
+                        // The deletion comes back in the next pull: now.
+                        self.next_pull = Instant::now();
+                    }
                 }
             }
             if changed {

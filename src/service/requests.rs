@@ -237,6 +237,9 @@ impl Daemon {
         let mut out = String::new();
         if local {
             out = self.local_request(&Request::Unblock { addr, fleet: false })?;
+            // Our own decision on it was left out of the fleet's sets while
+            // the local ban held it: from now on the fleet's decides.
+            self.fleet_rewrite();
         }
         if fleet {
             let Some(f) = self.core.fleet.as_ref().filter(|f| f.can_delete()) else {
