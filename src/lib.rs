@@ -16,6 +16,7 @@ pub mod config;
 pub mod detect;
 pub mod error;
 pub mod files;
+pub mod fleet;
 pub mod host;
 pub mod journal;
 pub mod kernel;

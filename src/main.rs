@@ -52,7 +52,12 @@ enum Command {
         duration: Option<String>,
     },
     /// Lift the ban on ADDR
-    Unblock { addr: IpAddr },
+    Unblock {
+        addr: IpAddr,
+        /// Also delete its decisions on the CrowdSec Local API, fleet-wide
+        #[arg(long)]
+        fleet: bool,
+    },
     /// List active bans with the time they have left
     List {
         /// Print JSON instead of a table
@@ -156,7 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             let secs = timeout.as_secs();
             commands::run(&cfg, &Request::Block { addr, secs })
         }
-        Command::Unblock { addr } => commands::run(&cfg, &Request::Unblock { addr }),
+        Command::Unblock { addr, fleet } => commands::run(&cfg, &Request::Unblock { addr, fleet }),
         Command::List { json } => commands::run(&cfg, &Request::List { json }),
         Command::Flush => commands::run(&cfg, &Request::Flush),
         Command::Status { json } => commands::run(&cfg, &Request::Status { json }),

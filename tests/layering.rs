@@ -12,23 +12,24 @@ fn allowed(part: &str) -> Option<&'static [&'static str]> {
     const BASE: &[&str] = &["error", "logging"];
     Some(match part {
         "error" | "cidr" | "files" | "logging" | "strength" => &[],
-        "config" => &["error", "cidr"],
+        "config" => &["error", "cidr", "strength"],
         "kernel" => BASE,
         "table" => &["error", "logging", "kernel", "config", "cidr", "files"],
         "host" => &["error", "logging", "kernel", "config", "cidr", "detect"],
         "detect" => &["error", "logging", "config", "cidr", "strength"],
         "journal" => &["error", "logging", "config", "files", "strength"],
+        "fleet" => &["error", "logging", "config", "cidr", "files", "strength"],
         "respond" => &[
             "error", "logging", "config", "cidr", "files", "kernel", "table", "detect", "journal",
             "strength",
         ],
         "service" => &[
             "error", "logging", "config", "cidr", "files", "kernel", "table", "host", "detect",
-            "respond", "journal", "strength",
+            "respond", "journal", "strength", "fleet",
         ],
         "cli" => &[
             "error", "logging", "config", "cidr", "files", "kernel", "table", "host", "detect",
-            "respond", "journal", "service", "strength",
+            "respond", "journal", "service", "strength", "fleet",
         ],
         _ => return None,
     })

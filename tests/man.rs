@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nftsentry::config::{Config, PROTOCOL_KEYS, Proto, TOP_KEYS};
+use nftsentry::config::{CROWDSEC_KEYS, Config, PROTOCOL_KEYS, Proto, TOP_KEYS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftsentry");
 
@@ -144,7 +144,7 @@ fn config_page_documents_every_key() {
     let tables = [Proto::Tcp.as_str(), Proto::Udp.as_str()];
     assert!(!TOP_KEYS.is_empty() && !PROTOCOL_KEYS.is_empty());
     let mut missing = Vec::new();
-    for key in TOP_KEYS.iter().chain(PROTOCOL_KEYS) {
+    for key in TOP_KEYS.iter().chain(PROTOCOL_KEYS).chain(CROWDSEC_KEYS) {
         let matching: Vec<_> = documented.iter().filter(|(w, _, _)| w == key).collect();
         let Some((_, tag, body)) = matching.first() else {
             missing.push(format!("{key}: no `.It Ic {key}` entry"));
@@ -153,7 +153,7 @@ fn config_page_documents_every_key() {
         if matching.len() > 1 {
             missing.push(format!("{key}: {} entries", matching.len()));
         }
-        if !body.contains("PortSentry") {
+        if !body.contains("PortSentry") && !CROWDSEC_KEYS.contains(key) {
             missing.push(format!("{key}: entry does not say what PortSentry had"));
         }
         // The tag gives the type in parentheses and, for a value, the default
@@ -161,7 +161,7 @@ fn config_page_documents_every_key() {
         if !tag.contains(" Pq ") {
             missing.push(format!("{key}: tag `{tag}` gives no type"));
         }
-        if tables.contains(key) {
+        if tables.contains(key) || *key == "crowdsec" {
             if !tag.contains("table") {
                 missing.push(format!("{key}: tag `{tag}` does not say it is a table"));
             }
@@ -205,7 +205,11 @@ fn pages_name_only_real_keys() {
                         [Proto::Tcp.as_str(), Proto::Udp.as_str()].contains(&table)
                             && PROTOCOL_KEYS.contains(&k)
                     }
-                    None => TOP_KEYS.contains(&key) || PROTOCOL_KEYS.contains(&key),
+                    None => {
+                        TOP_KEYS.contains(&key)
+                            || PROTOCOL_KEYS.contains(&key)
+                            || CROWDSEC_KEYS.contains(&key)
+                    }
                 };
                 if !known {
                     stale.push(format!("{name}: `{line}`: `{key}` is not a config key"));

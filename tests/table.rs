@@ -19,6 +19,7 @@ fn sample() -> Ruleset {
         ignore6: vec![(1, 1)],
         watch_tcp: vec![(1, 1), (11, 11), (100, 200), (65535, 65535)],
         watch_udp: vec![],
+        fleet: false,
     }
 }
 
@@ -222,4 +223,65 @@ fn each_rule_is_what_nft_makes_of_its_text() {
         "{:?}",
         a[6]
     );
+}
+
+/// `[crowdsec] pull`: the fleet's sets list as rendered, take a Range and
+/// an address inside it with their own timeouts (disjoint pieces), and a
+/// second sync replaces their content whole (refreshed or removed).
+#[test]
+fn fleet_sets_hold_ranges_with_timeouts_and_syncs_replace_them() {
+    use nftsentry::table::ruleset::fleet_batch;
+    let ns = Netns::new("fleet");
+    let r = Ruleset {
+        fleet: true,
+        ..sample()
+    };
+    let r2 = r.clone();
+    let h = Duration::from_secs(3600);
+    // 203.0.113.0/24 for 1 h with 203.0.113.7 inside it for 2 h.
+    let base: u128 = 0xcb00_7100;
+    let first = vec![
+        (base, base + 6, h),
+        (base + 7, base + 7, 2 * h),
+        (base + 8, base + 255, h),
+    ];
+    let six = vec![(0x2001_0db8u128 << 96, (0x2001_0db8u128 << 96) + 0xffff, h)];
+    ns.enter(move || {
+        let mut s = NftSocket::open().unwrap();
+        s.commit(&r2.install_batch()).unwrap();
+    });
+    let listed = ns.nft(&["-s", "list", "table", "inet", "nftsentry"]);
+    let expected = r.render();
+    assert!(expected.contains("set fleet4") && expected.contains("flags interval,timeout"));
+    assert_eq!(normalize_ws(&listed), normalize_ws(&expected), "\n{listed}");
+    ns.enter(move || {
+        let mut s = NftSocket::open().unwrap();
+        s.commit(&fleet_batch("nftsentry", &first, &six)).unwrap();
+    });
+    let set = ns.nft(&["list", "set", "inet", "nftsentry", "fleet4"]);
+    assert!(
+        set.contains("203.0.113.0-203.0.113.6 timeout 1h")
+            && set.contains("203.0.113.7 timeout 2h")
+            && set.contains("203.0.113.8-203.0.113.255 timeout 1h"),
+        "{set}"
+    );
+    let set6 = ns.nft(&["list", "set", "inet", "nftsentry", "fleet6"]);
+    assert!(set6.contains("2001:db8::/112 timeout 1h"), "{set6}");
+    // The next sync: the range deleted, the address refreshed to 3 h.
+    ns.enter(move || {
+        let mut s = NftSocket::open().unwrap();
+        s.commit(&fleet_batch(
+            "nftsentry",
+            &[(base + 7, base + 7, 3 * h)],
+            &[],
+        ))
+        .unwrap();
+    });
+    let set = ns.nft(&["list", "set", "inet", "nftsentry", "fleet4"]);
+    assert!(
+        set.contains("203.0.113.7 timeout 3h") && !set.contains("203.0.113.0"),
+        "{set}"
+    );
+    let set6 = ns.nft(&["list", "set", "inet", "nftsentry", "fleet6"]);
+    assert!(!set6.contains("2001:db8"), "{set6}");
 }

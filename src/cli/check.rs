@@ -49,6 +49,25 @@ pub fn check(cfg: &Config) -> Result<()> {
     println!("history file: {}", path(&cfg.history_file));
     println!("state file: {}", path(&cfg.state_file));
     service.iter().for_each(|l| println!("{l}"));
+    if cfg.crowdsec.enabled {
+        // The secret files as the daemon will read them, and the TLS files
+        // parsed; nothing is sent.
+        let uid = match cfg.user.as_str() {
+            "" => None,
+            name => nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw()),
+        };
+        let secrets = crate::fleet::Secrets::load(&cfg.crowdsec, uid)?;
+        crate::fleet::client::Client::new(&cfg.crowdsec, &secrets)
+            .map_err(|e| crate::error::Error::config(format!("{}: [crowdsec]: {e}", cfg.source)))?;
+        if cfg.crowdsec.push {
+            let queue = crate::fleet::queue_file(cfg.state_file.as_deref());
+            println!("crowdsec alert queue: {}", path(&queue));
+        }
+    }
+    println!("{}", cfg.crowdsec.describe());
     Ok(())
 }
 

@@ -40,6 +40,7 @@ pub const TOP_KEYS: &[&str] = &[
     "user",
     "tcp",
     "udp",
+    "crowdsec",
 ];
 /// Keys of `[tcp]` and `[udp]`.
 pub const PROTOCOL_KEYS: &[&str] = &[

@@ -4,12 +4,13 @@
 //! (`walk`), the key names (`keys`), single values (`values`) and their
 //! bounds (`limits`), modes (`mode`), the keys of actions (`actions`), port
 //! sets and PortSentry's port lists (`ports`), durations (`duration`), the
-//! ignore file (`ignore`).
+//! ignore file (`ignore`), the `[crowdsec]` table (`crowdsec`).
 //!
 //! Knows nothing of sockets or nftables: it only says what was asked for.
 
 mod actions;
 mod control_group;
+pub mod crowdsec;
 mod duration;
 pub mod ignore;
 mod keys;
@@ -31,6 +32,7 @@ use walk::{Doc, in_file_order};
 
 pub use actions::{BlockMode, RouteMode, TEMPLATE_VARIABLES};
 pub use control_group::ControlGroup;
+pub use crowdsec::{CROWDSEC_KEYS, CrowdSec};
 pub use duration::{format_duration, parse_duration};
 pub use keys::{PROTOCOL_KEYS, TOP_KEYS};
 pub use limits::{
@@ -127,6 +129,8 @@ pub struct Config {
     pub tcp: Protocol,
     /// `[udp]`.
     pub udp: Protocol,
+    /// `[crowdsec]`: sharing bans through a CrowdSec Local API.
+    pub crowdsec: CrowdSec,
 }
 
 /// One `[tcp]` or `[udp]` table.
@@ -316,6 +320,7 @@ impl Config {
             user: String::new(),
             tcp: protocol(Proto::Tcp),
             udp: protocol(Proto::Udp),
+            crowdsec: CrowdSec::hardwired(),
         }
     }
 }

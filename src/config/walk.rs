@@ -13,6 +13,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::crowdsec::{self, CROWDSEC_KEYS, CrowdSec};
 use super::keys::{PROTOCOL_KEYS, TOP_KEYS, suggestion};
 use super::limits::{
     BAN_TIME_MAX, BAN_TIME_MIN, CHAIN_PRIORITY_MAX, CHAIN_PRIORITY_MIN, COMMAND_TIMEOUT_MAX,
@@ -113,6 +114,7 @@ impl Doc<'_> {
             "user" => c.user = self.check(v, key, |v| user_name(string(v)?))?,
             "tcp" => c.tcp = self.protocol(v, Proto::Tcp, c.tcp.clone())?,
             "udp" => c.udp = self.protocol(v, Proto::Udp, c.udp.clone())?,
+            "crowdsec" => c.crowdsec = self.crowdsec(v, c.crowdsec.clone())?,
             _ => return self.action_key(c, k, v),
         }
         Ok(())
@@ -217,9 +219,14 @@ impl Doc<'_> {
         let name: &str = k.get_ref();
         let (path, allowed, place) = match table {
             None => (name.to_string(), TOP_KEYS, "the top level".to_string()),
+            Some("crowdsec") => (
+                format!("crowdsec.{name}"),
+                CROWDSEC_KEYS,
+                "[crowdsec]".to_string(),
+            ),
             Some(t) => (format!("{t}.{name}"), PROTOCOL_KEYS, format!("[{t}]")),
         };
-        let hint = match suggestion(name, table.is_none()) {
+        let hint = match suggestion(name, table.is_none()).filter(|_| table != Some("crowdsec")) {
             Some(s) => format!(" (did you mean `{s}`?)"),
             None => String::new(),
         };
@@ -229,6 +236,28 @@ impl Doc<'_> {
             self.line(k.span().start),
             allowed.join(", ")
         ))
+    }
+
+    fn crowdsec(&self, v: &Value<'_>, mut c: CrowdSec) -> Result<CrowdSec, Error> {
+        let DeValue::Table(t) = v.get_ref() else {
+            return Err(self.error(
+                v.span(),
+                "crowdsec",
+                format!(
+                    "expected a table ([crowdsec] with `enabled`, `url`, ...), found {}",
+                    describe(v.get_ref())
+                ),
+            ));
+        };
+        for (k, v) in in_file_order(t) {
+            let name: &str = k.get_ref();
+            match crowdsec::key(&mut c, name, v.get_ref()) {
+                Ok(()) => {}
+                Err(None) => return Err(self.unknown_key(k, Some("crowdsec"))),
+                Err(Some(m)) => return Err(self.error(v.span(), &format!("crowdsec.{name}"), m)),
+            }
+        }
+        Ok(c)
     }
 
     fn protocol(&self, v: &Value<'_>, proto: Proto, mut p: Protocol) -> Result<Protocol, Error> {
@@ -343,6 +372,13 @@ impl Doc<'_> {
                     "block mode \"command\" runs only the external command, and `command` is empty: set `command`".to_string(),
                 ));
             }
+        }
+        if let Err((key, message)) = c.crowdsec.check() {
+            return Err(at(
+                line_of(Some("crowdsec"), key),
+                &format!("crowdsec.{key}"),
+                message,
+            ));
         }
         if c.ban_time_factor > 1 && c.ban_time_max < c.ban_time {
             return Err(at(

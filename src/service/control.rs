@@ -78,8 +78,10 @@ pub enum Request {
         addr: IpAddr,
         secs: u64,
     },
+    /// `fleet`: delete its decisions on the Local API too.
     Unblock {
         addr: IpAddr,
+        fleet: bool,
     },
     Flush,
     Reload,
@@ -104,6 +106,11 @@ impl Request {
             },
             ["unblock", a] => Ok(Request::Unblock {
                 addr: addr("unblock", a)?,
+                fleet: false,
+            }),
+            ["unblock", "--fleet", a] => Ok(Request::Unblock {
+                addr: addr("unblock", a)?,
+                fleet: true,
             }),
             ["flush"] => Ok(Request::Flush),
             ["reload"] => Ok(Request::Reload),
@@ -118,7 +125,9 @@ impl Request {
             Request::Status { json } => format!("status{}", flag(*json)),
             Request::List { json } => format!("list{}", flag(*json)),
             Request::Block { addr, secs } => format!("block {addr} {secs}"),
-            Request::Unblock { addr } => format!("unblock {addr}"),
+            Request::Unblock { addr, fleet } => {
+                format!("unblock {}{addr}", if *fleet { "--fleet " } else { "" })
+            }
             Request::Flush => "flush".into(),
             Request::Reload => "reload".into(),
         }
@@ -1094,6 +1103,11 @@ mod tests {
             },
             Request::Unblock {
                 addr: "192.0.2.7".parse().unwrap(),
+                fleet: false,
+            },
+            Request::Unblock {
+                addr: "192.0.2.7".parse().unwrap(),
+                fleet: true,
             },
             Request::Flush,
             Request::Reload,

@@ -27,6 +27,7 @@ use crate::logging::{self, Gate};
 use crate::respond::{BanResult, Ledger};
 use crate::service::connect::ConnectSockets;
 use crate::service::control::ControlServer;
+use crate::service::fleet::FleetSide;
 use crate::service::names::{Line, Names};
 use crate::service::status::LastBan;
 use crate::service::systemd::{self, Notifier};
@@ -64,6 +65,8 @@ pub struct Core {
     ban_error_lines: Gate,
     /// The most recent bans, newest last, for `status`.
     pub last_bans: VecDeque<LastBan>,
+    /// `[crowdsec]`: the fleet thread and the decisions held.
+    pub fleet: Option<FleetSide>,
 }
 
 impl Core {
@@ -84,6 +87,7 @@ impl Core {
             ban_errors: 0,
             ban_error_lines: Gate::new(REPORT_INTERVAL),
             last_bans: VecDeque::new(),
+            fleet: None,
         }
     }
 
@@ -140,9 +144,14 @@ impl Core {
         let set_error = match self.ledger.ban(&mut sets, ev, now) {
             BanResult::LogOnly => None,
             BanResult::Banned {
-                history, set_error, ..
+                history,
+                set_error,
+                length,
             } => {
                 self.bans += 1;
+                if let Some(f) = &self.fleet {
+                    f.banned(ev, length);
+                }
                 if self.last_bans.len() == LAST_BANS {
                     self.last_bans.pop_front();
                 }
@@ -238,6 +247,7 @@ struct Ready {
     control: bool,
     visitors: Vec<usize>,
     neighbours: bool,
+    fleet: bool,
 }
 
 impl Daemon {
@@ -316,6 +326,10 @@ impl Daemon {
                 .into_iter()
                 .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
         );
+        let fleet_at = fds.len();
+        if let Some(f) = &self.core.fleet {
+            fds.push(PollFd::new(f.fleet.fd(), PollFlags::POLLIN));
+        }
         let neighbours_at = fds.len();
         if let Some(n) = &self.neighbours {
             fds.extend(n.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
@@ -335,6 +349,7 @@ impl Daemon {
                 .filter(|&i| ready(&fds[connect_at + i]))
                 .collect(),
             neighbours: fds[neighbours_at..].iter().any(ready),
+            fleet: fds[fleet_at..neighbours_at].iter().any(ready),
         }))
     }
 
@@ -390,6 +405,9 @@ impl Daemon {
             }
             self.watch_table(ready.nft_events);
             self.neighbours_turn(ready.neighbours);
+            if ready.fleet {
+                self.fleet_turn();
+            }
             let overdue = self
                 .io
                 .control
@@ -442,7 +460,28 @@ impl Daemon {
                 == crate::table::watch::Checked::Restored
             {
                 self.table_restores += 1;
+                // The fleet's decisions go back in too.
+                self.fleet_rewrite();
             }
+        }
+    }
+
+    /// What the fleet thread sent: decisions into the table, its status.
+    fn fleet_turn(&mut self) {
+        let core = &mut self.core;
+        if let Some(f) = &mut core.fleet {
+            let ledger = &core.ledger;
+            f.turn(&mut core.nft, &self.ruleset, &|a| ledger.is_banned(a));
+        }
+    }
+
+    /// The fleet's sets written again from what is held (after the table
+    /// was put back or replaced).
+    pub fn fleet_rewrite(&mut self) {
+        let core = &mut self.core;
+        if let Some(f) = &mut core.fleet {
+            let ledger = &core.ledger;
+            f.write_sets(&mut core.nft, &self.ruleset, &|a| ledger.is_banned(a));
         }
     }
 

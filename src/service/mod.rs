@@ -5,7 +5,7 @@
 //! gateways and resolvers (`neighbours`), `status` (`status`), the lines that name hosts
 //! (`names`, with reverse DNS in `resolve`), connect-mode sockets
 //! (`connect`), sd_notify (`systemd`) and the privilege drop
-//! (`privileges`).
+//! (`privileges`), the event loop's side of `[crowdsec]` (`fleet`).
 //!
 //! Knows nothing of packet formats, netlink encodings or the state file's
 //! format: those are the layers below.
@@ -13,6 +13,7 @@
 pub mod connect;
 pub mod control;
 pub mod event_loop;
+pub mod fleet;
 pub mod names;
 pub mod neighbours;
 pub mod privileges;

@@ -49,6 +49,7 @@ impl Daemon {
             ("nflog_group", new.nflog_group == old.nflog_group),
             ("control_socket", new.control_socket == old.control_socket),
             ("user", new.user == old.user),
+            ("crowdsec", new.crowdsec == old.crowdsec),
         ] {
             if !same {
                 return Err(Error::config(format!(
@@ -127,6 +128,8 @@ impl Daemon {
         );
         core.cfg = new;
         self.ruleset = ruleset;
+        // The new table has empty fleet sets: the decisions held go back.
+        self.fleet_rewrite();
         self.reloads += 1;
         self.follow_neighbours(parts);
         Ok(msg)

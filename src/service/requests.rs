@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::respond::Ledger;
 use crate::service::control::{Access, Reply, Request};
 use crate::service::event_loop::Daemon;
-use crate::table::bans::{Ban, BanSets, KernelBans};
+use crate::table::bans::{BanSets, KernelBans};
 
 /// The shortest ban `block --for` accepts.
 pub const MIN_BAN: Duration = Duration::from_secs(1);
@@ -32,10 +32,23 @@ pub fn ban_request(
     match req {
         Request::List { json } => {
             let list = sets.list()?;
+            let origin = |a: &IpAddr| match ledger.scan_of(*a) {
+                Some(s) if s == crate::respond::ledger::MANUAL_MODE => "manual".to_string(),
+                _ => "local".to_string(),
+            };
+            let rows: Vec<Row> = list
+                .iter()
+                .map(|b| Row {
+                    address: b.addr.to_string(),
+                    timeout: b.timeout,
+                    expires_in: b.expires_in,
+                    origin: origin(&b.addr),
+                })
+                .collect();
             Ok(if *json {
-                list_json(&list)
+                list_json(&rows)
             } else {
-                list_text(&list)
+                list_text(&rows)
             })
         }
         Request::Block { addr, secs } => {
@@ -53,7 +66,12 @@ pub fn ban_request(
             }
             Ok(out)
         }
-        Request::Unblock { addr } => {
+        Request::Unblock { addr, fleet } => {
+            if *fleet {
+                return Err(Error::other(
+                    "unblock --fleet needs the running daemon with [crowdsec] push on (it holds the Local API login)",
+                ));
+            }
             let addr = crate::cidr::canonical(*addr);
             if ledger.unblock(sets, addr, now)? {
                 Ok(format!("{addr} unblocked\n"))
@@ -72,21 +90,32 @@ pub fn ban_request(
     }
 }
 
+/// One line of `list`: a ban of this host (origin "local" or "manual")
+/// or a fleet decision ("fleet ORIGIN/SCENARIO"), an address or a network.
+pub struct Row {
+    pub address: String,
+    pub timeout: Option<Duration>,
+    pub expires_in: Option<Duration>,
+    pub origin: String,
+}
+
 #[derive(Serialize)]
-struct ListedBan {
-    address: IpAddr,
+struct ListedBan<'a> {
+    address: &'a str,
     timeout: Option<u64>,
     expires_in: Option<u64>,
+    origin: &'a str,
 }
 
 /// `list --json`: one object per ban, times in seconds.
-pub fn list_json(list: &[Ban]) -> String {
+pub fn list_json(list: &[Row]) -> String {
     let items: Vec<ListedBan> = list
         .iter()
         .map(|b| ListedBan {
-            address: b.addr,
+            address: &b.address,
             timeout: b.timeout.map(|d| d.as_secs()),
             expires_in: b.expires_in.map(|d| d.as_secs()),
+            origin: &b.origin,
         })
         .collect();
     let mut s = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
@@ -95,21 +124,22 @@ pub fn list_json(list: &[Ban]) -> String {
 }
 
 /// `list`: a table for people.
-pub fn list_text(list: &[Ban]) -> String {
+pub fn list_text(list: &[Row]) -> String {
     let dur = |d: Option<Duration>| {
         d.map(|d| format_duration(Duration::from_secs(d.as_secs())))
             .unwrap_or_else(|| "-".into())
     };
     let mut out = format!(
-        "{:<40} {:>12} {:>12}\n",
+        "{:<43} {:>12} {:>12} ORIGIN\n",
         "ADDRESS", "EXPIRES IN", "BAN TIME"
     );
     for b in list {
         out.push_str(&format!(
-            "{:<40} {:>12} {:>12}\n",
-            b.addr.to_string(),
+            "{:<43} {:>12} {:>12} {}\n",
+            b.address,
             dur(b.expires_in),
-            dur(b.timeout)
+            dur(b.timeout),
+            b.origin
         ));
     }
     out
@@ -135,6 +165,112 @@ impl Daemon {
         self.core.forget_released();
     }
 
+    /// The ban request on this daemon's ledger and table.
+    fn local_request(&mut self, req: &Request) -> Result<String> {
+        let core = &mut self.core;
+        let mut sets = KernelBans {
+            nft: &mut core.nft,
+            table: &core.cfg.table,
+        };
+        let detector = &core.detector;
+        let r = ban_request(
+            req,
+            &mut core.ledger,
+            &mut sets,
+            &|a| detector.is_ignored(a),
+            Instant::now(),
+        );
+        // Recorded before the answer: a command that returned has its ban
+        // in the state file.
+        core.ledger.flush_file();
+        r
+    }
+
+    /// `list`: this host's bans, then the fleet's decisions it enforces.
+    fn list(&mut self, json: bool) -> Result<String> {
+        let core = &mut self.core;
+        let mut sets = KernelBans {
+            nft: &mut core.nft,
+            table: &core.cfg.table,
+        };
+        let mut rows: Vec<Row> = sets
+            .list()?
+            .into_iter()
+            .map(|b| Row {
+                address: b.addr.to_string(),
+                timeout: b.timeout,
+                expires_in: b.expires_in,
+                origin: match core.ledger.scan_of(b.addr) {
+                    Some(s) if s == crate::respond::ledger::MANUAL_MODE => "manual".into(),
+                    _ => "local".into(),
+                },
+            })
+            .collect();
+        if let Some(f) = &core.fleet {
+            let now = Instant::now();
+            for (id, h) in &f.held.by_id {
+                rows.push(Row {
+                    address: h.net.to_string(),
+                    timeout: None,
+                    expires_in: Some(h.until.saturating_duration_since(now)),
+                    origin: format!("fleet {}/{} (decision {id})", h.origin, h.scenario),
+                });
+            }
+        }
+        Ok(if json {
+            list_json(&rows)
+        } else {
+            list_text(&rows)
+        })
+    }
+
+    /// `unblock [--fleet] ADDR`: a fleet decision is lifted only fleet-wide,
+    /// and only when asked.
+    fn unblock(&mut self, addr: IpAddr, fleet: bool) -> Result<String> {
+        let addr = crate::cidr::canonical(addr);
+        let covering = self
+            .core
+            .fleet
+            .as_ref()
+            .and_then(|f| f.held.covering(&addr).map(|(id, h)| (id, h.clone())));
+        let local = self.core.ledger.is_banned(addr);
+        let mut out = String::new();
+        if local {
+            out = self.local_request(&Request::Unblock { addr, fleet: false })?;
+            // Our own decision on it was left out of the fleet's sets while
+            // the local ban held it: from now on the fleet's decides.
+            self.fleet_rewrite();
+        }
+        if fleet {
+            let Some(f) = self.core.fleet.as_ref().filter(|f| f.can_delete()) else {
+                return Err(Error::other(
+                    "unblock --fleet needs [crowdsec] with push on: the Local API deletes decisions only for a machine",
+                ));
+            };
+            f.delete(addr);
+            out.push_str(&format!(
+                "{addr}: its decisions on the Local API are being deleted fleet-wide (see the log)\n"
+            ));
+            return Ok(out);
+        }
+        match covering {
+            Some((id, h)) => {
+                let what = format!(
+                    "{addr} is dropped by the fleet's decision {id} on {} ({}/{}), not by a ban of this host: `nftsentry unblock --fleet {addr}` or `cscli decisions delete --ip {addr}` lifts it fleet-wide",
+                    h.net, h.origin, h.scenario
+                );
+                if local {
+                    out.push_str(&format!("note: {what}\n"));
+                    Ok(out)
+                } else {
+                    Err(Error::other(what))
+                }
+            }
+            None if local => Ok(out),
+            None => Err(Error::other(format!("{addr} is not blocked"))),
+        }
+    }
+
     /// One control-socket request.
     fn answer(&mut self, req: &Request) -> Reply {
         let result = match req {
@@ -143,25 +279,17 @@ impl Daemon {
                 Ok(if *json { snap.json() } else { snap.text() })
             }
             Request::Reload => self.reload(),
-            _ => {
-                let core = &mut self.core;
-                let mut sets = KernelBans {
-                    nft: &mut core.nft,
-                    table: &core.cfg.table,
-                };
-                let detector = &core.detector;
-                let r = ban_request(
-                    req,
-                    &mut core.ledger,
-                    &mut sets,
-                    &|a| detector.is_ignored(a),
-                    Instant::now(),
-                );
-                // Recorded before the answer: a command that returned has
-                // its ban in the state file.
-                core.ledger.flush_file();
+            Request::List { json } => self.list(*json),
+            Request::Unblock { addr, fleet } => self.unblock(*addr, *fleet),
+            Request::Block { addr, secs } => {
+                let r = self.local_request(req);
+                // The admin's word is the strongest evidence: pushed.
+                if let (Ok(_), Some(f)) = (&r, &self.core.fleet) {
+                    f.manual(crate::cidr::canonical(*addr), Duration::from_secs(*secs));
+                }
                 r
             }
+            _ => self.local_request(req),
         };
         match result {
             Ok(text) => Reply::ok(text),
@@ -176,15 +304,17 @@ mod tests {
 
     #[test]
     fn list_renderings() {
-        let list = vec![Ban {
-            addr: "192.0.2.7".parse().unwrap(),
+        let list = vec![Row {
+            address: "192.0.2.7".into(),
             timeout: Some(Duration::from_secs(3600)),
             expires_in: None,
+            origin: "local".into(),
         }];
         assert_eq!(
             list_json(&list),
-            "[{\"address\":\"192.0.2.7\",\"timeout\":3600,\"expires_in\":null}]\n"
+            "[{\"address\":\"192.0.2.7\",\"timeout\":3600,\"expires_in\":null,\"origin\":\"local\"}]\n"
         );
         assert!(list_text(&list).contains("192.0.2.7"));
+        assert!(list_text(&list).contains(" local\n"));
     }
 }

@@ -21,6 +21,7 @@ use crate::respond::Ledger;
 use crate::service::connect::ConnectSockets;
 use crate::service::control::ControlServer;
 use crate::service::event_loop::{Core, Daemon, Io};
+use crate::service::fleet::FleetSide;
 use crate::service::names::Names;
 use crate::service::neighbours::IgnoreParts;
 use crate::service::privileges;
@@ -144,6 +145,10 @@ pub fn run(cfg: Config) -> Result<()> {
     // and the lock stays with the process.
     let mut nft = NftSocket::open()?;
     let claim = claim_table(&mut nft, &cfg.table)?;
+    // The fleet's secrets while we are still root: files only root (or
+    // the service's user) may read.
+    let secrets =
+        crate::fleet::Secrets::load(&cfg.crowdsec, plan.user.as_ref().map(|u| u.uid.as_raw()))?;
     // Become `user` now, capabilities kept for the setup, so that the files
     // made while setting up (state file and lock, history) are its own.
     privileges::become_user(&plan)?;
@@ -203,8 +208,16 @@ pub fn run(cfg: Config) -> Result<()> {
     // Threads only now: capabilities were dropped for this one thread, and
     // a new thread inherits the dropped sets.
     ledger.start_writer();
+    let fleet = if cfg.crowdsec.enabled {
+        Some(FleetSide::start(&cfg, &secrets)?)
+    } else {
+        None
+    };
+    drop(secrets);
     let names = Names::new(&cfg)?;
     let detector = Detector::new(&cfg, ignores);
+    let mut core = Core::new(cfg, nft, detector, ledger, names);
+    core.fleet = fleet;
     let mut daemon = Daemon::new(
         Io {
             signals,
@@ -213,7 +226,7 @@ pub fn run(cfg: Config) -> Result<()> {
             control,
             nft_events,
         },
-        Core::new(cfg, nft, detector, ledger, names),
+        core,
         ruleset,
         notifier,
     );

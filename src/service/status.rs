@@ -70,6 +70,8 @@ pub struct Snapshot {
     /// The storm guard, when on: how long it has been on, how long it
     /// stays on at least, the bans it held back.
     pub storm: Option<(Duration, Duration, u64)>,
+    /// `[crowdsec]`: its status line and JSON object, when on.
+    pub crowdsec: Option<(String, serde_json::Value)>,
 }
 
 impl Snapshot {
@@ -142,6 +144,9 @@ impl Snapshot {
             "events lost: {} (sequence gaps; the receive buffer overflowed {} times)",
             self.lost_seq_gaps, self.lost_overruns
         );
+        if let Some((line, _)) = &self.crowdsec {
+            let _ = writeln!(o, "{line}");
+        }
         let _ = writeln!(o, "sources tracked: {}", self.tracked_sources);
         if !self.top_sources.is_empty() {
             let _ = writeln!(o, "top sources (not banned):");
@@ -220,6 +225,7 @@ impl Snapshot {
                 sequence_gaps: self.lost_seq_gaps,
             },
             tracked_sources: self.tracked_sources,
+            crowdsec: self.crowdsec.as_ref().map(|(_, j)| j.clone()),
             storm_guard: match self.storm {
                 Some((on, left, held)) => JsonStorm {
                     on: true,
@@ -282,6 +288,8 @@ struct JsonStatus<'a> {
     events_lost: JsonLost,
     tracked_sources: usize,
     storm_guard: JsonStorm,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crowdsec: Option<serde_json::Value>,
     evictions: u64,
     bogus: u64,
     top_sources: Vec<JsonSource>,
@@ -394,6 +402,10 @@ impl crate::service::event_loop::Daemon {
             table_restores: self.table_restores,
             evictions: core.ledger.evictions(),
             bogus: c.bogus,
+            crowdsec: core
+                .fleet
+                .as_ref()
+                .map(|f| (f.status_line(), f.status_json())),
             storm: core.detector.storm().map(|s| {
                 let now = std::time::Instant::now();
                 (

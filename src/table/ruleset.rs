@@ -46,6 +46,8 @@ pub struct Ruleset {
     /// Merged inclusive ranges of watched ports.
     pub watch_tcp: Vec<(u16, u16)>,
     pub watch_udp: Vec<(u16, u16)>,
+    /// The fleet's sets and their drop rules (`[crowdsec]` pull on).
+    pub fleet: bool,
 }
 
 /// One rule: its nft text (as `nft list` prints it) and its expressions.
@@ -92,7 +94,17 @@ impl Ruleset {
             ignore6,
             watch_tcp: watched(&cfg.tcp),
             watch_udp: watched(&cfg.udp),
+            fleet: cfg.crowdsec.enabled && cfg.crowdsec.pull,
         }
+    }
+
+    /// The sets of this table, in the order they are created and listed.
+    pub fn sets(&self) -> Vec<OurSet> {
+        let mut v = OurSet::ALL.to_vec();
+        if self.fleet {
+            v.extend(OurSet::FLEET);
+        }
+        v
     }
 
     /// The input chain's rules, in order: replies return → blocked drop
@@ -135,7 +147,7 @@ impl Ruleset {
             m.push(log(self.nflog_group, &self.log_prefix));
             m
         };
-        vec![
+        let mut rules = vec![
             Rule {
                 text: "ct state established,related ct direction reply return".into(),
                 exprs: with(
@@ -165,6 +177,25 @@ impl Ruleset {
                     vec![counter(), drop()],
                 ),
             },
+        ];
+        if self.fleet {
+            // The fleet's bans, but never a source this host never bans:
+            // the fleet cannot cut it off its gateway or its monitoring.
+            for (v6, fleet, ignore) in [
+                (false, OurSet::Fleet4, OurSet::Ignore4),
+                (true, OurSet::Fleet6, OurSet::Ignore6),
+            ] {
+                let ip = if v6 { "ip6" } else { "ip" };
+                rules.push(Rule {
+                    text: format!("{ip} saddr != @{ignore} {ip} saddr @{fleet} counter drop"),
+                    exprs: with(
+                        saddr_in_unless(v6, set(fleet), set(ignore)),
+                        vec![counter(), drop()],
+                    ),
+                });
+            }
+        }
+        rules.extend([
             Rule {
                 // The rest of established traffic never trips a wire either.
                 text: "ct state established,related return".into(),
@@ -205,7 +236,8 @@ impl Ruleset {
                 ),
                 exprs: tripwire(IPPROTO_UDP, OurSet::WatchUdp),
             },
-        ]
+        ]);
+        rules
     }
 
     fn set_elements(&self, set: OurSet) -> Vec<Element> {
@@ -214,8 +246,9 @@ impl Ruleset {
             OurSet::Ignore6 => interval_elements(&self.ignore6, 16),
             OurSet::WatchTcp => interval_elements(&widen(&self.watch_tcp), 2),
             OurSet::WatchUdp => interval_elements(&widen(&self.watch_udp), 2),
-            // Bans come from the caller (`bans::add_to_batch`).
-            OurSet::Blocked4 | OurSet::Blocked6 => Vec::new(),
+            // Bans come from the caller (`bans::add_to_batch`), the fleet's
+            // decisions from the fleet thread (`fleet_batch`).
+            OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Fleet4 | OurSet::Fleet6 => Vec::new(),
         }
     }
 
@@ -246,7 +279,7 @@ impl Ruleset {
     /// Appends the creation of the table and everything in it to `b`.
     pub fn create_into(&self, b: &mut Batch) {
         b.add_table_commented(FAMILY, &self.table, true, self.flags, Some(TABLE_COMMENT));
-        for set in OurSet::ALL {
+        for set in self.sets() {
             b.add_set(FAMILY, &self.table, &set.spec(self.ban_time, self.set_size));
             let elems = self.set_elements(set);
             if !elems.is_empty() {
@@ -280,14 +313,16 @@ impl Ruleset {
             let _ = writeln!(o, "table inet {} {{", self.table);
         }
         let _ = writeln!(o, "\tcomment \"{TABLE_COMMENT}\"\n");
-        for (i, set) in OurSet::ALL.into_iter().enumerate() {
+        for (i, set) in self.sets().into_iter().enumerate() {
             let s = set.spec(self.ban_time, self.set_size);
             if i > 0 {
                 o.push('\n');
             }
             let _ = writeln!(o, "\tset {} {{", s.name);
             let _ = writeln!(o, "\t\ttype {}", s.key.name());
-            if s.interval {
+            if s.interval && s.timeout.is_some() {
+                let _ = writeln!(o, "\t\tflags interval,timeout");
+            } else if s.interval {
                 let _ = writeln!(o, "\t\tflags interval");
             }
             if let Some(size) = s.size {
@@ -317,7 +352,7 @@ impl Ruleset {
                     .iter()
                     .map(|r| render_port_range(*r))
                     .collect(),
-                OurSet::Blocked4 | OurSet::Blocked6 => Vec::new(),
+                OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Fleet4 | OurSet::Fleet6 => Vec::new(),
             };
             if !items.is_empty() {
                 let _ = writeln!(o, "\t\telements = {{ {} }}", items.join(", "));
@@ -372,6 +407,31 @@ pub fn interval_elements(ranges: &[(u128, u128)], width: usize) -> Vec<Element> 
         }
     }
     out
+}
+
+/// One transaction that replaces the content of the fleet's sets: each
+/// family's disjoint inclusive ranges with their time left.
+pub fn fleet_batch(
+    table: &str,
+    v4: &[(u128, u128, Duration)],
+    v6: &[(u128, u128, Duration)],
+) -> Batch {
+    let mut b = Batch::new();
+    for (set, segs, width) in [(OurSet::Fleet4, v4, 4), (OurSet::Fleet6, v6, 16)] {
+        b.flush_set(FAMILY, table, set.name());
+        let ranges: Vec<(u128, u128)> = segs.iter().map(|&(s, e, _)| (s, e)).collect();
+        let mut elems = interval_elements(&ranges, width);
+        // The start of each range carries its timeout: the starts are the
+        // elements without the end flag, in order.
+        let mut left = segs.iter().map(|&(_, _, d)| d);
+        for e in elems.iter_mut().filter(|e| !e.interval_end) {
+            e.timeout = left.next();
+        }
+        if !elems.is_empty() {
+            b.add_elements(FAMILY, table, set.name(), None, &elems);
+        }
+    }
+    b
 }
 
 /// `a`, `a/len` when the range is exactly one network, else `a-b`.

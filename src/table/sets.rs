@@ -21,6 +21,10 @@ pub enum OurSet {
     /// Tripwire ports (interval set).
     WatchTcp,
     WatchUdp,
+    /// The fleet's decisions (`[crowdsec] pull`): an interval set whose
+    /// elements have timeouts, so a Range decision is one element.
+    Fleet4,
+    Fleet6,
 }
 
 impl OurSet {
@@ -34,6 +38,9 @@ impl OurSet {
         OurSet::WatchUdp,
     ];
 
+    /// The fleet's sets, in a table only with `[crowdsec] pull`.
+    pub const FLEET: [OurSet; 2] = [OurSet::Fleet4, OurSet::Fleet6];
+
     /// The ban sets.
     pub const BLOCKED: [OurSet; 2] = [OurSet::Blocked4, OurSet::Blocked6];
 
@@ -45,6 +52,8 @@ impl OurSet {
             OurSet::Blocked6 => "blocked6",
             OurSet::WatchTcp => "watch_tcp",
             OurSet::WatchUdp => "watch_udp",
+            OurSet::Fleet4 => "fleet4",
+            OurSet::Fleet6 => "fleet6",
         }
     }
 
@@ -58,13 +67,15 @@ impl OurSet {
             OurSet::Blocked6 => 4,
             OurSet::WatchTcp => 5,
             OurSet::WatchUdp => 6,
+            OurSet::Fleet4 => 7,
+            OurSet::Fleet6 => 8,
         }
     }
 
     pub fn key(self) -> KeyType {
         match self {
-            OurSet::Ignore4 | OurSet::Blocked4 => KeyType::Ipv4Addr,
-            OurSet::Ignore6 | OurSet::Blocked6 => KeyType::Ipv6Addr,
+            OurSet::Ignore4 | OurSet::Blocked4 | OurSet::Fleet4 => KeyType::Ipv4Addr,
+            OurSet::Ignore6 | OurSet::Blocked6 | OurSet::Fleet6 => KeyType::Ipv6Addr,
             OurSet::WatchTcp | OurSet::WatchUdp => KeyType::InetService,
         }
     }
@@ -83,15 +94,18 @@ impl OurSet {
         }
     }
 
-    /// How it is created: ban sets with the default ban time and `set_size`.
+    /// How it is created: ban sets with the default ban time and `set_size`;
+    /// the fleet's sets as intervals with timeouts (each element has its
+    /// own; the set's is the default ban time).
     pub fn spec(self, ban_time: Duration, set_size: u32) -> SetSpec {
         let blocked = self.is_blocked();
+        let fleet = matches!(self, OurSet::Fleet4 | OurSet::Fleet6);
         SetSpec {
             name: self.name().into(),
             id: self.id(),
             key: self.key(),
             interval: !blocked,
-            timeout: blocked.then_some(ban_time),
+            timeout: (blocked || fleet).then_some(ban_time),
             size: blocked.then_some(set_size),
         }
     }
@@ -112,6 +126,7 @@ mod tests {
         let mut ids: Vec<u32> = OurSet::ALL.iter().map(|s| s.id()).collect();
         ids.dedup();
         assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(OurSet::FLEET.map(OurSet::id), [7, 8]);
         let names: std::collections::HashSet<&str> = OurSet::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(names.len(), 6);
         assert_eq!(

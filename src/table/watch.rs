@@ -41,7 +41,8 @@ pub fn check(
             return Checked::Failed;
         }
     };
-    let missing_sets = OurSet::ALL
+    let missing_sets = ruleset
+        .sets()
         .iter()
         .any(|set| nft.set_info(&table, set.name()).is_err());
     let what = if !present {

@@ -7,6 +7,7 @@
 //! skip, without it.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod scene;
 pub mod spoof;
 

@@ -88,7 +88,7 @@ fn documented_defaults_are_the_real_defaults() {
         .count();
     assert_eq!(
         active,
-        TOP_KEYS.len() - 2 + 2 * PROTOCOL_KEYS.len(),
+        TOP_KEYS.len() - 3 + 2 * PROTOCOL_KEYS.len() + CROWDSEC_KEYS.len(),
         "{text}"
     );
     let c = Config::parse(&text, "uncommented").unwrap();
@@ -151,6 +151,26 @@ fn every_config_field_is_documented_in_the_default_file() {
                 forgeable: _,
             },
         udp: _,
+        crowdsec:
+            CrowdSec {
+                enabled: _,
+                url: _,
+                push: _,
+                pull: _,
+                machine_id: _,
+                password_file: _,
+                api_key_file: _,
+                scenario: _,
+                push_evidence: _,
+                origins: _,
+                scenarios: _,
+                pull_interval: _,
+                timeout: _,
+                queue_size: _,
+                ca_file: _,
+                cert_file: _,
+                key_file: _,
+            },
     } = Config::default();
     let keys = [
         "table",
@@ -201,7 +221,17 @@ fn every_config_field_is_documented_in_the_default_file() {
             "no documentation heading `# {key} (type)`"
         );
     }
-    assert_eq!(keys.len() + 2, TOP_KEYS.len());
+    assert_eq!(keys.len() + 3, TOP_KEYS.len());
+    // [crowdsec] holds a line for each of its keys, each documented.
+    let header = "\n[crowdsec]\n";
+    let start = text.find(header).expect("[crowdsec] header") + header.len();
+    for key in CROWDSEC_KEYS {
+        assert!(
+            text[start - 1..].contains(&format!("\n#{key} = ")),
+            "[crowdsec] lacks {key}"
+        );
+        assert!(text.contains(&format!("\n# {key} (")), "{key} undocumented");
+    }
     // [tcp] and [udp] each hold a line for each of their keys.
     for proto in ["tcp", "udp"] {
         let header = format!("\n[{proto}]\n");

@@ -251,6 +251,14 @@ impl Ledger {
         self.records.values().filter(|r| !r.ended).count()
     }
 
+    /// The scan recorded for a ban in force ("manual" for `block`).
+    pub fn scan_of(&self, addr: IpAddr) -> Option<&str> {
+        self.records
+            .get(&addr)
+            .filter(|r| !r.ended)
+            .map(|r| r.entry.scan.as_str())
+    }
+
     /// Is `addr` banned (in any block mode)?
     pub fn is_banned(&self, addr: IpAddr) -> bool {
         self.records.get(&addr).is_some_and(|r| !r.ended)
