@@ -1268,7 +1268,7 @@ fn row_startup(t: &mut Table) {
         .as_millis() as u64;
     let entries: Vec<Entry> = (0..BANS)
         .map(|i| Entry {
-            addr: IpAddr::V4(Ipv4Addr::from(filler(i))),
+            addr: nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(filler(i)))),
             scan: "syn".into(),
             proto: Some(Proto::Tcp),
             mode: "stcp".into(),
@@ -1359,7 +1359,7 @@ fn row_restart(t: &mut Table) {
         .as_millis() as u64;
     let entries: Vec<Entry> = (0..BANS)
         .map(|i| Entry {
-            addr: IpAddr::V4(Ipv4Addr::from(filler(i))),
+            addr: nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(filler(i)))),
             scan: "syn".into(),
             proto: Some(Proto::Tcp),
             mode: "stcp".into(),

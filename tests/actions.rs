@@ -10,7 +10,6 @@ use nftsentry::kernel::nft::NftSocket;
 use nftsentry::table::bans::{self, Ban};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -122,7 +121,7 @@ impl Host {
     }
 
     fn banned(&self, addr: &str) -> bool {
-        let a: IpAddr = addr.parse().unwrap();
+        let a: nftsentry::cidr::Cidr = addr.parse().unwrap();
         self.bans().iter().any(|b| b.addr == a)
     }
 
@@ -750,7 +749,7 @@ fn history_is_portsentrys_and_fail2ban_reads_every_line() {
 /// time that passed between the two readings, within ±1 s.
 fn same_bans(before: &[Ban], t_before: Instant, after: &[Ban], t_after: Instant) {
     let elapsed = t_after.duration_since(t_before).as_millis() as i64;
-    let after: BTreeMap<IpAddr, &Ban> = after.iter().map(|b| (b.addr, b)).collect();
+    let after: BTreeMap<nftsentry::cidr::Cidr, &Ban> = after.iter().map(|b| (b.addr, b)).collect();
     for b in before {
         let a = after
             .get(&b.addr)

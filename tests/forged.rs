@@ -54,7 +54,7 @@ impl Victim {
             bans::list(&mut s, "nftsentry")
                 .unwrap_or_default()
                 .into_iter()
-                .map(|b| b.addr)
+                .map(|b| b.addr.addr())
                 .collect()
         })
     }

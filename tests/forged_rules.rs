@@ -391,7 +391,12 @@ fn unspecified_sources_are_never_banned_without_ignore_file_or_local_list() {
 /// The ledger as the detector sees it, with nothing banned.
 struct NoBans;
 impl Bans for NoBans {
-    fn ban_on(&self, _: IpAddr, _: nftsentry::config::Proto, _: Instant) -> Option<BanInForce> {
+    fn ban_on(
+        &self,
+        _: nftsentry::cidr::Cidr,
+        _: nftsentry::config::Proto,
+        _: Instant,
+    ) -> Option<BanInForce> {
         None
     }
 }

@@ -105,7 +105,7 @@ fn a_state_file_of_the_previous_release_restores_every_ban_and_action() {
         let a: IpAddr = addr.parse().unwrap();
         let b = listed
             .iter()
-            .find(|b| b.addr == a)
+            .find(|b| b.addr.addr() == a)
             .unwrap_or_else(|| panic!("{addr} not banned: {listed:?}"));
         let left = b.expires_in.unwrap().as_secs();
         assert!(left <= secs && left + 30 >= secs, "{addr}: {left}s left");

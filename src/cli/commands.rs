@@ -145,7 +145,7 @@ fn run_here(cfg: &Config, req: &Request) -> Result<String> {
         Request::Block { .. } => IgnoreList::new(crate::host::ignores::collect(cfg)?),
         _ => IgnoreList::default(),
     };
-    let out = ban_request(req, &mut ledger, &mut sets, &|a| ignored.contains(a), now)?;
+    let out = ban_request(req, &mut ledger, &mut sets, &|a| ignored.overlaps(a), now)?;
     if !matches!(req, Request::List { .. }) {
         ledger.save()?;
     }

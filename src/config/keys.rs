@@ -15,6 +15,7 @@ pub const TOP_KEYS: &[&str] = &[
     "control_socket",
     "control_group",
     "ban_time",
+    "ban_prefix6",
     "scan_trigger",
     "scan_window",
     "max_tracked_sources",

@@ -63,6 +63,8 @@ pub struct Config {
     pub log_prefix: String,
     /// `ban_time`.
     pub ban_time: Duration,
+    /// `ban_prefix6`: the prefix length an IPv6 ban covers (48 to 128).
+    pub ban_prefix6: u8,
     /// `set_size`: most bans per address family.
     pub set_size: u32,
     /// `ignore_file`; `None` when set to "".
@@ -286,6 +288,7 @@ impl Config {
             nflog_group: 7531,
             log_prefix: "nftsentry: ".to_string(),
             ban_time: Duration::from_secs(86_400),
+            ban_prefix6: 64,
             set_size: 65_536,
             ignore_file: Some(PathBuf::from("/etc/nftsentry/ignore")),
             ignore_local: true,

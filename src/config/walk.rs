@@ -83,6 +83,7 @@ impl Doc<'_> {
                 c.control_group =
                     self.check(v, key, |v| control_group::control_group(string(v)?))?
             }
+            "ban_prefix6" => c.ban_prefix6 = self.check(v, key, |v| integer(v, 48, 128))? as u8,
             "ban_time" => {
                 c.ban_time = self.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
             }

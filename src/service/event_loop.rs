@@ -148,11 +148,18 @@ impl Core {
                 }
                 self.last_bans.push_back(LastBan {
                     at: crate::service::status::now_secs(),
-                    addr: ev.addr,
+                    addr: ev.net,
                     scan: ev.scan.name(),
                     port: ev.port,
                 });
-                self.detector.banned(ev.addr);
+                self.detector.banned(ev.net);
+                if ev.net.prefix() > ev.wanted {
+                    log_notice!(
+                        "attackalert: Host {} banned by its address alone, not by its prefix {}, which holds an ignored address",
+                        ev.addr,
+                        ev.net.widen(ev.wanted)
+                    );
+                }
                 if let Some(h) = history {
                     self.names.line(ev.addr, Line::History(h), now);
                 }

@@ -4,11 +4,11 @@
 //! runs itself when no daemon answers, on a ledger it builds over the state
 //! file (`cli::commands`): one implementation, two callers.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::cidr::Cidr;
 use crate::config::format_duration;
 use crate::error::{Error, Result};
 use crate::respond::Ledger;
@@ -20,13 +20,14 @@ use crate::table::bans::{Ban, BanSets, KernelBans};
 pub const MIN_BAN: Duration = Duration::from_secs(1);
 
 /// A ban request (`list`, `block`, `unblock`, `flush`) on `ledger` and the
-/// kernel's `sets`, and its answer. `ignored` says whether an address is on
-/// the ignore list (a block of one is noted: its packets are not dropped).
+/// kernel's `sets`, and its answer. `ignored` says whether a network holds
+/// an address of the ignore list: a block of an ignored address is noted
+/// (its packets are not dropped); a prefix that holds one is refused.
 pub fn ban_request(
     req: &Request,
     ledger: &mut Ledger,
     sets: &mut dyn BanSets,
-    ignored: &dyn Fn(&IpAddr) -> bool,
+    ignored: &dyn Fn(&Cidr) -> bool,
     now: Instant,
 ) -> Result<String> {
     match req {
@@ -43,7 +44,24 @@ pub fn ban_request(
             if timeout < MIN_BAN {
                 return Err(Error::usage("--for: a ban must last at least 1s"));
             }
-            let addr = crate::cidr::canonical(*addr);
+            let addr = host_canonical(*addr);
+            if !addr.is_bannable_width() {
+                return Err(Error::usage(format!(
+                    "block: {addr} is wider than a ban may be (/{} for IPv4, /{} for IPv6)",
+                    crate::cidr::WIDEST_BAN4,
+                    crate::cidr::WIDEST_BAN6
+                )));
+            }
+            if !addr.is_host() && ignored(&addr) {
+                return Err(Error::usage(format!(
+                    "block: {addr} holds an address of the ignore list (the built-in list, the ignore file or a local address); ban a narrower prefix or single addresses"
+                )));
+            }
+            if let Some(wider) = ledger.covering_ban(&addr).filter(|w| *w != addr) {
+                return Err(Error::other(format!(
+                    "block: {addr} is inside the ban of {wider} already"
+                )));
+            }
             ledger.block(sets, addr, timeout, now)?;
             let mut out = format!("{addr} blocked for {}\n", format_duration(timeout));
             if ignored(&addr) {
@@ -54,7 +72,14 @@ pub fn ban_request(
             Ok(out)
         }
         Request::Unblock { addr } => {
-            let addr = crate::cidr::canonical(*addr);
+            let addr = host_canonical(*addr);
+            if let Some(wider) = ledger.covering_ban(&addr).filter(|w| *w != addr) {
+                // Lifting a whole prefix because one address inside it was
+                // named would be a surprise: say which ban it is.
+                return Err(Error::other(format!(
+                    "{addr} is not banned by itself: the ban of {wider} covers it (`nftsentry unblock {wider}` lifts that ban)"
+                )));
+            }
             if ledger.unblock(sets, addr, now)? {
                 Ok(format!("{addr} unblocked\n"))
             } else {
@@ -72,9 +97,21 @@ pub fn ban_request(
     }
 }
 
+/// An IPv4-mapped IPv6 address named on the command line is its IPv4 host.
+fn host_canonical(net: Cidr) -> Cidr {
+    if net.is_host() {
+        Cidr::host(crate::cidr::canonical(net.addr()))
+    } else {
+        net
+    }
+}
+
 #[derive(Serialize)]
 struct ListedBan {
-    address: IpAddr,
+    /// The address, or the prefix (`2001:db8::/64`).
+    address: Cidr,
+    /// Its prefix length (32 or 128 for a single address).
+    prefix: u8,
     timeout: Option<u64>,
     expires_in: Option<u64>,
 }
@@ -85,6 +122,7 @@ pub fn list_json(list: &[Ban]) -> String {
         .iter()
         .map(|b| ListedBan {
             address: b.addr,
+            prefix: b.addr.prefix(),
             timeout: b.timeout.map(|d| d.as_secs()),
             expires_in: b.expires_in.map(|d| d.as_secs()),
         })
@@ -154,7 +192,7 @@ impl Daemon {
                     req,
                     &mut core.ledger,
                     &mut sets,
-                    &|a| detector.is_ignored(a),
+                    &|a| detector.covers_ignored(a),
                     Instant::now(),
                 );
                 // Recorded before the answer: a command that returned has
@@ -183,7 +221,7 @@ mod tests {
         }];
         assert_eq!(
             list_json(&list),
-            "[{\"address\":\"192.0.2.7\",\"timeout\":3600,\"expires_in\":null}]\n"
+            "[{\"address\":\"192.0.2.7\",\"prefix\":32,\"timeout\":3600,\"expires_in\":null}]\n"
         );
         assert!(list_text(&list).contains("192.0.2.7"));
     }

@@ -4,8 +4,8 @@
 //! The figures come from the daemon (`Daemon::snapshot`); the rendering
 //! knows nothing of where they come from.
 
+use crate::cidr::Cidr;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::Proto;
@@ -30,7 +30,7 @@ pub struct ProtoStatus {
 pub struct LastBan {
     /// Seconds since 1970.
     pub at: u64,
-    pub addr: IpAddr,
+    pub addr: Cidr,
     pub scan: String,
     pub port: u16,
 }
@@ -59,7 +59,7 @@ pub struct Snapshot {
     pub lost_overruns: u64,
     pub lost_seq_gaps: u64,
     pub tracked_sources: usize,
-    pub top_sources: Vec<(IpAddr, u32)>,
+    pub top_sources: Vec<(Cidr, u32)>,
     pub last_bans: Vec<LastBan>,
     pub reloads: u64,
     pub table_restores: u64,
@@ -324,14 +324,14 @@ struct JsonLost {
 
 #[derive(Serialize)]
 struct JsonSource {
-    address: IpAddr,
+    address: Cidr,
     probes: u32,
 }
 
 #[derive(Serialize)]
 struct JsonBan<'a> {
     at: u64,
-    address: IpAddr,
+    address: Cidr,
     scan: &'a str,
     port: u16,
 }

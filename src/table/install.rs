@@ -4,11 +4,11 @@
 //!
 //! Knows nothing of why the bans are there.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use netlink_packet_netfilter::nftables::TableFlags;
 
+use crate::cidr::Cidr;
 use crate::error::{Error, Kind, Result};
 use crate::kernel::nft::NftSocket;
 use crate::table::bans;
@@ -20,7 +20,7 @@ use crate::table::ruleset::Ruleset;
 pub fn install(
     nft: &mut NftSocket,
     ruleset: &mut Ruleset,
-    bans: &[(IpAddr, Duration, Duration)],
+    bans: &[(Cidr, Duration, Duration)],
 ) -> Result<()> {
     let mut races = 0;
     loop {
@@ -85,8 +85,8 @@ pub fn flags_text(f: TableFlags) -> String {
 pub fn install_keeping_what_fits(
     nft: &mut NftSocket,
     ruleset: &mut Ruleset,
-    bans: &[(IpAddr, Duration, Duration)],
-) -> Result<Vec<IpAddr>> {
+    bans: &[(Cidr, Duration, Duration)],
+) -> Result<Vec<Cidr>> {
     let err = match install(nft, ruleset, bans) {
         Ok(()) => return Ok(Vec::new()),
         Err(e) if bans.is_empty() => return Err(e),
@@ -99,7 +99,7 @@ pub fn install_keeping_what_fits(
     );
     install(nft, ruleset, &[])?;
     let mut refused = Vec::new();
-    let mut todo: Vec<&[(IpAddr, Duration, Duration)]> = bans
+    let mut todo: Vec<&[(Cidr, Duration, Duration)]> = bans
         .chunks(crate::kernel::nft::batch::ELEMENTS_PER_MESSAGE)
         .collect();
     while let Some(chunk) = todo.pop() {

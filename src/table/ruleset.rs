@@ -287,11 +287,17 @@ impl Ruleset {
             }
             let _ = writeln!(o, "\tset {} {{", s.name);
             let _ = writeln!(o, "\t\ttype {}", s.key.name());
-            if s.interval {
-                let _ = writeln!(o, "\t\tflags interval");
-            }
             if let Some(size) = s.size {
                 let _ = writeln!(o, "\t\tsize {size}");
+            }
+            match (s.interval, s.timeout.is_some()) {
+                (true, true) => {
+                    let _ = writeln!(o, "\t\tflags interval,timeout");
+                }
+                (true, false) => {
+                    let _ = writeln!(o, "\t\tflags interval");
+                }
+                _ => {}
             }
             if let Some(t) = s.timeout {
                 let _ = writeln!(o, "\t\ttimeout {}", format_duration(t));

@@ -15,7 +15,8 @@ pub enum OurSet {
     /// Sources never banned (interval set).
     Ignore4,
     Ignore6,
-    /// Banned sources, each element with its own timeout.
+    /// Banned sources: addresses and prefixes (interval sets), each element
+    /// with its own timeout.
     Blocked4,
     Blocked6,
     /// Tripwire ports (interval set).
@@ -69,28 +70,36 @@ impl OurSet {
         }
     }
 
-    /// A ban set (timeouts, a size) rather than an interval set.
+    /// A ban set (timeouts, a size) rather than a constant interval set.
     pub fn is_blocked(self) -> bool {
         matches!(self, OurSet::Blocked4 | OurSet::Blocked6)
     }
 
     /// The ban set that holds `addr`.
     pub fn blocked_for(addr: &IpAddr) -> OurSet {
-        if addr.is_ipv4() {
+        OurSet::blocked_of(addr.is_ipv4())
+    }
+
+    /// The ban set of a family.
+    pub fn blocked_of(v4: bool) -> OurSet {
+        if v4 {
             OurSet::Blocked4
         } else {
             OurSet::Blocked6
         }
     }
 
-    /// How it is created: ban sets with the default ban time and `set_size`.
+    /// How it is created: every set is an interval set (a ban covers an
+    /// address or a prefix); ban sets with the default ban time and room
+    /// for `set_size` bans (the kernel counts an interval once, by its
+    /// start: its end element takes no room).
     pub fn spec(self, ban_time: Duration, set_size: u32) -> SetSpec {
         let blocked = self.is_blocked();
         SetSpec {
             name: self.name().into(),
             id: self.id(),
             key: self.key(),
-            interval: !blocked,
+            interval: true,
             timeout: blocked.then_some(ban_time),
             size: blocked.then_some(set_size),
         }

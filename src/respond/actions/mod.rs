@@ -24,7 +24,7 @@ pub mod hosts_deny;
 pub mod kernel_set;
 pub mod route;
 
-use std::net::IpAddr;
+use crate::cidr::Cidr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use command::{Purpose, Runner, Template};
 /// Whom a ban is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub addr: IpAddr,
+    pub addr: Cidr,
     /// The port that tripped (0 for `nftsentry block`).
     pub port: u16,
     /// $MODE$: PortSentry's detection type ("stcp", "sudp", ...; "manual").

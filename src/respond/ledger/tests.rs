@@ -9,17 +9,17 @@ use std::path::PathBuf;
 
 /// The kernel's ban sets, in memory.
 #[derive(Default)]
-struct FakeSets(HashMap<IpAddr, Duration>);
+struct FakeSets(HashMap<Cidr, Duration>);
 
 impl BanSets for FakeSets {
-    fn add(&mut self, addr: IpAddr, timeout: Duration) -> Result<()> {
+    fn add(&mut self, addr: Cidr, timeout: Duration) -> Result<()> {
         self.0.insert(addr, timeout);
         Ok(())
     }
-    fn contains(&mut self, addr: IpAddr) -> Result<bool> {
+    fn contains(&mut self, addr: Cidr) -> Result<bool> {
         Ok(self.0.contains_key(&addr))
     }
-    fn remove(&mut self, addr: IpAddr) -> Result<bool> {
+    fn remove(&mut self, addr: Cidr) -> Result<bool> {
         Ok(self.0.remove(&addr).is_some())
     }
     fn flush(&mut self) -> Result<Option<usize>> {
@@ -58,13 +58,15 @@ fn config(dir: Option<&std::path::Path>) -> Config {
     }
 }
 
-fn ip(s: &str) -> IpAddr {
+fn ip(s: &str) -> Cidr {
     s.parse().unwrap()
 }
 
 fn evidence(addr: &str, scan: ScanType) -> Evidence {
     Evidence {
-        addr: ip(addr),
+        addr: ip(addr).addr(),
+        net: ip(addr),
+        wanted: ip(addr).prefix(),
         scan,
         port: 1,
         mode: "stcp",
@@ -250,7 +252,7 @@ fn restore_merges_the_file_and_a_surviving_table() {
     let mut sets = FakeSets::default();
     let now = Instant::now();
     let back = l.restore(Some(kernel), now).unwrap();
-    let by: HashMap<IpAddr, Restored> = back.iter().map(|b| (b.addr, *b)).collect();
+    let by: HashMap<Cidr, Restored> = back.iter().map(|b| (b.addr, *b)).collect();
     assert_eq!(by.len(), 3, "{back:?}");
     let near = |d: Duration, secs: u64| d.as_millis().abs_diff(u128::from(secs) * 1000) < 1500;
     assert!(near(by[&live.addr].remaining, 30), "{:?}", by[&live.addr]);
