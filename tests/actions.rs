@@ -115,7 +115,7 @@ impl Host {
     /// The kernel's bans, with millisecond times (read through netlink).
     fn bans(&self) -> Vec<Ban> {
         self.pair.victim.enter(|| match NftSocket::open() {
-            Ok(mut s) => bans::list(&mut s, "nftsentry").unwrap_or_default(),
+            Ok(mut s) => bans::list(&mut s, "nftsentry", 64).unwrap_or_default(),
             Err(_) => Vec::new(),
         })
     }

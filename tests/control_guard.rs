@@ -381,6 +381,7 @@ fn clients_that_never_read_a_long_list_do_not_stall_the_daemon() {
         nftsentry::table::bans::add_to_batch(
             &mut b,
             "nftsentry",
+            64,
             (0..BANS).map(|i| {
                 (
                     nftsentry::cidr::Cidr::host(IpAddr::from(Ipv4Addr::from(base + i))),

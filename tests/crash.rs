@@ -77,7 +77,7 @@ fn kill9(ns: &mut Netns, pid: u32) {
 fn bans(ns: &Netns) -> Vec<Ban> {
     ns.enter(|| {
         let mut s = NftSocket::open().unwrap();
-        bans::list(&mut s, "nftsentry").unwrap()
+        bans::list(&mut s, "nftsentry", 64).unwrap()
     })
 }
 

@@ -302,16 +302,9 @@ impl Bare {
             .nft(&["list", "set", "inet", "nftsentry", name])
     }
 
+    /// Covered by a ban: its own or its /64's.
     fn banned(&self, addr: &str) -> bool {
-        let set = self.set(if addr.contains(':') {
-            "blocked6"
-        } else {
-            "blocked4"
-        });
-        // The element as nft lists it: "{ a, b }", "a expires 59m".
-        set.split(['{', '}', ','])
-            .skip(1)
-            .any(|e| e.split_whitespace().next() == Some(addr))
+        ban_covers(&self.pair.victim, addr)
     }
 }
 

@@ -49,7 +49,7 @@ fn set_only() -> Applied {
 fn bans_of(ns: &Netns) -> Vec<Ban> {
     ns.enter(|| {
         let mut s = NftSocket::open().unwrap();
-        bans::list(&mut s, "nftsentry").unwrap_or_default()
+        bans::list(&mut s, "nftsentry", 64).unwrap_or_default()
     })
 }
 

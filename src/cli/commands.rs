@@ -133,6 +133,7 @@ fn run_here(cfg: &Config, req: &Request) -> Result<String> {
     let mut sets = KernelBans {
         nft: &mut nft,
         table: &cfg.table,
+        prefix6: cfg.ban_prefix6,
     };
     let mut ledger = Ledger::new(cfg, false);
     let _lock = match ledger.state_file() {

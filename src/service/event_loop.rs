@@ -136,6 +136,7 @@ impl Core {
         let mut sets = KernelBans {
             nft: &mut self.nft,
             table: &self.cfg.table,
+            prefix6: self.cfg.ban_prefix6,
         };
         let set_error = match self.ledger.ban(&mut sets, ev, now) {
             BanResult::LogOnly => None,
@@ -191,6 +192,7 @@ impl Core {
         let mut sets = KernelBans {
             nft: &mut self.nft,
             table: &self.cfg.table,
+            prefix6: self.cfg.ban_prefix6,
         };
         let next = self.ledger.tick(&mut sets, now);
         self.forget_released();

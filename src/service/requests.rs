@@ -186,6 +186,7 @@ impl Daemon {
                 let mut sets = KernelBans {
                     nft: &mut core.nft,
                     table: &core.cfg.table,
+                    prefix6: core.cfg.ban_prefix6,
                 };
                 let detector = &core.detector;
                 let r = ban_request(

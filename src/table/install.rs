@@ -26,7 +26,12 @@ pub fn install(
     loop {
         let exists = nft.table_exists(&ruleset.table)?;
         let mut batch = ruleset.replace_batch(exists);
-        bans::add_to_batch(&mut batch, &ruleset.table, bans.iter().copied());
+        bans::add_to_batch(
+            &mut batch,
+            &ruleset.table,
+            ruleset.ban_prefix6,
+            bans.iter().copied(),
+        );
         let err = match nft.commit(&batch) {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -104,7 +109,12 @@ pub fn install_keeping_what_fits(
         .collect();
     while let Some(chunk) = todo.pop() {
         let mut b = crate::kernel::nft::Batch::new();
-        bans::add_to_batch(&mut b, &ruleset.table, chunk.iter().copied());
+        bans::add_to_batch(
+            &mut b,
+            &ruleset.table,
+            ruleset.ban_prefix6,
+            chunk.iter().copied(),
+        );
         match nft.commit(&b) {
             Ok(()) => {}
             Err(e) if chunk.len() == 1 => {

@@ -64,7 +64,7 @@ pub fn check(
             return Checked::Fine;
         }
         let mut b = Batch::new();
-        bans::add_to_batch(&mut b, &table, should.iter().copied());
+        bans::add_to_batch(&mut b, &table, ruleset.ban_prefix6, should.iter().copied());
         return match nft.commit(&b) {
             Ok(()) => {
                 log_warning!(

@@ -269,7 +269,7 @@ impl Actions {
         if cfg.run_before_block {
             steps.extend(command.take());
         }
-        steps.push(Box::new(kernel_set::KernelSet::new(table)));
+        steps.push(Box::new(kernel_set::KernelSet::new(table, cfg.ban_prefix6)));
         if let Some(path) = &cfg.hosts_deny {
             steps.push(Box::new(hosts_deny::HostsDeny::new(
                 path.clone(),
