@@ -623,7 +623,8 @@ fn probes_behind_ipv6_extension_headers_are_detected() {
     for ns in [&s.pair.victim, &s.pair.attacker] {
         ns.ip(&["link", "set", "eth0", "mtu", "9000"]);
     }
-    let src = "2001:db8:99::b";
+    // Another /64: the ban of 2001:db8:99::a covers 2001:db8:99::/64.
+    let src = "2001:db8:98::b";
     let long = with_extension_headers(&syn(src, 79), &[(DEST_OPTS, 1480)]);
     for _ in 0..5 {
         spoofer.send_sure(&long);
@@ -632,7 +633,7 @@ fn probes_behind_ipv6_extension_headers_are_detected() {
         wait_until(Duration::from_secs(5), || {
             s
             .log()
-            .contains("attackalert: undecodable packet on a tripwire from 2001:db8:99::b to 2001:db8:1::1: truncated packet: TCP header (ports and flags) needs")
+            .contains("attackalert: undecodable packet on a tripwire from 2001:db8:98::b to 2001:db8:1::1: truncated packet: TCP header (ports and flags) needs")
         }),
         "no line for the cut probe; log:\n{}",
         s.log()

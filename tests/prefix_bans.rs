@@ -338,3 +338,84 @@ fn the_state_file_restores_prefix_bans_across_a_restart() {
         s.log()
     );
 }
+
+fn syn4(sp: &Spoofer, src: &str, port: u16) {
+    sp.send_sure(&packet(
+        ip(src),
+        ip(VICTIM4),
+        L4::Tcp { flags: SYN },
+        40000,
+        port,
+    ));
+}
+
+/// Packets the IPv4 ban rules have dropped.
+fn dropped4(s: &Scene) -> u64 {
+    s.dropped(false)
+}
+
+/// escalate_after = 3: three bans in one IPv4 /24 become one ban of the
+/// /24 (the addresses' bans lifted, the log says so once), and later probes
+/// from elsewhere in it are dropped; a /24 that holds an ignored address
+/// keeps its bans single. Three /64 bans in one /56 become a /56 ban.
+/// Fails on 3c92f69, which has no escalation.
+#[test]
+fn three_bans_in_a_24_escalate_to_the_24_unless_it_holds_an_ignored_address() {
+    require_root();
+    let s = Scene::build(
+        "pfxesc",
+        "storm_threshold = 0\nescalate_after = 3\nescalate_window = \"10m\"",
+        "198.18.1.53\n",
+        |p| {
+            common::spoof::route_spoofed_range_back(p);
+            pin_victim_neighbours(p);
+        },
+    );
+    let sp = Spoofer::open(&s.pair.attacker);
+    for a in ["198.18.0.1", "198.18.0.2"] {
+        syn4(&sp, a, 1);
+        assert!(wait_banned(&s, a), "{}", s.log());
+    }
+    assert!(!banned(&s, "198.18.0.0/24"));
+    syn4(&sp, "198.18.0.3", 1);
+    assert!(wait_banned(&s, "198.18.0.0/24"), "{}", s.log());
+    s.settle();
+    for a in ["198.18.0.1", "198.18.0.2", "198.18.0.3"] {
+        assert!(!banned(&s, a), "{a} still banned by itself");
+    }
+    let log = s.log();
+    assert_eq!(
+        log.matches("3 bans within 10m in 198.18.0.0/24: one ban of 198.18.0.0/24 replaces them")
+            .count(),
+        1,
+        "{log}"
+    );
+    let before = dropped4(&s);
+    syn4(&sp, "198.18.0.200", 11);
+    assert!(
+        wait_until(Duration::from_secs(3), || dropped4(&s) > before),
+        "{}",
+        s.log()
+    );
+    let json = stdout(&s.cli(&["list", "--json"]));
+    assert!(
+        json.contains("\"address\":\"198.18.0.0/24\",\"prefix\":24"),
+        "{json}"
+    );
+
+    // 198.18.1.53 is ignored: its /24 is never banned.
+    for a in ["198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"] {
+        syn4(&sp, a, 1);
+        assert!(wait_banned(&s, a), "{}", s.log());
+    }
+    s.settle();
+    assert!(!banned(&s, "198.18.1.0/24"), "{}", s.log());
+
+    // IPv6: three /64s of one /56.
+    for a in ["2001:db8:6:1::1", "2001:db8:6:2::1", "2001:db8:6:3::1"] {
+        syn6(&sp, a, 1);
+        s.settle();
+    }
+    assert!(wait_banned(&s, "2001:db8:6::/56"), "{}", s.log());
+    assert!(!banned(&s, "2001:db8:6:1::/64"));
+}

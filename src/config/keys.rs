@@ -16,6 +16,8 @@ pub const TOP_KEYS: &[&str] = &[
     "control_group",
     "ban_time",
     "ban_prefix6",
+    "escalate_after",
+    "escalate_window",
     "scan_trigger",
     "scan_window",
     "max_tracked_sources",

@@ -37,6 +37,9 @@ pub struct Evidence {
     /// The prefix asked for (`ban_prefix6`, or the address's full length):
     /// `net` is longer when the prefix held an ignored address.
     pub wanted: u8,
+    /// The prefixes around `net` a ban may escalate to (`escalate_after`),
+    /// narrowest first: those that hold no ignored address.
+    pub escalate: Vec<Cidr>,
     pub scan: ScanType,
     pub port: u16,
     /// $MODE$ for templates: PortSentry's name of the mode that saw it.

@@ -351,6 +351,19 @@ impl Detector {
         }
     }
 
+    /// The prefixes a ban of `net` may escalate to: an IPv4 address's /24,
+    /// an IPv6 ban's /56 and /48 (those at least as long as `net` only),
+    /// narrowest first, none that holds an ignored address.
+    pub fn escalation_nets(&self, net: &Cidr) -> Vec<Cidr> {
+        let steps: &[u8] = if net.is_ipv4() { &[24] } else { &[56, 48] };
+        steps
+            .iter()
+            .filter(|p| **p < net.prefix())
+            .map(|p| net.widen(*p))
+            .take_while(|w| !self.ignore.overlaps(w))
+            .collect()
+    }
+
     /// The tracker's key of a network: its first address. A prefix's
     /// first address is never banned by itself (it is inside the prefix,
     /// which holds no ignored address), so no two networks share a key.
@@ -580,6 +593,7 @@ impl Detector {
             addr: src,
             net,
             wanted,
+            escalate: self.escalation_nets(&net),
             scan,
             port,
             mode: mode_name(scan, self.settings.advanced[proto]),
@@ -675,6 +689,16 @@ mod tests {
         ban_on(src, port, mode, Strength::Forgeable)
     }
 
+    /// What a ban of `src` may escalate to, with nothing ignored near it.
+    fn wider(src: &str) -> Vec<Cidr> {
+        let h = Cidr::host(ip(src));
+        if h.is_ipv4() {
+            vec![h.widen(24)]
+        } else {
+            vec![h.widen(56), h.widen(48)]
+        }
+    }
+
     /// The evidence of a ban of `src`: IPv4 by address, IPv6 by its /64.
     fn ev(
         src: &str,
@@ -688,6 +712,7 @@ mod tests {
             addr: ip(src),
             net: Cidr::host(ip(src)).widen(wanted),
             wanted,
+            escalate: wider(src),
             scan,
             port,
             mode,
@@ -700,6 +725,7 @@ mod tests {
             addr: ip(src),
             net: Cidr::host(ip(src)).widen(if ip(src).is_ipv4() { 32 } else { 64 }),
             wanted: if ip(src).is_ipv4() { 32 } else { 64 },
+            escalate: wider(src),
             scan: ScanType::TcpSynNormal,
             port,
             mode,
@@ -961,6 +987,28 @@ mod tests {
         let mut d = detector(|c| c.ban_prefix6 = 128, &[]);
         let v = d.on_packet(&tcp6("2001:db8:5:6::1", 1, SYN), t0, &bans);
         assert_eq!(banned_net(&v).unwrap().0.to_string(), "2001:db8:5:6::1");
+    }
+
+    #[test]
+    fn escalation_never_offers_a_prefix_over_an_ignored_address() {
+        let d = detector(|_| {}, &["198.18.5.53", "2001:db8:5:7700::1"]);
+        let net = |s: &str| s.parse::<Cidr>().unwrap();
+        assert_eq!(
+            d.escalation_nets(&net("198.18.4.1")),
+            [net("198.18.4.0/24")]
+        );
+        assert!(d.escalation_nets(&net("198.18.5.1")).is_empty());
+        assert_eq!(
+            d.escalation_nets(&net("2001:db8:6::/64")),
+            [net("2001:db8:6::/56"), net("2001:db8:6::/48")]
+        );
+        // The /56 is clean, the /48 holds the ignored address.
+        assert_eq!(
+            d.escalation_nets(&net("2001:db8:5:1::/64")),
+            [net("2001:db8:5::/56")]
+        );
+        assert!(d.escalation_nets(&net("2001:db8:5:7700::/64")).is_empty());
+        assert!(d.escalation_nets(&net("2001:db8:5::/48")).is_empty());
     }
 
     #[test]
