@@ -227,6 +227,12 @@ fn an_ipv6_scanner_rotating_inside_one_64_is_banned_as_the_64() {
     );
     let status = stdout(&s.cli(&["status"]));
     assert!(status.contains("2001:db8:7::/64"), "{status}");
+    // The prefix counts as a ban in force.
+    let status = stdout(&s.cli(&["status", "--json"]));
+    assert!(
+        status.contains("\"active\":1,\"ipv4\":0,\"ipv6\":1"),
+        "{status}"
+    );
 
     let inside = s.cli(&["unblock", "2001:db8:7::5"]);
     assert!(!inside.status.success());

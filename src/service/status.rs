@@ -348,8 +348,10 @@ impl crate::service::event_loop::Daemon {
                 .and_then(|i| i.count)
                 .unwrap_or(0)
         };
-        let bans_v4 = count(OurSet::Blocked4);
-        let bans_v6 = count(OurSet::Blocked6);
+        // Addresses and prefixes: every ban set of the family.
+        let bans_v4 = count(OurSet::Blocked4) + count(OurSet::Blocked4Net);
+        let bans_v6 =
+            count(OurSet::Blocked6) + count(OurSet::Blocked6Prefix) + count(OurSet::Blocked6Net);
         let st = self.io.nflog.stats();
         let c = &core.detector.counts;
         let probes = c
