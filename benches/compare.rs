@@ -15,7 +15,8 @@
 //! builds this), as root:
 //!   cargo bench --bench compare -- --portsentry PATH [--only ROW,...] [--quick]
 //! Rows: latency, flood (flood-bans, flood-nobans), bulk, drop, startup,
-//! restart (100k bans with hosts.deny), rss.
+//! restart (100k bans with hosts.deny), v6rotate (an IPv6 scanner rotating
+//! inside one /64), rss.
 //! Profiling: --profile DIR attaches `perf record` to both daemons during the
 //! no-ban flood; NFTSENTRY_BENCH_WRAP="valgrind --tool=callgrind ..." runs
 //! nftsentry under a wrapper. Nothing here asserts a timing; a measurement
@@ -1268,7 +1269,7 @@ fn row_startup(t: &mut Table) {
         .as_millis() as u64;
     let entries: Vec<Entry> = (0..BANS)
         .map(|i| Entry {
-            addr: IpAddr::V4(Ipv4Addr::from(filler(i))),
+            addr: nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(filler(i)))),
             scan: "syn".into(),
             proto: Some(Proto::Tcp),
             mode: "stcp".into(),
@@ -1359,7 +1360,7 @@ fn row_restart(t: &mut Table) {
         .as_millis() as u64;
     let entries: Vec<Entry> = (0..BANS)
         .map(|i| Entry {
-            addr: IpAddr::V4(Ipv4Addr::from(filler(i))),
+            addr: nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(filler(i)))),
             scan: "syn".into(),
             proto: Some(Proto::Tcp),
             mode: "stcp".into(),
@@ -1471,6 +1472,64 @@ fn tracker_child() {
     );
 }
 
+/// Probes an IPv6 scanner sends from distinct addresses of one /64.
+const V6_ROTATE_PROBES: u16 = 200;
+
+/// An IPv6 scanner rotating its source inside one /64 (forged SYNs from
+/// 2001:db8:7::/64, one address each, 2 ms apart, `scan_trigger` = 3): how
+/// many of its probes were not dropped by a ban, with `ban_prefix6` = 64
+/// (the default) and = 128 (each address a source of its own, as before
+/// prefix bans). PortSentry 1.2 has no IPv6; the other column is nftsentry
+/// by address, in the same run.
+fn row_v6rotate(t: &mut Table) {
+    use common::spoof::{L4, SYN, Spoofer, packet, pin_victim_neighbours};
+    let mut through = Vec::new();
+    for prefix in [64u8, 128] {
+        let mut p = Pair::new(&format!("cmp-v6r{prefix}"));
+        pin_victim_neighbours(&p);
+        let cfg = format!("ban_prefix6 = {prefix}\n{}", nftsentry_config(3, ""));
+        let _d = start_nftsentry(&mut p, &cfg);
+        let dropped = |p: &Pair| -> u64 {
+            p.victim
+                .nft(&["list", "chain", "inet", "nftsentry", "input"])
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("ip6 saddr") && l.ends_with(" drop"))
+                .filter_map(|l| {
+                    l.split("counter packets ")
+                        .nth(1)?
+                        .split(' ')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum()
+        };
+        let sp = Spoofer::open(&p.attacker);
+        let dst: IpAddr = VICTIM6.parse().unwrap();
+        for i in 0..V6_ROTATE_PROBES {
+            let src: IpAddr = format!("2001:db8:7::{:x}:{:x}", i + 1, 0x7000 + i)
+                .parse()
+                .unwrap();
+            sp.send_sure(&packet(src, dst, L4::Tcp { flags: SYN }, 40000, PROBE_PORT));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let n = u64::from(V6_ROTATE_PROBES).saturating_sub(dropped(&p));
+        eprintln!("ban_prefix6 {prefix}: {n} of {V6_ROTATE_PROBES} probes got through");
+        through.push(n as f64);
+    }
+    t.both(
+        &format!(
+            "IPv6 scanner rotating inside one /64: probes of {V6_ROTATE_PROBES} (each from a new address, scan_trigger 3) that got through (other column: nftsentry with ban_prefix6 = 128, by address as before)"
+        ),
+        through[0],
+        through[1],
+        "",
+        Better::Lower,
+    );
+}
+
 fn parse_args() -> Args {
     let mut a = Args {
         portsentry: PathBuf::new(),
@@ -1560,6 +1619,9 @@ fn main() {
     }
     if want("restart") {
         timed("restart", &mut t, &mut |t| row_restart(t));
+    }
+    if want("v6rotate") {
+        timed("v6rotate", &mut t, &mut |t| row_v6rotate(t));
     }
     if want("rss") {
         timed("rss", &mut t, &mut |t| row_rss(t, rss));

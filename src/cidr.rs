@@ -9,6 +9,12 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+/// The widest prefix a ban may cover, per family: an escalated IPv4 /24,
+/// an IPv6 /48. Nothing wider is banned, whatever a state file or a
+/// request says.
+pub const WIDEST_BAN4: u8 = 24;
+pub const WIDEST_BAN6: u8 = 48;
+
 /// A network. The address is kept with its host bits cleared, so two ways of
 /// writing the same network compare equal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,6 +56,86 @@ impl Cidr {
 
     pub fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+
+    /// The longest prefix of its family (32 or 128).
+    pub fn max_prefix(&self) -> u8 {
+        max_prefix(&self.addr)
+    }
+
+    /// A single address (/32, /128).
+    pub fn is_host(&self) -> bool {
+        self.prefix == max_prefix(&self.addr)
+    }
+
+    /// Does this network hold all of `other`?
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.is_ipv4() == other.is_ipv4()
+            && self.prefix <= other.prefix
+            && self.contains(&other.addr)
+    }
+
+    /// Do the two networks share an address? (Aligned blocks either nest
+    /// or are disjoint.)
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+
+    /// The network of `prefix` that holds this one (`prefix` clamped to
+    /// this one's: a network never widens past what it was asked).
+    pub fn widen(&self, prefix: u8) -> Cidr {
+        Cidr::new(self.addr, prefix.min(self.prefix)).expect("shorter prefix")
+    }
+
+    /// The aligned block exactly from `start` to `end` (inclusive), if the
+    /// range is one: how an interval read back from the kernel is named.
+    pub fn from_range(v4: bool, start: u128, end: u128) -> Option<Cidr> {
+        let bits: u32 = if v4 { 32 } else { 128 };
+        if end < start || (v4 && end > u32::MAX as u128) {
+            return None;
+        }
+        let span = end - start;
+        // span + 1 must be a power of two and start aligned to it.
+        if span.checked_add(1).is_some_and(|n| !n.is_power_of_two()) {
+            return None;
+        }
+        let host_bits = 128 - span.leading_zeros();
+        let host_bits = if span == u128::MAX { 128 } else { host_bits };
+        if host_bits > bits || (host_bits < 128 && start & ((1u128 << host_bits) - 1) != 0) {
+            return None;
+        }
+        let prefix = (bits - host_bits) as u8;
+        let addr = if v4 {
+            IpAddr::V4(Ipv4Addr::from(start as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(start))
+        };
+        Cidr::new(addr, prefix)
+    }
+
+    /// Narrow enough to be a ban (`WIDEST_BAN4`, `WIDEST_BAN6`)?
+    pub fn is_bannable_width(&self) -> bool {
+        self.prefix
+            >= if self.is_ipv4() {
+                WIDEST_BAN4
+            } else {
+                WIDEST_BAN6
+            }
+    }
+
+    /// The network in tcp_wrappers' hosts_access(5) syntax: `192.0.2.7`,
+    /// `192.0.2.0/255.255.255.0`, `[2001:db8::7]`, `[2001:db8::]/64`.
+    pub fn hosts_access(&self) -> String {
+        match self.addr {
+            IpAddr::V4(a) if self.is_host() => a.to_string(),
+            IpAddr::V4(a) => format!("{a}/{}", Ipv4Addr::from(mask32(self.prefix))),
+            IpAddr::V6(a) if self.is_host() => format!("[{a}]"),
+            IpAddr::V6(a) => format!("[{a}]/{}", self.prefix),
+        }
     }
 
     /// Does this network hold `ip`? An IPv4 network never holds an IPv6
@@ -108,6 +194,22 @@ impl fmt::Display for Cidr {
         } else {
             write!(f, "{}/{}", self.addr, self.prefix)
         }
+    }
+}
+
+/// In JSON as written: `"192.0.2.7"`, `"2001:db8::/64"`.
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Read back as written (the fleet's queue file).
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse()
+            .map_err(|e: CidrError| serde::de::Error::custom(e.0))
     }
 }
 
@@ -217,6 +319,44 @@ mod tests {
         ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad} parsed");
         }
+    }
+
+    #[test]
+    fn prefix_arithmetic() {
+        let n64: Cidr = "2001:db8:1:2::/64".parse().unwrap();
+        let host: Cidr = "2001:db8:1:2::77".parse().unwrap();
+        assert!(n64.covers(&host) && !host.covers(&n64));
+        assert!(n64.overlaps(&host) && host.overlaps(&n64));
+        assert!(!n64.overlaps(&"2001:db8:1:3::/64".parse().unwrap()));
+        assert_eq!(host.widen(64), n64);
+        assert_eq!(host.widen(200), host);
+        assert_eq!(n64.widen(48).to_string(), "2001:db8:1::/48");
+        assert!(host.is_host() && !n64.is_host());
+        let v4: Cidr = "198.18.0.9".parse().unwrap();
+        assert_eq!(v4.widen(24).to_string(), "198.18.0.0/24");
+        assert!(!v4.covers(&host) && !n64.covers(&v4));
+        // Ranges back to networks.
+        let (lo, hi) = n64.range();
+        assert_eq!(Cidr::from_range(false, lo, hi), Some(n64));
+        let (lo, hi) = v4.widen(24).range();
+        assert_eq!(Cidr::from_range(true, lo, hi), Some(v4.widen(24)));
+        let (lo, hi) = v4.range();
+        assert_eq!(Cidr::from_range(true, lo, hi), Some(v4));
+        assert_eq!(Cidr::from_range(false, 0, u128::MAX).unwrap().prefix(), 0);
+        assert_eq!(
+            Cidr::from_range(true, 0, u32::MAX as u128)
+                .unwrap()
+                .prefix(),
+            0
+        );
+        assert_eq!(Cidr::from_range(true, 1, 2), None, "not aligned");
+        assert_eq!(Cidr::from_range(true, 0, 2), None, "not a power of two");
+        assert_eq!(Cidr::from_range(true, 0, 1u128 << 32), None, "too wide");
+        // hosts_access(5) forms.
+        assert_eq!(v4.hosts_access(), "198.18.0.9");
+        assert_eq!(v4.widen(24).hosts_access(), "198.18.0.0/255.255.255.0");
+        assert_eq!(host.hosts_access(), "[2001:db8:1:2::77]");
+        assert_eq!(n64.hosts_access(), "[2001:db8:1:2::]/64");
     }
 
     #[test]

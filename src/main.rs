@@ -2,7 +2,6 @@
 //! maps its error to an exit code (0 ok, 64 usage, 78 config, 77 privilege,
 //! 1 other; see nftsentry(8)).
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -44,16 +43,18 @@ enum Command {
     Check,
     /// Print the table nftsentry would install, in nft syntax
     Ruleset,
-    /// Ban ADDR now
+    /// Ban ADDR (an address, or a prefix such as 2001:db8::/64) now
     Block {
-        addr: IpAddr,
+        #[arg(value_name = "ADDR|PREFIX")]
+        addr: nftsentry::cidr::Cidr,
         /// How long [default: ban_time from the config], e.g. 90s, 15m, 1h, 2d
         #[arg(long = "for", value_name = "DURATION")]
         duration: Option<String>,
     },
-    /// Lift the ban on ADDR
+    /// Lift the ban on ADDR (an address, or a prefix such as 2001:db8::/64)
     Unblock {
-        addr: IpAddr,
+        #[arg(value_name = "ADDR|PREFIX")]
+        addr: nftsentry::cidr::Cidr,
         /// Also delete its decisions on the CrowdSec Local API, fleet-wide
         #[arg(long)]
         fleet: bool,

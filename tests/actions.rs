@@ -10,7 +10,6 @@ use nftsentry::kernel::nft::NftSocket;
 use nftsentry::table::bans::{self, Ban};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -116,13 +115,13 @@ impl Host {
     /// The kernel's bans, with millisecond times (read through netlink).
     fn bans(&self) -> Vec<Ban> {
         self.pair.victim.enter(|| match NftSocket::open() {
-            Ok(mut s) => bans::list(&mut s, "nftsentry").unwrap_or_default(),
+            Ok(mut s) => bans::list(&mut s, "nftsentry", 64).unwrap_or_default(),
             Err(_) => Vec::new(),
         })
     }
 
     fn banned(&self, addr: &str) -> bool {
-        let a: IpAddr = addr.parse().unwrap();
+        let a: nftsentry::cidr::Cidr = addr.parse().unwrap();
         self.bans().iter().any(|b| b.addr == a)
     }
 
@@ -752,7 +751,7 @@ fn history_is_portsentrys_and_fail2ban_reads_every_line() {
 /// time that passed between the two readings, within ±1 s.
 fn same_bans(before: &[Ban], t_before: Instant, after: &[Ban], t_after: Instant) {
     let elapsed = t_after.duration_since(t_before).as_millis() as i64;
-    let after: BTreeMap<IpAddr, &Ban> = after.iter().map(|b| (b.addr, b)).collect();
+    let after: BTreeMap<nftsentry::cidr::Cidr, &Ban> = after.iter().map(|b| (b.addr, b)).collect();
     for b in before {
         let a = after
             .get(&b.addr)
@@ -884,8 +883,9 @@ fn kill_9_during_a_scan_loses_no_ban_and_no_second() {
     let (after, t_after) = (h.bans(), Instant::now());
     same_bans(&before, t_before, &after, t_after);
     assert_eq!(after.len(), sources.len());
+    // Logged after the privilege drop, which follows the `started` line.
     assert!(
-        h.log().contains(&format!(
+        h.wait_log(&format!(
             "adminalert: {} bans restored with the time they had left ({} from the state file, 0 adopted",
             sources.len(),
             sources.len()

@@ -695,7 +695,7 @@ impl Banning {
     fn banned(&self) -> Vec<String> {
         self.pair.victim.enter(|| {
             nftsentry::kernel::nft::NftSocket::open()
-                .and_then(|mut s| nftsentry::table::bans::list(&mut s, "nftsentry"))
+                .and_then(|mut s| nftsentry::table::bans::list(&mut s, "nftsentry", 64))
                 .map(|l| l.iter().map(|b| b.addr.to_string()).collect())
                 .unwrap_or_default()
         })

@@ -54,11 +54,13 @@ fn block_list_unblock_flush_v4_and_v6() {
 
     let json = stdout(&nftsentry(&ns, &cfg, &["list", "--json"]));
     assert!(
-        json.starts_with("[{\"address\":\"198.51.100.7\",\"timeout\":30,\"expires_in\":"),
+        json.starts_with(
+            "[{\"address\":\"198.51.100.7\",\"prefix\":32,\"timeout\":30,\"expires_in\":"
+        ),
         "{json}"
     );
     assert!(
-        json.contains("{\"address\":\"2001:db8::7\",\"timeout\":86400,"),
+        json.contains("{\"address\":\"2001:db8::7\",\"prefix\":128,\"timeout\":86400,"),
         "{json}"
     );
 

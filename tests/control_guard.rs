@@ -381,7 +381,14 @@ fn clients_that_never_read_a_long_list_do_not_stall_the_daemon() {
         nftsentry::table::bans::add_to_batch(
             &mut b,
             "nftsentry",
-            (0..BANS).map(|i| (IpAddr::from(Ipv4Addr::from(base + i)), hour, hour)),
+            64,
+            (0..BANS).map(|i| {
+                (
+                    nftsentry::cidr::Cidr::host(IpAddr::from(Ipv4Addr::from(base + i))),
+                    hour,
+                    hour,
+                )
+            }),
         );
         nft.commit(&b).map_err(|e| e.to_string())
     });

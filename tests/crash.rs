@@ -77,7 +77,7 @@ fn kill9(ns: &mut Netns, pid: u32) {
 fn bans(ns: &Netns) -> Vec<Ban> {
     ns.enter(|| {
         let mut s = NftSocket::open().unwrap();
-        bans::list(&mut s, "nftsentry").unwrap()
+        bans::list(&mut s, "nftsentry", 64).unwrap()
     })
 }
 
@@ -130,11 +130,11 @@ fn kill_9_mid_flood_keeps_every_ban_and_its_time_left() {
     // Every ban is back, with the time it had left (within a second plus the dumps' length), and
     // its length.
     let elapsed = t_after.duration_since(t_before).as_millis() as i64;
-    let after: HashMap<IpAddr, &Ban> = after.iter().map(|b| (b.addr, b)).collect();
+    let after: HashMap<IpAddr, &Ban> = after.iter().map(|b| (b.addr.addr(), b)).collect();
     let mut worst = 0i64;
     for b in &before {
         let a = after
-            .get(&b.addr)
+            .get(&b.addr.addr())
             .unwrap_or_else(|| panic!("{} lost in the restart", b.addr));
         assert_eq!(a.timeout, b.timeout, "{}", b.addr);
         let left_before = b.expires_in.unwrap().as_millis() as i64;
@@ -345,10 +345,10 @@ fn kill_9_while_the_state_file_is_written_never_leaves_half_a_file() {
         "{text}"
     );
     let (entries, _) = nftsentry::journal::state::parse(&std::fs::read(&state).unwrap(), "state");
-    let kernel: Vec<IpAddr> = bans(&pair.victim).iter().map(|b| b.addr).collect();
+    let kernel: Vec<IpAddr> = bans(&pair.victim).iter().map(|b| b.addr.addr()).collect();
     for addr in entries.keys() {
         assert!(
-            kernel.contains(addr),
+            kernel.contains(&addr.addr()),
             "{addr} is in the state file, not in the kernel"
         );
     }

@@ -51,10 +51,10 @@ impl Victim {
     fn banned(&self) -> Vec<IpAddr> {
         self.pair.victim.enter(|| {
             let mut s = NftSocket::open().unwrap();
-            bans::list(&mut s, "nftsentry")
+            bans::list(&mut s, "nftsentry", 64)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|b| b.addr)
+                .map(|b| b.addr.addr())
                 .collect()
         })
     }

@@ -302,16 +302,9 @@ impl Bare {
             .nft(&["list", "set", "inet", "nftsentry", name])
     }
 
+    /// Covered by a ban: its own or its /64's.
     fn banned(&self, addr: &str) -> bool {
-        let set = self.set(if addr.contains(':') {
-            "blocked6"
-        } else {
-            "blocked4"
-        });
-        // The element as nft lists it: "{ a, b }", "a expires 59m".
-        set.split(['{', '}', ','])
-            .skip(1)
-            .any(|e| e.split_whitespace().next() == Some(addr))
+        ban_covers(&self.pair.victim, addr)
     }
 }
 
@@ -391,7 +384,12 @@ fn unspecified_sources_are_never_banned_without_ignore_file_or_local_list() {
 /// The ledger as the detector sees it, with nothing banned.
 struct NoBans;
 impl Bans for NoBans {
-    fn ban_on(&self, _: IpAddr, _: nftsentry::config::Proto, _: Instant) -> Option<BanInForce> {
+    fn ban_on(
+        &self,
+        _: nftsentry::cidr::Cidr,
+        _: nftsentry::config::Proto,
+        _: Instant,
+    ) -> Option<BanInForce> {
         None
     }
 }
@@ -625,7 +623,8 @@ fn probes_behind_ipv6_extension_headers_are_detected() {
     for ns in [&s.pair.victim, &s.pair.attacker] {
         ns.ip(&["link", "set", "eth0", "mtu", "9000"]);
     }
-    let src = "2001:db8:99::b";
+    // Another /64: the ban of 2001:db8:99::a covers 2001:db8:99::/64.
+    let src = "2001:db8:98::b";
     let long = with_extension_headers(&syn(src, 79), &[(DEST_OPTS, 1480)]);
     for _ in 0..5 {
         spoofer.send_sure(&long);
@@ -634,7 +633,7 @@ fn probes_behind_ipv6_extension_headers_are_detected() {
         wait_until(Duration::from_secs(5), || {
             s
             .log()
-            .contains("attackalert: undecodable packet on a tripwire from 2001:db8:99::b to 2001:db8:1::1: truncated packet: TCP header (ports and flags) needs")
+            .contains("attackalert: undecodable packet on a tripwire from 2001:db8:98::b to 2001:db8:1::1: truncated packet: TCP header (ports and flags) needs")
         }),
         "no line for the cut probe; log:\n{}",
         s.log()

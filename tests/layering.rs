@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 
 /// What each part of the crate may use besides itself.
 fn allowed(part: &str) -> Option<&'static [&'static str]> {
-    const BASE: &[&str] = &["error", "logging"];
     Some(match part {
         "error" | "cidr" | "files" | "logging" | "strength" => &[],
         "config" => &["error", "cidr", "strength"],
-        "kernel" => BASE,
+        // Routes of a prefix ban name a network.
+        "kernel" => &["error", "logging", "cidr"],
         "table" => &["error", "logging", "kernel", "config", "cidr", "files"],
         "host" => &["error", "logging", "kernel", "config", "cidr", "detect"],
         "detect" => &["error", "logging", "config", "cidr", "strength"],
-        "journal" => &["error", "logging", "config", "files", "strength"],
+        "journal" => &["error", "logging", "config", "cidr", "files", "strength"],
         "fleet" => &["error", "logging", "config", "cidr", "files", "strength"],
         "respond" => &[
             "error", "logging", "config", "cidr", "files", "kernel", "table", "detect", "journal",

@@ -756,7 +756,7 @@ fn entry() -> impl Strategy<Value = nftsentry::journal::state::Entry> {
                 hosts_deny,
                 mode,
             )| Entry {
-                addr,
+                addr: nftsentry::cidr::Cidr::host(addr),
                 scan,
                 proto,
                 mode: mode.unwrap_or_default(),
@@ -806,7 +806,7 @@ proptest! {
         let whole = text[..n].matches('\n').count();
         let header = nftsentry::journal::state::HEADER.matches('\n').count();
         let lines = whole.saturating_sub(header);
-        let kept: std::collections::BTreeSet<IpAddr> = entries[..lines].iter().map(|e| e.addr).collect();
+        let kept: std::collections::BTreeSet<nftsentry::cidr::Cidr> = entries[..lines].iter().map(|e| e.addr).collect();
         prop_assert_eq!(got.keys().copied().collect::<std::collections::BTreeSet<_>>(), kept);
         let cut_in_a_line = n > nftsentry::journal::state::HEADER.len() && !text[..n].ends_with('\n');
         prop_assert_eq!(problems.iter().filter(|p| !p.contains("second entry")).count(), usize::from(cut_in_a_line), "{:?}", problems);

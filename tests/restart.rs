@@ -49,7 +49,7 @@ fn set_only() -> Applied {
 fn bans_of(ns: &Netns) -> Vec<Ban> {
     ns.enter(|| {
         let mut s = NftSocket::open().unwrap();
-        bans::list(&mut s, "nftsentry").unwrap_or_default()
+        bans::list(&mut s, "nftsentry", 64).unwrap_or_default()
     })
 }
 
@@ -103,7 +103,7 @@ fn far_future_lines_restore_for_their_length_and_never_stop_the_start() {
         let a: IpAddr = a.parse().unwrap();
         listed
             .iter()
-            .find(|b| b.addr == a)
+            .find(|b| b.addr.addr() == a)
             .unwrap_or_else(|| panic!("{a} not restored: {listed:?}"))
             .expires_in
             .unwrap()
@@ -383,7 +383,10 @@ fn a_daemon_killed_before_its_state_write_leaves_no_orphan() {
         std::fs::read_to_string(&log2).unwrap()
     );
     std::thread::sleep(Duration::from_millis(500));
-    let banned: HashSet<IpAddr> = bans_of(&pair.victim).iter().map(|b| b.addr).collect();
+    let banned: HashSet<IpAddr> = bans_of(&pair.victim)
+        .iter()
+        .map(|b| b.addr.addr())
+        .collect();
     let routes =
         String::from_utf8_lossy(&pair.victim.ip(&["route", "show", "proto", "110"]).stdout)
             .to_string();

@@ -15,6 +15,7 @@ fn sample() -> Ruleset {
         log_prefix: "nftsentry: ".into(),
         ban_time: Duration::from_secs(86400),
         set_size: 65536,
+        ban_prefix6: 64,
         ignore4: vec![(0x7f00_0000, 0x7fff_ffff), (0xc000_0235, 0xc000_0235)],
         ignore6: vec![(1, 1)],
         watch_tcp: vec![(1, 1), (11, 11), (100, 200), (65535, 65535)],
@@ -214,14 +215,21 @@ fn each_rule_is_what_nft_makes_of_its_text() {
         ]
     );
     assert!(
-        a[6].iter().any(|e| e == "[ fib daddr type => reg 1 ]"),
+        a[9].iter().any(|e| e == "[ fib daddr type => reg 1 ]"),
         "{:?}",
-        a[6]
+        a[9]
     );
     assert!(
-        a[6].iter().any(|e| e == "[ cmp eq reg 1 0x00000002 ]"),
+        a[9].iter().any(|e| e == "[ cmp eq reg 1 0x00000002 ]"),
         "{:?}",
-        a[6]
+        a[9]
+    );
+    // The IPv6 prefix ban: the source masked to ban_prefix6, then looked up.
+    assert!(
+        a[4].iter()
+            .any(|e| e == "[ bitwise reg 1 = ( reg 1 & 0xffffffff 0xffffffff 0x00000000 0x00000000 ) ^ 0x00000000 0x00000000 0x00000000 0x00000000 ]"),
+        "{:?}",
+        a[4]
     );
 }
 

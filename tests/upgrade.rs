@@ -93,7 +93,7 @@ fn a_state_file_of_the_previous_release_restores_every_ban_and_action() {
     // Every ban in the kernel, with the time the fixture gave it.
     let listed = pair.victim.enter(|| {
         let mut s = NftSocket::open().unwrap();
-        bans::list(&mut s, "nftsentry").unwrap()
+        bans::list(&mut s, "nftsentry", 64).unwrap()
     });
     let want: [(&str, u64); 4] = [
         ("192.0.2.2", 86_400),
@@ -105,7 +105,7 @@ fn a_state_file_of_the_previous_release_restores_every_ban_and_action() {
         let a: IpAddr = addr.parse().unwrap();
         let b = listed
             .iter()
-            .find(|b| b.addr == a)
+            .find(|b| b.addr.addr() == a)
             .unwrap_or_else(|| panic!("{addr} not banned: {listed:?}"));
         let left = b.expires_in.unwrap().as_secs();
         assert!(left <= secs && left + 30 >= secs, "{addr}: {left}s left");

@@ -133,6 +133,7 @@ fn run_here(cfg: &Config, req: &Request) -> Result<String> {
     let mut sets = KernelBans {
         nft: &mut nft,
         table: &cfg.table,
+        prefix6: cfg.ban_prefix6,
     };
     let mut ledger = Ledger::new(cfg, false);
     let _lock = match ledger.state_file() {
@@ -145,7 +146,7 @@ fn run_here(cfg: &Config, req: &Request) -> Result<String> {
         Request::Block { .. } => IgnoreList::new(crate::host::ignores::collect(cfg)?),
         _ => IgnoreList::default(),
     };
-    let out = ban_request(req, &mut ledger, &mut sets, &|a| ignored.contains(a), now)?;
+    let out = ban_request(req, &mut ledger, &mut sets, &|a| ignored.overlaps(a), now)?;
     if !matches!(req, Request::List { .. }) {
         ledger.save()?;
     }

@@ -65,6 +65,13 @@ pub struct Config {
     pub log_prefix: String,
     /// `ban_time`.
     pub ban_time: Duration,
+    /// `ban_prefix6`: the prefix length an IPv6 ban covers (48 to 128).
+    pub ban_prefix6: u8,
+    /// `escalate_after`: this many bans in one IPv4 /24 or IPv6 /56 or /48
+    /// within `escalate_window` become one ban of the prefix; 0 = never.
+    pub escalate_after: u32,
+    /// `escalate_window`.
+    pub escalate_window: Duration,
     /// `set_size`: most bans per address family.
     pub set_size: u32,
     /// `ignore_file`; `None` when set to "".
@@ -290,6 +297,9 @@ impl Config {
             nflog_group: 7531,
             log_prefix: "nftsentry: ".to_string(),
             ban_time: Duration::from_secs(86_400),
+            ban_prefix6: 64,
+            escalate_after: 0,
+            escalate_window: Duration::from_secs(3_600),
             set_size: 65_536,
             ignore_file: Some(PathBuf::from("/etc/nftsentry/ignore")),
             ignore_local: true,

@@ -84,6 +84,14 @@ impl Doc<'_> {
                 c.control_group =
                     self.check(v, key, |v| control_group::control_group(string(v)?))?
             }
+            "ban_prefix6" => c.ban_prefix6 = self.check(v, key, |v| integer(v, 48, 128))? as u8,
+            "escalate_after" => {
+                c.escalate_after = self.check(v, key, |v| integer(v, 0, 1000))? as u32
+            }
+            "escalate_window" => {
+                c.escalate_window =
+                    self.check(v, key, |v| duration(v, SCAN_WINDOW_MIN, SCAN_WINDOW_MAX))?
+            }
             "ban_time" => {
                 c.ban_time = self.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
             }

@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use super::classify::ScanType;
+use crate::cidr::Cidr;
 pub use crate::strength::Strength;
 
 /// The strength of a detection: `scan` with `ports` distinct ports
@@ -27,7 +28,18 @@ pub fn strength_of(scan: ScanType, ports: u32) -> Strength {
 /// The evidence behind a ban.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evidence {
+    /// The source that probed.
     pub addr: IpAddr,
+    /// What a ban covers: the source itself (IPv4), or its IPv6 prefix
+    /// (`ban_prefix6`), or the source alone when that prefix holds an
+    /// ignored address.
+    pub net: Cidr,
+    /// The prefix asked for (`ban_prefix6`, or the address's full length):
+    /// `net` is longer when the prefix held an ignored address.
+    pub wanted: u8,
+    /// The prefixes around `net` a ban may escalate to (`escalate_after`),
+    /// narrowest first: those that hold no ignored address.
+    pub escalate: Vec<Cidr>,
     pub scan: ScanType,
     pub port: u16,
     /// $MODE$ for templates: PortSentry's name of the mode that saw it.

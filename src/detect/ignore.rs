@@ -46,6 +46,29 @@ impl IgnoreList {
         }
     }
 
+    /// Does `net` hold an address of the list (or lie inside one)?
+    pub fn overlaps(&self, net: &Cidr) -> bool {
+        let (lo, hi) = net.range();
+        if net.is_ipv4() {
+            let mapped = |x: u128| x | 0xffff_0000_0000;
+            overlap(&self.v4, lo as u32, hi as u32) || overlap(&self.v6, mapped(lo), mapped(hi))
+        } else {
+            overlap(&self.v6, lo, hi)
+        }
+    }
+
+    /// The network of `prefix` around `src` that a ban covers, or `src`
+    /// alone when that network holds an address of the list. A prefix that
+    /// holds an ignored address is this host's own network, a gateway's or
+    /// a trusted one: its addresses are distinct hosts (neighbours), not
+    /// one customer's, so each is banned by itself. (`src` itself is not on
+    /// the list: it is checked first.)
+    pub fn ban_net(&self, src: IpAddr, prefix: u8) -> Cidr {
+        let host = Cidr::host(src);
+        let net = host.widen(prefix);
+        if self.overlaps(&net) { host } else { net }
+    }
+
     /// Number of disjoint ranges after merging overlapping and adjacent
     /// networks (both families).
     pub fn len(&self) -> usize {
@@ -61,6 +84,13 @@ impl From<Vec<Cidr>> for IgnoreList {
     fn from(networks: Vec<Cidr>) -> IgnoreList {
         IgnoreList::new(networks)
     }
+}
+
+/// Does any of the sorted disjoint `ranges` meet `lo..=hi`?
+fn overlap<T: Copy + Ord>(ranges: &[(T, T)], lo: T, hi: T) -> bool {
+    // The first range that does not end before lo is the only candidate.
+    let i = ranges.partition_point(|&(_, end)| end < lo);
+    i < ranges.len() && ranges[i].0 <= hi
 }
 
 fn lookup<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
@@ -120,6 +150,42 @@ mod tests {
         assert!(has(&l, "10.255.255.255"));
         assert!(!has(&l, "11.0.0.0") && !has(&l, "0.0.0.0") && !has(&l, "255.255.255.255"));
         assert_eq!(l.len(), 3);
+    }
+
+    #[test]
+    fn ban_nets_never_cover_an_ignored_address() {
+        let l = list(&["2001:db8:1:2::53", "192.0.2.0/24", "2001:db8:7::/48"]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = |s: &str| s.parse::<Cidr>().unwrap();
+        // Nothing ignored in this /64: the whole /64.
+        assert_eq!(
+            l.ban_net(ip("2001:db8:1:3::9"), 64),
+            net("2001:db8:1:3::/64")
+        );
+        // The resolver ::53 is in this /64: single addresses there, near
+        // it or far.
+        for src in [
+            "2001:db8:1:2:8000::1",
+            "2001:db8:1:2::52",
+            "2001:db8:1:2::1:0",
+        ] {
+            let n = l.ban_net(ip(src), 64);
+            assert_eq!(n, net(src));
+            assert!(!l.overlaps(&n));
+        }
+        // Inside an ignored /48 nothing could be banned; outside of it,
+        // a /48 ban request narrows to miss it.
+        assert!(l.overlaps(&net("2001:db8::/32")));
+        assert!(!l.overlaps(&net("2001:db8:8::/48")));
+        assert_eq!(l.ban_net(ip("2001:db8:6::1"), 48), net("2001:db8:6::/48"));
+        // IPv4: hosts, and prefixes for escalation.
+        assert_eq!(l.ban_net(ip("198.51.100.9"), 32), net("198.51.100.9"));
+        assert_eq!(l.ban_net(ip("198.51.100.9"), 24), net("198.51.100.0/24"));
+        assert!(l.overlaps(&net("192.0.0.0/16")));
+        assert!(!l.overlaps(&net("192.0.3.0/24")));
+        // A v6 entry covering a v4 host's mapped form counts for IPv4.
+        let m = list(&["::ffff:198.18.0.7"]);
+        assert!(m.overlaps(&net("198.18.0.0/24")));
     }
 
     #[test]

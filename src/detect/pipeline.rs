@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::cidr::Cidr;
 use crate::config::{Config, Proto};
 
 use super::classify::{ScanType, classify};
@@ -39,8 +40,9 @@ pub struct BanInForce {
 
 /// What detection asks of the ledger.
 pub trait Bans {
-    /// The ban in force on `addr`, if any, for a probe on `proto`.
-    fn ban_on(&self, addr: IpAddr, proto: Proto, now: Instant) -> Option<BanInForce>;
+    /// The ban in force on `net` (itself, or a wider ban that covers it),
+    /// if any, for a probe on `proto`.
+    fn ban_on(&self, net: Cidr, proto: Proto, now: Instant) -> Option<BanInForce>;
 }
 
 /// A log line that names a host, written once its name is known (with
@@ -217,6 +219,8 @@ struct Settings {
     log_forgeable: [bool; 2],
     /// Per protocol (TCP, UDP): advanced tripwires, for $MODE$.
     advanced: [bool; 2],
+    /// `ban_prefix6`: an IPv6 source is counted and banned by this prefix.
+    prefix6: u8,
 }
 
 impl Settings {
@@ -231,6 +235,7 @@ impl Settings {
                 cfg.tcp.mode.tripwires == Tripwires::Advanced,
                 cfg.udp.mode.tripwires == Tripwires::Advanced,
             ],
+            prefix6: cfg.ban_prefix6,
         }
     }
 }
@@ -329,25 +334,66 @@ impl Detector {
         self.ignore.contains(addr)
     }
 
+    /// Does `net` hold an address of the ignore list?
+    pub fn covers_ignored(&self, net: &Cidr) -> bool {
+        self.ignore.overlaps(net)
+    }
+
+    /// What a source is counted and banned as: an IPv4 address itself, an
+    /// IPv6 address by its `ban_prefix6` prefix, or by itself when that
+    /// prefix holds an ignored address. Every address of one such prefix
+    /// maps to the same prefix, so a scanner rotating its address inside
+    /// it is one source.
+    pub fn net_of(&self, src: IpAddr) -> Cidr {
+        match src {
+            IpAddr::V4(_) => Cidr::host(src),
+            IpAddr::V6(_) => self.ignore.ban_net(src, self.settings.prefix6),
+        }
+    }
+
+    /// The prefixes a ban of `net` may escalate to: an IPv4 address's /24,
+    /// an IPv6 ban's /56 and /48 (those at least as long as `net` only),
+    /// narrowest first, none that holds an ignored address.
+    pub fn escalation_nets(&self, net: &Cidr) -> Vec<Cidr> {
+        let steps: &[u8] = if net.is_ipv4() { &[24] } else { &[56, 48] };
+        steps
+            .iter()
+            .filter(|p| **p < net.prefix())
+            .map(|p| net.widen(*p))
+            .take_while(|w| !self.ignore.overlaps(w))
+            .collect()
+    }
+
+    /// The tracker's key of a network: its first address. A prefix's
+    /// first address is never banned by itself (it is inside the prefix,
+    /// which holds no ignored address), so no two networks share a key.
+    fn key(net: &Cidr) -> IpAddr {
+        net.addr()
+    }
+
     /// Sources tracked now, and the `n` with the most probes.
     pub fn tracked(&self) -> usize {
         self.tracker.len()
     }
 
-    pub fn top(&self, n: usize) -> Vec<(IpAddr, u32)> {
-        self.tracker.top(n)
+    pub fn top(&self, n: usize) -> Vec<(Cidr, u32)> {
+        self.tracker
+            .top(n)
+            .into_iter()
+            .map(|(a, c)| (self.net_of(a), c))
+            .collect()
     }
 
-    /// `addr` is banned now: its count is over.
-    pub fn banned(&mut self, addr: IpAddr) {
-        self.tracker.forget(addr);
-        self.withheld.remove(&addr);
+    /// `net` is banned now: its count is over.
+    pub fn banned(&mut self, net: Cidr) {
+        self.tracker.forget(Self::key(&net));
+        self.withheld.remove(&Self::key(&net));
     }
 
-    /// The ban of `addr` ended or was lifted: its next probe counts afresh.
-    pub fn released(&mut self, addr: IpAddr) {
-        self.tracker.forget(addr);
-        self.late.remove(&addr);
+    /// The ban of `net` ended or was lifted: its next probe counts afresh.
+    pub fn released(&mut self, net: Cidr) {
+        self.tracker.forget(Self::key(&net));
+        self.late.remove(&Self::key(&net));
     }
 
     /// A packet logged by a tripwire rule.
@@ -483,10 +529,12 @@ impl Detector {
         bans: &dyn Bans,
     ) -> Verdict {
         self.counts.probes[scan.index()] += 1;
-        if let Some(ban) = bans.ban_on(src, scan.proto(), now) {
+        let net = self.net_of(src);
+        let key = Self::key(&net);
+        if let Some(ban) = bans.ban_on(net, scan.proto(), now) {
             let lost = ban.in_kernel && ban.age > IN_FLIGHT;
             if !lost && !ban.upgradable {
-                let lines = if self.late.insert(src) {
+                let lines = if self.late.insert(key) {
                     vec![HostLine::AlreadyBlocked]
                 } else {
                     Vec::new()
@@ -499,28 +547,36 @@ impl Detector {
             }
             // The kernel no longer has it (lifted or expired early), or the
             // ban so far was only a command: a trigger renews the ban.
-            self.late.remove(&src);
+            self.late.remove(&key);
         }
         let mut lines = Vec::with_capacity(2);
         if ip_options {
             lines.push(HostLine::IpOptions(scan, port));
         }
         lines.push(HostLine::Alert(scan, port));
-        let (outcome, ports) = self.tracker.record_port(src, port, now);
+        let (outcome, ports) = self.tracker.record_port(key, port, now);
         let act = match outcome {
             Outcome::Counted { .. } => Act::Nothing,
-            Outcome::Trigger => self.decide(src, scan, port, ports, now),
+            Outcome::Trigger => self.decide(src, net, scan, port, ports, now),
         };
         Verdict::Probe { src, lines, act }
     }
 
     /// A source at the trigger: banned, or not, by what its evidence proves.
-    fn decide(&mut self, src: IpAddr, scan: ScanType, port: u16, ports: u32, now: Instant) -> Act {
+    fn decide(
+        &mut self,
+        src: IpAddr,
+        net: Cidr,
+        scan: ScanType,
+        port: u16,
+        ports: u32,
+        now: Instant,
+    ) -> Act {
         let strength = strength_of(scan, ports);
         let proto = proto_index(scan.proto());
         // Only a completed TCP handshake proves the source address.
         if !strength.proves_source() && self.settings.log_forgeable[proto] {
-            let first = self.withheld.insert(src);
+            let first = self.withheld.insert(Self::key(&net));
             if first {
                 self.counts.withheld += 1;
             }
@@ -529,8 +585,15 @@ impl Detector {
         if strength == Strength::Forgeable && !self.storm.allows(now) {
             return Act::Nothing;
         }
+        let wanted = match src {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => self.settings.prefix6,
+        };
         Act::Ban(Evidence {
             addr: src,
+            net,
+            wanted,
+            escalate: self.escalation_nets(&net),
             scan,
             port,
             mode: mode_name(scan, self.settings.advanced[proto]),
@@ -576,7 +639,7 @@ mod tests {
 
     /// The ledger as detection sees it: bans by address.
     #[derive(Default)]
-    struct FakeBans(RefCell<HashMap<IpAddr, BanInForce>>);
+    struct FakeBans(RefCell<HashMap<Cidr, BanInForce>>);
 
     impl FakeBans {
         fn ban(&self, ip: &str, age_secs: u64, in_kernel: bool, upgradable: bool) {
@@ -592,8 +655,8 @@ mod tests {
     }
 
     impl Bans for FakeBans {
-        fn ban_on(&self, addr: IpAddr, _proto: Proto, _now: Instant) -> Option<BanInForce> {
-            self.0.borrow().get(&addr).copied()
+        fn ban_on(&self, net: Cidr, _proto: Proto, _now: Instant) -> Option<BanInForce> {
+            self.0.borrow().get(&net).copied()
         }
     }
 
@@ -626,9 +689,43 @@ mod tests {
         ban_on(src, port, mode, Strength::Forgeable)
     }
 
+    /// What a ban of `src` may escalate to, with nothing ignored near it.
+    fn wider(src: &str) -> Vec<Cidr> {
+        let h = Cidr::host(ip(src));
+        if h.is_ipv4() {
+            vec![h.widen(24)]
+        } else {
+            vec![h.widen(56), h.widen(48)]
+        }
+    }
+
+    /// The evidence of a ban of `src`: IPv4 by address, IPv6 by its /64.
+    fn ev(
+        src: &str,
+        scan: ScanType,
+        port: u16,
+        mode: &'static str,
+        strength: Strength,
+    ) -> Evidence {
+        let wanted = if ip(src).is_ipv4() { 32 } else { 64 };
+        Evidence {
+            addr: ip(src),
+            net: Cidr::host(ip(src)).widen(wanted),
+            wanted,
+            escalate: wider(src),
+            scan,
+            port,
+            mode,
+            strength,
+        }
+    }
+
     fn ban_on(src: &str, port: u16, mode: &'static str, strength: Strength) -> Act {
         Act::Ban(Evidence {
             addr: ip(src),
+            net: Cidr::host(ip(src)).widen(if ip(src).is_ipv4() { 32 } else { 64 }),
+            wanted: if ip(src).is_ipv4() { 32 } else { 64 },
+            escalate: wider(src),
             scan: ScanType::TcpSynNormal,
             port,
             mode,
@@ -750,7 +847,7 @@ mod tests {
         );
         // The ban ended: the next probe is a new one.
         bans.0.borrow_mut().clear();
-        d.released(ip("198.51.100.7"));
+        d.released(Cidr::host(ip("198.51.100.7")));
         assert_eq!(
             d.on_packet(&pkt, t0, &bans),
             alert("198.51.100.7", 1, ban("198.51.100.7", 1, "stcp"))
@@ -782,13 +879,13 @@ mod tests {
             Verdict::Probe {
                 src: ip("198.51.100.7"),
                 lines: vec![HostLine::Alert(ScanType::TcpConnect, 143)],
-                act: Act::Ban(Evidence {
-                    addr: ip("198.51.100.7"),
-                    scan: ScanType::TcpConnect,
-                    port: 143,
-                    mode: "tcp",
-                    strength: Strength::Handshake,
-                }),
+                act: Act::Ban(ev(
+                    "198.51.100.7",
+                    ScanType::TcpConnect,
+                    143,
+                    "tcp",
+                    Strength::Handshake
+                )),
             }
         );
     }
@@ -832,6 +929,104 @@ mod tests {
                 act: Act::Ban(_),
                 ..
             }
+        ));
+    }
+
+    /// What a verdict bans, if it bans.
+    fn banned_net(v: &Verdict) -> Option<(Cidr, u8)> {
+        match v {
+            Verdict::Probe {
+                act: Act::Ban(e), ..
+            } => Some((e.net, e.wanted)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_ipv6_scanner_rotating_inside_its_64_is_one_source() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(|c| c.scan_trigger = 3, &[]);
+        // Three probes from three addresses of one /64: the third bans the /64.
+        let v1 = d.on_packet(&tcp6("2001:db8:5:6::1", 1, SYN), t0, &bans);
+        let v2 = d.on_packet(&tcp6("2001:db8:5:6::2", 1, SYN), t0, &bans);
+        assert_eq!(banned_net(&v1), None);
+        assert_eq!(banned_net(&v2), None);
+        let v3 = d.on_packet(&tcp6("2001:db8:5:6:ffff::3", 11, SYN), t0, &bans);
+        let (net, wanted) = banned_net(&v3).expect("the third probe of the /64 bans");
+        assert_eq!(net.to_string(), "2001:db8:5:6::/64");
+        assert_eq!(wanted, 64);
+        // The source named in the lines is the address that probed.
+        assert!(matches!(v3, Verdict::Probe { src, .. } if src == ip("2001:db8:5:6:ffff::3")));
+        // The ledger says the /64 is banned: any address of it is late.
+        d.banned(net);
+        bans.0.borrow_mut().insert(
+            net,
+            BanInForce {
+                age: Duration::ZERO,
+                in_kernel: true,
+                upgradable: false,
+            },
+        );
+        assert_eq!(
+            d.on_packet(&tcp6("2001:db8:5:6::99", 1, SYN), t0, &bans),
+            Verdict::Probe {
+                src: ip("2001:db8:5:6::99"),
+                lines: vec![HostLine::AlreadyBlocked],
+                act: Act::Nothing,
+            }
+        );
+        // Another /64 counts on its own; IPv4 stays by address.
+        assert_eq!(
+            banned_net(&d.on_packet(&tcp6("2001:db8:5:7::1", 1, SYN), t0, &bans)),
+            None
+        );
+        assert_eq!(d.top(10).len(), 1);
+        assert_eq!(d.top(10)[0].0.to_string(), "2001:db8:5:7::/64");
+        // ban_prefix6 = 128: single addresses again.
+        let mut d = detector(|c| c.ban_prefix6 = 128, &[]);
+        let v = d.on_packet(&tcp6("2001:db8:5:6::1", 1, SYN), t0, &bans);
+        assert_eq!(banned_net(&v).unwrap().0.to_string(), "2001:db8:5:6::1");
+    }
+
+    #[test]
+    fn escalation_never_offers_a_prefix_over_an_ignored_address() {
+        let d = detector(|_| {}, &["198.18.5.53", "2001:db8:5:7700::1"]);
+        let net = |s: &str| s.parse::<Cidr>().unwrap();
+        assert_eq!(
+            d.escalation_nets(&net("198.18.4.1")),
+            [net("198.18.4.0/24")]
+        );
+        assert!(d.escalation_nets(&net("198.18.5.1")).is_empty());
+        assert_eq!(
+            d.escalation_nets(&net("2001:db8:6::/64")),
+            [net("2001:db8:6::/56"), net("2001:db8:6::/48")]
+        );
+        // The /56 is clean, the /48 holds the ignored address.
+        assert_eq!(
+            d.escalation_nets(&net("2001:db8:5:1::/64")),
+            [net("2001:db8:5::/56")]
+        );
+        assert!(d.escalation_nets(&net("2001:db8:5:7700::/64")).is_empty());
+        assert!(d.escalation_nets(&net("2001:db8:5::/48")).is_empty());
+    }
+
+    #[test]
+    fn a_64_that_holds_an_ignored_address_bans_single_addresses() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(|_| {}, &["2001:db8:5:6::53"]);
+        let v = d.on_packet(&tcp6("2001:db8:5:6:8000::1", 1, SYN), t0, &bans);
+        let (net, wanted) = banned_net(&v).unwrap();
+        assert_eq!(net.to_string(), "2001:db8:5:6:8000::1");
+        assert_eq!(wanted, 64);
+        assert!(!d.covers_ignored(&net));
+        let v = d.on_packet(&tcp6("2001:db8:5:6::52", 1, SYN), t0, &bans);
+        assert_eq!(banned_net(&v).unwrap().0.to_string(), "2001:db8:5:6::52");
+        // The ignored address itself is ignored.
+        assert!(matches!(
+            d.on_packet(&tcp6("2001:db8:5:6::53", 1, SYN), t0, &bans),
+            Verdict::Ignored(_)
         ));
     }
 

@@ -204,9 +204,15 @@ impl Client {
         Err(err("pushing alerts: refused after a new login".into()))
     }
 
-    /// `DELETE /v1/decisions?ip=ADDR`: lifts the decisions on `addr`
-    /// fleet-wide; returns how many the LAPI deleted.
-    pub fn delete(&mut self, addr: &str) -> Result<u64, CallError> {
+    /// `DELETE /v1/decisions?ip=ADDR` (`?range=NET` for a prefix): lifts
+    /// the decisions on `addr` fleet-wide; returns how many the LAPI
+    /// deleted.
+    pub fn delete(&mut self, addr: &crate::cidr::Cidr) -> Result<u64, CallError> {
+        let (key, value) = if addr.is_host() {
+            ("ip", addr.addr().to_string())
+        } else {
+            ("range", addr.to_string())
+        };
         for attempt in 0..2 {
             if self.token.is_none() {
                 self.login()?;
@@ -216,7 +222,7 @@ impl Client {
             let r = self
                 .agent
                 .delete(&url)
-                .query("ip", addr)
+                .query(key, &value)
                 .header("Authorization", &format!("Bearer {token}"))
                 .call();
             let (status, bytes) = self.finish("deleting decisions", r, SMALL_MAX)?;

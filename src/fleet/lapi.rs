@@ -156,7 +156,8 @@ pub fn duration_text(d: Duration) -> String {
 /// What a local ban tells the fleet (a line of the queue file).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct BanReport {
-    pub addr: IpAddr,
+    /// The ban: an address (scope Ip) or a prefix (scope Range).
+    pub addr: Cidr,
     pub length: Duration,
     /// PortSentry's name of the scan ("TCP SYN/Normal scan").
     pub scan: String,
@@ -190,10 +191,19 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
-/// The alert for `r`, with its decision (scope Ip, the ban's length).
+/// The alert for `r`, with its decision (scope Ip for an address, Range
+/// for a prefix ban; the ban's length).
 pub fn alert(r: &BanReport, scenario: &str, machine: &str) -> Value {
     let at = rfc3339(r.at);
     let value = r.addr.to_string();
+    let (scope, source) = if r.addr.is_host() {
+        ("Ip", json!({"scope": "Ip", "value": value, "ip": value}))
+    } else {
+        (
+            "Range",
+            json!({"scope": "Range", "value": value, "range": value}),
+        )
+    };
     let meta = json!([
         {"key": "scan_type", "value": r.scan},
         {"key": "port", "value": r.port.to_string()},
@@ -216,11 +226,11 @@ pub fn alert(r: &BanReport, scenario: &str, machine: &str) -> Value {
         "simulated": false,
         "remediation": true,
         "events": [{"timestamp": at, "meta": meta}],
-        "source": {"scope": "Ip", "value": value, "ip": value},
+        "source": source,
         "decisions": [{
             "origin": "nftsentry",
             "type": "ban",
-            "scope": "Ip",
+            "scope": scope,
             "value": value,
             "duration": duration_text(r.length),
             "scenario": scenario,
@@ -306,5 +316,17 @@ mod tests {
         assert_eq!(a["decisions"][0]["duration"], "1h0m0s");
         assert_eq!(a["source"]["ip"], "198.51.100.7");
         assert_eq!(a["events"][0]["meta"][2]["value"], "ports");
+        // A prefix ban is a Range decision.
+        let r = BanReport {
+            addr: "2001:db8:7::/64".parse().unwrap(),
+            ..r
+        };
+        let a = alert(&r, "nftsentry/port-scan", "web1");
+        assert_eq!(a["decisions"][0]["scope"], "Range");
+        assert_eq!(a["decisions"][0]["value"], "2001:db8:7::/64");
+        assert_eq!(a["source"]["range"], "2001:db8:7::/64");
+        // The queue file's line reads back.
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<BanReport>(&line).unwrap(), r);
     }
 }

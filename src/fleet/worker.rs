@@ -39,7 +39,7 @@ pub enum ToFleet {
     /// A local ban to push.
     Ban(BanReport),
     /// Delete the decisions on this address fleet-wide (`unblock --fleet`).
-    Delete(std::net::IpAddr),
+    Delete(crate::cidr::Cidr),
 }
 
 /// From the fleet thread to the event loop.
@@ -320,8 +320,8 @@ impl Worker {
         self.report();
     }
 
-    fn delete(&mut self, addr: std::net::IpAddr) {
-        match self.client.delete(&addr.to_string()) {
+    fn delete(&mut self, addr: crate::cidr::Cidr) {
+        match self.client.delete(&addr) {
             Ok(n) => {
                 log_notice!("adminalert: crowdsec: {n} decisions on {addr} deleted fleet-wide")
             }

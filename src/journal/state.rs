@@ -1,7 +1,9 @@
 //! state: the line format of the state file, which carries the active bans
 //! and the remembered repeat offenders across restarts.
 //!
-//! One ban per line, `ban <address>` and then `key=value` fields separated by
+//! One ban per line, `ban <address>` (or `ban <network>/<prefix>` for a
+//! prefix ban: an IPv6 /64, an escalated IPv4 /24; files from before prefix
+//! bans name addresses only, and still load) and then `key=value` fields separated by
 //! spaces, values percent-encoded (every byte outside `!`..`~`, and `%`),
 //! ending with `crc=` and an FNV-1a checksum of everything before it:
 //!
@@ -27,12 +29,11 @@
 //!
 //! Knows nothing of files, the kernel, actions or when the file is written.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::net::IpAddr;
-
+use crate::cidr::Cidr;
 use crate::config::{Proto, RouteMode};
 use crate::strength::Strength;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// Which actions are in force for one ban (applied and not undone yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -122,7 +123,8 @@ impl Applied {
 /// offender, or until what it applied is undone).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub addr: IpAddr,
+    /// What the ban covers: an address, or a prefix.
+    pub addr: Cidr,
     /// The scan that triggered it (`ScanType::key`), "manual" for
     /// `nftsentry block`, "adopted" for a ban found in the kernel table.
     pub scan: String,
@@ -154,7 +156,7 @@ impl Entry {
 }
 
 /// Every entry, by address.
-pub type Entries = BTreeMap<IpAddr, Entry>;
+pub type Entries = BTreeMap<Cidr, Entry>;
 
 /// The comment lines at the top of the file.
 pub const HEADER: &str = "# nftsentry state file: active bans and repeat offenders (nftsentry.toml(5), state_file).\n\
@@ -308,9 +310,16 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
         return Err("does not start with `ban`".to_string());
     }
     let addr_text = words.next().ok_or("no address")?;
-    let addr: IpAddr = addr_text
+    let addr: Cidr = addr_text
         .parse()
-        .map_err(|_| format!("`{addr_text}` is not an address"))?;
+        .map_err(|_| format!("`{addr_text}` is not an address or network"))?;
+    if !addr.is_bannable_width() {
+        return Err(format!(
+            "`{addr_text}` is wider than a ban may be (/{} for IPv4, /{} for IPv6)",
+            crate::cidr::WIDEST_BAN4,
+            crate::cidr::WIDEST_BAN6
+        ));
+    }
     let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
     for w in words {
         let (k, v) = w
@@ -474,6 +483,33 @@ mod tests {
         assert_eq!(entries[&full.addr], full);
         assert_eq!(entries[&manual.addr], manual);
         assert_eq!(entries[&old.addr], old);
+    }
+
+    #[test]
+    fn prefix_bans_round_trip_and_none_wider_than_a_ban_loads() {
+        let v6 = entry("2001:db8:1:2::/64");
+        let v4 = entry("198.18.0.0/24");
+        let host = entry("2001:db8:1:3::9");
+        let text = render([&v6, &v4, &host]);
+        assert!(text.contains("\nban 2001:db8:1:2::/64 scan="), "{text}");
+        assert!(text.contains("\nban 198.18.0.0/24 scan="), "{text}");
+        // A single address is written as before prefix bans: no /128.
+        assert!(text.contains("\nban 2001:db8:1:3::9 scan="), "{text}");
+        let (entries, problems) = parse(text.as_bytes(), "s");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries[&v6.addr], v6);
+        assert_eq!(entries[&v4.addr], v4);
+        assert_eq!(entries[&host.addr], host);
+        // Too wide: refused, whatever the checksum says.
+        for wide in ["0.0.0.0/0", "198.18.0.0/16", "2001:db8::/32", "::/0"] {
+            let text = render([&entry(wide)]);
+            let (entries, problems) = parse(text.as_bytes(), "s");
+            assert!(entries.is_empty(), "{wide} loaded");
+            assert!(
+                problems[0].contains("wider than a ban may be"),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]

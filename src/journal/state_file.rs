@@ -7,9 +7,9 @@
 //!
 //! Knows nothing of why entries change: it is told which did.
 
+use crate::cidr::Cidr;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -219,7 +219,7 @@ impl Writer {
 /// What one write carries: the addresses it records anew, and how much of
 /// the intent file it covers.
 struct Carried {
-    dirty: HashSet<IpAddr>,
+    dirty: HashSet<Cidr>,
     intents: u64,
 }
 
@@ -230,9 +230,9 @@ pub struct StateFile {
     /// Each entry's line as last rendered: only changed entries are
     /// rendered again (20,000 bans, measured: a write after one change
     /// 10-20 ms, 30 ms when every line is rendered).
-    lines: HashMap<IpAddr, String>,
+    lines: HashMap<Cidr, String>,
     /// Changed since the last write.
-    dirty: HashSet<IpAddr>,
+    dirty: HashSet<Cidr>,
     /// No write before this (throttle); `None`: no write pending.
     write_at: Option<Instant>,
     not_before: Option<Instant>,
@@ -264,7 +264,7 @@ impl StateFile {
 
     /// The entry of `addr` changed (or went): written at the next write,
     /// which is scheduled.
-    pub fn changed(&mut self, addr: IpAddr, now: Instant) {
+    pub fn changed(&mut self, addr: Cidr, now: Instant) {
         self.dirty.insert(addr);
         if self.write_at.is_none() {
             self.write_at = Some(self.not_before.map_or(now, |t| t.max(now)));

@@ -11,6 +11,8 @@
 //! Knows nothing of bans, the config or of when a route is due.
 
 use std::net::IpAddr;
+
+use crate::cidr::Cidr;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -66,10 +68,10 @@ impl RouteKind {
     }
 }
 
-/// `blackhole 192.0.2.2/32`, as `ip route` writes it.
-pub fn describe(kind: RouteKind, addr: IpAddr) -> String {
-    let len = if addr.is_ipv4() { 32 } else { 128 };
-    format!("{} {addr}/{len}", kind.as_str())
+/// `blackhole 192.0.2.2/32`, `blackhole 2001:db8::/64`, as `ip route`
+/// writes it.
+pub fn describe(kind: RouteKind, net: Cidr) -> String {
+    format!("{} {}/{}", kind.as_str(), net.addr(), net.prefix())
 }
 
 fn route_type(kind: RouteKind) -> Option<RouteType> {
@@ -90,7 +92,7 @@ fn kind_of(rtm_type: u8) -> Option<RouteKind> {
     }
 }
 
-fn family(addr: &IpAddr) -> AddressFamily {
+fn family(addr: &Cidr) -> AddressFamily {
     if addr.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -125,10 +127,10 @@ impl RouteSocket {
         })
     }
 
-    fn message(kind: RouteKind, addr: IpAddr, delete: bool) -> Option<RouteMessage> {
+    fn message(kind: RouteKind, net: Cidr, delete: bool) -> Option<RouteMessage> {
         let mut m = RouteMessage::default();
-        m.header.address_family = family(&addr);
-        m.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+        m.header.address_family = family(&net);
+        m.header.destination_prefix_length = net.prefix();
         m.header.table = RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Other(RTPROT_NFTSENTRY);
         // Deleting: scope "nowhere" matches any scope, as `ip route del` does.
@@ -138,13 +140,13 @@ impl RouteSocket {
             RouteScope::Universe
         };
         m.header.kind = route_type(kind)?;
-        m.attributes = vec![RouteAttribute::Destination(RouteAddress::from(addr))];
+        m.attributes = vec![RouteAttribute::Destination(RouteAddress::from(net.addr()))];
         Some(m)
     }
 
     /// Adds our `kind` route to `addr`. A route there that is not ours (or
     /// is ours of another kind) is an error that says so.
-    pub fn add(&mut self, kind: RouteKind, addr: IpAddr) -> Result<Added> {
+    pub fn add(&mut self, kind: RouteKind, addr: Cidr) -> Result<Added> {
         let what = describe(kind, addr);
         let Some(m) = Self::message(kind, addr, false) else {
             return Err(Error::other(format!("route {what}: no route kind")));
@@ -166,7 +168,7 @@ impl RouteSocket {
     }
 
     /// Deletes our `kind` route to `addr`; Ok(false) if there is none.
-    pub fn delete(&mut self, kind: RouteKind, addr: IpAddr) -> Result<bool> {
+    pub fn delete(&mut self, kind: RouteKind, addr: Cidr) -> Result<bool> {
         let what = describe(kind, addr);
         let Some(m) = Self::message(kind, addr, true) else {
             return Ok(false);
@@ -180,7 +182,7 @@ impl RouteSocket {
 
     /// Our host routes in the main table, IPv4 and IPv6, of `kind` or of
     /// any kind.
-    pub fn ours(&mut self, kind: Option<RouteKind>) -> Result<Vec<(RouteKind, IpAddr)>> {
+    pub fn ours(&mut self, kind: Option<RouteKind>) -> Result<Vec<(RouteKind, Cidr)>> {
         let mut out = Vec::new();
         for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut m = RouteMessage::default();
@@ -237,7 +239,7 @@ impl RouteSocket {
     fn dump(
         &mut self,
         msg: RouteNetlinkMessage,
-    ) -> std::result::Result<Vec<(RouteKind, IpAddr)>, String> {
+    ) -> std::result::Result<Vec<(RouteKind, Cidr)>, String> {
         let seq = self
             .send(msg, NLM_F_REQUEST | NLM_F_DUMP)
             .map_err(errno_text)?;
@@ -297,7 +299,7 @@ impl RouteSocket {
 /// One RTM_NEWROUTE payload: `Some` when it is a host route of ours in the
 /// main table. Reads the header and two attributes only, so an exotic
 /// route elsewhere cannot make the walk fail.
-fn parse_ours(payload: &[u8]) -> std::result::Result<Option<(RouteKind, IpAddr)>, String> {
+fn parse_ours(payload: &[u8]) -> std::result::Result<Option<(RouteKind, Cidr)>, String> {
     let h = payload
         .get(..RTMSG_LEN)
         .ok_or_else(|| format!("route message of {} bytes", payload.len()))?;
@@ -318,10 +320,13 @@ fn parse_ours(payload: &[u8]) -> std::result::Result<Option<(RouteKind, IpAddr)>
             _ => {}
         }
     }
-    let addr = match (fam, dst_len, dst) {
-        (2, 32, Some(v)) if v.len() == 4 => IpAddr::from(<[u8; 4]>::try_from(v).unwrap()),
-        (10, 128, Some(v)) if v.len() == 16 => IpAddr::from(<[u8; 16]>::try_from(v).unwrap()),
+    let addr = match (fam, dst) {
+        (2, Some(v)) if v.len() == 4 => IpAddr::from(<[u8; 4]>::try_from(v).unwrap()),
+        (10, Some(v)) if v.len() == 16 => IpAddr::from(<[u8; 16]>::try_from(v).unwrap()),
         _ => return Ok(None),
+    };
+    let Some(addr) = Cidr::new(addr, dst_len) else {
+        return Ok(None);
     };
     if table != u32::from(RT_TABLE_MAIN) {
         return Ok(None);

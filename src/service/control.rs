@@ -24,9 +24,9 @@
 //!
 //! Knows nothing of what the commands do: the daemon hands in a handler.
 
+use crate::cidr::Cidr;
 use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
-use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -73,14 +73,15 @@ pub enum Request {
     List {
         json: bool,
     },
-    /// Ban `addr` for `secs` seconds.
+    /// Ban `addr` (an address or a prefix) for `secs` seconds.
     Block {
-        addr: IpAddr,
+        addr: Cidr,
         secs: u64,
     },
-    /// `fleet`: delete its decisions on the Local API too.
+    /// Lift the ban on `addr` (an address or a prefix); `fleet`: delete
+    /// its decisions on the Local API too.
     Unblock {
-        addr: IpAddr,
+        addr: Cidr,
         fleet: bool,
     },
     Flush,
@@ -93,14 +94,14 @@ impl Request {
         let words: Vec<&str> = line.split_whitespace().collect();
         let json = |args: &[&str]| args.contains(&"--json");
         let addr = |cmd: &str, a: &str| {
-            a.parse::<IpAddr>()
-                .map_err(|_| format!("{cmd}: `{a}` is not an address"))
+            a.parse::<Cidr>()
+                .map_err(|_| format!("{cmd}: `{a}` is not an address or prefix"))
         };
         match words.as_slice() {
             [] => Err("empty request".into()),
             ["status", args @ ..] => Ok(Request::Status { json: json(args) }),
             ["list", args @ ..] => Ok(Request::List { json: json(args) }),
-            ["block", a, secs] => match (a.parse::<IpAddr>(), secs.parse::<u64>()) {
+            ["block", a, secs] => match (a.parse::<Cidr>(), secs.parse::<u64>()) {
                 (Ok(addr), Ok(secs)) => Ok(Request::Block { addr, secs }),
                 _ => Err(format!("block: bad arguments {a} {secs}")),
             },

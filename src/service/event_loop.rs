@@ -140,6 +140,7 @@ impl Core {
         let mut sets = KernelBans {
             nft: &mut self.nft,
             table: &self.cfg.table,
+            prefix6: self.cfg.ban_prefix6,
         };
         let set_error = match self.ledger.ban(&mut sets, ev, now) {
             BanResult::LogOnly => None,
@@ -157,11 +158,18 @@ impl Core {
                 }
                 self.last_bans.push_back(LastBan {
                     at: crate::service::status::now_secs(),
-                    addr: ev.addr,
+                    addr: ev.net,
                     scan: ev.scan.name(),
                     port: ev.port,
                 });
-                self.detector.banned(ev.addr);
+                self.detector.banned(ev.net);
+                if ev.net.prefix() > ev.wanted {
+                    log_notice!(
+                        "attackalert: Host {} banned by its address alone, not by its prefix {}, which holds an ignored address",
+                        ev.addr,
+                        ev.net.widen(ev.wanted)
+                    );
+                }
                 if let Some(h) = history {
                     self.names.line(ev.addr, Line::History(h), now);
                 }
@@ -193,6 +201,7 @@ impl Core {
         let mut sets = KernelBans {
             nft: &mut self.nft,
             table: &self.cfg.table,
+            prefix6: self.cfg.ban_prefix6,
         };
         let next = self.ledger.tick(&mut sets, now);
         self.forget_released();
@@ -471,7 +480,9 @@ impl Daemon {
         let core = &mut self.core;
         if let Some(f) = &mut core.fleet {
             let ledger = &core.ledger;
-            f.turn(&mut core.nft, &self.ruleset, &|a| ledger.is_banned(a));
+            f.turn(&mut core.nft, &self.ruleset, &|a| {
+                ledger.covering_ban(&crate::cidr::Cidr::host(a)).is_some()
+            });
         }
     }
 
@@ -481,7 +492,9 @@ impl Daemon {
         let core = &mut self.core;
         if let Some(f) = &mut core.fleet {
             let ledger = &core.ledger;
-            f.write_sets(&mut core.nft, &self.ruleset, &|a| ledger.is_banned(a));
+            f.write_sets(&mut core.nft, &self.ruleset, &|a| {
+                ledger.covering_ban(&crate::cidr::Cidr::host(a)).is_some()
+            });
         }
     }
 

@@ -80,7 +80,7 @@ impl FleetSide {
             return;
         }
         self.fleet.send(ToFleet::Ban(BanReport {
-            addr: ev.addr,
+            addr: ev.net,
             length,
             scan: ev.scan.name().to_string(),
             port: ev.port,
@@ -90,7 +90,7 @@ impl FleetSide {
     }
 
     /// `nftsentry block ADDR`: pushed as manual evidence.
-    pub fn manual(&self, addr: IpAddr, length: std::time::Duration) {
+    pub fn manual(&self, addr: crate::cidr::Cidr, length: std::time::Duration) {
         if !self.push || crate::strength::Strength::Manual < self.push_min {
             return;
         }
@@ -110,7 +110,7 @@ impl FleetSide {
     }
 
     /// `unblock --fleet`.
-    pub fn delete(&self, addr: IpAddr) {
+    pub fn delete(&self, addr: crate::cidr::Cidr) {
         self.fleet.send(ToFleet::Delete(addr));
     }
 

@@ -86,7 +86,7 @@ impl Daemon {
             TableFlags::empty()
         };
         let core = &mut self.core;
-        let kernel: Vec<_> = bans::list(&mut core.nft, &new.table)?
+        let kernel: Vec<_> = bans::list(&mut core.nft, &new.table, core.cfg.ban_prefix6)?
             .into_iter()
             .filter_map(|b| {
                 let left = b.expires_in?;
@@ -107,6 +107,7 @@ impl Daemon {
         let mut sets = bans::KernelBans {
             nft: &mut core.nft,
             table: &new.table,
+            prefix6: new.ban_prefix6,
         };
         core.ledger.reconfigure(&new, &mut sets, Instant::now());
         let watch_needed = !ruleset.flags.contains(TableFlags::Owner);

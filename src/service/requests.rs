@@ -4,11 +4,11 @@
 //! runs itself when no daemon answers, on a ledger it builds over the state
 //! file (`cli::commands`): one implementation, two callers.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::cidr::Cidr;
 use crate::config::format_duration;
 use crate::error::{Error, Result};
 use crate::respond::Ledger;
@@ -20,26 +20,27 @@ use crate::table::bans::{BanSets, KernelBans};
 pub const MIN_BAN: Duration = Duration::from_secs(1);
 
 /// A ban request (`list`, `block`, `unblock`, `flush`) on `ledger` and the
-/// kernel's `sets`, and its answer. `ignored` says whether an address is on
-/// the ignore list (a block of one is noted: its packets are not dropped).
+/// kernel's `sets`, and its answer. `ignored` says whether a network holds
+/// an address of the ignore list: a block of an ignored address is noted
+/// (its packets are not dropped); a prefix that holds one is refused.
 pub fn ban_request(
     req: &Request,
     ledger: &mut Ledger,
     sets: &mut dyn BanSets,
-    ignored: &dyn Fn(&IpAddr) -> bool,
+    ignored: &dyn Fn(&Cidr) -> bool,
     now: Instant,
 ) -> Result<String> {
     match req {
         Request::List { json } => {
             let list = sets.list()?;
-            let origin = |a: &IpAddr| match ledger.scan_of(*a) {
+            let origin = |a: &Cidr| match ledger.scan_of(*a) {
                 Some(s) if s == crate::respond::ledger::MANUAL_MODE => "manual".to_string(),
                 _ => "local".to_string(),
             };
             let rows: Vec<Row> = list
                 .iter()
                 .map(|b| Row {
-                    address: b.addr.to_string(),
+                    address: b.addr,
                     timeout: b.timeout,
                     expires_in: b.expires_in,
                     origin: origin(&b.addr),
@@ -56,7 +57,24 @@ pub fn ban_request(
             if timeout < MIN_BAN {
                 return Err(Error::usage("--for: a ban must last at least 1s"));
             }
-            let addr = crate::cidr::canonical(*addr);
+            let addr = host_canonical(*addr);
+            if !addr.is_bannable_width() {
+                return Err(Error::usage(format!(
+                    "block: {addr} is wider than a ban may be (/{} for IPv4, /{} for IPv6)",
+                    crate::cidr::WIDEST_BAN4,
+                    crate::cidr::WIDEST_BAN6
+                )));
+            }
+            if !addr.is_host() && ignored(&addr) {
+                return Err(Error::usage(format!(
+                    "block: {addr} holds an address of the ignore list (the built-in list, the ignore file or a local address); ban a narrower prefix or single addresses"
+                )));
+            }
+            if let Some(wider) = ledger.covering_ban(&addr).filter(|w| *w != addr) {
+                return Err(Error::other(format!(
+                    "block: {addr} is inside the ban of {wider} already"
+                )));
+            }
             ledger.block(sets, addr, timeout, now)?;
             let mut out = format!("{addr} blocked for {}\n", format_duration(timeout));
             if ignored(&addr) {
@@ -72,7 +90,10 @@ pub fn ban_request(
                     "unblock --fleet needs the running daemon with [crowdsec] push on (it holds the Local API login)",
                 ));
             }
-            let addr = crate::cidr::canonical(*addr);
+            let addr = host_canonical(*addr);
+            if let Some(wider) = ledger.covering_ban(&addr).filter(|w| *w != addr) {
+                return Err(covered(addr, wider));
+            }
             if ledger.unblock(sets, addr, now)? {
                 Ok(format!("{addr} unblocked\n"))
             } else {
@@ -90,10 +111,28 @@ pub fn ban_request(
     }
 }
 
+/// `unblock` of an address inside a prefix ban: lifting the whole prefix
+/// because one address inside it was named would be a surprise, so say
+/// which ban it is.
+fn covered(addr: Cidr, wider: Cidr) -> Error {
+    Error::other(format!(
+        "{addr} is not banned by itself: the ban of {wider} covers it (`nftsentry unblock {wider}` lifts that ban)"
+    ))
+}
+
+/// An IPv4-mapped IPv6 address named on the command line is its IPv4 host.
+fn host_canonical(net: Cidr) -> Cidr {
+    if net.is_host() {
+        Cidr::host(crate::cidr::canonical(net.addr()))
+    } else {
+        net
+    }
+}
+
 /// One line of `list`: a ban of this host (origin "local" or "manual")
 /// or a fleet decision ("fleet ORIGIN/SCENARIO"), an address or a network.
 pub struct Row {
-    pub address: String,
+    pub address: Cidr,
     pub timeout: Option<Duration>,
     pub expires_in: Option<Duration>,
     pub origin: String,
@@ -101,7 +140,10 @@ pub struct Row {
 
 #[derive(Serialize)]
 struct ListedBan<'a> {
-    address: &'a str,
+    /// The address, or the prefix (`2001:db8::/64`).
+    address: Cidr,
+    /// Its prefix length (32 or 128 for a single address).
+    prefix: u8,
     timeout: Option<u64>,
     expires_in: Option<u64>,
     origin: &'a str,
@@ -112,7 +154,8 @@ pub fn list_json(list: &[Row]) -> String {
     let items: Vec<ListedBan> = list
         .iter()
         .map(|b| ListedBan {
-            address: &b.address,
+            address: b.address,
+            prefix: b.address.prefix(),
             timeout: b.timeout.map(|d| d.as_secs()),
             expires_in: b.expires_in.map(|d| d.as_secs()),
             origin: &b.origin,
@@ -171,13 +214,14 @@ impl Daemon {
         let mut sets = KernelBans {
             nft: &mut core.nft,
             table: &core.cfg.table,
+            prefix6: core.cfg.ban_prefix6,
         };
         let detector = &core.detector;
         let r = ban_request(
             req,
             &mut core.ledger,
             &mut sets,
-            &|a| detector.is_ignored(a),
+            &|a| detector.covers_ignored(a),
             Instant::now(),
         );
         // Recorded before the answer: a command that returned has its ban
@@ -192,12 +236,13 @@ impl Daemon {
         let mut sets = KernelBans {
             nft: &mut core.nft,
             table: &core.cfg.table,
+            prefix6: core.cfg.ban_prefix6,
         };
         let mut rows: Vec<Row> = sets
             .list()?
             .into_iter()
             .map(|b| Row {
-                address: b.addr.to_string(),
+                address: b.addr,
                 timeout: b.timeout,
                 expires_in: b.expires_in,
                 origin: match core.ledger.scan_of(b.addr) {
@@ -210,7 +255,7 @@ impl Daemon {
             let now = Instant::now();
             for (id, h) in &f.held.by_id {
                 rows.push(Row {
-                    address: h.net.to_string(),
+                    address: h.net,
                     timeout: None,
                     expires_in: Some(h.until.saturating_duration_since(now)),
                     origin: format!("fleet {}/{} (decision {id})", h.origin, h.scenario),
@@ -226,14 +271,17 @@ impl Daemon {
 
     /// `unblock [--fleet] ADDR`: a fleet decision is lifted only fleet-wide,
     /// and only when asked.
-    fn unblock(&mut self, addr: IpAddr, fleet: bool) -> Result<String> {
-        let addr = crate::cidr::canonical(addr);
+    fn unblock(&mut self, addr: Cidr, fleet: bool) -> Result<String> {
+        let addr = host_canonical(addr);
         let covering = self
             .core
             .fleet
             .as_ref()
-            .and_then(|f| f.held.covering(&addr).map(|(id, h)| (id, h.clone())));
+            .and_then(|f| f.held.covering(&addr.addr()).map(|(id, h)| (id, h.clone())));
         let local = self.core.ledger.is_banned(addr);
+        if let Some(wider) = self.core.ledger.covering_ban(&addr).filter(|w| *w != addr) {
+            return Err(covered(addr, wider));
+        }
         let mut out = String::new();
         if local {
             out = self.local_request(&Request::Unblock { addr, fleet: false })?;
@@ -285,7 +333,7 @@ impl Daemon {
                 let r = self.local_request(req);
                 // The admin's word is the strongest evidence: pushed.
                 if let (Ok(_), Some(f)) = (&r, &self.core.fleet) {
-                    f.manual(crate::cidr::canonical(*addr), Duration::from_secs(*secs));
+                    f.manual(host_canonical(*addr), Duration::from_secs(*secs));
                 }
                 r
             }
@@ -305,14 +353,14 @@ mod tests {
     #[test]
     fn list_renderings() {
         let list = vec![Row {
-            address: "192.0.2.7".into(),
+            address: "192.0.2.7".parse().unwrap(),
             timeout: Some(Duration::from_secs(3600)),
             expires_in: None,
             origin: "local".into(),
         }];
         assert_eq!(
             list_json(&list),
-            "[{\"address\":\"192.0.2.7\",\"timeout\":3600,\"expires_in\":null,\"origin\":\"local\"}]\n"
+            "[{\"address\":\"192.0.2.7\",\"prefix\":32,\"timeout\":3600,\"expires_in\":null,\"origin\":\"local\"}]\n"
         );
         assert!(list_text(&list).contains("192.0.2.7"));
         assert!(list_text(&list).contains(" local\n"));

@@ -68,9 +68,11 @@ fn signal_fd() -> Result<SignalFd> {
 
 /// The bans of a table an earlier nftsentry left (killed, or
 /// `keep_table_on_exit`), listed before it is replaced.
-fn survivors(nft: &mut NftSocket, table: &str) -> Option<Vec<bans::Ban>> {
+/// Its prefix set is read as holding prefixes of `prefix6` (this run's
+/// `ban_prefix6`: the last run's, unless the config changed between).
+fn survivors(nft: &mut NftSocket, table: &str, prefix6: u8) -> Option<Vec<bans::Ban>> {
     log_notice!("adminalert: table inet {table} was left by an earlier nftsentry; replacing it");
-    match bans::list(nft, table) {
+    match bans::list(nft, table, prefix6) {
         Ok(list) => Some(list),
         Err(e) => {
             log_warning!(
@@ -97,7 +99,7 @@ fn install_with_bans(
     // install, so a restart gives no ban extra time.
     let start = Instant::now();
     let survived = if leftover {
-        survivors(nft, &cfg.table)
+        survivors(nft, &cfg.table, cfg.ban_prefix6)
     } else {
         None
     };
@@ -202,6 +204,7 @@ pub fn run(cfg: Config) -> Result<()> {
         &mut KernelBans {
             nft: &mut nft,
             table: &cfg.table,
+            prefix6: cfg.ban_prefix6,
         },
         Instant::now(),
     );

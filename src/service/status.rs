@@ -4,8 +4,8 @@
 //! The figures come from the daemon (`Daemon::snapshot`); the rendering
 //! knows nothing of where they come from.
 
+use crate::cidr::Cidr;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::Proto;
@@ -30,7 +30,7 @@ pub struct ProtoStatus {
 pub struct LastBan {
     /// Seconds since 1970.
     pub at: u64,
-    pub addr: IpAddr,
+    pub addr: Cidr,
     pub scan: String,
     pub port: u16,
 }
@@ -59,7 +59,7 @@ pub struct Snapshot {
     pub lost_overruns: u64,
     pub lost_seq_gaps: u64,
     pub tracked_sources: usize,
-    pub top_sources: Vec<(IpAddr, u32)>,
+    pub top_sources: Vec<(Cidr, u32)>,
     pub last_bans: Vec<LastBan>,
     pub reloads: u64,
     pub table_restores: u64,
@@ -332,14 +332,14 @@ struct JsonLost {
 
 #[derive(Serialize)]
 struct JsonSource {
-    address: IpAddr,
+    address: Cidr,
     probes: u32,
 }
 
 #[derive(Serialize)]
 struct JsonBan<'a> {
     at: u64,
-    address: IpAddr,
+    address: Cidr,
     scan: &'a str,
     port: u16,
 }
@@ -356,8 +356,10 @@ impl crate::service::event_loop::Daemon {
                 .and_then(|i| i.count)
                 .unwrap_or(0)
         };
-        let bans_v4 = count(OurSet::Blocked4);
-        let bans_v6 = count(OurSet::Blocked6);
+        // Addresses and prefixes: every ban set of the family.
+        let bans_v4 = count(OurSet::Blocked4) + count(OurSet::Blocked4Net);
+        let bans_v6 =
+            count(OurSet::Blocked6) + count(OurSet::Blocked6Prefix) + count(OurSet::Blocked6Net);
         let st = self.io.nflog.stats();
         let c = &core.detector.counts;
         let probes = c

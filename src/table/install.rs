@@ -4,11 +4,11 @@
 //!
 //! Knows nothing of why the bans are there.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use netlink_packet_netfilter::nftables::TableFlags;
 
+use crate::cidr::Cidr;
 use crate::error::{Error, Kind, Result};
 use crate::kernel::nft::NftSocket;
 use crate::table::bans;
@@ -20,13 +20,18 @@ use crate::table::ruleset::Ruleset;
 pub fn install(
     nft: &mut NftSocket,
     ruleset: &mut Ruleset,
-    bans: &[(IpAddr, Duration, Duration)],
+    bans: &[(Cidr, Duration, Duration)],
 ) -> Result<()> {
     let mut races = 0;
     loop {
         let exists = nft.table_exists(&ruleset.table)?;
         let mut batch = ruleset.replace_batch(exists);
-        bans::add_to_batch(&mut batch, &ruleset.table, bans.iter().copied());
+        bans::add_to_batch(
+            &mut batch,
+            &ruleset.table,
+            ruleset.ban_prefix6,
+            bans.iter().copied(),
+        );
         let err = match nft.commit(&batch) {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -85,8 +90,8 @@ pub fn flags_text(f: TableFlags) -> String {
 pub fn install_keeping_what_fits(
     nft: &mut NftSocket,
     ruleset: &mut Ruleset,
-    bans: &[(IpAddr, Duration, Duration)],
-) -> Result<Vec<IpAddr>> {
+    bans: &[(Cidr, Duration, Duration)],
+) -> Result<Vec<Cidr>> {
     let err = match install(nft, ruleset, bans) {
         Ok(()) => return Ok(Vec::new()),
         Err(e) if bans.is_empty() => return Err(e),
@@ -99,12 +104,17 @@ pub fn install_keeping_what_fits(
     );
     install(nft, ruleset, &[])?;
     let mut refused = Vec::new();
-    let mut todo: Vec<&[(IpAddr, Duration, Duration)]> = bans
+    let mut todo: Vec<&[(Cidr, Duration, Duration)]> = bans
         .chunks(crate::kernel::nft::batch::ELEMENTS_PER_MESSAGE)
         .collect();
     while let Some(chunk) = todo.pop() {
         let mut b = crate::kernel::nft::Batch::new();
-        bans::add_to_batch(&mut b, &ruleset.table, chunk.iter().copied());
+        bans::add_to_batch(
+            &mut b,
+            &ruleset.table,
+            ruleset.ban_prefix6,
+            chunk.iter().copied(),
+        );
         match nft.commit(&b) {
             Ok(()) => {}
             Err(e) if chunk.len() == 1 => {

@@ -37,6 +37,8 @@ pub struct Ruleset {
     pub log_prefix: String,
     pub ban_time: Duration,
     pub set_size: u32,
+    /// `ban_prefix6`: the mask of the rule over blocked6_prefix.
+    pub ban_prefix6: u8,
     /// Table flags: `Owner | Persisent` with `table_owner` (the daemon
     /// drops what the kernel lacks), else none.
     pub flags: TableFlags,
@@ -85,6 +87,7 @@ impl Ruleset {
             log_prefix: cfg.log_prefix.clone(),
             ban_time: cfg.ban_time,
             set_size: cfg.set_size,
+            ban_prefix6: cfg.ban_prefix6,
             flags: if cfg.table_owner {
                 TableFlags::Owner | TableFlags::Persisent
             } else {
@@ -147,6 +150,37 @@ impl Ruleset {
             m.push(log(self.nflog_group, &self.log_prefix));
             m
         };
+        // A banned source is dropped unless ignored; the prefix set is
+        // matched against the source masked to `ban_prefix6`.
+        let drop_banned = |s: OurSet, mask: Option<u8>| {
+            let v6 = s.key() == crate::kernel::nft::KeyType::Ipv6Addr;
+            let (ip, ignore) = if v6 {
+                ("ip6", OurSet::Ignore6)
+            } else {
+                ("ip", OurSet::Ignore4)
+            };
+            let mut m = saddr_in_unless(v6, set(s), set(ignore));
+            let text = match mask {
+                Some(p) => {
+                    let bits = if p == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - p as u32)
+                    };
+                    // Before the lookup: mask the loaded address.
+                    let lookup = m.pop().expect("a lookup");
+                    m.push(bitwise_and(&bits.to_be_bytes()));
+                    m.push(lookup);
+                    format!(
+                        "{ip} saddr != @{ignore} {ip} saddr & {} == @{s} counter drop",
+                        std::net::Ipv6Addr::from(bits)
+                    )
+                }
+                None => format!("{ip} saddr != @{ignore} {ip} saddr @{s} counter drop"),
+            };
+            m.extend([counter(), drop()]);
+            Rule { text, exprs: m }
+        };
         let mut rules = vec![
             Rule {
                 text: "ct state established,related ct direction reply return".into(),
@@ -155,28 +189,11 @@ impl Ruleset {
                     vec![ret()],
                 ),
             },
-            Rule {
-                text: format!(
-                    "ip saddr != @{} ip saddr @{} counter drop",
-                    OurSet::Ignore4,
-                    OurSet::Blocked4
-                ),
-                exprs: with(
-                    saddr_in_unless(false, set(OurSet::Blocked4), set(OurSet::Ignore4)),
-                    vec![counter(), drop()],
-                ),
-            },
-            Rule {
-                text: format!(
-                    "ip6 saddr != @{} ip6 saddr @{} counter drop",
-                    OurSet::Ignore6,
-                    OurSet::Blocked6
-                ),
-                exprs: with(
-                    saddr_in_unless(true, set(OurSet::Blocked6), set(OurSet::Ignore6)),
-                    vec![counter(), drop()],
-                ),
-            },
+            drop_banned(OurSet::Blocked4, None),
+            drop_banned(OurSet::Blocked4Net, None),
+            drop_banned(OurSet::Blocked6, None),
+            drop_banned(OurSet::Blocked6Prefix, Some(self.ban_prefix6)),
+            drop_banned(OurSet::Blocked6Net, None),
         ];
         if self.fleet {
             // The fleet's bans, but never a source this host never bans:
@@ -248,7 +265,13 @@ impl Ruleset {
             OurSet::WatchUdp => interval_elements(&widen(&self.watch_udp), 2),
             // Bans come from the caller (`bans::add_to_batch`), the fleet's
             // decisions from the fleet thread (`fleet_batch`).
-            OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Fleet4 | OurSet::Fleet6 => Vec::new(),
+            OurSet::Blocked4
+            | OurSet::Blocked6
+            | OurSet::Blocked6Prefix
+            | OurSet::Blocked4Net
+            | OurSet::Blocked6Net
+            | OurSet::Fleet4
+            | OurSet::Fleet6 => Vec::new(),
         }
     }
 
@@ -320,13 +343,17 @@ impl Ruleset {
             }
             let _ = writeln!(o, "\tset {} {{", s.name);
             let _ = writeln!(o, "\t\ttype {}", s.key.name());
-            if s.interval && s.timeout.is_some() {
-                let _ = writeln!(o, "\t\tflags interval,timeout");
-            } else if s.interval {
-                let _ = writeln!(o, "\t\tflags interval");
-            }
             if let Some(size) = s.size {
                 let _ = writeln!(o, "\t\tsize {size}");
+            }
+            match (s.interval, s.timeout.is_some()) {
+                (true, true) => {
+                    let _ = writeln!(o, "\t\tflags interval,timeout");
+                }
+                (true, false) => {
+                    let _ = writeln!(o, "\t\tflags interval");
+                }
+                _ => {}
             }
             if let Some(t) = s.timeout {
                 let _ = writeln!(o, "\t\ttimeout {}", format_duration(t));
@@ -352,7 +379,13 @@ impl Ruleset {
                     .iter()
                     .map(|r| render_port_range(*r))
                     .collect(),
-                OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Fleet4 | OurSet::Fleet6 => Vec::new(),
+                OurSet::Blocked4
+                | OurSet::Blocked6
+                | OurSet::Blocked6Prefix
+                | OurSet::Blocked4Net
+                | OurSet::Blocked6Net
+                | OurSet::Fleet4
+                | OurSet::Fleet6 => Vec::new(),
             };
             if !items.is_empty() {
                 let _ = writeln!(o, "\t\telements = {{ {} }}", items.join(", "));

@@ -1,4 +1,4 @@
-//! sets: the six sets of our table, each with its name, its id in the
+//! sets: the nine sets of our table, each with its name, its id in the
 //! transaction that creates it, its key type and its kind, in one place.
 //! Rules, listings, counts and the watch over the table all name a set
 //! through this enum, never through a string.
@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::kernel::nft::batch::{KeyType, SetSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,9 +16,18 @@ pub enum OurSet {
     /// Sources never banned (interval set).
     Ignore4,
     Ignore6,
-    /// Banned sources, each element with its own timeout.
+    /// Banned addresses (hash sets), each element with its own timeout.
     Blocked4,
     Blocked6,
+    /// Banned IPv6 prefixes of `ban_prefix6` (a /64): a hash set of their
+    /// first addresses, matched against the source masked to the prefix,
+    /// so a ban costs what an address's does.
+    Blocked6Prefix,
+    /// Banned prefixes of any other length (a manual block, a reload that
+    /// changed `ban_prefix6`): interval sets with timeouts. Rare: the
+    /// kernel's interval sets cost O(n) per insert.
+    Blocked4Net,
+    Blocked6Net,
     /// Tripwire ports (interval set).
     WatchTcp,
     WatchUdp,
@@ -29,11 +39,14 @@ pub enum OurSet {
 
 impl OurSet {
     /// Every set, in the order they are created and `nft list` shows them.
-    pub const ALL: [OurSet; 6] = [
+    pub const ALL: [OurSet; 9] = [
         OurSet::Ignore4,
         OurSet::Ignore6,
         OurSet::Blocked4,
         OurSet::Blocked6,
+        OurSet::Blocked6Prefix,
+        OurSet::Blocked4Net,
+        OurSet::Blocked6Net,
         OurSet::WatchTcp,
         OurSet::WatchUdp,
     ];
@@ -42,7 +55,13 @@ impl OurSet {
     pub const FLEET: [OurSet; 2] = [OurSet::Fleet4, OurSet::Fleet6];
 
     /// The ban sets.
-    pub const BLOCKED: [OurSet; 2] = [OurSet::Blocked4, OurSet::Blocked6];
+    pub const BLOCKED: [OurSet; 5] = [
+        OurSet::Blocked4,
+        OurSet::Blocked6,
+        OurSet::Blocked6Prefix,
+        OurSet::Blocked4Net,
+        OurSet::Blocked6Net,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +69,9 @@ impl OurSet {
             OurSet::Ignore6 => "ignore6",
             OurSet::Blocked4 => "blocked4",
             OurSet::Blocked6 => "blocked6",
+            OurSet::Blocked6Prefix => "blocked6_prefix",
+            OurSet::Blocked4Net => "blocked4_net",
+            OurSet::Blocked6Net => "blocked6_net",
             OurSet::WatchTcp => "watch_tcp",
             OurSet::WatchUdp => "watch_udp",
             OurSet::Fleet4 => "fleet4",
@@ -67,25 +89,43 @@ impl OurSet {
             OurSet::Blocked6 => 4,
             OurSet::WatchTcp => 5,
             OurSet::WatchUdp => 6,
-            OurSet::Fleet4 => 7,
-            OurSet::Fleet6 => 8,
+            OurSet::Blocked6Prefix => 7,
+            OurSet::Blocked4Net => 8,
+            OurSet::Blocked6Net => 9,
+            OurSet::Fleet4 => 10,
+            OurSet::Fleet6 => 11,
         }
     }
 
     pub fn key(self) -> KeyType {
         match self {
-            OurSet::Ignore4 | OurSet::Blocked4 | OurSet::Fleet4 => KeyType::Ipv4Addr,
-            OurSet::Ignore6 | OurSet::Blocked6 | OurSet::Fleet6 => KeyType::Ipv6Addr,
+            OurSet::Ignore4 | OurSet::Blocked4 | OurSet::Blocked4Net | OurSet::Fleet4 => {
+                KeyType::Ipv4Addr
+            }
+            OurSet::Ignore6
+            | OurSet::Blocked6
+            | OurSet::Blocked6Prefix
+            | OurSet::Blocked6Net
+            | OurSet::Fleet6 => KeyType::Ipv6Addr,
             OurSet::WatchTcp | OurSet::WatchUdp => KeyType::InetService,
         }
     }
 
-    /// A ban set (timeouts, a size) rather than an interval set.
+    /// A ban set (timeouts, a size) rather than a constant interval set.
     pub fn is_blocked(self) -> bool {
-        matches!(self, OurSet::Blocked4 | OurSet::Blocked6)
+        OurSet::BLOCKED.contains(&self)
     }
 
-    /// The ban set that holds `addr`.
+    /// An interval set (the ignore and port sets, the ban sets of prefixes
+    /// of any length).
+    pub fn is_interval(self) -> bool {
+        !matches!(
+            self,
+            OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Blocked6Prefix
+        )
+    }
+
+    /// The ban set that holds a ban of the address `addr`.
     pub fn blocked_for(addr: &IpAddr) -> OurSet {
         if addr.is_ipv4() {
             OurSet::Blocked4
@@ -94,9 +134,24 @@ impl OurSet {
         }
     }
 
-    /// How it is created: ban sets with the default ban time and `set_size`;
-    /// the fleet's sets as intervals with timeouts (each element has its
-    /// own; the set's is the default ban time).
+    /// The ban set that holds a ban of `net`, when IPv6 bans cover
+    /// `prefix6`: an address in its family's address set, a prefix of
+    /// `prefix6` in the prefix set, any other prefix in its family's
+    /// interval set.
+    pub fn blocked_of(net: &Cidr, prefix6: u8) -> OurSet {
+        match (net.is_ipv4(), net.is_host()) {
+            (true, true) => OurSet::Blocked4,
+            (false, true) => OurSet::Blocked6,
+            (true, false) => OurSet::Blocked4Net,
+            (false, false) if net.prefix() == prefix6 => OurSet::Blocked6Prefix,
+            (false, false) => OurSet::Blocked6Net,
+        }
+    }
+
+    /// How it is created: ban sets with the default ban time and room for
+    /// `set_size` bans each (the kernel counts an interval once, by its
+    /// start); the fleet's sets as intervals with timeouts (each element
+    /// has its own; the set's is the default ban time).
     pub fn spec(self, ban_time: Duration, set_size: u32) -> SetSpec {
         let blocked = self.is_blocked();
         let fleet = matches!(self, OurSet::Fleet4 | OurSet::Fleet6);
@@ -104,7 +159,7 @@ impl OurSet {
             name: self.name().into(),
             id: self.id(),
             key: self.key(),
-            interval: !blocked,
+            interval: self.is_interval(),
             timeout: (blocked || fleet).then_some(ban_time),
             size: blocked.then_some(set_size),
         }
@@ -125,10 +180,34 @@ mod tests {
     fn ids_and_names_are_unique() {
         let mut ids: Vec<u32> = OurSet::ALL.iter().map(|s| s.id()).collect();
         ids.dedup();
-        assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
-        assert_eq!(OurSet::FLEET.map(OurSet::id), [7, 8]);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(OurSet::FLEET.map(OurSet::id), [10, 11]);
         let names: std::collections::HashSet<&str> = OurSet::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 9);
+        let net = |s: &str| s.parse::<Cidr>().unwrap();
+        assert_eq!(OurSet::blocked_of(&net("192.0.2.7"), 64), OurSet::Blocked4);
+        assert_eq!(
+            OurSet::blocked_of(&net("192.0.2.0/24"), 64),
+            OurSet::Blocked4Net
+        );
+        assert_eq!(
+            OurSet::blocked_of(&net("2001:db8::7"), 64),
+            OurSet::Blocked6
+        );
+        assert_eq!(
+            OurSet::blocked_of(&net("2001:db8::/64"), 64),
+            OurSet::Blocked6Prefix
+        );
+        assert_eq!(
+            OurSet::blocked_of(&net("2001:db8::/56"), 64),
+            OurSet::Blocked6Net
+        );
+        assert_eq!(
+            OurSet::blocked_of(&net("2001:db8::/56"), 56),
+            OurSet::Blocked6Prefix
+        );
         assert_eq!(
             OurSet::blocked_for(&"2001:db8::1".parse().unwrap()),
             OurSet::Blocked6

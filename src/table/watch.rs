@@ -6,9 +6,9 @@
 //!
 //! Knows nothing of why the bans are there.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::kernel::nft::{Batch, NftSocket};
 use crate::table::bans;
 use crate::table::install::install;
@@ -31,7 +31,7 @@ pub enum Checked {
 pub fn check(
     nft: &mut NftSocket,
     ruleset: &mut Ruleset,
-    should: &[(IpAddr, Duration, Duration)],
+    should: &[(Cidr, Duration, Duration)],
 ) -> Checked {
     let table = ruleset.table.clone();
     let present = match nft.table_exists(&table) {
@@ -60,11 +60,12 @@ pub fn check(
                     .map_or(0, u64::from)
             })
             .sum();
+        // The kernel counts each ban's interval once.
         if have >= should.len() as u64 {
             return Checked::Fine;
         }
         let mut b = Batch::new();
-        bans::add_to_batch(&mut b, &table, should.iter().copied());
+        bans::add_to_batch(&mut b, &table, ruleset.ban_prefix6, should.iter().copied());
         return match nft.commit(&b) {
             Ok(()) => {
                 log_warning!(

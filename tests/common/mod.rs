@@ -312,3 +312,17 @@ pub fn start_daemon(ns: &mut Netns, config: &std::path::Path, log: &std::path::P
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }
+
+/// Is `addr` (an address or a prefix) covered by a ban in `ns`'s table:
+/// its own, or its prefix's (read with `ban_prefix6` = 64)? False when the
+/// table is not there.
+pub fn ban_covers(ns: &Netns, addr: &str) -> bool {
+    let want: nftsentry::cidr::Cidr = addr.parse().unwrap();
+    ns.enter(move || {
+        nftsentry::kernel::nft::NftSocket::open()
+            .and_then(|mut s| nftsentry::table::bans::list(&mut s, "nftsentry", 64))
+            .unwrap_or_default()
+            .iter()
+            .any(|b| b.addr.covers(&want))
+    })
+}

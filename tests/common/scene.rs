@@ -84,46 +84,32 @@ impl Scene {
         String::from_utf8(run_ok(&mut c).stdout).unwrap()
     }
 
+    /// Is `addr` (an address or a prefix) covered by a ban of the kernel's
+    /// sets: its own, or its prefix's (`ban_prefix6` = 64)?
     pub fn banned(&self, addr: &str) -> bool {
-        let set = if addr.contains(':') {
-            "blocked6"
-        } else {
-            "blocked4"
-        };
-        // A missing set (a table being put back) holds no ban.
-        let o = self
-            .pair
-            .victim
-            .cmd("nft")
-            .args(["list", "set", "inet", "nftsentry", set])
-            .output()
-            .unwrap();
-        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(addr)
+        // A missing table (one being put back) holds no ban.
+        ban_covers(&self.pair.victim, addr)
     }
 
-    /// Packets the blocked-source rule of that family has dropped.
+    /// Packets the ban rules of that family (addresses and prefixes) have
+    /// dropped.
     pub fn dropped(&self, v6: bool) -> u64 {
         let chain = self
             .pair
             .victim
             .nft(&["list", "chain", "inet", "nftsentry", "input"]);
-        let rule = if v6 {
-            "ip6 saddr @blocked6 counter packets "
-        } else {
-            "ip saddr @blocked4 counter packets "
-        };
-        let line = chain
+        let start = if v6 { "ip6 saddr " } else { "ip saddr " };
+        let counts: Vec<u64> = chain
             .lines()
-            .find(|l| l.contains(rule))
-            .expect("no blocked rule");
-        let n = line
-            .split(rule)
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        n.parse().unwrap()
+            .map(str::trim)
+            .filter(|l| l.starts_with(start) && l.ends_with(" drop"))
+            .filter_map(|l| {
+                let n = l.split("counter packets ").nth(1)?;
+                n.split_whitespace().next()?.parse().ok()
+            })
+            .collect();
+        assert!(!counts.is_empty(), "no blocked rule");
+        counts.iter().sum()
     }
 
     pub fn wait_banned(&self, addr: &str) -> bool {

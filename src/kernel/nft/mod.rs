@@ -149,8 +149,10 @@ impl NftSocket {
         for attempt in 0..5 {
             let (elements, had_duplicates) = self.dump_elements(table, set)?;
             out = elements;
+            // The kernel counts an interval once (its end element is not
+            // counted).
             let count_matches = match self.set_info(table, set)?.count {
-                Some(n) => n as usize == out.len(),
+                Some(n) => n as usize == out.iter().filter(|e| !e.interval_end).count(),
                 None => !had_duplicates,
             };
             if count_matches {
@@ -168,6 +170,29 @@ impl NftSocket {
         set: &str,
         key: &[u8],
     ) -> Result<Option<ListedElement>> {
+        Ok(self
+            .get_elements(table, set, key)?
+            .into_iter()
+            .find(|e| e.key == key))
+    }
+
+    /// In an interval set, the start of the interval that holds `key`.
+    pub fn get_interval_start(
+        &mut self,
+        table: &str,
+        set: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_elements(table, set, key)?
+            .into_iter()
+            .find(|e| !e.interval_end)
+            .map(|e| e.key))
+    }
+
+    /// What the kernel answers a get of `key` with: the element, or in an
+    /// interval set the start of the interval holding it.
+    fn get_elements(&mut self, table: &str, set: &str, key: &[u8]) -> Result<Vec<ListedElement>> {
         let what = format!("element {} of set {set}", batch::describe_key(key));
         let replies = match self.request_raw(
             FAMILY,
@@ -184,7 +209,7 @@ impl NftSocket {
             &what,
         ) {
             Ok(r) => r,
-            Err(e) if e.kind == Kind::NotFound => return Ok(None),
+            Err(e) if e.kind == Kind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();
@@ -192,7 +217,7 @@ impl NftSocket {
             parse_element_dump(payload, &mut out)
                 .map_err(|e| Error::other(format!("{what}: malformed answer: {e}")))?;
         }
-        Ok(out.into_iter().find(|e| e.key == key))
+        Ok(out)
     }
 
     fn dump_elements(&mut self, table: &str, set: &str) -> Result<(Vec<ListedElement>, bool)> {

@@ -14,7 +14,7 @@
 //!
 //! Knows nothing of bans or of the order of actions.
 
-use std::net::IpAddr;
+use crate::cidr::Cidr;
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Stdio};
@@ -35,7 +35,7 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// The values of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vars {
-    pub target: IpAddr,
+    pub target: Cidr,
     pub port: u16,
     /// PortSentry's detection type: "stcp", "sudp", "atcp", "tcp", ...
     pub mode: String,
@@ -143,7 +143,7 @@ impl Purpose {
 struct Running {
     child: Child,
     purpose: Purpose,
-    target: IpAddr,
+    target: Cidr,
     text: String,
     started: Instant,
     deadline: Instant,

@@ -12,8 +12,8 @@
 //!
 //! Knows nothing of bans or templates: it is given the finished line.
 
+use crate::cidr::Cidr;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -380,12 +380,11 @@ pub struct HostsDeny {
 }
 
 /// `$TARGET$` in a hosts.deny line: tcp_wrappers matches an IPv6 client
-/// only written in brackets (`[2001:db8::7]`).
-pub fn wrapped(addr: IpAddr) -> String {
-    match addr {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
-    }
+/// only written in brackets (`[2001:db8::7]`), a prefix as
+/// `[2001:db8::]/64`, an IPv4 network as `198.18.0.0/255.255.255.0`
+/// (hosts_access(5)).
+pub fn wrapped(addr: Cidr) -> String {
+    addr.hosts_access()
 }
 
 impl HostsDeny {

@@ -1,4 +1,4 @@
-//! actions::kernel_set: the ban itself, an element of blocked4/blocked6 with
+//! actions::kernel_set: the ban itself, an element of a ban set with
 //! the ban's length as its timeout, so the kernel drops the source from now
 //! on and forgets it when the time is over.
 //!
@@ -12,12 +12,15 @@ use super::{Action, ActionKind, Context, End, How, Target};
 
 pub struct KernelSet {
     table: String,
+    /// `ban_prefix6`, to name the set a ban goes into.
+    prefix6: u8,
 }
 
 impl KernelSet {
-    pub fn new(table: &str) -> KernelSet {
+    pub fn new(table: &str, prefix6: u8) -> KernelSet {
         KernelSet {
             table: table.to_string(),
+            prefix6,
         }
     }
 }
@@ -32,7 +35,7 @@ impl Action for KernelSet {
         log_notice!(
             "attackalert: Host {} has been blocked via nftables set {} in table inet {} for {}",
             t.addr,
-            bans::set_for(&t.addr),
+            bans::set_for(&t.addr, self.prefix6),
             self.table,
             format_duration(t.length)
         );

@@ -24,7 +24,7 @@ pub mod hosts_deny;
 pub mod kernel_set;
 pub mod route;
 
-use std::net::IpAddr;
+use crate::cidr::Cidr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use command::{Purpose, Runner, Template};
 /// Whom a ban is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub addr: IpAddr,
+    pub addr: Cidr,
     /// The port that tripped (0 for `nftsentry block`).
     pub port: u16,
     /// $MODE$: PortSentry's detection type ("stcp", "sudp", ...; "manual").
@@ -269,7 +269,7 @@ impl Actions {
         if cfg.run_before_block {
             steps.extend(command.take());
         }
-        steps.push(Box::new(kernel_set::KernelSet::new(table)));
+        steps.push(Box::new(kernel_set::KernelSet::new(table, cfg.ban_prefix6)));
         if let Some(path) = &cfg.hosts_deny {
             steps.push(Box::new(hosts_deny::HostsDeny::new(
                 path.clone(),

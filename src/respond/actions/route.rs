@@ -98,7 +98,7 @@ impl Action for NativeRoute {
 
     /// One dump of our routes for all of them, not one per ban.
     fn ensure_all(&mut self, cx: &mut Context<'_>, items: &[Ensure<'_>]) -> Vec<Result<bool>> {
-        let ours: std::collections::HashSet<std::net::IpAddr> =
+        let ours: std::collections::HashSet<crate::cidr::Cidr> =
             match cx.routes().and_then(|r| r.ours(Some(self.kind))) {
                 Ok(list) => list.into_iter().map(|(_, a)| a).collect(),
                 Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),

@@ -2,12 +2,12 @@
 //! ordered weakest evidence first and oldest first within a strength: the
 //! one a full set gives up for a ban on stronger evidence.
 
+use crate::cidr::Cidr;
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use crate::strength::Strength;
 
-type Key = (Strength, u64, IpAddr);
+type Key = (Strength, u64, Cidr);
 
 #[derive(Default)]
 pub(super) struct InSet {
@@ -16,7 +16,7 @@ pub(super) struct InSet {
 }
 
 impl InSet {
-    fn family(&mut self, addr: &IpAddr) -> &mut BTreeSet<Key> {
+    fn family(&mut self, addr: &Cidr) -> &mut BTreeSet<Key> {
         if addr.is_ipv4() {
             &mut self.v4
         } else {
@@ -24,16 +24,16 @@ impl InSet {
         }
     }
 
-    pub(super) fn add(&mut self, strength: Strength, banned_at: u64, addr: IpAddr) {
+    pub(super) fn add(&mut self, strength: Strength, banned_at: u64, addr: Cidr) {
         self.family(&addr).insert((strength, banned_at, addr));
     }
 
-    pub(super) fn remove(&mut self, strength: Strength, banned_at: u64, addr: IpAddr) {
+    pub(super) fn remove(&mut self, strength: Strength, banned_at: u64, addr: Cidr) {
         self.family(&addr).remove(&(strength, banned_at, addr));
     }
 
     /// Bans in the set of `addr`'s family.
-    pub(super) fn len(&self, addr: &IpAddr) -> usize {
+    pub(super) fn len(&self, addr: &Cidr) -> usize {
         if addr.is_ipv4() {
             self.v4.len()
         } else {
@@ -42,7 +42,7 @@ impl InSet {
     }
 
     /// The ban a full set of `addr`'s family gives up first.
-    pub(super) fn weakest(&self, addr: &IpAddr) -> Option<Key> {
+    pub(super) fn weakest(&self, addr: &Cidr) -> Option<Key> {
         if addr.is_ipv4() {
             self.v4.first().copied()
         } else {

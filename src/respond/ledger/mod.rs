@@ -22,9 +22,9 @@
 //! Knows nothing of packets, sockets or netlink: it is handed the kernel's
 //! ban sets (`BanSets`).
 
+use crate::cidr::Cidr;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::IpAddr;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -91,7 +91,7 @@ pub enum BanResult {
 /// A ban to put into the kernel set: its full length and the time left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Restored {
-    pub addr: IpAddr,
+    pub addr: Cidr,
     pub timeout: Duration,
     pub remaining: Duration,
 }
@@ -121,16 +121,20 @@ pub struct Ledger {
     config: Config,
     actions: Actions,
     /// By address: the state file's order.
-    records: BTreeMap<IpAddr, Record>,
+    records: BTreeMap<Cidr, Record>,
     /// Each record's end (or forgetting); stale entries are skipped.
-    heap: BinaryHeap<Reverse<(Instant, IpAddr)>>,
+    heap: BinaryHeap<Reverse<(Instant, Cidr)>>,
     file: Option<StateFile>,
     /// The bans with a kernel set element, weakest evidence first.
     in_set: InSet,
     evictions: u64,
     /// Addresses whose ban ended or was lifted since the last `released`.
-    released: Vec<IpAddr>,
+    released: Vec<Cidr>,
     report: RestoreReport,
+    /// Per family, the prefix lengths some record has had (never cleared:
+    /// a superset only costs `covering` a lookup).
+    lengths4: [u8; 33],
+    lengths6: [u8; 129],
 }
 
 /// $MODE$ of a ban made without a detection.
@@ -153,6 +157,8 @@ impl Ledger {
             evictions: 0,
             released: Vec::new(),
             report: RestoreReport::default(),
+            lengths4: [0; 33],
+            lengths6: [0; 129],
         }
     }
 
@@ -166,7 +172,7 @@ impl Ledger {
     pub fn reconfigure(&mut self, cfg: &Config, sets: &mut dyn BanSets, now: Instant) {
         let moved = (&cfg.hosts_deny, &cfg.hosts_deny_line)
             != (&self.config.hosts_deny, &self.config.hosts_deny_line);
-        let affected: Vec<IpAddr> = if moved {
+        let affected: Vec<Cidr> = if moved {
             self.records
                 .iter()
                 .filter(|(_, r)| r.entry.applied.hosts_deny)
@@ -196,7 +202,7 @@ impl Ledger {
         self.config = cfg.clone();
         let lock = self.file.as_ref().map(|f| f.path().to_path_buf());
         self.actions.reconfigure(cfg, &cfg.table, lock);
-        let live: Vec<IpAddr> = affected
+        let live: Vec<Cidr> = affected
             .into_iter()
             .filter(|a| !self.records[a].ended)
             .collect();
@@ -215,7 +221,18 @@ impl Ledger {
         }
     }
 
-    fn changed(&mut self, addr: IpAddr, now: Instant) {
+    /// Every record goes in through here.
+    fn put(&mut self, addr: Cidr, r: Record) {
+        let p = addr.prefix() as usize;
+        if addr.is_ipv4() {
+            self.lengths4[p] = 1;
+        } else {
+            self.lengths6[p] = 1;
+        }
+        self.records.insert(addr, r);
+    }
+
+    fn changed(&mut self, addr: Cidr, now: Instant) {
         if let Some(f) = self.file.as_mut() {
             f.changed(addr, now);
         }
@@ -252,7 +269,7 @@ impl Ledger {
     }
 
     /// The scan recorded for a ban in force ("manual" for `block`).
-    pub fn scan_of(&self, addr: IpAddr) -> Option<&str> {
+    pub fn scan_of(&self, addr: Cidr) -> Option<&str> {
         self.records
             .get(&addr)
             .filter(|r| !r.ended)
@@ -260,13 +277,34 @@ impl Ledger {
     }
 
     /// Is `addr` banned (in any block mode)?
-    pub fn is_banned(&self, addr: IpAddr) -> bool {
+    pub fn is_banned(&self, addr: Cidr) -> bool {
         self.records.get(&addr).is_some_and(|r| !r.ended)
+    }
+
+    /// The ban in force on `net` itself or on a wider network holding it.
+    /// One lookup per prefix length that some ban has: few in practice
+    /// (/32 and /64, a narrowed or an escalated one now and then).
+    fn covering(&self, net: &Cidr) -> Option<&Record> {
+        let lengths: &[u8] = if net.is_ipv4() {
+            &self.lengths4
+        } else {
+            &self.lengths6
+        };
+        (0..=net.prefix())
+            .rev()
+            .filter(|p| lengths[*p as usize] > 0)
+            .find_map(|p| self.records.get(&net.widen(p)).filter(|r| !r.ended))
+    }
+
+    /// The ban in force that covers `net` (itself or wider), for `unblock`
+    /// and `list` to name.
+    pub fn covering_ban(&self, net: &Cidr) -> Option<Cidr> {
+        self.covering(net).map(|r| r.entry.addr)
     }
 
     /// Addresses whose ban ended or was lifted since the last call: the
     /// detector forgets them.
-    pub fn released(&mut self) -> Vec<IpAddr> {
+    pub fn released(&mut self) -> Vec<Cidr> {
         std::mem::take(&mut self.released)
     }
 
@@ -290,20 +328,20 @@ impl Ledger {
             );
             return BanResult::LogOnly;
         }
-        let prev = self.records.get(&ev.addr);
+        let prev = self.records.get(&ev.net);
         let (length, repeat, offence) = self.policy.length_for(prev);
         // What is still in force: a live ban's actions, or what an ended
         // one could not undo (ours, so found again rather than added).
         let already = prev.map(|r| r.entry.applied.clone()).unwrap_or_default();
         let target = Target {
-            addr: ev.addr,
+            addr: ev.net,
             port: ev.port,
             mode: ev.mode.to_string(),
             length,
         };
         let now_ms = wall_ms();
         let entry = |applied: Applied| Entry {
-            addr: ev.addr,
+            addr: ev.net,
             scan: ev.scan.key().to_string(),
             proto: Some(ev.scan.proto()),
             mode: ev.mode.to_string(),
@@ -316,7 +354,7 @@ impl Ledger {
             applied,
         };
         if mode == BlockMode::Block {
-            if let Err(e) = self.make_room(sets, ev.addr, ev.strength, now) {
+            if let Err(e) = self.make_room(sets, ev.net, ev.strength, now) {
                 return BanResult::Failed { set_error: Some(e) };
             }
         }
@@ -327,7 +365,7 @@ impl Ledger {
                 set_error: out.set_error,
             };
         }
-        let addr = ev.addr;
+        let addr = ev.net;
         if offence {
             log_notice!(
                 "attackalert: Host {addr} is a repeat offender (ban {repeat}); banned for {}",
@@ -335,6 +373,9 @@ impl Ledger {
             );
         }
         self.insert(entry(out.applied), now, length);
+        if mode == BlockMode::Block {
+            self.escalate(sets, &ev.escalate, now);
+        }
         BanResult::Banned {
             length,
             history: self.policy.history.then(|| HistoryDue {
@@ -343,6 +384,81 @@ impl Ledger {
                 protocol: ev.scan.protocol(),
             }),
             set_error: out.set_error,
+        }
+    }
+
+    /// Escalation (`escalate_after`): for each of `wider` (the prefixes
+    /// around a new ban that hold no ignored address, narrowest first:
+    /// the IPv4 /24, the IPv6 /56 and /48), when it holds that many bans in
+    /// force made within `escalate_window`, one ban of the prefix replaces
+    /// them, for the longest time any of them had left. The prefix's ban
+    /// goes in first, then theirs are lifted: no gap. When it ends nothing
+    /// of it is kept: the next offender there is banned by itself again.
+    fn escalate(&mut self, sets: &mut dyn BanSets, wider: &[Cidr], now: Instant) {
+        let n = self.policy.escalate_after as usize;
+        if n == 0 {
+            return;
+        }
+        let now_ms = wall_ms();
+        let since = now_ms.saturating_sub(ms(self.policy.escalate_window));
+        for wide in wider {
+            if self.covering(wide).is_some() || !wide.is_bannable_width() {
+                continue;
+            }
+            let last = wide.range().1;
+            let inside: Vec<Cidr> = self
+                .records
+                .range(*wide..)
+                .take_while(|(k, _)| k.is_ipv4() == wide.is_ipv4() && k.range().0 <= last)
+                .filter(|(k, r)| {
+                    wide.covers(k)
+                        && **k != *wide
+                        && !r.ended
+                        && r.entry.applied.set
+                        && r.entry.banned_at >= since
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            if inside.len() < n {
+                continue;
+            }
+            let left_ms = inside
+                .iter()
+                .map(|k| self.records[k].entry.expires_at.saturating_sub(now_ms))
+                .max()
+                .unwrap_or(0)
+                .max(1000);
+            let strongest = inside
+                .iter()
+                .map(|k| self.records[k].entry.evidence)
+                .max()
+                .unwrap_or(Strength::Forgeable);
+            let left = Duration::from_millis(left_ms);
+            if let Err(e) = self.block(sets, *wide, left, now) {
+                log_error!(
+                    "attackalert: ERROR: could not ban {wide} in place of its {} bans: {e}",
+                    inside.len()
+                );
+                return;
+            }
+            if let Some(r) = self.records.get_mut(wide) {
+                r.entry.scan = "escalated".into();
+                r.entry.evidence = strongest;
+            }
+            self.changed(*wide, now);
+            log_notice!(
+                "attackalert: {} bans within {} in {wide}: one ban of {wide} replaces them, for {}",
+                inside.len(),
+                format_duration(self.policy.escalate_window),
+                format_duration(left)
+            );
+            for k in inside {
+                if let Err(e) = self.lift(sets, k, now) {
+                    log_error!(
+                        "attackalert: ERROR: could not lift the ban of {k} inside {wide}: {e}"
+                    );
+                }
+            }
         }
     }
 
@@ -363,7 +479,7 @@ impl Ledger {
         if entry.applied.set {
             self.in_set.add(entry.evidence, entry.banned_at, addr);
         }
-        self.records.insert(
+        self.put(
             addr,
             Record {
                 entry,
@@ -376,7 +492,7 @@ impl Ledger {
     }
 
     /// Takes `addr`'s record out of the index of bans in the kernel set.
-    fn unindex(&mut self, addr: &IpAddr) {
+    fn unindex(&mut self, addr: &Cidr) {
         if let Some(r) = self.records.get(addr) {
             if !r.ended && r.entry.applied.set {
                 self.in_set
@@ -404,7 +520,7 @@ impl Ledger {
     fn make_room(
         &mut self,
         sets: &mut dyn BanSets,
-        addr: IpAddr,
+        addr: Cidr,
         strength: Strength,
         now: Instant,
     ) -> Result<()> {
@@ -439,7 +555,7 @@ impl Ledger {
 
     /// Ends the ban of `addr` now: its element, route and line go; it is
     /// remembered as an ended ban (a repeat offender).
-    fn lift(&mut self, sets: &mut dyn BanSets, addr: IpAddr, now: Instant) -> Result<()> {
+    fn lift(&mut self, sets: &mut dyn BanSets, addr: Cidr, now: Instant) -> Result<()> {
         let Some(r) = self.records.get(&addr) else {
             return Ok(());
         };
@@ -468,7 +584,7 @@ impl Ledger {
     pub fn block(
         &mut self,
         sets: &mut dyn BanSets,
-        addr: IpAddr,
+        addr: Cidr,
         length: Duration,
         now: Instant,
     ) -> Result<()> {
@@ -512,7 +628,7 @@ impl Ledger {
     /// `nftsentry unblock ADDR`: the kernel element removed (if the table is
     /// there), the route and hosts.deny line undone, the address forgotten
     /// (also as a repeat offender). Ok(false) if it was not banned.
-    pub fn unblock(&mut self, sets: &mut dyn BanSets, addr: IpAddr, now: Instant) -> Result<bool> {
+    pub fn unblock(&mut self, sets: &mut dyn BanSets, addr: Cidr, now: Instant) -> Result<bool> {
         let (target, applied, was_banned) = match self.records.get(&addr) {
             Some(r) => (Self::target(&r.entry), r.entry.applied.clone(), !r.ended),
             None => {
@@ -583,7 +699,7 @@ impl Ledger {
             ..entry
         };
         self.heap.push(Reverse((until, addr)));
-        self.records.insert(
+        self.put(
             addr,
             Record {
                 entry,
@@ -628,8 +744,8 @@ impl Ledger {
     /// Heap entries that came due: bans that end (their actions undone
     /// together: a flood's bans end together, and hosts.deny is then
     /// rewritten once), ended ones to forget, undos to retry.
-    fn due(&mut self, sets: &mut dyn BanSets, due: &[(IpAddr, Instant)], now: Instant) {
-        let mut undo: Vec<(IpAddr, (Target, Applied))> = Vec::new();
+    fn due(&mut self, sets: &mut dyn BanSets, due: &[(Cidr, Instant)], now: Instant) {
+        let mut undo: Vec<(Cidr, (Target, Applied))> = Vec::new();
         for &(addr, until) in due {
             // A renewed ban pushed a later entry; only the current one counts.
             if self.records.get(&addr).is_none_or(|r| r.until != until) {
@@ -654,7 +770,7 @@ impl Ledger {
 
     /// An ended record whose undo left `left` in force: retried later, or
     /// remembered as a repeat offender, or forgotten.
-    pub(super) fn settle_ended(&mut self, addr: IpAddr, left: Applied, now: Instant) {
+    pub(super) fn settle_ended(&mut self, addr: Cidr, left: Applied, now: Instant) {
         let Some(r) = self.records.get_mut(&addr) else {
             return;
         };
@@ -705,8 +821,8 @@ impl Ledger {
 }
 
 impl Bans for Ledger {
-    fn ban_on(&self, addr: IpAddr, proto: Proto, now: Instant) -> Option<BanInForce> {
-        let r = self.records.get(&addr).filter(|r| !r.ended)?;
+    fn ban_on(&self, net: Cidr, proto: Proto, now: Instant) -> Option<BanInForce> {
+        let r = self.covering(&net)?;
         Some(BanInForce {
             age: now.saturating_duration_since(r.since),
             in_kernel: r.entry.applied.set,

@@ -17,6 +17,8 @@ pub(super) struct Policy {
     pub(super) set_size: u32,
     modes: [BlockMode; 2],
     pub(super) history: bool,
+    pub(super) escalate_after: u32,
+    pub(super) escalate_window: Duration,
 }
 
 impl Policy {
@@ -28,6 +30,8 @@ impl Policy {
             set_size: cfg.set_size,
             modes: [cfg.tcp.block_mode, cfg.udp.block_mode],
             history: cfg.history_file.is_some(),
+            escalate_after: cfg.escalate_after,
+            escalate_window: cfg.escalate_window,
         }
     }
 

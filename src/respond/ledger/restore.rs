@@ -4,8 +4,8 @@
 //! the time they have left, in the transaction that installs the table, and
 //! their route and hosts.deny line are put back if missing.
 
+use crate::cidr::Cidr;
 use std::cmp::Reverse;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ impl Ledger {
         for (addr, e) in entries {
             let r = self.record_for(e, now, now_ms);
             self.heap.push(Reverse((r.until, addr)));
-            self.records.insert(addr, r);
+            self.put(addr, r);
         }
         Ok(())
     }
@@ -118,8 +118,7 @@ impl Ledger {
         self.take_intents(now, &mut report);
         let out = self.within_set_size(now, &mut report);
         self.reindex();
-        let addrs: Vec<(IpAddr, Instant)> =
-            self.records.iter().map(|(a, r)| (*a, r.until)).collect();
+        let addrs: Vec<(Cidr, Instant)> = self.records.iter().map(|(a, r)| (*a, r.until)).collect();
         for (addr, until) in addrs {
             self.heap.push(Reverse((until, addr)));
             self.changed(addr, now);
@@ -131,7 +130,7 @@ impl Ledger {
     /// Bans the kernel refused to take back (see
     /// `table::install::install_keeping_what_fits`): ended now, their
     /// route and hosts.deny line undone after the install.
-    pub fn not_restored(&mut self, addrs: &[IpAddr], now: Instant) {
+    pub fn not_restored(&mut self, addrs: &[Cidr], now: Instant) {
         for addr in addrs {
             if let Some(r) = self.records.get_mut(addr) {
                 r.ended = true;
@@ -185,7 +184,7 @@ impl Ledger {
     /// to retry an undo that failed.
     fn take_entry(
         &mut self,
-        addr: IpAddr,
+        addr: Cidr,
         e: Entry,
         now: Instant,
         now_ms: u64,
@@ -209,7 +208,7 @@ impl Ledger {
         }
         let keep = !r.ended || r.entry.applied.needs_undo() || r.until > now;
         if keep {
-            self.records.insert(addr, r);
+            self.put(addr, r);
         }
     }
 
@@ -266,7 +265,10 @@ impl Ledger {
     /// A ban of a table that survived the last run: the kernel's clock is
     /// the one that counts; a ban the file does not know is adopted.
     fn adopt(&mut self, b: Ban, now: Instant, now_ms: u64, report: &mut RestoreReport) {
-        let addr = crate::cidr::canonical(b.addr);
+        let addr = b.addr;
+        if !addr.is_bannable_width() {
+            return;
+        }
         let timeout = b.timeout.unwrap_or(self.policy.ban_time);
         let remaining = b.expires_in.unwrap_or(timeout).min(timeout);
         if remaining.is_zero() {
@@ -313,7 +315,7 @@ impl Ledger {
                     until,
                     ended: false,
                 };
-                self.records.insert(addr, record);
+                self.put(addr, record);
             }
         }
     }
@@ -367,7 +369,7 @@ impl Ledger {
     /// of live bans, writes the state file, logs what was restored.
     pub fn after_install(&mut self, sets: &mut dyn BanSets, now: Instant) {
         // Ended bans: their routes and lines go, all in one go.
-        let ended: Vec<IpAddr> = self
+        let ended: Vec<Cidr> = self
             .records
             .iter()
             .filter(|(_, r)| r.ended && r.entry.applied.needs_undo())
@@ -385,7 +387,7 @@ impl Ledger {
             self.settle_ended(addr, left, now);
         }
         // Live bans: their routes and lines put back where missing.
-        let live: Vec<IpAddr> = self
+        let live: Vec<Cidr> = self
             .records
             .iter()
             .filter(|(_, r)| !r.ended && r.entry.applied.set)

@@ -9,17 +9,17 @@ use std::path::PathBuf;
 
 /// The kernel's ban sets, in memory.
 #[derive(Default)]
-struct FakeSets(HashMap<IpAddr, Duration>);
+struct FakeSets(HashMap<Cidr, Duration>);
 
 impl BanSets for FakeSets {
-    fn add(&mut self, addr: IpAddr, timeout: Duration) -> Result<()> {
+    fn add(&mut self, addr: Cidr, timeout: Duration) -> Result<()> {
         self.0.insert(addr, timeout);
         Ok(())
     }
-    fn contains(&mut self, addr: IpAddr) -> Result<bool> {
+    fn contains(&mut self, addr: Cidr) -> Result<bool> {
         Ok(self.0.contains_key(&addr))
     }
-    fn remove(&mut self, addr: IpAddr) -> Result<bool> {
+    fn remove(&mut self, addr: Cidr) -> Result<bool> {
         Ok(self.0.remove(&addr).is_some())
     }
     fn flush(&mut self) -> Result<Option<usize>> {
@@ -58,13 +58,16 @@ fn config(dir: Option<&std::path::Path>) -> Config {
     }
 }
 
-fn ip(s: &str) -> IpAddr {
+fn ip(s: &str) -> Cidr {
     s.parse().unwrap()
 }
 
 fn evidence(addr: &str, scan: ScanType) -> Evidence {
     Evidence {
-        addr: ip(addr),
+        addr: ip(addr).addr(),
+        net: ip(addr),
+        wanted: ip(addr).prefix(),
+        escalate: Vec::new(),
         scan,
         port: 1,
         mode: "stcp",
@@ -118,6 +121,81 @@ fn repeat_offenders_escalate_to_the_cap() {
     };
     let p = Policy::of(&cfg);
     assert_eq!(p.length_for(Some(&record(2000, 4, true))), (s(2), 5, true));
+}
+
+/// The evidence of a ban of `addr` that may escalate to `wider`.
+fn escalating(addr: &str, wider: &[&str]) -> Evidence {
+    Evidence {
+        escalate: wider.iter().map(|w| ip(w)).collect(),
+        ..evidence(addr, ScanType::TcpSynNormal)
+    }
+}
+
+#[test]
+fn three_bans_in_a_24_become_one_ban_of_the_24_until_it_ends() {
+    let cfg = Config {
+        escalate_after: 3,
+        ban_time_factor: 1,
+        ..config(None)
+    };
+    let mut l = Ledger::new(&cfg, true);
+    let mut sets = FakeSets::default();
+    let t0 = Instant::now();
+    let net = ip("198.18.0.0/24");
+    for (i, a) in ["198.18.0.1", "198.18.0.2"].iter().enumerate() {
+        l.ban(&mut sets, &escalating(a, &["198.18.0.0/24"]), t0);
+        assert_eq!(sets.0.len(), i + 1);
+    }
+    // Another /24 does not count.
+    l.ban(&mut sets, &escalating("198.18.1.1", &["198.18.1.0/24"]), t0);
+    assert!(!sets.0.contains_key(&net));
+    l.ban(&mut sets, &escalating("198.18.0.3", &["198.18.0.0/24"]), t0);
+    assert!(sets.0.contains_key(&net), "{:?}", sets.0);
+    for a in ["198.18.0.1", "198.18.0.2", "198.18.0.3"] {
+        assert!(!sets.0.contains_key(&ip(a)), "{a} still in the set");
+        assert!(!l.is_banned(ip(a)));
+    }
+    assert!(sets.0.contains_key(&ip("198.18.1.1")));
+    assert!(l.is_banned(net));
+    assert_eq!(l.covering_ban(&ip("198.18.0.77")), Some(net));
+    assert!(l.ban_on(ip("198.18.0.77"), Proto::Tcp, t0).is_some());
+    // The longest time left of those it replaced (2 s here).
+    assert!(sets.0[&net] <= Duration::from_secs(2));
+    // It ends: nothing of it is kept, the next offender there is banned
+    // by itself.
+    sets.0.remove(&net);
+    l.tick(&mut sets, t0 + Duration::from_secs(3));
+    assert!(!l.is_banned(net));
+    l.ban(
+        &mut sets,
+        &escalating("198.18.0.9", &["198.18.0.0/24"]),
+        t0 + Duration::from_secs(3),
+    );
+    assert!(sets.0.contains_key(&ip("198.18.0.9")));
+    assert!(!sets.0.contains_key(&net));
+}
+
+#[test]
+fn no_escalation_when_off_or_over_an_ignored_address() {
+    let t0 = Instant::now();
+    // escalate_after = 0 (the default): never.
+    let mut l = Ledger::new(&config(None), true);
+    let mut sets = FakeSets::default();
+    for a in ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"] {
+        l.ban(&mut sets, &escalating(a, &["198.18.0.0/24"]), t0);
+    }
+    assert_eq!(sets.0.len(), 4);
+    // The detector offers no prefix that holds an ignored address.
+    let cfg = Config {
+        escalate_after: 3,
+        ..config(None)
+    };
+    let mut l = Ledger::new(&cfg, true);
+    let mut sets = FakeSets::default();
+    for a in ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"] {
+        l.ban(&mut sets, &escalating(a, &[]), t0);
+    }
+    assert_eq!(sets.0.len(), 4);
 }
 
 #[test]
@@ -250,7 +328,7 @@ fn restore_merges_the_file_and_a_surviving_table() {
     let mut sets = FakeSets::default();
     let now = Instant::now();
     let back = l.restore(Some(kernel), now).unwrap();
-    let by: HashMap<IpAddr, Restored> = back.iter().map(|b| (b.addr, *b)).collect();
+    let by: HashMap<Cidr, Restored> = back.iter().map(|b| (b.addr, *b)).collect();
     assert_eq!(by.len(), 3, "{back:?}");
     let near = |d: Duration, secs: u64| d.as_millis().abs_diff(u128::from(secs) * 1000) < 1500;
     assert!(near(by[&live.addr].remaining, 30), "{:?}", by[&live.addr]);
