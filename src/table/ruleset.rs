@@ -18,6 +18,13 @@ use crate::table::sets::OurSet;
 use netlink_packet_netfilter::nftables::TableFlags;
 
 pub const CHAIN: &str = "input";
+/// The regular chain that feeds the live-peer sets (`protect_live_peers`).
+pub const LIVE_CHAIN: &str = "live";
+/// How often a connection feeds the live-peer sets while it carries
+/// packets: the daemon flips `Ruleset::live_phase` this often, and each
+/// connection's next packet marks it with the new phase and refreshes its
+/// source. Well under `sets::LIVE_TIMEOUT`, so an active peer never lapses.
+pub const LIVE_PERIOD: Duration = Duration::from_secs(60);
 
 /// The comment every table nftsentry creates carries: what tells a table
 /// nftsentry left behind (killed, or `keep_table_on_exit`), which it may
@@ -46,6 +53,12 @@ pub struct Ruleset {
     /// Merged inclusive ranges of watched ports.
     pub watch_tcp: Vec<(u16, u16)>,
     pub watch_udp: Vec<(u16, u16)>,
+    /// `protect_live_peers`: the two conntrack mark bits (`live_peer_mark`)
+    /// that record which period a connection last fed the live sets in.
+    pub live_mark: Option<u32>,
+    /// The current period: false marks with the lower bit, true with the
+    /// higher.
+    pub live_phase: bool,
 }
 
 /// One rule: its nft text (as `nft list` prints it) and its expressions.
@@ -92,12 +105,94 @@ impl Ruleset {
             ignore6,
             watch_tcp: watched(&cfg.tcp),
             watch_udp: watched(&cfg.udp),
+            live_mark: cfg.protect_live_peers.then_some(cfg.live_peer_mark),
+            live_phase: false,
         }
     }
 
+    /// The sets of this table: the live-peer sets only with
+    /// `protect_live_peers`.
+    pub fn sets(&self) -> Vec<OurSet> {
+        OurSet::ALL
+            .into_iter()
+            .filter(|s| !s.is_live() || self.live_mark.is_some())
+            .collect()
+    }
+
+    /// The log prefix of the tripwires for live peers.
+    pub fn live_prefix(&self) -> String {
+        format!("{}{}", self.log_prefix, crate::config::LIVE_PEER_SUFFIX)
+    }
+
+    /// The mark value of the current period: one of the two bits.
+    fn live_value(&self, mask: u32) -> u32 {
+        let low = mask & mask.wrapping_neg();
+        if self.live_phase { mask & !low } else { low }
+    }
+
+    /// The rules of the live chain for the current period: a connection
+    /// marked with it returns; any other (new, or marked in the last
+    /// period) is marked and feeds its source to the live sets. So a
+    /// connection costs one set update per period, however many packets it
+    /// carries, and the daemon none. Only the period's bits of the mark
+    /// change: the rest of it is the admin's.
+    pub fn live_rules(&self) -> Vec<Rule> {
+        use expr::*;
+        let Some(mask) = self.live_mark else {
+            return Vec::new();
+        };
+        let value = self.live_value(mask);
+        let with = |mut m: Vec<Expr>, tail: Vec<Expr>| {
+            m.extend(tail);
+            m
+        };
+        let update = |s: OurSet| {
+            with(
+                update_saddr(s == OurSet::Live6, s.name(), s.id()),
+                vec![counter()],
+            )
+        };
+        vec![
+            Rule {
+                text: format!("ct mark & {mask:#010x} == {value:#010x} return"),
+                exprs: with(ct_mark_masked_eq(mask, value), vec![ret()]),
+            },
+            Rule {
+                text: format!(
+                    "ct mark set ct mark & {:#010x} ct mark set ct mark | {value:#010x}",
+                    !mask
+                ),
+                exprs: ct_mark_set_bits(mask, value),
+            },
+            Rule {
+                text: format!("update @{} {{ ip saddr }} counter", OurSet::Live4),
+                exprs: update(OurSet::Live4),
+            },
+            Rule {
+                text: format!("update @{} {{ ip6 saddr }} counter", OurSet::Live6),
+                exprs: update(OurSet::Live6),
+            },
+        ]
+    }
+
+    /// The next period: the live chain's rules replaced in one
+    /// transaction, so every connection feeds the sets again at its next
+    /// packet.
+    pub fn next_live_period(&mut self) -> Option<Batch> {
+        self.live_mark?;
+        self.live_phase = !self.live_phase;
+        let mut b = Batch::new();
+        b.flush_chain(FAMILY, &self.table, LIVE_CHAIN);
+        for r in self.live_rules() {
+            b.add_rule(FAMILY, &self.table, LIVE_CHAIN, r.exprs, &r.text);
+        }
+        Some(b)
+    }
+
     /// The input chain's rules, in order: replies return → blocked drop
-    /// (unless ignored) → established return → sockets return → tripwires
-    /// (a watched port, on a packet addressed to this host).
+    /// (unless ignored) → live peers fed (`live_rules`) → established
+    /// return → sockets return → tripwires (a watched port, on a packet
+    /// addressed to this host; from a live peer with their own prefix).
     ///
     /// Replies to connections this host opened come first: a ban must never
     /// cut the host off from what it depends on, or one probe forged "from"
@@ -115,6 +210,13 @@ impl Ruleset {
     /// addresses (`fib daddr type local`): a broadcast or multicast packet
     /// (Wake-on-LAN to UDP 9, a discovery protocol) reaches every host of
     /// the segment and probes none of them.
+    ///
+    /// A live peer is a source with an assured TCP connection it opened to
+    /// this host: conntrack sets `assured` when the handshake completes, so
+    /// a forged SYN (or a second one after our SYN-ACK went to the forged
+    /// address) does not make one. Its probes still reach the daemon, with
+    /// `live_prefix`: the daemon needs no lookup to know, and does not ban
+    /// it on evidence that anyone could forge.
     pub fn rules(&self) -> Vec<Rule> {
         use expr::*;
         use netlink_packet_netfilter::nftables::Operator;
@@ -135,7 +237,37 @@ impl Ruleset {
             m.push(log(self.nflog_group, &self.log_prefix));
             m
         };
-        vec![
+        let live_prefix = self.live_prefix();
+        let live_tripwire = |l4proto: u8, s: OurSet, live: OurSet| {
+            let mut m = dport_in(l4proto, s.name(), s.id());
+            m.extend(daddr_local());
+            m.extend(saddr_in(live == OurSet::Live6, live.name(), live.id()));
+            m.push(log(self.nflog_group, &live_prefix));
+            m.push(ret());
+            m
+        };
+        let live_tripwires = |proto: &str, l4proto: u8, s: OurSet| -> Vec<Rule> {
+            if self.live_mark.is_none() {
+                return Vec::new();
+            }
+            [(OurSet::Live4, "ip"), (OurSet::Live6, "ip6")]
+                .into_iter()
+                .map(|(live, family)| Rule {
+                    text: format!(
+                        "{proto} dport @{s} fib daddr type local {family} saddr @{live} log prefix \"{live_prefix}\" group {} return",
+                        self.nflog_group
+                    ),
+                    exprs: live_tripwire(l4proto, s, live),
+                })
+                .collect()
+        };
+        let feed_live = self.live_mark.map(|_| Rule {
+            text: format!(
+                "meta l4proto tcp ct direction original ct status assured jump {LIVE_CHAIN}"
+            ),
+            exprs: with(tcp_assured_inbound(), vec![jump(LIVE_CHAIN)]),
+        });
+        let mut rules = vec![
             Rule {
                 text: "ct state established,related ct direction reply return".into(),
                 exprs: with(
@@ -165,6 +297,9 @@ impl Ruleset {
                     vec![counter(), drop()],
                 ),
             },
+        ];
+        rules.extend(feed_live);
+        rules.extend([
             Rule {
                 // The rest of established traffic never trips a wire either.
                 text: "ct state established,related return".into(),
@@ -191,21 +326,24 @@ impl Ruleset {
                     vec![ret()],
                 ),
             },
-            Rule {
-                text: format!(
-                    "tcp dport @{} fib daddr type local {log_text}",
-                    OurSet::WatchTcp
-                ),
-                exprs: tripwire(IPPROTO_TCP, OurSet::WatchTcp),
-            },
-            Rule {
-                text: format!(
-                    "udp dport @{} fib daddr type local {log_text}",
-                    OurSet::WatchUdp
-                ),
-                exprs: tripwire(IPPROTO_UDP, OurSet::WatchUdp),
-            },
-        ]
+        ]);
+        rules.extend(live_tripwires("tcp", IPPROTO_TCP, OurSet::WatchTcp));
+        rules.push(Rule {
+            text: format!(
+                "tcp dport @{} fib daddr type local {log_text}",
+                OurSet::WatchTcp
+            ),
+            exprs: tripwire(IPPROTO_TCP, OurSet::WatchTcp),
+        });
+        rules.extend(live_tripwires("udp", IPPROTO_UDP, OurSet::WatchUdp));
+        rules.push(Rule {
+            text: format!(
+                "udp dport @{} fib daddr type local {log_text}",
+                OurSet::WatchUdp
+            ),
+            exprs: tripwire(IPPROTO_UDP, OurSet::WatchUdp),
+        });
+        rules
     }
 
     fn set_elements(&self, set: OurSet) -> Vec<Element> {
@@ -214,8 +352,9 @@ impl Ruleset {
             OurSet::Ignore6 => interval_elements(&self.ignore6, 16),
             OurSet::WatchTcp => interval_elements(&widen(&self.watch_tcp), 2),
             OurSet::WatchUdp => interval_elements(&widen(&self.watch_udp), 2),
-            // Bans come from the caller (`bans::add_to_batch`).
-            OurSet::Blocked4 | OurSet::Blocked6 => Vec::new(),
+            // Bans come from the caller (`bans::add_to_batch`), live peers
+            // from the packet path.
+            OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Live4 | OurSet::Live6 => Vec::new(),
         }
     }
 
@@ -246,7 +385,7 @@ impl Ruleset {
     /// Appends the creation of the table and everything in it to `b`.
     pub fn create_into(&self, b: &mut Batch) {
         b.add_table_commented(FAMILY, &self.table, true, self.flags, Some(TABLE_COMMENT));
-        for set in OurSet::ALL {
+        for set in self.sets() {
             b.add_set(FAMILY, &self.table, &set.spec(self.ban_time, self.set_size));
             let elems = self.set_elements(set);
             if !elems.is_empty() {
@@ -262,8 +401,15 @@ impl Ruleset {
                 policy_accept: true,
             },
         );
+        // The live chain before the rule that jumps to it.
+        if self.live_mark.is_some() {
+            b.add_regular_chain(FAMILY, &self.table, LIVE_CHAIN);
+        }
         for r in self.rules() {
             b.add_rule(FAMILY, &self.table, CHAIN, r.exprs, &r.text);
+        }
+        for r in self.live_rules() {
+            b.add_rule(FAMILY, &self.table, LIVE_CHAIN, r.exprs, &r.text);
         }
     }
 
@@ -280,18 +426,21 @@ impl Ruleset {
             let _ = writeln!(o, "table inet {} {{", self.table);
         }
         let _ = writeln!(o, "\tcomment \"{TABLE_COMMENT}\"\n");
-        for (i, set) in OurSet::ALL.into_iter().enumerate() {
+        for (i, set) in self.sets().into_iter().enumerate() {
             let s = set.spec(self.ban_time, self.set_size);
             if i > 0 {
                 o.push('\n');
             }
             let _ = writeln!(o, "\tset {} {{", s.name);
             let _ = writeln!(o, "\t\ttype {}", s.key.name());
+            if let Some(size) = s.size {
+                let _ = writeln!(o, "\t\tsize {size}");
+            }
             if s.interval {
                 let _ = writeln!(o, "\t\tflags interval");
             }
-            if let Some(size) = s.size {
-                let _ = writeln!(o, "\t\tsize {size}");
+            if s.dynamic {
+                let _ = writeln!(o, "\t\tflags dynamic,timeout");
             }
             if let Some(t) = s.timeout {
                 let _ = writeln!(o, "\t\ttimeout {}", format_duration(t));
@@ -317,7 +466,7 @@ impl Ruleset {
                     .iter()
                     .map(|r| render_port_range(*r))
                     .collect(),
-                OurSet::Blocked4 | OurSet::Blocked6 => Vec::new(),
+                OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Live4 | OurSet::Live6 => Vec::new(),
             };
             if !items.is_empty() {
                 let _ = writeln!(o, "\t\telements = {{ {} }}", items.join(", "));
@@ -333,7 +482,15 @@ impl Ruleset {
         for r in self.rules() {
             let _ = writeln!(o, "\t\t{}", r.text);
         }
-        let _ = writeln!(o, "\t}}\n}}");
+        let _ = writeln!(o, "\t}}");
+        if self.live_mark.is_some() {
+            let _ = writeln!(o, "\n\tchain {LIVE_CHAIN} {{");
+            for r in self.live_rules() {
+                let _ = writeln!(o, "\t\t{}", r.text);
+            }
+            let _ = writeln!(o, "\t}}");
+        }
+        let _ = writeln!(o, "}}");
         o
     }
 }

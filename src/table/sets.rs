@@ -1,4 +1,4 @@
-//! sets: the six sets of our table, each with its name, its id in the
+//! sets: the sets of our table, each with its name, its id in the
 //! transaction that creates it, its key type and its kind, in one place.
 //! Rules, listings, counts and the watch over the table all name a set
 //! through this enum, never through a string.
@@ -21,18 +21,33 @@ pub enum OurSet {
     /// Tripwire ports (interval set).
     WatchTcp,
     WatchUdp,
+    /// Live peers (`protect_live_peers`): sources with an established TCP
+    /// connection to a service of this host, fed by the packet path
+    /// (dynamic, each element with a timeout).
+    Live4,
+    Live6,
 }
+
+/// How long a source stays a live peer after its connection last fed the
+/// set: a connection feeds it once per `LIVE_PERIOD` while it carries
+/// packets, so an active connection never lapses.
+pub const LIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl OurSet {
     /// Every set, in the order they are created and `nft list` shows them.
-    pub const ALL: [OurSet; 6] = [
+    pub const ALL: [OurSet; 8] = [
         OurSet::Ignore4,
         OurSet::Ignore6,
         OurSet::Blocked4,
         OurSet::Blocked6,
         OurSet::WatchTcp,
         OurSet::WatchUdp,
+        OurSet::Live4,
+        OurSet::Live6,
     ];
+
+    /// The live-peer sets, there only with `protect_live_peers`.
+    pub const LIVE: [OurSet; 2] = [OurSet::Live4, OurSet::Live6];
 
     /// The ban sets.
     pub const BLOCKED: [OurSet; 2] = [OurSet::Blocked4, OurSet::Blocked6];
@@ -45,6 +60,8 @@ impl OurSet {
             OurSet::Blocked6 => "blocked6",
             OurSet::WatchTcp => "watch_tcp",
             OurSet::WatchUdp => "watch_udp",
+            OurSet::Live4 => "live4",
+            OurSet::Live6 => "live6",
         }
     }
 
@@ -58,13 +75,15 @@ impl OurSet {
             OurSet::Blocked6 => 4,
             OurSet::WatchTcp => 5,
             OurSet::WatchUdp => 6,
+            OurSet::Live4 => 7,
+            OurSet::Live6 => 8,
         }
     }
 
     pub fn key(self) -> KeyType {
         match self {
-            OurSet::Ignore4 | OurSet::Blocked4 => KeyType::Ipv4Addr,
-            OurSet::Ignore6 | OurSet::Blocked6 => KeyType::Ipv6Addr,
+            OurSet::Ignore4 | OurSet::Blocked4 | OurSet::Live4 => KeyType::Ipv4Addr,
+            OurSet::Ignore6 | OurSet::Blocked6 | OurSet::Live6 => KeyType::Ipv6Addr,
             OurSet::WatchTcp | OurSet::WatchUdp => KeyType::InetService,
         }
     }
@@ -83,16 +102,30 @@ impl OurSet {
         }
     }
 
-    /// How it is created: ban sets with the default ban time and `set_size`.
+    /// A live-peer set.
+    pub fn is_live(self) -> bool {
+        matches!(self, OurSet::Live4 | OurSet::Live6)
+    }
+
+    /// How it is created: ban sets with the default ban time and
+    /// `set_size`, live-peer sets dynamic with `LIVE_TIMEOUT` and
+    /// `set_size` (full, a new peer is not recorded: its probes then ban as
+    /// anyone's would), the rest interval sets.
     pub fn spec(self, ban_time: Duration, set_size: u32) -> SetSpec {
         let blocked = self.is_blocked();
+        let live = self.is_live();
         SetSpec {
             name: self.name().into(),
             id: self.id(),
             key: self.key(),
-            interval: !blocked,
-            timeout: blocked.then_some(ban_time),
-            size: blocked.then_some(set_size),
+            interval: !blocked && !live,
+            dynamic: live,
+            timeout: if live {
+                Some(LIVE_TIMEOUT)
+            } else {
+                blocked.then_some(ban_time)
+            },
+            size: (blocked || live).then_some(set_size),
         }
     }
 }
@@ -111,9 +144,9 @@ mod tests {
     fn ids_and_names_are_unique() {
         let mut ids: Vec<u32> = OurSet::ALL.iter().map(|s| s.id()).collect();
         ids.dedup();
-        assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8]);
         let names: std::collections::HashSet<&str> = OurSet::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 8);
         assert_eq!(
             OurSet::blocked_for(&"2001:db8::1".parse().unwrap()),
             OurSet::Blocked6

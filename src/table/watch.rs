@@ -41,7 +41,8 @@ pub fn check(
             return Checked::Failed;
         }
     };
-    let missing_sets = OurSet::ALL
+    let missing_sets = ruleset
+        .sets()
         .iter()
         .any(|set| nft.set_info(&table, set.name()).is_err());
     let what = if !present {
@@ -78,6 +79,9 @@ pub fn check(
             }
         };
     };
+    // A new table has empty live sets: the other period makes every
+    // connection feed them again at its next packet.
+    ruleset.live_phase = !ruleset.live_phase;
     match install(nft, ruleset, should) {
         Ok(()) => {
             log_warning!(
