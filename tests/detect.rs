@@ -351,7 +351,13 @@ fn full_ban_set_is_reported_once_and_the_daemon_goes_on() {
 #[test]
 fn port_with_a_service_is_never_a_tripwire() {
     for v6 in [false, true] {
-        let mut s = Scene::new(if v6 { "svc6" } else { "svc4" }, "");
+        // The client below completes a handshake with a real service, which
+        // makes it a live peer (protect_live_peers), and a live peer is not
+        // banned on a UDP probe: this test is about the tripwires.
+        let mut s = Scene::new(
+            if v6 { "svc6" } else { "svc4" },
+            "protect_live_peers = false\n",
+        );
         let (a, fam, any) = if v6 {
             (ATTACKER6, "-6", "::")
         } else {
