@@ -483,6 +483,8 @@ impl Daemon {
             self.live_period_at = now + crate::table::ruleset::LIVE_PERIOD;
             if let Some(batch) = self.ruleset.next_live_period() {
                 if let Err(e) = self.core.nft.commit(&batch) {
+                    // The kernel keeps the chain it had: so does the ruleset.
+                    self.ruleset.live_phase = !self.ruleset.live_phase;
                     if self.live_period_errors.admit(now).is_some() {
                         log_error!(
                             "adminalert: ERROR: turning the live-peer chain of table inet {} to the next period: {e}",

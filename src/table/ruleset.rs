@@ -624,6 +624,44 @@ mod tests {
     }
 
     #[test]
+    fn live_peers_alternate_between_the_two_bits_and_vanish_when_off() {
+        let mut cfg = Config {
+            live_peer_mark: 0x0000_0101,
+            ..Config::default()
+        };
+        let mut r = Ruleset::from_config(&cfg, &[]);
+        assert!(r.sets().contains(&OurSet::Live6));
+        let texts =
+            |r: &Ruleset| -> Vec<String> { r.live_rules().into_iter().map(|r| r.text).collect() };
+        assert_eq!(
+            texts(&r)[..2],
+            [
+                "ct mark & 0x00000101 == 0x00000001 return",
+                "ct mark set ct mark & 0xfffffefe ct mark set ct mark | 0x00000001"
+            ]
+        );
+        let flip = r.next_live_period().unwrap();
+        // Flush the chain, then its four rules.
+        assert_eq!(flip.len(), 5);
+        assert_eq!(texts(&r)[0], "ct mark & 0x00000101 == 0x00000100 return");
+        r.next_live_period();
+        assert_eq!(texts(&r)[0], "ct mark & 0x00000101 == 0x00000001 return");
+        assert!(
+            r.rules()
+                .iter()
+                .any(|x| x.text.contains("log prefix \"nftsentry: live peer: \""))
+        );
+
+        cfg.protect_live_peers = false;
+        let mut r = Ruleset::from_config(&cfg, &[]);
+        assert!(!r.sets().iter().any(|s| s.is_live()));
+        assert!(r.live_rules().is_empty());
+        assert!(r.next_live_period().is_none());
+        assert!(!r.rules().iter().any(|x| x.text.contains("live")));
+        assert!(!r.render().contains("live"));
+    }
+
+    #[test]
     fn interval_elements_close_ranges() {
         let e = interval_elements(&[(1, 1), (100, 200), (65000, 65535)], 2);
         let keys: Vec<(u16, bool)> = e
