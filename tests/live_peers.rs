@@ -290,3 +290,43 @@ fn the_live_set_is_fed_once_per_connection_and_bulk_traffic_never_reaches_the_da
         "{log}"
     );
 }
+
+/// A reload replaces the table, and another program may delete it (no owner
+/// flag): either way the new live sets start empty, and the new table
+/// starts the other period, so a connection that already fed the old set
+/// feeds the new one at its next packet instead of a minute later.
+#[test]
+fn a_reloaded_or_restored_table_is_fed_again_at_the_next_packet() {
+    let v = Victim::start("lrenew", "table_owner = false");
+    let service = listener(&v.pair.victim);
+    let mut s = Session::open(&v.pair, &service, VICTIM4);
+    assert!(wait_until(Duration::from_secs(3), || v.live(ATTACKER4)));
+    signal(v.pid, Signal::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(5), || v
+            .log()
+            .contains("configuration reloaded")),
+        "{}",
+        v.log()
+    );
+    assert!(!v.live(ATTACKER4), "the new table's live set is new");
+    assert!(s.works());
+    assert!(
+        wait_until(Duration::from_secs(2), || v.live(ATTACKER4)),
+        "the session did not feed the reloaded table's live set:\n{}",
+        v.set("live4")
+    );
+    v.pair.victim.nft(&["delete", "table", "inet", "nftsentry"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || v.log().contains("put back")),
+        "{}",
+        v.log()
+    );
+    assert!(s.works());
+    assert!(
+        wait_until(Duration::from_secs(2), || v.live(ATTACKER4)),
+        "the session did not feed the restored table's live set:\n{}",
+        v.set("live4")
+    );
+    v.stop();
+}
