@@ -31,6 +31,14 @@ impl Victim {
     /// Advanced tripwires on 1-1024 (a probe of ports 1, 11 and 15 is
     /// forgeable evidence of three ports), connect mode on 79 (a handshake).
     fn start(tag: &str, extra: &str) -> Victim {
+        Victim::with_tables(
+            tag,
+            extra,
+            "[tcp]\nmode = [\"advanced\", \"connect\"]\nports = \"79\"\n[udp]\nports = \"\"\n",
+        )
+    }
+
+    fn with_tables(tag: &str, extra: &str, tables: &str) -> Victim {
         let mut pair = Pair::new(tag);
         route_spoofed_range_back(&pair);
         pin_victim_neighbours(&pair);
@@ -38,8 +46,7 @@ impl Victim {
         let cfg = dir.file(
             "nftsentry.toml",
             &format!(
-                "{}ignore_file = \"\"\nignore_local = false\nscan_trigger = 0\nstorm_threshold = 0\n{extra}\n\
-                 [tcp]\nmode = [\"advanced\", \"connect\"]\nports = \"79\"\n[udp]\nports = \"\"\n",
+                "{}ignore_file = \"\"\nignore_local = false\nscan_trigger = 0\nstorm_threshold = 0\n{extra}\n{tables}",
                 private_files(&dir.path)
             ),
         );
@@ -327,6 +334,48 @@ fn a_reloaded_or_restored_table_is_fed_again_at_the_next_packet() {
         wait_until(Duration::from_secs(2), || v.live(ATTACKER4)),
         "the session did not feed the restored table's live set:\n{}",
         v.set("live4")
+    );
+    v.stop();
+}
+
+/// A UDP datagram to a connect-mode port proves nothing of its source
+/// either: one forged "from" a live peer is logged and does not ban it (the
+/// daemon asks the kernel's live set), while one from a stranger bans.
+#[test]
+fn a_forged_datagram_to_a_connect_mode_udp_port_does_not_ban_a_live_peer() {
+    let v = Victim::with_tables(
+        "ludp",
+        "",
+        "[tcp]\nports = \"\"\n[udp]\nmode = \"connect\"\nports = \"7000\"\n",
+    );
+    let service = listener(&v.pair.victim);
+    let mut s = Session::open(&v.pair, &service, VICTIM4);
+    assert!(wait_until(Duration::from_secs(3), || v.live(ATTACKER4)));
+    let spoofer = Spoofer::open(&v.pair.attacker);
+    let datagram = |src: &str| {
+        packet(
+            src.parse().unwrap(),
+            VICTIM4.parse().unwrap(),
+            L4::Udp,
+            40_000,
+            7000,
+        )
+    };
+    spoofer.send_sure(&datagram(ATTACKER4));
+    let line = format!("Host {ATTACKER4} not blocked: it has an established TCP connection");
+    assert!(
+        wait_until(Duration::from_secs(5), || v.log().contains(&line)),
+        "{}",
+        v.log()
+    );
+    assert!(!v.banned(ATTACKER4));
+    assert!(s.works());
+    let stranger = "198.18.0.10";
+    spoofer.send_sure(&datagram(stranger));
+    assert!(
+        wait_until(Duration::from_secs(5), || v.banned(stranger)),
+        "{}",
+        v.log()
     );
     v.stop();
 }

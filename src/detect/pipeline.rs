@@ -485,6 +485,20 @@ impl Detector {
         now: Instant,
         bans: &dyn Bans,
     ) -> Verdict {
+        self.on_visit_from(src, proto, port, false, now, bans)
+    }
+
+    /// A visitor of a connect-mode port; `live`: its source is a live peer
+    /// (what matters for a UDP datagram, whose source may be forged).
+    pub fn on_visit_from(
+        &mut self,
+        src: IpAddr,
+        proto: Proto,
+        port: u16,
+        live: bool,
+        now: Instant,
+        bans: &dyn Bans,
+    ) -> Verdict {
         let src = crate::cidr::canonical(src);
         let scan = match proto {
             Proto::Tcp => ScanType::TcpConnect,
@@ -494,7 +508,11 @@ impl Detector {
             self.counts.ignored += 1;
             return self.ignored(src, scan, port, now);
         }
-        self.detected(src, scan, port, Marks::default(), now, bans)
+        let marks = Marks {
+            ip_options: false,
+            live,
+        };
+        self.detected(src, scan, port, marks, now, bans)
     }
 
     /// A probe or visit from an ignored source: nothing is done, and the log

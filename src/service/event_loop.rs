@@ -116,8 +116,27 @@ impl Core {
         port: u16,
         now: Instant,
     ) -> bool {
-        let v = self.detector.on_visit(src, proto, port, now, &self.ledger);
+        // A datagram's source may be forged: ask the kernel's live sets
+        // (one lookup per datagram to a connect-mode UDP port; a TCP
+        // visitor completed a handshake and needs none).
+        let live = proto == Proto::Udp && self.cfg.protect_live_peers && self.live_in_kernel(src);
+        let v = self
+            .detector
+            .on_visit_from(src, proto, port, live, now, &self.ledger);
         self.apply(v, now)
+    }
+
+    /// `src` is in the live-peer set of its family now.
+    fn live_in_kernel(&mut self, src: std::net::IpAddr) -> bool {
+        use crate::table::sets::OurSet;
+        let (set, key) = match crate::cidr::canonical(src) {
+            std::net::IpAddr::V4(a) => (OurSet::Live4, a.octets().to_vec()),
+            std::net::IpAddr::V6(a) => (OurSet::Live6, a.octets().to_vec()),
+        };
+        matches!(
+            self.nft.get_element(&self.cfg.table, set.name(), &key),
+            Ok(Some(_))
+        )
     }
 
     /// Carries a verdict out; true for a probe (not an ignored source).
