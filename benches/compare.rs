@@ -14,9 +14,11 @@
 //! Run by benches/compare (which installs iptables, unpacks portsentry and
 //! builds this), as root:
 //!   cargo bench --bench compare -- --portsentry PATH [--only ROW,...] [--quick]
-//! Rows: latency, flood (flood-bans, flood-nobans), bulk, drop, startup,
-//! restart (100k bans with hosts.deny), v6rotate (an IPv6 scanner rotating
-//! inside one /64), rss.
+//! Rows: latency, flood (flood-bans, flood-nobans), bulk, forged-scan (a
+//! forged flood larger than the set while a real nmap scan runs), storm
+//! (forged sources banned per minute), drop, startup, restart (100k bans
+//! with hosts.deny), v6rotate (an IPv6 scanner rotating inside one /64),
+//! rss.
 //! Profiling: --profile DIR attaches `perf record` to both daemons during the
 //! no-ban flood; NFTSENTRY_BENCH_WRAP="valgrind --tool=callgrind ..." runs
 //! nftsentry under a wrapper. Nothing here asserts a timing; a measurement
@@ -1095,6 +1097,240 @@ fn row_bulk(a: &Args, t: &mut Table) {
     ));
 }
 
+// ------------------------------------------------- forged floods (issue 15) ---
+
+/// The real scanner's address as a ban key.
+const SCANNER: u32 = 0xC000_0202; // 192.0.2.2
+
+/// A forged flood of `sources` distinct sources (one SYN each) from a
+/// thread, while nmap -sS from the attacker's own address scans four
+/// watched ports 0.3 s after the flood began; returns the time from the
+/// scan's start to the scanner's ban (None: not within `limit`), the
+/// flood's (sent, elapsed) and the scan's wall time.
+fn flood_with_scan(
+    p: &Pair,
+    watch: Watch,
+    sources: u64,
+    limit: Duration,
+) -> (Option<Duration>, (u64, Duration), Duration) {
+    let mon = Monitor::start(&p.victim, watch);
+    let flooder = {
+        let attacker = p.attacker.name.clone();
+        std::thread::spawn(move || {
+            let file = File::open(format!("/var/run/netns/{attacker}")).expect("open netns");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            use nix::sys::socket::*;
+            let fd = raw_socket_fd();
+            let dst = SockaddrIn::new(192, 0, 2, 1, 0);
+            let start = Instant::now();
+            let mut sent = 0;
+            // Paced at 20,000 a second: a flood, yet one that a veth and
+            // both daemons' sockets take without dropping the scan.
+            while sent < sources && start.elapsed() < Duration::from_secs(10) {
+                let due = Duration::from_secs_f64(sent as f64 / 20_000.0);
+                if start.elapsed() < due {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+                if sendto(
+                    fd.as_raw_fd(),
+                    &syn(src_distinct(sent)),
+                    &dst,
+                    MsgFlags::empty(),
+                )
+                .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            (sent, start.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let scan_start = Instant::now();
+    let out = p
+        .attacker
+        .cmd("nmap")
+        .args([
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "1",
+            "-p",
+            "1,11,15,79",
+            "192.0.2.1",
+        ])
+        .output()
+        .unwrap();
+    let scan_time = scan_start.elapsed();
+    assert!(out.status.success(), "nmap failed: {out:?}");
+    let banned = mon
+        .wait_for(SCANNER, limit)
+        .map(|t| t.saturating_duration_since(scan_start));
+    (banned, flooder.join().unwrap(), scan_time)
+}
+
+fn row_forged_scan(a: &Args, t: &mut Table) {
+    // The set holds 10,000 bans; the flood brings 20,000 forged sources.
+    const SET: u32 = 10_000;
+    const SOURCES: u64 = 20_000;
+    let cfg = |storm: &str| {
+        format!(
+            "ignore_file = \"\"\nignore_local = false\nban_time = \"1h\"\nset_size = {SET}\nscan_trigger = 0\n{storm}\
+             [tcp]\nports = \"1,11,15,79\"\n[udp]\nports = \"\"\n"
+        )
+    };
+    let run_nft = |storm: &str| {
+        let mut p = pair("cmp-fs");
+        let d = start_nftsentry(&mut p, &cfg(storm));
+        let r = flood_with_scan(&p, Watch::SetElements, SOURCES, Duration::from_secs(20));
+        wait_idle(d.pid, Duration::from_secs(20));
+        let bans = p
+            .victim
+            .enter(|| {
+                NftSocket::open()
+                    .and_then(|mut s| s.set_info("nftsentry", "blocked4"))
+                    .map(|i| i.count.unwrap_or(0))
+            })
+            .unwrap_or(0);
+        (r, bans)
+    };
+    let (guard, guard_bans) = run_nft("");
+    let (full, full_bans) = run_nft("storm_threshold = 0\n");
+    let (ps, ps_blocked) = {
+        let p = pair("cmp-fs-ps");
+        let ps = start_portsentry(&p, &a.portsentry, "-stcp", 0);
+        let r = flood_with_scan(&p, Watch::Routes, SOURCES, Duration::from_secs(30));
+        let blocked = ps.blocked();
+        ps.stop();
+        (r, blocked)
+    };
+    let secs = |r: &(Option<Duration>, (u64, Duration), Duration)| r.0.map(|d| d.as_secs_f64());
+    let show = |r: &(Option<Duration>, (u64, Duration), Duration), limit: u64| match r.0 {
+        Some(d) => format!("{:.3} s", d.as_secs_f64()),
+        None => format!("not within {limit} s"),
+    };
+    for (label, nft, bans) in [
+        ("storm guard on (the default)", &guard, guard_bans),
+        ("storm guard off, set full", &full, full_bans),
+    ] {
+        let what = format!(
+            "forged flood of {SOURCES} sources into a {SET}-ban set during a real nmap -sS scan, {label}: scan start → scanner banned"
+        );
+        match (secs(nft), secs(&ps)) {
+            (Some(n), Some(o)) => t.both(&what, n, o, "s", Better::Lower),
+            _ => t.text(&what, &show(nft, 20), &show(&ps, 30), "—"),
+        }
+        let _ = bans;
+    }
+    t.note(format!(
+        "Forged flood with a real scan: {SOURCES} SYNs from distinct forged sources (198.18.0.0/15, \
+         20,000 a second) to port 1; 0.3 s in, nmap -sS --max-retries 1 from the attacker's own \
+         address (192.0.2.2) scans ports 1,11,15,79 (watched by both). Time from nmap's start to the \
+         scanner's ban event (NEWSETELEM, RTM_NEWROUTE for PortSentry's KILL_ROUTE). nftsentry: \
+         set_size {SET}, scan_trigger 0, ignore_local = false (the attacker is the victim's \
+         route to the forged range, so a gateway); with the storm guard (storm_threshold 100) the forged \
+         one-probe sources stop banning once the storm is seen and the scanner's four ports still \
+         ban it; without it the set fills and the scanner's stronger evidence (several ports) \
+         evicts a forged ban. nftsentry: guard on {} bans in blocked4 after the flood (flood sent \
+         {} in {:.2} s, nmap took {:.2} s), guard off {} bans (sent {} in {:.2} s); PortSentry -stcp \
+         (SCAN_TRIGGER 0): {} hosts blocked (sent {} in {:.2} s, nmap took {:.2} s).",
+        guard_bans,
+        guard.1.0,
+        guard.1.1.as_secs_f64(),
+        guard.2.as_secs_f64(),
+        full_bans,
+        full.1.0,
+        full.1.1.as_secs_f64(),
+        ps_blocked,
+        ps.1.0,
+        ps.1.1.as_secs_f64(),
+        ps.2.as_secs_f64(),
+    ));
+}
+
+/// A steady forged flood, `pps` distinct sources a second for `secs`.
+fn paced_flood(p: &Pair, pps: u64, secs: u64) -> u64 {
+    p.attacker.enter(move || {
+        use nix::sys::socket::*;
+        let fd = raw_socket_fd();
+        let dst = SockaddrIn::new(192, 0, 2, 1, 0);
+        let start = Instant::now();
+        let total = pps * secs;
+        let mut sent = 0;
+        while sent < total && start.elapsed() < Duration::from_secs(secs + 5) {
+            let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+            if start.elapsed() < due {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if sendto(
+                fd.as_raw_fd(),
+                &syn(src_distinct(sent)),
+                &dst,
+                MsgFlags::empty(),
+            )
+            .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        sent
+    })
+}
+
+fn row_storm(a: &Args, t: &mut Table) {
+    const PPS: u64 = 1_000;
+    const SECS: u64 = 20;
+    let nft_bans = {
+        let mut p = pair("cmp-st");
+        // The defaults: storm_threshold 100, storm_hold 10m.
+        let d = start_nftsentry(
+            &mut p,
+            "ignore_file = \"\"\nignore_local = false\nban_time = \"1h\"\nscan_trigger = 0\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
+        );
+        paced_flood(&p, PPS, SECS);
+        wait_idle(d.pid, Duration::from_secs(20));
+        p.victim
+            .enter(|| {
+                NftSocket::open()
+                    .and_then(|mut s| s.set_info("nftsentry", "blocked4"))
+                    .map(|i| i.count.unwrap_or(0))
+            })
+            .unwrap_or(0) as u64
+    };
+    let ps_bans = {
+        let p = pair("cmp-st-ps");
+        let ps = start_portsentry(&p, &a.portsentry, "-stcp", 0);
+        paced_flood(&p, PPS, SECS);
+        wait_idle(ps.pid, Duration::from_secs(20));
+        let b = ps.blocked();
+        ps.stop();
+        b
+    };
+    let per_min = |n: u64| n as f64 * 60.0 / SECS as f64;
+    t.both(
+        &format!(
+            "storm of forged one-probe sources ({PPS}/s for {SECS} s): forged sources banned per minute (average over the storm)"
+        ),
+        per_min(nft_bans),
+        per_min(ps_bans),
+        "",
+        Better::Lower,
+    );
+    t.note(format!(
+        "Storm: {} SYNs, each from a new forged source (198.18.0.0/15), {PPS} a second for {SECS} s, \
+         to port 1. nftsentry with its defaults (storm_threshold 100, storm_hold 10m, scan_trigger \
+         0): {nft_bans} forged sources banned in all, every one of them before the guard went on \
+         (it turns on at the threshold's 100th ban of a 10 s window, then a source must probe two \
+         ports for storm_hold), so a longer storm adds none and the average per minute falls with \
+         its length; PortSentry -stcp (SCAN_TRIGGER 0): {ps_bans} hosts blocked, at a steady rate \
+         (one KILL_ROUTE fork each). Per minute = the count × 60 / {SECS}.",
+        PPS * SECS
+    ));
+}
+
 /// Packets per second the victim takes in (and drops) from a banned source:
 /// the median of three windows of `secs` each (the machine is shared), and
 /// the packets counted in all three.
@@ -1610,6 +1846,12 @@ fn main() {
     }
     if want("bulk") {
         timed("bulk", &mut t, &mut |t| row_bulk(&a, t));
+    }
+    if want("forged-scan") {
+        timed("forged-scan", &mut t, &mut |t| row_forged_scan(&a, t));
+    }
+    if want("storm") {
+        timed("storm", &mut t, &mut |t| row_storm(&a, t));
     }
     if want("drop") {
         timed("drop", &mut t, &mut |t| row_drop(t));

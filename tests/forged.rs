@@ -238,3 +238,80 @@ fn forgeable_log_keeps_tripwires_on_logging_and_lets_connect_mode_ban() {
     assert_eq!(v.banned(), vec![attacker]);
     v.stop();
 }
+
+/// nmap's decoy scan (`nmap -sS -D 198.51.100.7,198.51.100.8`) sends each
+/// probe from the scanner and "from" both decoys, and nothing tells them
+/// apart without a handshake: with forgeable = "ban" all three are banned,
+/// as they must be on such evidence; with forgeable = "log" the stealth
+/// probes ban nobody, and the scanner is banned once it completes a
+/// handshake with a connect-mode port, which the decoys cannot. The
+/// victim's answers to the decoys go back into the attacker namespace,
+/// which does not forward them.
+#[test]
+fn nmap_decoys_are_banned_on_forgeable_evidence_and_nobody_is_with_forgeable_log() {
+    let attacker: IpAddr = ATTACKER4.parse().unwrap();
+    let decoys: Vec<IpAddr> = ["198.51.100.7", "198.51.100.8"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    for (tag, forgeable) in [("dcban", "ban"), ("dclog", "log")] {
+        let v = Victim::start(
+            tag,
+            &format!(
+                "[tcp]\nmode = [\"advanced\", \"connect\"]\nports = \"79\"\nforgeable = \"{forgeable}\"\n[udp]\nports = \"\""
+            ),
+        );
+        v.pair
+            .victim
+            .ip(&["route", "add", "198.51.100.0/24", "via", ATTACKER4]);
+        let out = v
+            .pair
+            .attacker
+            .cmd("nmap")
+            .args([
+                "-n",
+                "-Pn",
+                "-sS",
+                "--max-retries",
+                "0",
+                "-D",
+                "198.51.100.7,198.51.100.8",
+                "-p",
+                "1,11,15",
+                VICTIM4,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // Every probe is on record, the decoys' too.
+        for src in ["198.51.100.7", "198.51.100.8", ATTACKER4] {
+            let line = format!("attackalert: TCP SYN/Normal scan from host: {src}/{src}");
+            assert!(
+                wait_until(Duration::from_secs(5), || v.log().contains(&line)),
+                "{forgeable}: no probe from {src}:\n{}",
+                v.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mut banned = v.banned();
+        banned.sort();
+        if forgeable == "ban" {
+            let mut all = decoys.clone();
+            all.insert(0, attacker);
+            assert_eq!(banned, all, "{}", v.log());
+        } else {
+            assert!(banned.is_empty(), "{banned:?}\n{}", v.log());
+            let _ = v
+                .pair
+                .attacker
+                .sh(&format!("echo x | nc -w 2 {VICTIM4} 79"));
+            assert!(
+                wait_until(Duration::from_secs(5), || v.banned().contains(&attacker)),
+                "{}",
+                v.log()
+            );
+            assert_eq!(v.banned(), vec![attacker]);
+        }
+        v.stop();
+    }
+}

@@ -101,7 +101,15 @@ fn ports_above_the_advanced_range_and_excluded_ports_never_trip() {
 #[test]
 fn service_started_after_the_daemon_is_never_a_tripwire_and_trips_again_when_stopped() {
     for v6 in [false, true] {
-        let mut s = advanced(if v6 { "advs6" } else { "advs4" }, "", "", "");
+        // Its clients complete handshakes with the services, which makes
+        // them live peers (protect_live_peers), not banned on a SYN scan:
+        // this test is about which ports are tripwires.
+        let mut s = advanced(
+            if v6 { "advs6" } else { "advs4" },
+            "protect_live_peers = false\n",
+            "",
+            "",
+        );
         let (a, target, fam) = addrs(v6);
         let any = if v6 { "::" } else { "0.0.0.0" };
         let mut tcp = s.pair.victim.cmd("nc");
@@ -168,7 +176,9 @@ fn v6_listener(s: &Scene, addr: std::net::Ipv6Addr, port: u16, v6only: bool) -> 
 
 #[test]
 fn specific_ipv6_and_dual_stack_listeners_are_never_tripwires() {
-    let s = advanced("advds", "", "", "");
+    // The clients below become live peers (protect_live_peers), which a
+    // SYN scan does not ban: this test is about which ports are tripwires.
+    let s = advanced("advds", "protect_live_peers = false\n", "", "");
     // A service on the victim's own IPv6 address only, and one on [::]
     // that also takes IPv4 (IPV6_V6ONLY off), as many daemons bind.
     let _specific = v6_listener(&s, VICTIM6.parse().unwrap(), 444, true);

@@ -19,6 +19,7 @@ fn table(flags: TableFlags) -> Batch {
             id: 1,
             key: KeyType::Ipv4Addr,
             interval: false,
+            dynamic: false,
             timeout: Some(std::time::Duration::from_secs(60)),
             size: None,
         },

@@ -29,6 +29,8 @@ fn table() -> Ruleset {
         watch_tcp: vec![(1, 1)],
         watch_udp: vec![],
         fleet: false,
+        live_mark: None,
+        live_phase: false,
     }
 }
 

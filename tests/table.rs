@@ -21,6 +21,8 @@ fn sample() -> Ruleset {
         watch_tcp: vec![(1, 1), (11, 11), (100, 200), (65535, 65535)],
         watch_udp: vec![],
         fleet: false,
+        live_mark: Some(0x3000_0000),
+        live_phase: false,
     }
 }
 
@@ -156,18 +158,22 @@ fn ipv6_ban_with_expiration_keeps_time_left() {
 /// The expressions of each rule as the kernel holds them
 /// (`nft --debug=netlink list chain`), one block per rule.
 fn rule_expressions(ns: &Netns) -> Vec<Vec<String>> {
+    chain_expressions(ns, CHAIN)
+}
+
+fn chain_expressions(ns: &Netns, chain: &str) -> Vec<Vec<String>> {
     let out = ns.nft(&[
         "--debug=netlink",
         "list",
         "chain",
         "inet",
         "nftsentry",
-        CHAIN,
+        chain,
     ]);
     let mut rules = Vec::new();
     let mut cur: Option<Vec<String>> = None;
     for line in out.lines() {
-        if line.starts_with(&format!("inet nftsentry {CHAIN} ")) {
+        if line.starts_with(&format!("inet nftsentry {chain} ")) {
             rules.extend(cur.take());
             cur = Some(Vec::new());
         } else if let (Some(r), true) = (cur.as_mut(), line.starts_with("  [")) {
@@ -180,7 +186,7 @@ fn rule_expressions(ns: &Netns) -> Vec<Vec<String>> {
     rules
 }
 
-use nftsentry::table::ruleset::CHAIN;
+use nftsentry::table::ruleset::{CHAIN, LIVE_CHAIN};
 
 #[test]
 fn each_rule_is_what_nft_makes_of_its_text() {
@@ -214,15 +220,17 @@ fn each_rule_is_what_nft_makes_of_its_text() {
             "[ immediate reg 0 return ]",
         ]
     );
+    // The tripwire for a source without a live connection (after the two
+    // of live peers).
     assert!(
-        a[9].iter().any(|e| e == "[ fib daddr type => reg 1 ]"),
+        a[12].iter().any(|e| e == "[ fib daddr type => reg 1 ]"),
         "{:?}",
-        a[9]
+        a[12]
     );
     assert!(
-        a[9].iter().any(|e| e == "[ cmp eq reg 1 0x00000002 ]"),
+        a[12].iter().any(|e| e == "[ cmp eq reg 1 0x00000002 ]"),
         "{:?}",
-        a[9]
+        a[12]
     );
     // The IPv6 prefix ban: the source masked to ban_prefix6, then looked up.
     assert!(
@@ -231,6 +239,67 @@ fn each_rule_is_what_nft_makes_of_its_text() {
         "{:?}",
         a[4]
     );
+    // Issue 15, live peers: an assured inbound TCP connection jumps to the
+    // live chain, whose rules are also what nft makes of their text.
+    assert_eq!(
+        a[6],
+        [
+            "[ meta load l4proto => reg 1 ]",
+            "[ cmp eq reg 1 0x00000006 ]",
+            "[ ct load direction => reg 1 ]",
+            "[ cmp eq reg 1 0x00000000 ]",
+            "[ ct load status => reg 1 ]",
+            "[ bitwise reg 1 = ( reg 1 & 0x00000004 ) ^ 0x00000000 ]",
+            "[ cmp neq reg 1 0x00000000 ]",
+            "[ immediate reg 0 jump -> live ]",
+        ]
+    );
+    assert!(
+        a[10]
+            .iter()
+            .any(|e| e.starts_with("[ lookup reg 1 set live4")),
+        "{:?}",
+        a[10]
+    );
+    let (la, lb) = (
+        chain_expressions(&ours, LIVE_CHAIN),
+        chain_expressions(&theirs, LIVE_CHAIN),
+    );
+    assert_eq!(la.len(), r.live_rules().len(), "{la:#?}");
+    assert_eq!(la, lb);
+    assert_eq!(
+        la[1],
+        [
+            "[ ct load mark => reg 1 ]",
+            "[ bitwise reg 1 = ( reg 1 & 0xcfffffff ) ^ 0x00000000 ]",
+            "[ ct set mark with reg 1 ]",
+            "[ ct load mark => reg 1 ]",
+            "[ bitwise reg 1 = ( reg 1 & 0xefffffff ) ^ 0x10000000 ]",
+            "[ ct set mark with reg 1 ]",
+        ]
+    );
+    assert!(
+        la[2]
+            .iter()
+            .any(|e| e.starts_with("[ dynset update reg_key 1 set live4")),
+        "{:?}",
+        la[2]
+    );
+    // The next period, as the daemon flips it, is the same in both.
+    let mut next = r.clone();
+    let flip = next.next_live_period().unwrap();
+    ours.enter(move || NftSocket::open().unwrap().commit(&flip).unwrap());
+    let theirs2 = Netns::new("exprm");
+    let file = dir.file("next.nft", &next.render());
+    run_ok(theirs2.cmd("nft").arg("-f").arg(&file));
+    let (la, lb) = (
+        chain_expressions(&ours, LIVE_CHAIN),
+        chain_expressions(&theirs2, LIVE_CHAIN),
+    );
+    assert_eq!(la, lb);
+    assert_eq!(la[0][2], "[ cmp eq reg 1 0x20000000 ]");
+    let listed = ours.nft(&["-s", "list", "table", "inet", "nftsentry"]);
+    assert_eq!(normalize_ws(&listed), normalize_ws(&next.render()));
 }
 
 /// `[crowdsec] pull`: the fleet's sets list as rendered, take a Range and

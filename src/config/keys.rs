@@ -28,6 +28,8 @@ pub const TOP_KEYS: &[&str] = &[
     "ban_requires_handshake",
     "storm_threshold",
     "storm_hold",
+    "protect_live_peers",
+    "live_peer_mark",
     "route",
     "kill_route",
     "hosts_deny",

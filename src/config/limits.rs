@@ -11,8 +11,16 @@ pub const TABLE_NAME_MAX: usize = 64;
 /// security (50); an offset beyond ±300 is a typo, not a plan.
 pub const CHAIN_PRIORITY_MIN: i32 = -300;
 pub const CHAIN_PRIORITY_MAX: i32 = 300;
-/// NF_LOG_PREFIXLEN is 128 bytes including the terminating NUL.
-pub const LOG_PREFIX_MAX: usize = 127;
+/// NF_LOG_PREFIXLEN is 128 bytes including the terminating NUL, and the
+/// tripwires of live peers log with `LIVE_PEER_SUFFIX` after the prefix.
+pub const LOG_PREFIX_MAX: usize = 127 - LIVE_PEER_SUFFIX.len();
+/// What the tripwire rules for live peers (`protect_live_peers`) add to
+/// `log_prefix`: the daemon tells their packets by it.
+pub const LIVE_PEER_SUFFIX: &str = "live peer: ";
+/// The conntrack mark bits `protect_live_peers` uses by default: high bits,
+/// clear of the small marks that routing setups (wg-quick's 51820, 0x1)
+/// and kube-proxy (0x4000, 0x8000) use.
+pub const LIVE_PEER_MARK_DEFAULT: u32 = 0x3000_0000;
 pub const BAN_TIME_MIN: Duration = Duration::from_secs(1);
 pub const BAN_TIME_MAX: Duration = Duration::from_secs(365 * 86_400);
 pub const SCAN_WINDOW_MIN: Duration = Duration::from_secs(1);

@@ -37,8 +37,9 @@ pub use duration::{format_duration, parse_duration};
 pub use keys::{PROTOCOL_KEYS, TOP_KEYS};
 pub use limits::{
     BAN_TIME_MAX, BAN_TIME_MIN, CHAIN_PRIORITY_MAX, CHAIN_PRIORITY_MIN, COMMAND_TIMEOUT_MAX,
-    COMMAND_TIMEOUT_MIN, LOG_PREFIX_MAX, MAX_TRACKED_SOURCES_MAX, PORT_BANNER_MAX, SCAN_WINDOW_MAX,
-    SCAN_WINDOW_MIN, SET_SIZE_MAX, TABLE_NAME_MAX, USER_NAME_MAX,
+    COMMAND_TIMEOUT_MIN, LIVE_PEER_MARK_DEFAULT, LIVE_PEER_SUFFIX, LOG_PREFIX_MAX,
+    MAX_TRACKED_SOURCES_MAX, PORT_BANNER_MAX, SCAN_WINDOW_MAX, SCAN_WINDOW_MIN, SET_SIZE_MAX,
+    TABLE_NAME_MAX, USER_NAME_MAX,
 };
 pub use mode::{Mode, Tripwires};
 pub use ports::{
@@ -105,6 +106,12 @@ pub struct Config {
     pub storm_threshold: u32,
     /// `storm_hold`: how long the storm guard stays on.
     pub storm_hold: Duration,
+    /// `protect_live_peers`: a source with an established TCP connection to
+    /// a service of this host is not banned on forgeable evidence.
+    pub protect_live_peers: bool,
+    /// `live_peer_mark`: the two bits of the conntrack mark that say a
+    /// connection fed the live sets in the current period.
+    pub live_peer_mark: u32,
     /// `route`: native host route added for a banned source.
     pub route: RouteMode,
     /// `kill_route`: legacy command template, run instead of a native route
@@ -315,6 +322,8 @@ impl Config {
             ban_requires_handshake: false,
             storm_threshold: 100,
             storm_hold: Duration::from_secs(600),
+            protect_live_peers: true,
+            live_peer_mark: LIVE_PEER_MARK_DEFAULT,
             route: RouteMode::Off,
             kill_route: String::new(),
             hosts_deny: None,

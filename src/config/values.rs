@@ -42,6 +42,18 @@ pub(super) fn integer(v: &DeValue<'_>, min: i64, max: i64) -> Result<i64, String
     }
 }
 
+/// `live_peer_mark`: exactly two bits of the 32-bit conntrack mark.
+pub(super) fn live_peer_mark(v: &DeValue<'_>) -> Result<u32, String> {
+    let n = integer(v, 0, u32::MAX.into())? as u32;
+    if n.count_ones() != 2 {
+        return Err(format!(
+            "{n:#x} has {} bits set; it must have exactly two (e.g. 0x30000000), the bits of the conntrack mark no other rule of this host uses",
+            n.count_ones()
+        ));
+    }
+    Ok(n)
+}
+
 pub(super) fn string<'v>(v: &'v DeValue<'_>) -> Result<&'v str, String> {
     match v {
         DeValue::String(s) => Ok(s),

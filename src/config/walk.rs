@@ -21,8 +21,8 @@ use super::limits::{
     STORM_HOLD_MAX, STORM_HOLD_MIN, STORM_THRESHOLD_MAX,
 };
 use super::values::{
-    boolean, describe, duration, ignore_file, integer, log_prefix, mode, port_banner, string,
-    table_name, user_name,
+    boolean, describe, duration, ignore_file, integer, live_peer_mark, log_prefix, mode,
+    port_banner, string, table_name, user_name,
 };
 use super::{
     BlockMode, Config, Forgeable, PRESET_NAMES, PortSet, Proto, Protocol, actions, control_group,
@@ -119,6 +119,8 @@ impl Doc<'_> {
                 c.storm_hold =
                     self.check(v, key, |v| duration(v, STORM_HOLD_MIN, STORM_HOLD_MAX))?
             }
+            "protect_live_peers" => c.protect_live_peers = self.check(v, key, boolean)?,
+            "live_peer_mark" => c.live_peer_mark = self.check(v, key, live_peer_mark)?,
             "user" => c.user = self.check(v, key, |v| user_name(string(v)?))?,
             "tcp" => c.tcp = self.protocol(v, Proto::Tcp, c.tcp.clone())?,
             "udp" => c.udp = self.protocol(v, Proto::Udp, c.udp.clone())?,

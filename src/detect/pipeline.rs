@@ -83,6 +83,10 @@ pub enum Act {
     /// The trigger is reached without a handshake while
     /// `ban_requires_handshake` holds: not banned, said once per source.
     Withhold { first: bool },
+    /// The trigger is reached by a live peer (an established TCP
+    /// connection to this host) on evidence that could be forged: not
+    /// banned, said once per source.
+    Spare { first: bool, strength: Strength },
 }
 
 /// Probe counts since start, for `status` and the statistics line.
@@ -95,6 +99,9 @@ pub struct Counts {
     pub undecodable: u64,
     /// Sources not banned for lack of a handshake.
     pub withheld: u64,
+    /// Live peers not banned on forgeable evidence (`protect_live_peers`):
+    /// sources, each counted once while remembered.
+    pub spared: u64,
     /// Packets from IPv4-mapped IPv6 addresses (bogus on the wire).
     pub bogus: u64,
 }
@@ -212,6 +219,15 @@ impl Bounded {
     }
 }
 
+/// What a probe carried besides its addresses and port.
+#[derive(Clone, Copy, Debug, Default)]
+struct Marks {
+    /// The IP header had options (PortSentry's extra line).
+    ip_options: bool,
+    /// A tripwire rule for live peers logged it.
+    live: bool,
+}
+
 /// The settings detection reads from the config.
 struct Settings {
     /// Per protocol (TCP, UDP): forgeable evidence only logs (`forgeable`
@@ -221,6 +237,8 @@ struct Settings {
     advanced: [bool; 2],
     /// `ban_prefix6`: an IPv6 source is counted and banned by this prefix.
     prefix6: u8,
+    /// `protect_live_peers`.
+    protect_live: bool,
 }
 
 impl Settings {
@@ -236,6 +254,7 @@ impl Settings {
                 cfg.udp.mode.tripwires == Tripwires::Advanced,
             ],
             prefix6: cfg.ban_prefix6,
+            protect_live: cfg.protect_live_peers,
         }
     }
 }
@@ -280,6 +299,9 @@ pub struct Detector {
     undecodable_lines: crate::logging::Gate,
     /// Sources that reached the trigger without a handshake: said once each.
     withheld: Bounded,
+    /// Live peers that reached the trigger on forgeable evidence: said
+    /// once each.
+    spared: Bounded,
     /// Banned sources whose late probe was said ("already blocked"): once
     /// per ban.
     late: Bounded,
@@ -300,6 +322,7 @@ impl Detector {
             ignored_lines: IgnoredLines::default(),
             undecodable_lines: crate::logging::Gate::new(UNDECODABLE_LINE_INTERVAL),
             withheld: Bounded::new(cfg.max_tracked_sources),
+            spared: Bounded::new(cfg.max_tracked_sources),
             late: Bounded::new(cfg.max_tracked_sources),
             settings: Settings::of(cfg),
             storm: Storm::new(cfg.storm_threshold, cfg.storm_hold),
@@ -388,6 +411,7 @@ impl Detector {
     pub fn banned(&mut self, net: Cidr) {
         self.tracker.forget(Self::key(&net));
         self.withheld.remove(&Self::key(&net));
+        self.spared.remove(&Self::key(&net));
     }
 
     /// The ban of `net` ended or was lifted: its next probe counts afresh.
@@ -398,6 +422,18 @@ impl Detector {
 
     /// A packet logged by a tripwire rule.
     pub fn on_packet(&mut self, payload: &[u8], now: Instant, bans: &dyn Bans) -> Verdict {
+        self.on_packet_from(payload, false, now, bans)
+    }
+
+    /// A packet logged by a tripwire rule; `live`: by the rule for live
+    /// peers (its source has an established TCP connection to this host).
+    pub fn on_packet_from(
+        &mut self,
+        payload: &[u8],
+        live: bool,
+        now: Instant,
+        bans: &dyn Bans,
+    ) -> Verdict {
         let probe = match packet::decode(payload) {
             Ok(p) if p.group_addressed() => {
                 self.counts.not_probes += 1;
@@ -479,7 +515,11 @@ impl Detector {
             );
             return Verdict::Nothing;
         };
-        self.detected(src, scan, probe.dport, probe.ip_options, now, bans)
+        let marks = Marks {
+            ip_options: probe.ip_options,
+            live,
+        };
+        self.detected(src, scan, probe.dport, marks, now, bans)
     }
 
     /// A visitor of a connect-mode port.
@@ -488,6 +528,20 @@ impl Detector {
         src: IpAddr,
         proto: Proto,
         port: u16,
+        now: Instant,
+        bans: &dyn Bans,
+    ) -> Verdict {
+        self.on_visit_from(src, proto, port, false, now, bans)
+    }
+
+    /// A visitor of a connect-mode port; `live`: its source is a live peer
+    /// (what matters for a UDP datagram, whose source may be forged).
+    pub fn on_visit_from(
+        &mut self,
+        src: IpAddr,
+        proto: Proto,
+        port: u16,
+        live: bool,
         now: Instant,
         bans: &dyn Bans,
     ) -> Verdict {
@@ -500,7 +554,11 @@ impl Detector {
             self.counts.ignored += 1;
             return self.ignored(src, scan, port, now);
         }
-        self.detected(src, scan, port, false, now, bans)
+        let marks = Marks {
+            ip_options: false,
+            live,
+        };
+        self.detected(src, scan, port, marks, now, bans)
     }
 
     /// A probe or visit from an ignored source: nothing is done, and the log
@@ -524,10 +582,11 @@ impl Detector {
         src: IpAddr,
         scan: ScanType,
         port: u16,
-        ip_options: bool,
+        marks: Marks,
         now: Instant,
         bans: &dyn Bans,
     ) -> Verdict {
+        let Marks { ip_options, live } = marks;
         self.counts.probes[scan.index()] += 1;
         let net = self.net_of(src);
         let key = Self::key(&net);
@@ -557,19 +616,20 @@ impl Detector {
         let (outcome, ports) = self.tracker.record_port(key, port, now);
         let act = match outcome {
             Outcome::Counted { .. } => Act::Nothing,
-            Outcome::Trigger => self.decide(src, net, scan, port, ports, now),
+            Outcome::Trigger => self.decide((src, net), scan, port, ports, live, now),
         };
         Verdict::Probe { src, lines, act }
     }
 
-    /// A source at the trigger: banned, or not, by what its evidence proves.
+    /// A source at the trigger (`src`, and `net`, what a ban of it covers):
+    /// banned, or not, by what its evidence proves.
     fn decide(
         &mut self,
-        src: IpAddr,
-        net: Cidr,
+        (src, net): (IpAddr, Cidr),
         scan: ScanType,
         port: u16,
         ports: u32,
+        live: bool,
         now: Instant,
     ) -> Act {
         let strength = strength_of(scan, ports);
@@ -581,6 +641,16 @@ impl Detector {
                 self.counts.withheld += 1;
             }
             return Act::Withhold { first };
+        }
+        // A host this one is talking to (the admin's session, the
+        // monitoring, the load balancer) is not cut off by probes that
+        // anyone could send in its name.
+        if live && self.settings.protect_live && !strength.proves_source() {
+            let first = self.spared.insert(src);
+            if first {
+                self.counts.spared += 1;
+            }
+            return Act::Spare { first, strength };
         }
         if strength == Strength::Forgeable && !self.storm.allows(now) {
             return Act::Nothing;
@@ -1096,6 +1166,60 @@ mod tests {
                 act: Act::Withhold { first: true },
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn a_live_peer_is_spared_on_forgeable_evidence_only() {
+        let t0 = Instant::now();
+        let bans = FakeBans::default();
+        let mut d = detector(|c| c.scan_trigger = 2, &[]);
+        let a = [198, 51, 100, 7];
+        let act = |v: Verdict| match v {
+            Verdict::Probe { act, .. } => act,
+            v => panic!("{v:?}"),
+        };
+        // Two ports from a live peer: forgeable all the same, not banned,
+        // said once.
+        assert_eq!(
+            act(d.on_packet_from(&tcp4(a, 1, SYN, 0), true, t0, &bans)),
+            Act::Nothing
+        );
+        assert_eq!(
+            act(d.on_packet_from(&tcp4(a, 11, SYN, 0), true, t0, &bans)),
+            Act::Spare {
+                first: true,
+                strength: Strength::Ports
+            }
+        );
+        assert_eq!(
+            act(d.on_packet_from(&tcp4(a, 15, SYN, 0), true, t0, &bans)),
+            Act::Spare {
+                first: false,
+                strength: Strength::Ports
+            }
+        );
+        assert_eq!(d.counts.spared, 1);
+        // A handshake with a connect-mode port still bans it.
+        assert!(matches!(
+            act(d.on_visit(ip("198.51.100.7"), Proto::Tcp, 143, t0, &bans)),
+            Act::Ban(Evidence {
+                strength: Strength::Handshake,
+                ..
+            })
+        ));
+        // The same probes from a source that is not live ban it.
+        let b = [198, 51, 100, 8];
+        d.on_packet_from(&tcp4(b, 1, SYN, 0), false, t0, &bans);
+        assert!(matches!(
+            act(d.on_packet_from(&tcp4(b, 11, SYN, 0), false, t0, &bans)),
+            Act::Ban(_)
+        ));
+        // protect_live_peers = false: a live peer is banned like anyone.
+        let mut d = detector(|c| c.protect_live_peers = false, &[]);
+        assert!(matches!(
+            act(d.on_packet_from(&tcp4(a, 1, SYN, 0), true, t0, &bans)),
+            Act::Ban(_)
         ));
     }
 

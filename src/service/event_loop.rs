@@ -91,10 +91,24 @@ impl Core {
         }
     }
 
-    /// A packet of a tripwire rule.
-    pub fn on_packet(&mut self, payload: &[u8], now: Instant) {
-        let v = self.detector.on_packet(payload, now, &self.ledger);
+    /// A packet of a tripwire rule, with the rule's log prefix.
+    pub fn on_packet(&mut self, payload: &[u8], prefix: Option<&[u8]>, now: Instant) {
+        let live = self.is_live_peer(prefix);
+        let v = self
+            .detector
+            .on_packet_from(payload, live, now, &self.ledger);
         self.apply(v, now);
+    }
+
+    /// The packet came through a tripwire rule for live peers: its prefix
+    /// is `log_prefix` and `LIVE_PEER_SUFFIX` (no allocation per packet).
+    fn is_live_peer(&self, prefix: Option<&[u8]>) -> bool {
+        let suffix = crate::config::LIVE_PEER_SUFFIX.as_bytes();
+        let ours = self.cfg.log_prefix.as_bytes();
+        self.cfg.protect_live_peers
+            && prefix.is_some_and(|p| {
+                p.len() == ours.len() + suffix.len() && p.starts_with(ours) && p.ends_with(suffix)
+            })
     }
 
     /// A connect-mode visitor. Returns whether it gets the banner: not
@@ -106,8 +120,27 @@ impl Core {
         port: u16,
         now: Instant,
     ) -> bool {
-        let v = self.detector.on_visit(src, proto, port, now, &self.ledger);
+        // A datagram's source may be forged: ask the kernel's live sets
+        // (one lookup per datagram to a connect-mode UDP port; a TCP
+        // visitor completed a handshake and needs none).
+        let live = proto == Proto::Udp && self.cfg.protect_live_peers && self.live_in_kernel(src);
+        let v = self
+            .detector
+            .on_visit_from(src, proto, port, live, now, &self.ledger);
         self.apply(v, now)
+    }
+
+    /// `src` is in the live-peer set of its family now.
+    fn live_in_kernel(&mut self, src: std::net::IpAddr) -> bool {
+        use crate::table::sets::OurSet;
+        let (set, key) = match crate::cidr::canonical(src) {
+            std::net::IpAddr::V4(a) => (OurSet::Live4, a.octets().to_vec()),
+            std::net::IpAddr::V6(a) => (OurSet::Live6, a.octets().to_vec()),
+        };
+        matches!(
+            self.nft.get_element(&self.cfg.table, set.name(), &key),
+            Ok(Some(_))
+        )
     }
 
     /// Carries a verdict out; true for a probe (not an ignored source).
@@ -128,6 +161,14 @@ impl Core {
                     Act::Nothing | Act::Withhold { first: false } => {}
                     Act::Withhold { first: true } => log_notice!(
                         "attackalert: Host {src} not blocked: ban_requires_handshake is set and it completed no TCP handshake"
+                    ),
+                    Act::Spare { first: false, .. } => {}
+                    Act::Spare {
+                        first: true,
+                        strength,
+                    } => log_notice!(
+                        "attackalert: Host {src} not blocked: it has an established TCP connection to this host (a live peer), and the evidence ({}) could be forged; a completed handshake with a connect-mode port still bans it",
+                        strength.as_str()
                     ),
                     Act::Ban(ev) => self.ban(&ev, now),
                 }
@@ -245,6 +286,9 @@ pub struct Daemon {
     pub neighbours: Option<crate::service::neighbours::Neighbours>,
     lost_reported: u64,
     lost_lines: Gate,
+    /// When the live chain turns to the next period (`protect_live_peers`).
+    live_period_at: Instant,
+    live_period_errors: Gate,
 }
 
 /// What the loop saw ready in one poll.
@@ -273,6 +317,8 @@ impl Daemon {
             neighbours: None,
             lost_reported: 0,
             lost_lines: Gate::new(REPORT_INTERVAL),
+            live_period_at: Instant::now() + crate::table::ruleset::LIVE_PERIOD,
+            live_period_errors: Gate::new(REPORT_INTERVAL),
         }
     }
 
@@ -375,6 +421,7 @@ impl Daemon {
             self.core.expire(now),
             self.core.names.tick(now),
             self.check_at.map(|t| t.saturating_duration_since(now)),
+            self.live_period(now),
             self.io.control.as_ref().and_then(|c| c.next_deadline(now)),
             self.neighbours.as_ref().and_then(|n| n.next_due(now)),
         ]
@@ -410,7 +457,7 @@ impl Daemon {
                 let core = &mut self.core;
                 self.io
                     .nflog
-                    .drain(|pkt| core.on_packet(pkt.payload, now))?;
+                    .drain(|pkt| core.on_packet(pkt.payload, pkt.prefix, now))?;
             }
             self.watch_table(ready.nft_events);
             self.neighbours_turn(ready.neighbours);
@@ -496,6 +543,29 @@ impl Daemon {
                 ledger.covering_ban(&crate::cidr::Cidr::host(a)).is_some()
             });
         }
+    }
+
+    /// Turns the live chain to the next period when it is due (one small
+    /// transaction a minute, whatever the traffic); returns the time to
+    /// the next turn.
+    fn live_period(&mut self, now: Instant) -> Option<Duration> {
+        self.ruleset.live_mark?;
+        if now >= self.live_period_at {
+            self.live_period_at = now + crate::table::ruleset::LIVE_PERIOD;
+            if let Some(batch) = self.ruleset.next_live_period() {
+                if let Err(e) = self.core.nft.commit(&batch) {
+                    // The kernel keeps the chain it had: so does the ruleset.
+                    self.ruleset.live_phase = !self.ruleset.live_phase;
+                    if self.live_period_errors.admit(now).is_some() {
+                        log_error!(
+                            "adminalert: ERROR: turning the live-peer chain of table inet {} to the next period: {e}",
+                            self.ruleset.table
+                        );
+                    }
+                }
+            }
+        }
+        Some(self.live_period_at.saturating_duration_since(now))
     }
 
     /// NFLOG events lost (sequence numbers that never arrived), at most

@@ -85,6 +85,9 @@ impl Daemon {
         } else {
             TableFlags::empty()
         };
+        // The new table's live sets are empty: in the other period every
+        // connection feeds them again at its next packet.
+        ruleset.live_phase = !self.ruleset.live_phase;
         let core = &mut self.core;
         let kernel: Vec<_> = bans::list(&mut core.nft, &new.table, core.cfg.ban_prefix6)?
             .into_iter()

@@ -67,6 +67,10 @@ pub struct Snapshot {
     pub evictions: u64,
     /// Packets from IPv4-mapped IPv6 sources (forged).
     pub bogus: u64,
+    /// `protect_live_peers`: sources in the live sets now, and live peers
+    /// not banned on forgeable evidence since start.
+    pub live_peers: Option<u32>,
+    pub spared: u64,
     /// The storm guard, when on: how long it has been on, how long it
     /// stays on at least, the bans it held back.
     pub storm: Option<(Duration, Duration, u64)>,
@@ -107,6 +111,14 @@ impl Snapshot {
             self.ban_errors,
             self.withheld
         );
+        let _ = match self.live_peers {
+            Some(n) => writeln!(
+                o,
+                "live peers: {n} sources with an established TCP connection; {} not banned on forgeable evidence since start",
+                self.spared
+            ),
+            None => writeln!(o, "live peers: not protected (protect_live_peers = false)"),
+        };
         let _ = match self.storm {
             Some((on, left, held)) => writeln!(
                 o,
@@ -242,6 +254,11 @@ impl Snapshot {
             },
             evictions: self.evictions,
             bogus: self.bogus,
+            live_peers: JsonLive {
+                protected: self.live_peers.is_some(),
+                sources: self.live_peers.unwrap_or(0),
+                spared: self.spared,
+            },
             top_sources: self
                 .top_sources
                 .iter()
@@ -292,6 +309,7 @@ struct JsonStatus<'a> {
     crowdsec: Option<serde_json::Value>,
     evictions: u64,
     bogus: u64,
+    live_peers: JsonLive,
     top_sources: Vec<JsonSource>,
     last_bans: Vec<JsonBan<'a>>,
 }
@@ -321,6 +339,15 @@ struct JsonStorm {
     on_for: u64,
     ends_in: u64,
     held: u64,
+}
+
+#[derive(Serialize)]
+struct JsonLive {
+    protected: bool,
+    /// Sources in the live sets now.
+    sources: u32,
+    /// Live peers not banned on forgeable evidence since start.
+    spared: u64,
 }
 
 #[derive(Serialize)]
@@ -360,6 +387,10 @@ impl crate::service::event_loop::Daemon {
         let bans_v4 = count(OurSet::Blocked4) + count(OurSet::Blocked4Net);
         let bans_v6 =
             count(OurSet::Blocked6) + count(OurSet::Blocked6Prefix) + count(OurSet::Blocked6Net);
+        let live_peers = self
+            .ruleset
+            .live_mark
+            .map(|_| count(OurSet::Live4) + count(OurSet::Live6));
         let st = self.io.nflog.stats();
         let c = &core.detector.counts;
         let probes = c
@@ -408,6 +439,8 @@ impl crate::service::event_loop::Daemon {
                 .fleet
                 .as_ref()
                 .map(|f| (f.status_line(), f.status_json())),
+            live_peers,
+            spared: c.spared,
             storm: core.detector.storm().map(|s| {
                 let now = std::time::Instant::now();
                 (
@@ -450,6 +483,8 @@ mod tests {
             }],
             bans_v4: 2,
             bans_v6: 1,
+            live_peers: Some(4),
+            spared: 2,
             probes: vec![("syn".into(), 5)],
             top_sources: vec![("198.51.100.7".parse().unwrap(), 3)],
             last_bans: vec![LastBan {
@@ -470,6 +505,7 @@ mod tests {
             "\"address\":\"198.51.100.7\",\"probes\":3",
             "\"events_lost\":{\"total\":0",
             "\"mode\":\"advanced+connect\"",
+            "\"live_peers\":{\"protected\":true,\"sources\":4,\"spared\":2}",
         ] {
             assert!(j.contains(key), "{key} in {j}");
         }
@@ -482,6 +518,7 @@ mod tests {
             "198.51.100.7",
             "192.0.2.9",
             "events lost: 0",
+            "live peers: 4 sources with an established TCP connection; 2 not banned",
         ] {
             assert!(t.contains(part), "{part} in\n{t}");
         }

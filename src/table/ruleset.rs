@@ -18,6 +18,13 @@ use crate::table::sets::OurSet;
 use netlink_packet_netfilter::nftables::TableFlags;
 
 pub const CHAIN: &str = "input";
+/// The regular chain that feeds the live-peer sets (`protect_live_peers`).
+pub const LIVE_CHAIN: &str = "live";
+/// How often a connection feeds the live-peer sets while it carries
+/// packets: the daemon flips `Ruleset::live_phase` this often, and each
+/// connection's next packet marks it with the new phase and refreshes its
+/// source. Well under `sets::LIVE_TIMEOUT`, so an active peer never lapses.
+pub const LIVE_PERIOD: Duration = Duration::from_secs(60);
 
 /// The comment every table nftsentry creates carries: what tells a table
 /// nftsentry left behind (killed, or `keep_table_on_exit`), which it may
@@ -50,6 +57,12 @@ pub struct Ruleset {
     pub watch_udp: Vec<(u16, u16)>,
     /// The fleet's sets and their drop rules (`[crowdsec]` pull on).
     pub fleet: bool,
+    /// `protect_live_peers`: the two conntrack mark bits (`live_peer_mark`)
+    /// that record which period a connection last fed the live sets in.
+    pub live_mark: Option<u32>,
+    /// The current period: false marks with the lower bit, true with the
+    /// higher.
+    pub live_phase: bool,
 }
 
 /// One rule: its nft text (as `nft list` prints it) and its expressions.
@@ -98,21 +111,99 @@ impl Ruleset {
             watch_tcp: watched(&cfg.tcp),
             watch_udp: watched(&cfg.udp),
             fleet: cfg.crowdsec.enabled && cfg.crowdsec.pull,
+            live_mark: cfg.protect_live_peers.then_some(cfg.live_peer_mark),
+            live_phase: false,
         }
     }
 
-    /// The sets of this table, in the order they are created and listed.
+    /// The sets of this table, in the order they are created and listed:
+    /// the live-peer sets only with `protect_live_peers`, the fleet's only
+    /// with `[crowdsec] pull`.
     pub fn sets(&self) -> Vec<OurSet> {
-        let mut v = OurSet::ALL.to_vec();
+        let mut v: Vec<OurSet> = OurSet::ALL
+            .into_iter()
+            .filter(|s| !s.is_live() || self.live_mark.is_some())
+            .collect();
         if self.fleet {
             v.extend(OurSet::FLEET);
         }
         v
     }
 
+    /// The log prefix of the tripwires for live peers.
+    pub fn live_prefix(&self) -> String {
+        format!("{}{}", self.log_prefix, crate::config::LIVE_PEER_SUFFIX)
+    }
+
+    /// The mark value of the current period: one of the two bits.
+    fn live_value(&self, mask: u32) -> u32 {
+        let low = mask & mask.wrapping_neg();
+        if self.live_phase { mask & !low } else { low }
+    }
+
+    /// The rules of the live chain for the current period: a connection
+    /// marked with it returns; any other (new, or marked in the last
+    /// period) is marked and feeds its source to the live sets. So a
+    /// connection costs one set update per period, however many packets it
+    /// carries, and the daemon none. Only the period's bits of the mark
+    /// change: the rest of it is the admin's.
+    pub fn live_rules(&self) -> Vec<Rule> {
+        use expr::*;
+        let Some(mask) = self.live_mark else {
+            return Vec::new();
+        };
+        let value = self.live_value(mask);
+        let with = |mut m: Vec<Expr>, tail: Vec<Expr>| {
+            m.extend(tail);
+            m
+        };
+        let update = |s: OurSet| {
+            with(
+                update_saddr(s == OurSet::Live6, s.name(), s.id()),
+                vec![counter()],
+            )
+        };
+        vec![
+            Rule {
+                text: format!("ct mark & {mask:#010x} == {value:#010x} return"),
+                exprs: with(ct_mark_masked_eq(mask, value), vec![ret()]),
+            },
+            Rule {
+                text: format!(
+                    "ct mark set ct mark & {:#010x} ct mark set ct mark | {value:#010x}",
+                    !mask
+                ),
+                exprs: ct_mark_set_bits(mask, value),
+            },
+            Rule {
+                text: format!("update @{} {{ ip saddr }} counter", OurSet::Live4),
+                exprs: update(OurSet::Live4),
+            },
+            Rule {
+                text: format!("update @{} {{ ip6 saddr }} counter", OurSet::Live6),
+                exprs: update(OurSet::Live6),
+            },
+        ]
+    }
+
+    /// The next period: the live chain's rules replaced in one
+    /// transaction, so every connection feeds the sets again at its next
+    /// packet.
+    pub fn next_live_period(&mut self) -> Option<Batch> {
+        self.live_mark?;
+        self.live_phase = !self.live_phase;
+        let mut b = Batch::new();
+        b.flush_chain(FAMILY, &self.table, LIVE_CHAIN);
+        for r in self.live_rules() {
+            b.add_rule(FAMILY, &self.table, LIVE_CHAIN, r.exprs, &r.text);
+        }
+        Some(b)
+    }
+
     /// The input chain's rules, in order: replies return → blocked drop
-    /// (unless ignored) → established return → sockets return → tripwires
-    /// (a watched port, on a packet addressed to this host).
+    /// (unless ignored) → live peers fed (`live_rules`) → established
+    /// return → sockets return → tripwires (a watched port, on a packet
+    /// addressed to this host; from a live peer with their own prefix).
     ///
     /// Replies to connections this host opened come first: a ban must never
     /// cut the host off from what it depends on, or one probe forged "from"
@@ -130,6 +221,13 @@ impl Ruleset {
     /// addresses (`fib daddr type local`): a broadcast or multicast packet
     /// (Wake-on-LAN to UDP 9, a discovery protocol) reaches every host of
     /// the segment and probes none of them.
+    ///
+    /// A live peer is a source with an assured TCP connection it opened to
+    /// this host: conntrack sets `assured` when the handshake completes, so
+    /// a forged SYN (or a second one after our SYN-ACK went to the forged
+    /// address) does not make one. Its probes still reach the daemon, with
+    /// `live_prefix`: the daemon needs no lookup to know, and does not ban
+    /// it on evidence that anyone could forge.
     pub fn rules(&self) -> Vec<Rule> {
         use expr::*;
         use netlink_packet_netfilter::nftables::Operator;
@@ -181,6 +279,36 @@ impl Ruleset {
             m.extend([counter(), drop()]);
             Rule { text, exprs: m }
         };
+        let live_prefix = self.live_prefix();
+        let live_tripwire = |l4proto: u8, s: OurSet, live: OurSet| {
+            let mut m = dport_in(l4proto, s.name(), s.id());
+            m.extend(daddr_local());
+            m.extend(saddr_in(live == OurSet::Live6, live.name(), live.id()));
+            m.push(log(self.nflog_group, &live_prefix));
+            m.push(ret());
+            m
+        };
+        let live_tripwires = |proto: &str, l4proto: u8, s: OurSet| -> Vec<Rule> {
+            if self.live_mark.is_none() {
+                return Vec::new();
+            }
+            [(OurSet::Live4, "ip"), (OurSet::Live6, "ip6")]
+                .into_iter()
+                .map(|(live, family)| Rule {
+                    text: format!(
+                        "{proto} dport @{s} fib daddr type local {family} saddr @{live} log prefix \"{live_prefix}\" group {} return",
+                        self.nflog_group
+                    ),
+                    exprs: live_tripwire(l4proto, s, live),
+                })
+                .collect()
+        };
+        let feed_live = self.live_mark.map(|_| Rule {
+            text: format!(
+                "meta l4proto tcp ct direction original ct status assured jump {LIVE_CHAIN}"
+            ),
+            exprs: with(tcp_assured_inbound(), vec![jump(LIVE_CHAIN)]),
+        });
         let mut rules = vec![
             Rule {
                 text: "ct state established,related ct direction reply return".into(),
@@ -212,6 +340,7 @@ impl Ruleset {
                 });
             }
         }
+        rules.extend(feed_live);
         rules.extend([
             Rule {
                 // The rest of established traffic never trips a wire either.
@@ -239,21 +368,23 @@ impl Ruleset {
                     vec![ret()],
                 ),
             },
-            Rule {
-                text: format!(
-                    "tcp dport @{} fib daddr type local {log_text}",
-                    OurSet::WatchTcp
-                ),
-                exprs: tripwire(IPPROTO_TCP, OurSet::WatchTcp),
-            },
-            Rule {
-                text: format!(
-                    "udp dport @{} fib daddr type local {log_text}",
-                    OurSet::WatchUdp
-                ),
-                exprs: tripwire(IPPROTO_UDP, OurSet::WatchUdp),
-            },
         ]);
+        rules.extend(live_tripwires("tcp", IPPROTO_TCP, OurSet::WatchTcp));
+        rules.push(Rule {
+            text: format!(
+                "tcp dport @{} fib daddr type local {log_text}",
+                OurSet::WatchTcp
+            ),
+            exprs: tripwire(IPPROTO_TCP, OurSet::WatchTcp),
+        });
+        rules.extend(live_tripwires("udp", IPPROTO_UDP, OurSet::WatchUdp));
+        rules.push(Rule {
+            text: format!(
+                "udp dport @{} fib daddr type local {log_text}",
+                OurSet::WatchUdp
+            ),
+            exprs: tripwire(IPPROTO_UDP, OurSet::WatchUdp),
+        });
         rules
     }
 
@@ -264,14 +395,17 @@ impl Ruleset {
             OurSet::WatchTcp => interval_elements(&widen(&self.watch_tcp), 2),
             OurSet::WatchUdp => interval_elements(&widen(&self.watch_udp), 2),
             // Bans come from the caller (`bans::add_to_batch`), the fleet's
-            // decisions from the fleet thread (`fleet_batch`).
+            // decisions from the fleet thread (`fleet_batch`), live peers
+            // from the packet path.
             OurSet::Blocked4
             | OurSet::Blocked6
             | OurSet::Blocked6Prefix
             | OurSet::Blocked4Net
             | OurSet::Blocked6Net
             | OurSet::Fleet4
-            | OurSet::Fleet6 => Vec::new(),
+            | OurSet::Fleet6
+            | OurSet::Live4
+            | OurSet::Live6 => Vec::new(),
         }
     }
 
@@ -318,8 +452,15 @@ impl Ruleset {
                 policy_accept: true,
             },
         );
+        // The live chain before the rule that jumps to it.
+        if self.live_mark.is_some() {
+            b.add_regular_chain(FAMILY, &self.table, LIVE_CHAIN);
+        }
         for r in self.rules() {
             b.add_rule(FAMILY, &self.table, CHAIN, r.exprs, &r.text);
+        }
+        for r in self.live_rules() {
+            b.add_rule(FAMILY, &self.table, LIVE_CHAIN, r.exprs, &r.text);
         }
     }
 
@@ -345,6 +486,9 @@ impl Ruleset {
             let _ = writeln!(o, "\t\ttype {}", s.key.name());
             if let Some(size) = s.size {
                 let _ = writeln!(o, "\t\tsize {size}");
+            }
+            if s.dynamic {
+                let _ = writeln!(o, "\t\tflags dynamic,timeout");
             }
             match (s.interval, s.timeout.is_some()) {
                 (true, true) => {
@@ -385,7 +529,9 @@ impl Ruleset {
                 | OurSet::Blocked4Net
                 | OurSet::Blocked6Net
                 | OurSet::Fleet4
-                | OurSet::Fleet6 => Vec::new(),
+                | OurSet::Fleet6
+                | OurSet::Live4
+                | OurSet::Live6 => Vec::new(),
             };
             if !items.is_empty() {
                 let _ = writeln!(o, "\t\telements = {{ {} }}", items.join(", "));
@@ -401,7 +547,15 @@ impl Ruleset {
         for r in self.rules() {
             let _ = writeln!(o, "\t\t{}", r.text);
         }
-        let _ = writeln!(o, "\t}}\n}}");
+        let _ = writeln!(o, "\t}}");
+        if self.live_mark.is_some() {
+            let _ = writeln!(o, "\n\tchain {LIVE_CHAIN} {{");
+            for r in self.live_rules() {
+                let _ = writeln!(o, "\t\t{}", r.text);
+            }
+            let _ = writeln!(o, "\t}}");
+        }
+        let _ = writeln!(o, "}}");
         o
     }
 }
@@ -557,6 +711,44 @@ mod tests {
             vec![(0xc000_0200, 0xc000_02ff), (0xc633_6401, 0xc633_6401)]
         );
         assert_eq!(v6, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn live_peers_alternate_between_the_two_bits_and_vanish_when_off() {
+        let mut cfg = Config {
+            live_peer_mark: 0x0000_0101,
+            ..Config::default()
+        };
+        let mut r = Ruleset::from_config(&cfg, &[]);
+        assert!(r.sets().contains(&OurSet::Live6));
+        let texts =
+            |r: &Ruleset| -> Vec<String> { r.live_rules().into_iter().map(|r| r.text).collect() };
+        assert_eq!(
+            texts(&r)[..2],
+            [
+                "ct mark & 0x00000101 == 0x00000001 return",
+                "ct mark set ct mark & 0xfffffefe ct mark set ct mark | 0x00000001"
+            ]
+        );
+        let flip = r.next_live_period().unwrap();
+        // Flush the chain, then its four rules.
+        assert_eq!(flip.len(), 5);
+        assert_eq!(texts(&r)[0], "ct mark & 0x00000101 == 0x00000100 return");
+        r.next_live_period();
+        assert_eq!(texts(&r)[0], "ct mark & 0x00000101 == 0x00000001 return");
+        assert!(
+            r.rules()
+                .iter()
+                .any(|x| x.text.contains("log prefix \"nftsentry: live peer: \""))
+        );
+
+        cfg.protect_live_peers = false;
+        let mut r = Ruleset::from_config(&cfg, &[]);
+        assert!(!r.sets().iter().any(|s| s.is_live()));
+        assert!(r.live_rules().is_empty());
+        assert!(r.next_live_period().is_none());
+        assert!(!r.rules().iter().any(|x| x.text.contains("live")));
+        assert!(!r.render().contains("live"));
     }
 
     #[test]

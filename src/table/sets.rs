@@ -1,4 +1,4 @@
-//! sets: the nine sets of our table, each with its name, its id in the
+//! sets: the sets of our table, each with its name, its id in the
 //! transaction that creates it, its key type and its kind, in one place.
 //! Rules, listings, counts and the watch over the table all name a set
 //! through this enum, never through a string.
@@ -35,11 +35,21 @@ pub enum OurSet {
     /// elements have timeouts, so a Range decision is one element.
     Fleet4,
     Fleet6,
+    /// Live peers (`protect_live_peers`): sources with an established TCP
+    /// connection to a service of this host, fed by the packet path
+    /// (dynamic, each element with a timeout).
+    Live4,
+    Live6,
 }
+
+/// How long a source stays a live peer after its connection last fed the
+/// set: a connection feeds it once per `LIVE_PERIOD` while it carries
+/// packets, so an active connection never lapses.
+pub const LIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl OurSet {
     /// Every set, in the order they are created and `nft list` shows them.
-    pub const ALL: [OurSet; 9] = [
+    pub const ALL: [OurSet; 11] = [
         OurSet::Ignore4,
         OurSet::Ignore6,
         OurSet::Blocked4,
@@ -49,10 +59,14 @@ impl OurSet {
         OurSet::Blocked6Net,
         OurSet::WatchTcp,
         OurSet::WatchUdp,
+        OurSet::Live4,
+        OurSet::Live6,
     ];
 
     /// The fleet's sets, in a table only with `[crowdsec] pull`.
     pub const FLEET: [OurSet; 2] = [OurSet::Fleet4, OurSet::Fleet6];
+    /// The live-peer sets, there only with `protect_live_peers`.
+    pub const LIVE: [OurSet; 2] = [OurSet::Live4, OurSet::Live6];
 
     /// The ban sets.
     pub const BLOCKED: [OurSet; 5] = [
@@ -76,6 +90,8 @@ impl OurSet {
             OurSet::WatchUdp => "watch_udp",
             OurSet::Fleet4 => "fleet4",
             OurSet::Fleet6 => "fleet6",
+            OurSet::Live4 => "live4",
+            OurSet::Live6 => "live6",
         }
     }
 
@@ -94,19 +110,24 @@ impl OurSet {
             OurSet::Blocked6Net => 9,
             OurSet::Fleet4 => 10,
             OurSet::Fleet6 => 11,
+            OurSet::Live4 => 12,
+            OurSet::Live6 => 13,
         }
     }
 
     pub fn key(self) -> KeyType {
         match self {
-            OurSet::Ignore4 | OurSet::Blocked4 | OurSet::Blocked4Net | OurSet::Fleet4 => {
-                KeyType::Ipv4Addr
-            }
+            OurSet::Ignore4
+            | OurSet::Blocked4
+            | OurSet::Blocked4Net
+            | OurSet::Fleet4
+            | OurSet::Live4 => KeyType::Ipv4Addr,
             OurSet::Ignore6
             | OurSet::Blocked6
             | OurSet::Blocked6Prefix
             | OurSet::Blocked6Net
-            | OurSet::Fleet6 => KeyType::Ipv6Addr,
+            | OurSet::Fleet6
+            | OurSet::Live6 => KeyType::Ipv6Addr,
             OurSet::WatchTcp | OurSet::WatchUdp => KeyType::InetService,
         }
     }
@@ -117,11 +138,15 @@ impl OurSet {
     }
 
     /// An interval set (the ignore and port sets, the ban sets of prefixes
-    /// of any length).
+    /// of any length, the fleet's sets).
     pub fn is_interval(self) -> bool {
         !matches!(
             self,
-            OurSet::Blocked4 | OurSet::Blocked6 | OurSet::Blocked6Prefix
+            OurSet::Blocked4
+                | OurSet::Blocked6
+                | OurSet::Blocked6Prefix
+                | OurSet::Live4
+                | OurSet::Live6
         )
     }
 
@@ -148,20 +173,33 @@ impl OurSet {
         }
     }
 
+    /// A live-peer set.
+    pub fn is_live(self) -> bool {
+        matches!(self, OurSet::Live4 | OurSet::Live6)
+    }
+
     /// How it is created: ban sets with the default ban time and room for
     /// `set_size` bans each (the kernel counts an interval once, by its
     /// start); the fleet's sets as intervals with timeouts (each element
-    /// has its own; the set's is the default ban time).
+    /// has its own; the set's is the default ban time); live-peer sets
+    /// dynamic with `LIVE_TIMEOUT` and `set_size` (full, a new peer is not
+    /// recorded: its probes then ban as anyone's would).
     pub fn spec(self, ban_time: Duration, set_size: u32) -> SetSpec {
         let blocked = self.is_blocked();
         let fleet = matches!(self, OurSet::Fleet4 | OurSet::Fleet6);
+        let live = self.is_live();
         SetSpec {
             name: self.name().into(),
             id: self.id(),
             key: self.key(),
             interval: self.is_interval(),
-            timeout: (blocked || fleet).then_some(ban_time),
-            size: blocked.then_some(set_size),
+            dynamic: live,
+            timeout: if live {
+                Some(LIVE_TIMEOUT)
+            } else {
+                (blocked || fleet).then_some(ban_time)
+            },
+            size: (blocked || live).then_some(set_size),
         }
     }
 }
@@ -182,10 +220,10 @@ mod tests {
         ids.dedup();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13]);
         assert_eq!(OurSet::FLEET.map(OurSet::id), [10, 11]);
         let names: std::collections::HashSet<&str> = OurSet::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names.len(), 9);
+        assert_eq!(names.len(), 11);
         let net = |s: &str| s.parse::<Cidr>().unwrap();
         assert_eq!(OurSet::blocked_of(&net("192.0.2.7"), 64), OurSet::Blocked4);
         assert_eq!(

@@ -80,6 +80,9 @@ pub fn check(
             }
         };
     };
+    // A new table has empty live sets: the other period makes every
+    // connection feed them again at its next packet.
+    ruleset.live_phase = !ruleset.live_phase;
     match install(nft, ruleset, should) {
         Ok(()) => {
             log_warning!(

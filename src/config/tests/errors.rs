@@ -226,11 +226,36 @@ fn integer_ranges() {
 }
 
 #[test]
+fn live_peer_mark_needs_two_bits() {
+    for bad in [
+        "0",
+        "0x10000000",
+        "0x70000000",
+        "-1",
+        "0x100000000",
+        "\"3\"",
+    ] {
+        let msg = err(&format!("live_peer_mark = {bad}"));
+        assert_at(&msg, 1, "live_peer_mark");
+    }
+    let msg = err("live_peer_mark = 0x10");
+    assert!(msg.contains("exactly two"), "{msg}");
+    let c = Config::parse(
+        "live_peer_mark = 0x00000300\nprotect_live_peers = false",
+        "f",
+    )
+    .unwrap();
+    assert_eq!(c.live_peer_mark, 0x300);
+    assert!(!c.protect_live_peers);
+}
+
+#[test]
 fn bad_log_prefix_mode_and_ignore_file() {
-    let msg = err(&format!("log_prefix = \"{}\"", "x".repeat(128)));
+    // 127 bytes with the NUL, less what live peers' tripwires add.
+    let msg = err(&format!("log_prefix = \"{}\"", "x".repeat(117)));
     assert_at(&msg, 1, "log_prefix");
-    assert!(msg.contains("128 bytes"), "{msg}");
-    let ok = "x".repeat(127);
+    assert!(msg.contains("117 bytes"), "{msg}");
+    let ok = "x".repeat(116);
     assert_eq!(
         Config::parse(&format!("log_prefix = \"{ok}\""), "f")
             .unwrap()

@@ -65,6 +65,9 @@ pub struct SetSpec {
     pub id: u32,
     pub key: KeyType,
     pub interval: bool,
+    /// Fed from the packet path (`update @set`): NFT_SET_EVAL, which nft
+    /// lists as `flags dynamic`.
+    pub dynamic: bool,
     /// `Some` makes a timeout set; the duration is the default element timeout.
     pub timeout: Option<Duration>,
     pub size: Option<u32>,
@@ -219,6 +222,9 @@ impl Batch {
         if set.timeout.is_some() {
             flags |= SetFlags::Timeout;
         }
+        if set.dynamic {
+            flags |= SetFlags::Eval;
+        }
         let mut attributes = vec![
             SetAttribute::Table(table.to_string()),
             SetAttribute::Name(set.name.clone()),
@@ -263,6 +269,36 @@ impl Batch {
             }),
             NLM_F_CREATE | NLM_F_EXCL,
             format!("chain {}", chain.name),
+        );
+    }
+
+    /// A regular chain (no hook): reached only by a jump.
+    pub fn add_regular_chain(&mut self, family: NetfilterProtoFamily, table: &str, name: &str) {
+        self.push(
+            family,
+            NfTablesMessage::NewChain(ChainMessage {
+                attributes: vec![
+                    ChainAttribute::Table(table.to_string()),
+                    ChainAttribute::Name(name.to_string()),
+                ],
+            }),
+            NLM_F_CREATE | NLM_F_EXCL,
+            format!("chain {name}"),
+        );
+    }
+
+    /// Removes every rule of `chain` (a DELRULE with no handle).
+    pub fn flush_chain(&mut self, family: NetfilterProtoFamily, table: &str, chain: &str) {
+        self.push(
+            family,
+            NfTablesMessage::DeleteRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(table.to_string()),
+                    RuleAttribute::Chain(chain.to_string()),
+                ],
+            }),
+            0,
+            format!("the rules of chain {chain}"),
         );
     }
 

@@ -35,7 +35,13 @@ pub const CT_STATE_ESTABLISHED: u32 = 0x2;
 pub const CT_STATE_RELATED: u32 = 0x4;
 
 /// ct direction values (enum ip_conntrack_dir): original 0, reply 1.
+pub const CT_DIR_ORIGINAL: u8 = 0;
 pub const CT_DIR_REPLY: u8 = 1;
+
+/// ct status bits (enum ip_conntrack_status): IPS_ASSURED, which TCP
+/// conntrack sets when a handshake completes (an ACK in window after the
+/// SYN-ACK), not for a SYN alone.
+pub const CT_STATUS_ASSURED: u32 = 1 << 2;
 
 /// Route types (enum rtn_type in include/uapi/linux/rtnetlink.h) that `fib
 /// ... type` yields: unicast 1, local 2, broadcast 3, anycast 4, multicast 5.
@@ -43,8 +49,17 @@ pub const RTN_LOCAL: u32 = 2;
 
 const NFT_CT_STATE: u32 = 0;
 const NFT_CT_DIRECTION: u32 = 1;
+const NFT_CT_STATUS: u32 = 2;
+const NFT_CT_MARK: u32 = 3;
 const NFTA_CT_DREG: u16 = 1;
 const NFTA_CT_KEY: u16 = 2;
+const NFTA_CT_SREG: u16 = 4;
+const NFTA_DYNSET_SET_NAME: u16 = 1;
+const NFTA_DYNSET_SET_ID: u16 = 2;
+const NFTA_DYNSET_OP: u16 = 3;
+const NFTA_DYNSET_SREG_KEY: u16 = 4;
+/// NFT_DYNSET_OP_UPDATE: add the key, or refresh its timeout.
+const NFT_DYNSET_OP_UPDATE: u32 = 1;
 const NFTA_LOG_GROUP: u16 = 1;
 const NFTA_LOG_PREFIX: u16 = 2;
 const NFTA_SOCKET_KEY: u16 = 1;
@@ -123,12 +138,17 @@ pub fn lookup_inverted(set: &str, set_id: u32) -> Expr {
 
 /// `reg 1 = (reg 1 & mask) ^ 0`, on `mask.len()` bytes.
 pub fn bitwise_and(mask: &[u8]) -> Expr {
+    bitwise(mask, &vec![0; mask.len()])
+}
+
+/// `reg 1 = (reg 1 & mask) ^ xor`: nft's form of `&`, `|` and `^`.
+pub fn bitwise(mask: &[u8], xor: &[u8]) -> Expr {
     Expressions::Bitwise(vec![
         Bitwise::SourceRegister(Register::Reg1),
         Bitwise::DestinationRegister(Register::Reg1),
         Bitwise::Length(mask.len() as u32),
         Bitwise::Mask(DataAttribute::Value(mask.to_vec())),
-        Bitwise::Xor(DataAttribute::Value(vec![0; mask.len()])),
+        Bitwise::Xor(DataAttribute::Value(xor.to_vec())),
     ])
     .into()
 }
@@ -154,6 +174,50 @@ pub fn ct_state() -> Expr {
 /// `ct load direction => reg 1` (one byte: original 0, reply 1).
 pub fn ct_direction() -> Expr {
     ct_load(NFT_CT_DIRECTION)
+}
+
+/// `ct load status => reg 1` (a 32-bit bitmask in host order).
+pub fn ct_status() -> Expr {
+    ct_load(NFT_CT_STATUS)
+}
+
+/// `ct load mark => reg 1` (32 bits, host order).
+pub fn ct_mark() -> Expr {
+    ct_load(NFT_CT_MARK)
+}
+
+/// `ct set mark with reg 1`.
+pub fn ct_set_mark() -> Expr {
+    raw(
+        "ct",
+        vec![
+            DefaultNla::new(NFTA_CT_KEY, NFT_CT_MARK.to_be_bytes().to_vec()),
+            DefaultNla::new(
+                NFTA_CT_SREG,
+                u32::from(Register::Reg1).to_be_bytes().to_vec(),
+            ),
+        ],
+    )
+}
+
+/// `dynset update reg_key 1 set NAME`: adds reg 1 to the set, or refreshes
+/// its element's timeout (the set's default); `set_id` names a set created
+/// in the same batch. A full set adds nothing and ends the rule.
+pub fn dynset_update(set: &str, set_id: u32) -> Expr {
+    let mut name = set.as_bytes().to_vec();
+    name.push(0);
+    raw(
+        "dynset",
+        vec![
+            DefaultNla::new(NFTA_DYNSET_SET_NAME, name),
+            DefaultNla::new(NFTA_DYNSET_SET_ID, set_id.to_be_bytes().to_vec()),
+            DefaultNla::new(NFTA_DYNSET_OP, NFT_DYNSET_OP_UPDATE.to_be_bytes().to_vec()),
+            DefaultNla::new(
+                NFTA_DYNSET_SREG_KEY,
+                u32::from(Register::Reg1).to_be_bytes().to_vec(),
+            ),
+        ],
+    )
 }
 
 /// `fib daddr type => reg 1`: the route type of the packet's destination
@@ -239,6 +303,18 @@ pub fn ret() -> Expr {
     verdict(Verdict::Return)
 }
 
+/// `jump CHAIN` (a chain of the same table).
+pub fn jump(chain: &str) -> Expr {
+    Expressions::Immediate(vec![
+        Immediate::DestinationRegister(Register::Verdict),
+        Immediate::Data(DataAttribute::Verdict(vec![
+            VerdictAttribute::Code(Verdict::Jump),
+            VerdictAttribute::Chain(chain.to_string()),
+        ])),
+    ])
+    .into()
+}
+
 // Compositions for the match parts of nft syntax.
 
 /// `ip saddr @SET` / `ip6 saddr @SET`.
@@ -292,6 +368,51 @@ pub fn ct_reply_in(mask: u32) -> Vec<Expr> {
     let mut v = ct_state_in(mask);
     v.push(ct_direction());
     v.push(cmp(Operator::Equal, &[CT_DIR_REPLY]));
+    v
+}
+
+/// `ct direction original ct status assured`, after `meta l4proto tcp`:
+/// a TCP connection a peer opened to this host and completed the
+/// handshake of.
+pub fn tcp_assured_inbound() -> Vec<Expr> {
+    vec![
+        meta(MetaKey::L4Proto),
+        cmp(Operator::Equal, &[IPPROTO_TCP]),
+        ct_direction(),
+        cmp(Operator::Equal, &[CT_DIR_ORIGINAL]),
+        ct_status(),
+        bitwise_and(&CT_STATUS_ASSURED.to_ne_bytes()),
+        cmp(Operator::NotEqual, &[0; 4]),
+    ]
+}
+
+/// `ct mark & MASK == VALUE`.
+pub fn ct_mark_masked_eq(mask: u32, value: u32) -> Vec<Expr> {
+    vec![
+        ct_mark(),
+        bitwise_and(&mask.to_ne_bytes()),
+        cmp(Operator::Equal, &value.to_ne_bytes()),
+    ]
+}
+
+/// `ct mark set ct mark & ~MASK ct mark set ct mark | VALUE`: the bits of
+/// `mask` become `value`, the others stay (nft has no one-step form that
+/// it lists back as it reads it).
+pub fn ct_mark_set_bits(mask: u32, value: u32) -> Vec<Expr> {
+    vec![
+        ct_mark(),
+        bitwise_and(&(!mask).to_ne_bytes()),
+        ct_set_mark(),
+        ct_mark(),
+        bitwise(&(!value).to_ne_bytes(), &value.to_ne_bytes()),
+        ct_set_mark(),
+    ]
+}
+
+/// `update @SET { ip saddr }` / `{ ip6 saddr }`.
+pub fn update_saddr(ipv6: bool, set: &str, set_id: u32) -> Vec<Expr> {
+    let mut v = saddr_in(ipv6, set, set_id);
+    v[3] = dynset_update(set, set_id);
     v
 }
 
