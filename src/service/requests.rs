@@ -23,6 +23,7 @@ pub const MIN_BAN: Duration = Duration::from_secs(1);
 /// kernel's `sets`, and its answer. `ignored` says whether a network holds
 /// an address of the ignore list: a block of an ignored address is noted
 /// (its packets are not dropped); a prefix that holds one is refused.
+/// Long: one arm per request, each with the checks that explain a refusal.
 pub fn ban_request(
     req: &Request,
     ledger: &mut Ledger,

@@ -132,7 +132,9 @@ fn install_with_bans(
 }
 
 /// `nftsentry run`: each step is needed by a later one; the comments say
-/// why the order is what it is.
+/// why the order is what it is. Long on purpose: split, the order (claim
+/// before the switch of user, sockets before the table, threads after the
+/// drop) would no longer be read in one place.
 pub fn run(cfg: Config) -> Result<()> {
     // Both first: the plan looks the `user` up (a typo fails before anything
     // is touched), the notifier takes NOTIFY_SOCKET out of the environment

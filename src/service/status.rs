@@ -79,6 +79,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// `status` for people. Long: one line per figure, in the order
+    /// printed.
     pub fn text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
@@ -183,7 +185,8 @@ impl Snapshot {
         o
     }
 
-    /// The same for scripts: one JSON object (nftsentry(8), STATUS).
+    /// The same for scripts: one JSON object (nftsentry(8), STATUS). Long:
+    /// one field per figure, the object's layout as the man page lists it.
     pub fn json(&self) -> String {
         let protocols: serde_json::Map<String, serde_json::Value> = self
             .protocols

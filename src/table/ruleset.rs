@@ -228,6 +228,9 @@ impl Ruleset {
     /// address) does not make one. Its probes still reach the daemon, with
     /// `live_prefix`: the daemon needs no lookup to know, and does not ban
     /// it on evidence that anyone could forge.
+    ///
+    /// Long: the chain is built top to bottom as `nft list` shows it, each
+    /// rule beside its text, so the order that matters stays in one place.
     pub fn rules(&self) -> Vec<Rule> {
         use expr::*;
         use netlink_packet_netfilter::nftables::Operator;
@@ -465,6 +468,8 @@ impl Ruleset {
     }
 
     /// The table in nft syntax, laid out as `nft -s list table` prints it.
+    /// Long: one line per attribute in nft's order, which tests/golden.rs
+    /// compares with the kernel's listing.
     pub fn render(&self) -> String {
         let mut o = String::new();
         // As nft lists the table: an owned one with the owner's process
