@@ -383,6 +383,7 @@ mod tests {
         }
     }
 
+    // Long: the defaults, then one table of keys that only make sense together.
     #[test]
     fn off_by_default_and_checked_across_keys_when_on() {
         let c = Config::parse("", "t.toml").unwrap();
