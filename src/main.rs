@@ -67,6 +67,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the running daemon's metrics in Prometheus' text format
+    Metrics,
     /// Make the running daemon re-read its config and ignore file
     Reload,
     /// Convert a PortSentry config to nftsentry.toml, printed on standard output
@@ -160,6 +162,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::List { json } => commands::run(&cfg, &Request::List { json }),
         Command::Flush => commands::run(&cfg, &Request::Flush),
         Command::Status { json } => commands::run(&cfg, &Request::Status { json }),
+        Command::Metrics => commands::run(&cfg, &Request::Metrics),
         Command::Reload => commands::run(&cfg, &Request::Reload),
         Command::ImportPortsentry { .. } => unreachable!("handled before the config is loaded"),
     }

@@ -21,6 +21,7 @@ fn table(flags: TableFlags) -> Batch {
             interval: false,
             timeout: Some(std::time::Duration::from_secs(60)),
             size: None,
+            counter: false,
         },
     );
     b

@@ -334,6 +334,7 @@ proptest! {
                 interval_end: e.interval_end,
                 timeout: e.timeout,
                 expiration: e.expiration,
+                counter: None,
             })
             .collect();
         prop_assert_eq!(got, want);

@@ -14,6 +14,7 @@ pub const TOP_KEYS: &[&str] = &[
     "table_owner",
     "control_socket",
     "control_group",
+    "metrics_listen",
     "ban_time",
     "scan_trigger",
     "scan_window",

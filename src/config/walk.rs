@@ -20,8 +20,8 @@ use super::limits::{
     STORM_HOLD_MAX, STORM_HOLD_MIN, STORM_THRESHOLD_MAX,
 };
 use super::values::{
-    boolean, describe, duration, ignore_file, integer, log_prefix, mode, port_banner, string,
-    table_name, user_name,
+    boolean, describe, duration, ignore_file, integer, log_prefix, metrics_listen, mode,
+    port_banner, string, table_name, user_name,
 };
 use super::{
     BlockMode, Config, Forgeable, PRESET_NAMES, PortSet, Proto, Protocol, actions, control_group,
@@ -82,6 +82,9 @@ impl Doc<'_> {
             "control_group" => {
                 c.control_group =
                     self.check(v, key, |v| control_group::control_group(string(v)?))?
+            }
+            "metrics_listen" => {
+                c.metrics_listen = self.check(v, key, |v| metrics_listen(string(v)?))?
             }
             "ban_time" => {
                 c.ban_time = self.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?

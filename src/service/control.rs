@@ -47,7 +47,7 @@ const MAX_REQUEST: usize = 4096;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// A client that has not taken its whole answer this long after the answer
 /// was ready is dropped. A client that reads as it should takes the list of
-/// two full sets of the default size (16 MiB at most) in milliseconds.
+/// two full sets of the default size (24 MiB at most) in milliseconds.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clients connected and not yet answered, at most; more wait in the
 /// listen backlog.
@@ -70,6 +70,8 @@ pub enum Request {
     Status {
         json: bool,
     },
+    /// The metrics in Prometheus' text format (`metrics_listen`'s text).
+    Metrics,
     List {
         json: bool,
     },
@@ -97,6 +99,7 @@ impl Request {
         match words.as_slice() {
             [] => Err("empty request".into()),
             ["status", args @ ..] => Ok(Request::Status { json: json(args) }),
+            ["metrics"] => Ok(Request::Metrics),
             ["list", args @ ..] => Ok(Request::List { json: json(args) }),
             ["block", a, secs] => match (a.parse::<IpAddr>(), secs.parse::<u64>()) {
                 (Ok(addr), Ok(secs)) => Ok(Request::Block { addr, secs }),
@@ -116,6 +119,7 @@ impl Request {
         let flag = |json: bool| if json { " --json" } else { "" };
         match self {
             Request::Status { json } => format!("status{}", flag(*json)),
+            Request::Metrics => "metrics".into(),
             Request::List { json } => format!("list{}", flag(*json)),
             Request::Block { addr, secs } => format!("block {addr} {secs}"),
             Request::Unblock { addr } => format!("unblock {addr}"),
@@ -128,6 +132,7 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Status { .. } => "status",
+            Request::Metrics => "metrics",
             Request::List { .. } => "list",
             Request::Block { .. } => "block",
             Request::Unblock { .. } => "unblock",
@@ -137,9 +142,13 @@ impl Request {
     }
 
     /// Whether it changes the daemon's state (bans, configuration): only
-    /// for root and the control group. `status` and `list` only read.
+    /// for root and the control group. `status`, `metrics` and `list`
+    /// only read.
     pub fn changes_state(&self) -> bool {
-        !matches!(self, Request::Status { .. } | Request::List { .. })
+        !matches!(
+            self,
+            Request::Status { .. } | Request::Metrics | Request::List { .. }
+        )
     }
 }
 

@@ -61,6 +61,8 @@ pub struct Core {
     /// Bans made since start, and those that failed.
     pub bans: u64,
     pub ban_errors: u64,
+    /// Bans made on detection, by `ScanType::index`.
+    pub bans_by_scan: [u64; crate::detect::ScanType::KINDS],
     ban_error_lines: Gate,
     /// The most recent bans, newest last, for `status`.
     pub last_bans: VecDeque<LastBan>,
@@ -82,6 +84,7 @@ impl Core {
             names,
             bans: 0,
             ban_errors: 0,
+            bans_by_scan: [0; crate::detect::ScanType::KINDS],
             ban_error_lines: Gate::new(REPORT_INTERVAL),
             last_bans: VecDeque::new(),
         }
@@ -143,6 +146,7 @@ impl Core {
                 history, set_error, ..
             } => {
                 self.bans += 1;
+                self.bans_by_scan[ev.scan.index()] += 1;
                 if self.last_bans.len() == LAST_BANS {
                     self.last_bans.pop_front();
                 }
@@ -217,6 +221,8 @@ pub struct Daemon {
     /// sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING.
     pub notifier: Notifier,
     pub started: Instant,
+    /// The same in seconds since 1970.
+    pub started_unix: u64,
     /// When to compare the kernel with what the table should hold, after
     /// nftables events (no owner flag).
     check_at: Option<Instant>,
@@ -227,6 +233,13 @@ pub struct Daemon {
     pub neighbours: Option<crate::service::neighbours::Neighbours>,
     lost_reported: u64,
     lost_lines: Gate,
+    /// The metrics endpoint's side in the loop (`metrics_listen`).
+    pub metrics: Option<crate::service::metrics::Publisher>,
+    /// Bans asked for through the control socket.
+    pub bans_manual: u64,
+    /// Dropped by the rules of tables replaced since start (reloads), IPv4
+    /// and IPv6: the counters of the table in force start from zero.
+    pub dropped_before: [(u64, u64); 2],
 }
 
 /// What the loop saw ready in one poll.
@@ -248,12 +261,16 @@ impl Daemon {
             ruleset,
             notifier,
             started: Instant::now(),
+            started_unix: crate::service::status::now_secs(),
             check_at: None,
             reloads: 0,
             table_restores: 0,
             neighbours: None,
             lost_reported: 0,
             lost_lines: Gate::new(REPORT_INTERVAL),
+            metrics: None,
+            bans_manual: 0,
+            dropped_before: [(0, 0); 2],
         }
     }
 
@@ -346,7 +363,14 @@ impl Daemon {
         }
         let core = &self.core;
         self.notifier.tick(now, || core.status_text());
+        if self.metrics.as_ref().is_some_and(|m| m.due(now)) {
+            let text = self.figures().exposition();
+            if let Some(m) = self.metrics.as_mut() {
+                m.publish(text, now);
+            }
+        }
         let next = [
+            self.metrics.as_ref().map(|m| m.next_due(now)),
             self.notifier.next_due(now),
             self.core.expire(now),
             self.core.names.tick(now),

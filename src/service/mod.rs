@@ -13,6 +13,7 @@
 pub mod connect;
 pub mod control;
 pub mod event_loop;
+pub mod metrics;
 pub mod names;
 pub mod neighbours;
 pub mod privileges;

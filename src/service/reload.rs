@@ -92,7 +92,18 @@ impl Daemon {
                 Some((b.addr, b.timeout.unwrap_or(left), left))
             })
             .collect();
+        // The new table's drop counters start from zero: keep the old ones'.
+        let dropped = bans::dropped_by_rules(&mut core.nft, &core.cfg.table).unwrap_or_default();
         install(&mut core.nft, &mut ruleset, &kernel)?;
+        for (base, d) in self.dropped_before.iter_mut().zip(dropped) {
+            base.0 += d.0;
+            base.1 += d.1;
+        }
+        if new.metrics_listen != core.cfg.metrics_listen {
+            log_warning!(
+                "adminalert: WARNING: metrics_listen changed; the endpoint keeps its address until a restart"
+            );
+        }
         // The table is in: apply the rest, which cannot fail.
         let connect_changed = new.tcp.connect_ports() != core.cfg.tcp.connect_ports()
             || new.udp.connect_ports() != core.cfg.udp.connect_ports();

@@ -65,7 +65,7 @@ pub fn ban_request(
             let n = ledger.flush(sets, now)?;
             Ok(format!("{n} bans lifted\n"))
         }
-        Request::Status { .. } | Request::Reload => Err(Error::other(format!(
+        Request::Status { .. } | Request::Metrics | Request::Reload => Err(Error::other(format!(
             "`{}` needs the running daemon",
             req.line()
         ))),
@@ -77,6 +77,9 @@ struct ListedBan {
     address: IpAddr,
     timeout: Option<u64>,
     expires_in: Option<u64>,
+    /// What the ban dropped so far; null where the set counts nothing.
+    packets: Option<u64>,
+    bytes: Option<u64>,
 }
 
 /// `list --json`: one object per ban, times in seconds.
@@ -87,6 +90,8 @@ pub fn list_json(list: &[Ban]) -> String {
             address: b.addr,
             timeout: b.timeout.map(|d| d.as_secs()),
             expires_in: b.expires_in.map(|d| d.as_secs()),
+            packets: b.dropped.map(|d| d.0),
+            bytes: b.dropped.map(|d| d.1),
         })
         .collect();
     let mut s = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
@@ -100,16 +105,22 @@ pub fn list_text(list: &[Ban]) -> String {
         d.map(|d| format_duration(Duration::from_secs(d.as_secs())))
             .unwrap_or_else(|| "-".into())
     };
+    let count = |d: Option<(u64, u64)>, bytes: bool| {
+        d.map(|d| if bytes { d.1 } else { d.0 }.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
     let mut out = format!(
-        "{:<40} {:>12} {:>12}\n",
-        "ADDRESS", "EXPIRES IN", "BAN TIME"
+        "{:<40} {:>12} {:>12} {:>12} {:>14}\n",
+        "ADDRESS", "EXPIRES IN", "BAN TIME", "DROPPED PKTS", "DROPPED BYTES"
     );
     for b in list {
         out.push_str(&format!(
-            "{:<40} {:>12} {:>12}\n",
+            "{:<40} {:>12} {:>12} {:>12} {:>14}\n",
             b.addr.to_string(),
             dur(b.expires_in),
-            dur(b.timeout)
+            dur(b.timeout),
+            count(b.dropped, false),
+            count(b.dropped, true)
         ));
     }
     out
@@ -142,6 +153,7 @@ impl Daemon {
                 let snap = self.snapshot();
                 Ok(if *json { snap.json() } else { snap.text() })
             }
+            Request::Metrics => Ok(self.figures().exposition()),
             Request::Reload => self.reload(),
             _ => {
                 let core = &mut self.core;
@@ -160,6 +172,9 @@ impl Daemon {
                 // Recorded before the answer: a command that returned has
                 // its ban in the state file.
                 core.ledger.flush_file();
+                if r.is_ok() && matches!(req, Request::Block { .. }) {
+                    self.bans_manual += 1;
+                }
                 r
             }
         };
@@ -180,10 +195,11 @@ mod tests {
             addr: "192.0.2.7".parse().unwrap(),
             timeout: Some(Duration::from_secs(3600)),
             expires_in: None,
+            dropped: None,
         }];
         assert_eq!(
             list_json(&list),
-            "[{\"address\":\"192.0.2.7\",\"timeout\":3600,\"expires_in\":null}]\n"
+            "[{\"address\":\"192.0.2.7\",\"timeout\":3600,\"expires_in\":null,\"packets\":null,\"bytes\":null}]\n"
         );
         assert!(list_text(&list).contains("192.0.2.7"));
     }

@@ -159,6 +159,12 @@ pub fn run(cfg: Config) -> Result<()> {
         Some(path) => Some(ControlServer::bind(path)?),
         None => None,
     };
+    // The metrics endpoint too: a taken address stops the start here. Its
+    // thread starts after the privilege drop.
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => Some(crate::service::metrics::MetricsServer::bind(addr)?),
+        None => None,
+    };
     // Connect-mode sockets before the table: in advanced mode their ports
     // are tripwires until a socket holds them.
     let connect = bind_connect(&cfg);
@@ -218,6 +224,12 @@ pub fn run(cfg: Config) -> Result<()> {
         notifier,
     );
     daemon.follow_neighbours(parts);
+    if let Some(server) = metrics {
+        let addr = server.addr();
+        let first = daemon.figures().exposition();
+        daemon.metrics = Some(server.start(first)?);
+        log_notice!("adminalert: metrics served on http://{addr}/metrics");
+    }
     // The table is in and we are hardened: systemd may order other units
     // after us now.
     daemon.ready();

@@ -23,6 +23,8 @@ pub struct Ban {
     pub timeout: Option<Duration>,
     /// Time left before the kernel drops the element.
     pub expires_in: Option<Duration>,
+    /// What it dropped so far (packets, bytes): the element's counter.
+    pub dropped: Option<(u64, u64)>,
 }
 
 pub fn set_for(addr: &IpAddr) -> &'static str {
@@ -58,6 +60,11 @@ pub trait BanSets {
     fn flush(&mut self) -> Result<Option<usize>>;
     /// Every ban in force, IPv4 first, each family by address.
     fn list(&mut self) -> Result<Vec<Ban>>;
+    /// What the ban on `addr` dropped so far (packets, bytes); `None`
+    /// when it is not in its set (or its set counts nothing).
+    fn dropped(&mut self, _addr: IpAddr) -> Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
 }
 
 /// `BanSets` on the netlink socket that owns our table.
@@ -96,6 +103,31 @@ impl BanSets for KernelBans<'_> {
     fn list(&mut self) -> Result<Vec<Ban>> {
         list(self.nft, self.table)
     }
+
+    fn dropped(&mut self, addr: IpAddr) -> Result<Option<(u64, u64)>> {
+        let addr = canonical(addr);
+        Ok(self
+            .nft
+            .get_element(self.table, set_for(&addr), &key(&addr))?
+            .and_then(|e| e.counter))
+    }
+}
+
+/// Packets and bytes the table's drop rules dropped since it was
+/// installed, IPv4 and IPv6: the `counter` of the rule that looks up each
+/// ban set.
+pub fn dropped_by_rules(sock: &mut NftSocket, table: &str) -> Result<[(u64, u64); 2]> {
+    let mut out = [(0, 0); 2];
+    for r in sock.rule_counters(table, crate::table::ruleset::CHAIN)? {
+        let Some(c) = r.counter else { continue };
+        for (i, set) in OurSet::BLOCKED.iter().enumerate() {
+            if r.sets.iter().any(|s| s == set.name()) {
+                out[i].0 += c.0;
+                out[i].1 += c.1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Fails with a plain message when our table is not there.
@@ -202,6 +234,7 @@ pub fn list(sock: &mut NftSocket, table: &str) -> Result<Vec<Ban>> {
                 addr,
                 timeout: e.timeout.or(default_timeout),
                 expires_in: e.expiration,
+                dropped: e.counter,
             });
         }
     }

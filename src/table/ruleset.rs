@@ -293,6 +293,9 @@ impl Ruleset {
             if let Some(size) = s.size {
                 let _ = writeln!(o, "\t\tsize {size}");
             }
+            if s.counter {
+                let _ = writeln!(o, "\t\tcounter");
+            }
             if let Some(t) = s.timeout {
                 let _ = writeln!(o, "\t\ttimeout {}", format_duration(t));
             }

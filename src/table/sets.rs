@@ -93,6 +93,8 @@ impl OurSet {
             interval: !blocked,
             timeout: blocked.then_some(ban_time),
             size: blocked.then_some(set_size),
+            // Each ban counts what it dropped (`list`, the end-of-ban line).
+            counter: blocked,
         }
     }
 }

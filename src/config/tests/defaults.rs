@@ -25,6 +25,7 @@ fn every_key_has_its_documented_default() {
     assert_eq!(c.ignore_file, Some(PathBuf::from("/etc/nftsentry/ignore")));
     assert!(c.ignore_local);
     assert!(!c.keep_table_on_exit);
+    assert_eq!(c.metrics_listen, None);
     assert_eq!(c.scan_trigger, 0);
     assert_eq!(c.scan_window, Duration::from_secs(3_600));
     assert_eq!(c.max_tracked_sources, 100_000);
@@ -120,6 +121,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         table_owner: _,
         control_socket: _,
         control_group: _,
+        metrics_listen: _,
         scan_trigger: _,
         scan_window: _,
         max_tracked_sources: _,
@@ -165,6 +167,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         "table_owner",
         "control_socket",
         "control_group",
+        "metrics_listen",
         "scan_trigger",
         "scan_window",
         "max_tracked_sources",

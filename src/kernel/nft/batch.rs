@@ -68,6 +68,8 @@ pub struct SetSpec {
     /// `Some` makes a timeout set; the duration is the default element timeout.
     pub timeout: Option<Duration>,
     pub size: Option<u32>,
+    /// `counter`: each element counts the packets and bytes it matched.
+    pub counter: bool,
 }
 
 /// A base chain on the inet input hook.
@@ -232,6 +234,14 @@ impl Batch {
         }
         if let Some(size) = set.size {
             attributes.push(SetAttribute::Description(vec![SetDescription::Size(size)]));
+        }
+        if set.counter {
+            // NFTA_SET_EXPR (Linux 5.7): one expression every element gets.
+            const NFTA_SET_EXPR: u16 = 17;
+            attributes.push(SetAttribute::Other(netlink_packet_core::DefaultNla::new(
+                NFTA_SET_EXPR | netlink_packet_core::NLA_F_NESTED,
+                super::expr::counter_nested(),
+            )));
         }
         self.push(
             family,

@@ -131,7 +131,18 @@ pub struct Ledger {
     /// Addresses whose ban ended or was lifted since the last `released`.
     released: Vec<IpAddr>,
     report: RestoreReport,
+    /// When to read what a ban dropped, shortly before its end: the kernel
+    /// removes the element (and its counter) by itself when the time is
+    /// over. Stale entries (a ban renewed or lifted) are skipped.
+    reads: BinaryHeap<Reverse<(Instant, IpAddr)>>,
+    /// What each ban in force dropped as last read (packets, bytes).
+    dropped: std::collections::HashMap<IpAddr, (u64, u64)>,
 }
+
+/// How long before a ban's end its counter is read (half the ban, for a
+/// ban shorter than twice this): what it drops after that is not in the
+/// end-of-ban line.
+pub const DROP_READ_LEAD: Duration = Duration::from_secs(1);
 
 /// $MODE$ of a ban made without a detection.
 pub const MANUAL_MODE: &str = "manual";
@@ -153,6 +164,35 @@ impl Ledger {
             evictions: 0,
             released: Vec::new(),
             report: RestoreReport::default(),
+            reads: BinaryHeap::new(),
+            dropped: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Schedules the read of what the ban on `addr` (from `since` to
+    /// `until`) dropped, just before its end.
+    fn read_before_end(&mut self, addr: IpAddr, since: Instant, until: Instant) {
+        let lead = DROP_READ_LEAD.min(until.saturating_duration_since(since) / 2);
+        self.reads.push(Reverse((until - lead, addr)));
+    }
+
+    /// Reads the counters of bans about to end.
+    fn read_counters(&mut self, sets: &mut dyn BanSets, now: Instant) {
+        while let Some(Reverse((at, addr))) = self.reads.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.reads.pop();
+            let live = self
+                .records
+                .get(&addr)
+                .is_some_and(|r| !r.ended && r.entry.applied.set && r.until > now);
+            if !live {
+                continue;
+            }
+            if let Ok(Some(d)) = sets.dropped(addr) {
+                self.dropped.insert(addr, d);
+            }
         }
     }
 
@@ -351,6 +391,7 @@ impl Ledger {
     fn insert(&mut self, entry: Entry, now: Instant, length: Duration) {
         let addr = entry.addr;
         self.heap.push(Reverse((now + length, addr)));
+        self.read_before_end(addr, now, now + length);
         self.unindex(&addr);
         if entry.applied.set {
             self.in_set.add(entry.evidence, entry.banned_at, addr);
@@ -589,6 +630,7 @@ impl Ledger {
     /// Ends bans that are due, times commands out, writes the state file
     /// when due. Returns the time until the next thing to do.
     pub fn tick(&mut self, sets: &mut dyn BanSets, now: Instant) -> Option<Duration> {
+        self.read_counters(sets, now);
         let mut due = Vec::new();
         while let Some(Reverse((until, addr))) = self.heap.peek().copied() {
             if until > now {
@@ -614,7 +656,14 @@ impl Ledger {
             .heap
             .peek()
             .map(|Reverse((t, _))| t.saturating_duration_since(now));
-        [next_ban, commands, write].into_iter().flatten().min()
+        let next_read = self
+            .reads
+            .peek()
+            .map(|Reverse((t, _))| t.saturating_duration_since(now));
+        [next_ban, next_read, commands, write]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Heap entries that came due: bans that end (their actions undone
@@ -631,7 +680,19 @@ impl Ledger {
             let r = self.records.get_mut(&addr).expect("looked up above");
             if !r.ended {
                 r.ended = true;
-                log_info!("ban of {addr} expired");
+                // Its counter as read just before the end, or now if the
+                // element is still there (`list` and this line agree).
+                let dropped = match sets.dropped(addr) {
+                    Ok(Some(d)) => Some(d),
+                    _ => self.dropped.remove(&addr),
+                };
+                self.dropped.remove(&addr);
+                match dropped {
+                    Some((p, b)) => {
+                        log_info!("ban of {addr} expired; it dropped {p} packets ({b} bytes)")
+                    }
+                    None => log_info!("ban of {addr} expired"),
+                }
                 self.released.push(addr);
             }
             let applied = std::mem::take(&mut r.entry.applied);

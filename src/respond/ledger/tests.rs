@@ -35,6 +35,7 @@ impl BanSets for FakeSets {
                 addr: *a,
                 timeout: Some(*t),
                 expires_in: Some(*t),
+                dropped: None,
             })
             .collect())
     }
@@ -238,12 +239,14 @@ fn restore_merges_the_file_and_a_surviving_table() {
             addr: both.addr,
             timeout: Some(Duration::from_secs(60)),
             expires_in: Some(Duration::from_secs(10)),
+            dropped: None,
         },
         // Only in the kernel: adopted.
         Ban {
             addr: ip("2001:db8::9"),
             timeout: Some(Duration::from_secs(100)),
             expires_in: Some(Duration::from_secs(40)),
+            dropped: None,
         },
     ];
     let mut l = Ledger::new(&cfg, true);
