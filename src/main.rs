@@ -69,6 +69,13 @@ enum Command {
     },
     /// Print the running daemon's metrics in Prometheus' text format
     Metrics,
+    /// Say why ADDR is banned, or why it is not
+    Why {
+        addr: IpAddr,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the running daemon re-read its config and ignore file
     Reload,
     /// Convert a PortSentry config to nftsentry.toml, printed on standard output
@@ -163,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Flush => commands::run(&cfg, &Request::Flush),
         Command::Status { json } => commands::run(&cfg, &Request::Status { json }),
         Command::Metrics => commands::run(&cfg, &Request::Metrics),
+        Command::Why { addr, json } => commands::run(&cfg, &Request::Why { addr, json }),
         Command::Reload => commands::run(&cfg, &Request::Reload),
         Command::ImportPortsentry { .. } => unreachable!("handled before the config is loaded"),
     }

@@ -309,3 +309,36 @@ fn metrics_listen_off_by_default_and_the_command_needs_the_daemon() {
     let (ok, out) = promtool(&text);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn the_end_of_a_ban_says_what_it_dropped() {
+    let s = Scene::new("mend", "ban_time = \"4s\"\n");
+    s.nmap("-sS", false, "1");
+    assert!(s.wait_banned(ATTACKER4), "no ban: {}", s.log());
+    let ping = s
+        .pair
+        .attacker
+        .cmd("ping")
+        .args(["-c", "5", "-i", "0.2", "-W", "1", VICTIM4])
+        .output()
+        .unwrap();
+    assert!(!ping.status.success(), "a banned source got replies");
+    let prefix = format!("ban of {ATTACKER4} expired; it dropped ");
+    let mut line = String::new();
+    let ended = wait_until(Duration::from_secs(10), || {
+        line = s
+            .log()
+            .lines()
+            .find(|l| l.contains(&prefix))
+            .unwrap_or("")
+            .to_string();
+        !line.is_empty()
+    });
+    assert!(ended, "no end-of-ban line with drops: {}", s.log());
+    // "... it dropped N packets (B bytes)"
+    let rest = line.split(&prefix).nth(1).unwrap();
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let packets: u64 = words[0].parse().unwrap();
+    let bytes: u64 = words[2].trim_start_matches('(').parse().unwrap();
+    assert!(packets >= 5 && bytes >= 5 * 84, "{line}");
+}

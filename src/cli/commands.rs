@@ -1,5 +1,5 @@
 //! commands: the command line's `list`, `block`, `unblock`, `flush`,
-//! `status`, `metrics` and `reload`. Each goes to the running daemon through its
+//! `status`, `metrics`, `why` and `reload`. Each goes to the running daemon through its
 //! control socket (the daemon owns the table); with no daemon, the ban
 //! commands run here, on a ledger built over the state file (load, act,
 //! save, under the file's lock) and a netlink socket of our own: the same
@@ -89,10 +89,12 @@ pub fn run(cfg: &Config, req: &Request) -> Result<()> {
         return done;
     }
     match req {
-        Request::Status { .. } | Request::Metrics => Err(Error::other(format!(
-            "nftsentry is not running (no daemon answers on {})",
-            control_path(cfg)
-        ))),
+        Request::Status { .. } | Request::Metrics | Request::Why { .. } => {
+            Err(Error::other(format!(
+                "nftsentry is not running (no daemon answers on {})",
+                control_path(cfg)
+            )))
+        }
         Request::Reload => Err(Error::other(format!(
             "nftsentry is not running (no daemon answers on {}): nothing to reload",
             control_path(cfg)

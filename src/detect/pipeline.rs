@@ -284,6 +284,8 @@ pub struct Detector {
     /// Lines of bogus packets: a few a minute.
     bogus_lines: Gate,
     pub counts: Counts,
+    /// What happened to each source lately, for `why`.
+    stories: super::story::Stories,
 }
 
 impl Detector {
@@ -300,6 +302,7 @@ impl Detector {
             storm: Storm::new(cfg.storm_threshold, cfg.storm_hold),
             bogus_lines: Gate::new(Duration::from_secs(60)),
             counts: Counts::default(),
+            stories: super::story::Stories::new(cfg.max_tracked_sources),
         }
     }
 
@@ -310,6 +313,31 @@ impl Detector {
         self.tracker.set_params(cfg.scan_trigger, cfg.scan_window);
         self.settings = Settings::of(cfg);
         self.storm.set(cfg.storm_threshold, cfg.storm_hold);
+        self.stories.set_max(cfg.max_tracked_sources);
+    }
+
+    /// Why `addr` is ignored (the first entry holding it), if it is.
+    pub fn ignored_because(&self, addr: &IpAddr) -> Option<&str> {
+        if self.ignore.contains(addr) {
+            Some(why(&self.ignored_by, addr).unwrap_or("ignore list"))
+        } else {
+            None
+        }
+    }
+
+    /// The last probes and decision about `addr`, if remembered.
+    pub fn story(&self, addr: &IpAddr) -> Option<&super::story::Story> {
+        self.stories.get(addr)
+    }
+
+    /// `addr`'s count towards the trigger now, if it is tracked.
+    pub fn progress(&self, addr: IpAddr, now: Instant) -> Option<super::tracker::Progress> {
+        self.tracker.progress(addr, now)
+    }
+
+    /// Sources with a story (`why`), for the memory figure.
+    pub fn stories(&self) -> usize {
+        self.stories.len()
     }
 
     /// The storm guard's state, for `status`.
@@ -348,6 +376,7 @@ impl Detector {
     pub fn released(&mut self, addr: IpAddr) {
         self.tracker.forget(addr);
         self.late.remove(&addr);
+        self.stories.forget(&addr);
     }
 
     /// A packet logged by a tripwire rule.
@@ -507,10 +536,25 @@ impl Detector {
         }
         lines.push(HostLine::Alert(scan, port));
         let (outcome, ports) = self.tracker.record_port(src, port, now);
+        use super::story::{Decision, Note};
+        let note = Note {
+            at: now,
+            port,
+            scan,
+            strength: strength_of(scan, ports),
+        };
+        self.stories.note(src, note, Decision::Counted);
         let act = match outcome {
             Outcome::Counted { .. } => Act::Nothing,
             Outcome::Trigger => self.decide(src, scan, port, ports, now),
         };
+        let decided = match &act {
+            Act::Nothing if outcome == Outcome::Trigger => Decision::StormHeld,
+            Act::Nothing => Decision::Counted,
+            Act::Withhold { .. } => Decision::Withheld,
+            Act::Ban(_) => Decision::Banned,
+        };
+        self.stories.decided(&src, decided);
         Verdict::Probe { src, lines, act }
     }
 

@@ -72,6 +72,11 @@ pub enum Request {
     },
     /// The metrics in Prometheus' text format (`metrics_listen`'s text).
     Metrics,
+    /// Why `addr` is banned, or why not.
+    Why {
+        addr: IpAddr,
+        json: bool,
+    },
     List {
         json: bool,
     },
@@ -100,6 +105,10 @@ impl Request {
             [] => Err("empty request".into()),
             ["status", args @ ..] => Ok(Request::Status { json: json(args) }),
             ["metrics"] => Ok(Request::Metrics),
+            ["why", a, args @ ..] => Ok(Request::Why {
+                addr: addr("why", a)?,
+                json: json(args),
+            }),
             ["list", args @ ..] => Ok(Request::List { json: json(args) }),
             ["block", a, secs] => match (a.parse::<IpAddr>(), secs.parse::<u64>()) {
                 (Ok(addr), Ok(secs)) => Ok(Request::Block { addr, secs }),
@@ -120,6 +129,7 @@ impl Request {
         match self {
             Request::Status { json } => format!("status{}", flag(*json)),
             Request::Metrics => "metrics".into(),
+            Request::Why { addr, json } => format!("why {addr}{}", flag(*json)),
             Request::List { json } => format!("list{}", flag(*json)),
             Request::Block { addr, secs } => format!("block {addr} {secs}"),
             Request::Unblock { addr } => format!("unblock {addr}"),
@@ -133,6 +143,7 @@ impl Request {
         match self {
             Request::Status { .. } => "status",
             Request::Metrics => "metrics",
+            Request::Why { .. } => "why",
             Request::List { .. } => "list",
             Request::Block { .. } => "block",
             Request::Unblock { .. } => "unblock",
@@ -147,7 +158,7 @@ impl Request {
     pub fn changes_state(&self) -> bool {
         !matches!(
             self,
-            Request::Status { .. } | Request::Metrics | Request::List { .. }
+            Request::Status { .. } | Request::Metrics | Request::Why { .. } | Request::List { .. }
         )
     }
 }

@@ -66,6 +66,9 @@ pub struct Core {
     ban_error_lines: Gate,
     /// The most recent bans, newest last, for `status`.
     pub last_bans: VecDeque<LastBan>,
+    /// The probes that led to each ban in force (`why`): as many entries
+    /// as bans, each at most `detect::story::NOTES` probes.
+    pub ban_notes: std::collections::HashMap<std::net::IpAddr, Vec<crate::detect::story::Note>>,
 }
 
 impl Core {
@@ -87,6 +90,7 @@ impl Core {
             bans_by_scan: [0; crate::detect::ScanType::KINDS],
             ban_error_lines: Gate::new(REPORT_INTERVAL),
             last_bans: VecDeque::new(),
+            ban_notes: std::collections::HashMap::new(),
         }
     }
 
@@ -156,6 +160,9 @@ impl Core {
                     scan: ev.scan.name(),
                     port: ev.port,
                 });
+                if let Some(story) = self.detector.story(&ev.addr) {
+                    self.ban_notes.insert(ev.addr, story.notes.clone());
+                }
                 self.detector.banned(ev.addr);
                 if let Some(h) = history {
                     self.names.line(ev.addr, Line::History(h), now);
@@ -198,6 +205,7 @@ impl Core {
     pub fn forget_released(&mut self) {
         for ip in self.ledger.released() {
             self.detector.released(ip);
+            self.ban_notes.remove(&ip);
         }
     }
 

@@ -23,5 +23,6 @@ pub mod resolve;
 pub mod run;
 pub mod status;
 pub mod systemd;
+pub mod why;
 
 pub use run::{build_ruleset, handshake_warnings, run};

@@ -65,10 +65,9 @@ pub fn ban_request(
             let n = ledger.flush(sets, now)?;
             Ok(format!("{n} bans lifted\n"))
         }
-        Request::Status { .. } | Request::Metrics | Request::Reload => Err(Error::other(format!(
-            "`{}` needs the running daemon",
-            req.line()
-        ))),
+        Request::Status { .. } | Request::Metrics | Request::Why { .. } | Request::Reload => Err(
+            Error::other(format!("`{}` needs the running daemon", req.line())),
+        ),
     }
 }
 
@@ -154,6 +153,10 @@ impl Daemon {
                 Ok(if *json { snap.json() } else { snap.text() })
             }
             Request::Metrics => Ok(self.figures().exposition()),
+            Request::Why { addr, json } => {
+                let w = self.why(*addr);
+                Ok(if *json { w.json() } else { w.text() })
+            }
             Request::Reload => self.reload(),
             _ => {
                 let core = &mut self.core;

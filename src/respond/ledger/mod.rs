@@ -291,6 +291,14 @@ impl Ledger {
         self.records.values().filter(|r| !r.ended).count()
     }
 
+    /// The record of a ban in force on `addr` (`why`).
+    pub fn ban_entry(&self, addr: IpAddr) -> Option<&Entry> {
+        self.records
+            .get(&addr)
+            .filter(|r| !r.ended)
+            .map(|r| &r.entry)
+    }
+
     /// Is `addr` banned (in any block mode)?
     pub fn is_banned(&self, addr: IpAddr) -> bool {
         self.records.get(&addr).is_some_and(|r| !r.ended)
