@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 /// One datagram as fields (the simple `KEY=value` form; values with a
 /// newline are framed with a length).
-fn parse(d: &[u8]) -> HashMap<String, String> {
+type Record = HashMap<String, String>;
+
+fn parse(d: &[u8]) -> Record {
     let mut out = HashMap::new();
     let mut rest = d;
     while !rest.is_empty() {
@@ -64,9 +66,9 @@ fn lines_reach_the_journal_with_their_fields() {
         .stdout(Stdio::null())
         .stderr(log);
     pair.victim.spawn(&mut c);
-    let mut got: Vec<HashMap<String, String>> = Vec::new();
+    let mut got: Vec<Record> = Vec::new();
     let mut buf = vec![0u8; 65536];
-    let mut receive = |until: &dyn Fn(&[HashMap<String, String>]) -> bool| {
+    let mut receive = |until: &dyn Fn(&[Record]) -> bool| {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) && !until(&got) {
             if let Ok(n) = journal.recv(&mut buf) {
