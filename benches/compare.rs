@@ -1142,6 +1142,7 @@ fn row_drop(t: &mut Table) {
                             timeout: Some(Duration::from_secs(3600)),
                             expiration: None,
                             interval_end: false,
+                            counter: None,
                         })
                         .collect();
                     let mut b = Batch::new();

@@ -342,3 +342,39 @@ fn the_end_of_a_ban_says_what_it_dropped() {
     let bytes: u64 = words[2].trim_start_matches('(').parse().unwrap();
     assert!(packets >= 5 && bytes >= 5 * 84, "{line}");
 }
+
+/// What `list --json` says the ban on `addr` dropped.
+fn listed_drops(s: &Scene, addr: &str) -> u64 {
+    let list = String::from_utf8(s.cli(&["list", "--json"]).stdout).unwrap();
+    let bans: serde_json::Value = serde_json::from_str(&list).unwrap();
+    bans.as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == addr)
+        .and_then(|b| b["packets"].as_u64())
+        .unwrap_or_else(|| panic!("{list}"))
+}
+
+#[test]
+fn a_reload_keeps_what_bans_dropped() {
+    let s = Scene::new("mrel", "");
+    s.nmap("-sS", false, "1");
+    assert!(s.wait_banned(ATTACKER4), "no ban: {}", s.log());
+    let _ = s
+        .pair
+        .attacker
+        .cmd("ping")
+        .args(["-c", "4", "-i", "0.2", "-W", "1", VICTIM4])
+        .output();
+    let before = listed_drops(&s, ATTACKER4);
+    assert!(before >= 4, "{before}");
+    let o = s.cli(&["reload"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The new table's element starts from what the old one counted, and
+    // the metrics' total keeps the old drop rule's count.
+    assert_eq!(listed_drops(&s, ATTACKER4), before);
+    let m = String::from_utf8(s.cli(&["metrics"]).stdout).unwrap();
+    let total = sample(&m, "nftsentry_dropped_packets_total{family=\"ipv4\"}").unwrap();
+    assert!(total >= before, "{total} < {before}\n{m}");
+    assert_eq!(sample(&m, "nftsentry_reloads_total"), Some(1), "{m}");
+}

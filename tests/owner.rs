@@ -97,6 +97,7 @@ fn owner_flag_keeps_everyone_else_out_and_persist_outlives_the_owner() {
             timeout: None,
             expiration: None,
             interval_end: false,
+            counter: None,
         };
         b.add_elements(FAMILY, "own", "b", None, &[element]);
         s.commit(&b).unwrap();

@@ -82,6 +82,7 @@ fn hundred_thousand_bans_with_timeouts_list_back() {
                 timeout: Some(Duration::from_secs(3600)),
                 expiration: None,
                 interval_end: false,
+                counter: None,
             })
             .collect();
         let start = std::time::Instant::now();
@@ -132,6 +133,7 @@ fn ipv6_ban_with_expiration_keeps_time_left() {
                 timeout: Some(Duration::from_secs(600)),
                 expiration: Some(Duration::from_secs(120)),
                 interval_end: false,
+                counter: None,
             }],
         );
         s.commit(&b).unwrap();

@@ -15,7 +15,7 @@ use crate::service::event_loop::Daemon;
 use crate::service::privileges;
 use crate::service::run::{bind_connect, build_ruleset, count_ports};
 use crate::table::bans;
-use crate::table::install::install;
+use crate::table::install::install_carrying;
 
 impl Daemon {
     /// A reload, with RELOADING=1 and READY=1 around it and its outcome
@@ -85,7 +85,13 @@ impl Daemon {
             TableFlags::empty()
         };
         let core = &mut self.core;
-        let kernel: Vec<_> = bans::list(&mut core.nft, &new.table)?
+        let listed = bans::list(&mut core.nft, &new.table)?;
+        // What each ban dropped: its counter goes on in the new table.
+        let carried: bans::Dropped = listed
+            .iter()
+            .filter_map(|b| Some((b.addr, b.dropped?)))
+            .collect();
+        let kernel: Vec<_> = listed
             .into_iter()
             .filter_map(|b| {
                 let left = b.expires_in?;
@@ -94,7 +100,7 @@ impl Daemon {
             .collect();
         // The new table's drop counters start from zero: keep the old ones'.
         let dropped = bans::dropped_by_rules(&mut core.nft, &core.cfg.table).unwrap_or_default();
-        install(&mut core.nft, &mut ruleset, &kernel)?;
+        install_carrying(&mut core.nft, &mut ruleset, &kernel, &carried)?;
         for (base, d) in self.dropped_before.iter_mut().zip(dropped) {
             base.0 += d.0;
             base.1 += d.1;

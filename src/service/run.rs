@@ -100,6 +100,12 @@ fn install_with_bans(
     } else {
         None
     };
+    // What the bans of that table dropped: their counters go on.
+    let carried: crate::table::bans::Dropped = survived
+        .iter()
+        .flatten()
+        .filter_map(|b| Some((b.addr, b.dropped?)))
+        .collect();
     let restored = ledger.restore(survived, start)?;
     let spent = start.elapsed();
     let restored: Vec<_> = restored
@@ -109,7 +115,7 @@ fn install_with_bans(
             (r.addr, r.timeout, left.max(Duration::from_millis(1)))
         })
         .collect();
-    let refused = install_keeping_what_fits(nft, ruleset, &restored)?;
+    let refused = install_keeping_what_fits(nft, ruleset, &restored, &carried)?;
     ledger.not_restored(&refused, Instant::now());
     if cfg.keep_table_on_exit
         && ruleset.flags.contains(TableFlags::Owner)

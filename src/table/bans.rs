@@ -162,6 +162,7 @@ pub fn add(
             timeout: Some(timeout),
             expiration: expires_in,
             interval_end: false,
+            counter: None,
         }],
     );
     sock.commit_unchecked(&b).map_err(|e| {
@@ -173,12 +174,26 @@ pub fn add(
     })
 }
 
+/// What bans dropped so far, by address: carried into a new table.
+pub type Dropped = std::collections::HashMap<IpAddr, (u64, u64)>;
+
 /// Appends to `b` the bans `(address, timeout, time left)`, e.g. to the
 /// batch that installs the table, so they are in from its first instant.
 pub fn add_to_batch(
     b: &mut Batch,
     table: &str,
     bans: impl IntoIterator<Item = (IpAddr, Duration, Duration)>,
+) {
+    add_to_batch_carrying(b, table, bans, &Dropped::new())
+}
+
+/// The same, each ban's counter starting from what `dropped` says it
+/// dropped in the table it comes from.
+pub fn add_to_batch_carrying(
+    b: &mut Batch,
+    table: &str,
+    bans: impl IntoIterator<Item = (IpAddr, Duration, Duration)>,
+    dropped: &Dropped,
 ) {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
@@ -189,6 +204,7 @@ pub fn add_to_batch(
             timeout: Some(timeout),
             expiration: Some(left.min(timeout)),
             interval_end: false,
+            counter: dropped.get(&addr).copied().filter(|&(p, _)| p > 0),
         };
         if addr.is_ipv4() { &mut v4 } else { &mut v6 }.push(e);
     }

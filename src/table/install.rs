@@ -22,11 +22,22 @@ pub fn install(
     ruleset: &mut Ruleset,
     bans: &[(IpAddr, Duration, Duration)],
 ) -> Result<()> {
+    install_carrying(nft, ruleset, bans, &bans::Dropped::new())
+}
+
+/// `install`, each ban's counter starting from what `dropped` says (a
+/// reload, a table left by an earlier nftsentry): `list` goes on counting.
+pub fn install_carrying(
+    nft: &mut NftSocket,
+    ruleset: &mut Ruleset,
+    bans: &[(IpAddr, Duration, Duration)],
+    dropped: &bans::Dropped,
+) -> Result<()> {
     let mut races = 0;
     loop {
         let exists = nft.table_exists(&ruleset.table)?;
         let mut batch = ruleset.replace_batch(exists);
-        bans::add_to_batch(&mut batch, &ruleset.table, bans.iter().copied());
+        bans::add_to_batch_carrying(&mut batch, &ruleset.table, bans.iter().copied(), dropped);
         let err = match nft.commit(&batch) {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -86,8 +97,9 @@ pub fn install_keeping_what_fits(
     nft: &mut NftSocket,
     ruleset: &mut Ruleset,
     bans: &[(IpAddr, Duration, Duration)],
+    dropped: &bans::Dropped,
 ) -> Result<Vec<IpAddr>> {
-    let err = match install(nft, ruleset, bans) {
+    let err = match install_carrying(nft, ruleset, bans, dropped) {
         Ok(()) => return Ok(Vec::new()),
         Err(e) if bans.is_empty() => return Err(e),
         Err(e) => e,
@@ -104,7 +116,7 @@ pub fn install_keeping_what_fits(
         .collect();
     while let Some(chunk) = todo.pop() {
         let mut b = crate::kernel::nft::Batch::new();
-        bans::add_to_batch(&mut b, &ruleset.table, chunk.iter().copied());
+        bans::add_to_batch_carrying(&mut b, &ruleset.table, chunk.iter().copied(), dropped);
         match nft.commit(&b) {
             Ok(()) => {}
             Err(e) if chunk.len() == 1 => {
