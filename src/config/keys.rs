@@ -35,6 +35,7 @@ pub const TOP_KEYS: &[&str] = &[
     "run_before_block",
     "command_timeout",
     "history_file",
+    "events_file",
     "state_file",
     "ban_time_factor",
     "ban_time_max",

@@ -82,6 +82,9 @@ pub struct Config {
     /// `metrics_listen`: the address of the Prometheus endpoint; `None`
     /// when set to "" (the default: no endpoint).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `events_file`: one JSON object per probe, ban and unban; `None`
+    /// when set to "" (the default).
+    pub events_file: Option<PathBuf>,
     /// `scan_trigger`: probes tolerated before a ban (0 = the first acts).
     pub scan_trigger: u32,
     /// `scan_window`: probes older than this do not count.
@@ -297,6 +300,7 @@ impl Config {
             control_socket: Some(PathBuf::from("/run/nftsentry/control")),
             control_group: None,
             metrics_listen: None,
+            events_file: None,
             scan_trigger: 0,
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,

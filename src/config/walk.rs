@@ -151,6 +151,11 @@ impl Doc<'_> {
                     actions::file_path(string(v)?, "/var/lib/nftsentry/history")
                 })?
             }
+            "events_file" => {
+                c.events_file = self.check(v, key, |v| {
+                    actions::file_path(string(v)?, "/var/lib/nftsentry/events.json")
+                })?
+            }
             "state_file" => {
                 c.state_file = self.check(v, key, |v| {
                     actions::file_path(string(v)?, "/var/lib/nftsentry/state")

@@ -69,6 +69,16 @@ pub struct Core {
     /// The probes that led to each ban in force (`why`): as many entries
     /// as bans, each at most `detect::story::NOTES` probes.
     pub ban_notes: std::collections::HashMap<std::net::IpAddr, Vec<crate::detect::story::Note>>,
+    /// `events_file`: its writer, started after the privilege drop.
+    pub events: Option<crate::journal::events::EventsFile>,
+}
+
+/// Seconds since 1970 with milliseconds, for `events_file`.
+fn event_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
 }
 
 impl Core {
@@ -91,6 +101,7 @@ impl Core {
             ban_error_lines: Gate::new(REPORT_INTERVAL),
             last_bans: VecDeque::new(),
             ban_notes: std::collections::HashMap::new(),
+            events: None,
         }
     }
 
@@ -124,6 +135,29 @@ impl Core {
                 false
             }
             Verdict::Probe { src, lines, act } => {
+                if let Some(events) = self.events.as_mut() {
+                    let action = match &act {
+                        Act::Ban(_) => "ban",
+                        Act::Withhold { .. } => "withheld",
+                        Act::Nothing => "none",
+                    };
+                    for l in &lines {
+                        if let crate::detect::HostLine::Alert(scan, port) = l {
+                            events.emit(
+                                serde_json::json!({
+                                    "time": event_time(),
+                                    "event": "probe",
+                                    "source": src,
+                                    "port": port,
+                                    "protocol": scan.proto().as_str(),
+                                    "scan_type": scan.key(),
+                                    "action": action,
+                                })
+                                .to_string(),
+                            );
+                        }
+                    }
+                }
                 for l in lines {
                     self.names.line(src, Line::Log(l), now);
                 }
@@ -147,9 +181,12 @@ impl Core {
         let set_error = match self.ledger.ban(&mut sets, ev, now) {
             BanResult::LogOnly => None,
             BanResult::Banned {
-                history, set_error, ..
+                history,
+                set_error,
+                length,
             } => {
                 self.bans += 1;
+                self.ban_event(ev.addr, "detection", Some(ev), length);
                 self.bans_by_scan[ev.scan.index()] += 1;
                 if self.last_bans.len() == LAST_BANS {
                     self.last_bans.pop_front();
@@ -206,7 +243,40 @@ impl Core {
         for ip in self.ledger.released() {
             self.detector.released(ip);
             self.ban_notes.remove(&ip);
+            if let Some(events) = self.events.as_mut() {
+                events.emit(
+                    serde_json::json!({"time": event_time(), "event": "unban", "source": ip})
+                        .to_string(),
+                );
+            }
         }
+    }
+
+    /// The `events_file` line of a ban.
+    pub fn ban_event(
+        &mut self,
+        addr: std::net::IpAddr,
+        origin: &str,
+        ev: Option<&Evidence>,
+        length: Duration,
+    ) {
+        let Some(events) = self.events.as_mut() else {
+            return;
+        };
+        let mut j = serde_json::json!({
+            "time": event_time(),
+            "event": "ban",
+            "source": addr,
+            "origin": origin,
+            "length": length.as_secs(),
+        });
+        if let Some(ev) = ev {
+            j["scan_type"] = ev.scan.key().into();
+            j["port"] = ev.port.into();
+            j["protocol"] = ev.scan.proto().as_str().into();
+            j["evidence"] = ev.strength.as_str().into();
+        }
+        events.emit(j.to_string());
     }
 
     /// STATUS= for the service manager.

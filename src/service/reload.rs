@@ -105,6 +105,11 @@ impl Daemon {
             base.0 += d.0;
             base.1 += d.1;
         }
+        if new.events_file != core.cfg.events_file {
+            log_warning!(
+                "adminalert: WARNING: events_file changed; events go to the old file until a restart"
+            );
+        }
         if new.metrics_listen != core.cfg.metrics_listen {
             log_warning!(
                 "adminalert: WARNING: metrics_listen changed; the endpoint keeps its address until a restart"

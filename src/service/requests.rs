@@ -175,8 +175,10 @@ impl Daemon {
                 // Recorded before the answer: a command that returned has
                 // its ban in the state file.
                 core.ledger.flush_file();
-                if r.is_ok() && matches!(req, Request::Block { .. }) {
+                if let (Ok(_), Request::Block { addr, secs }) = (&r, req) {
                     self.bans_manual += 1;
+                    let addr = crate::cidr::canonical(*addr);
+                    core.ban_event(addr, "control", None, Duration::from_secs(*secs));
                 }
                 r
             }

@@ -215,6 +215,13 @@ pub fn run(cfg: Config) -> Result<()> {
     // Threads only now: capabilities were dropped for this one thread, and
     // a new thread inherits the dropped sets.
     ledger.start_writer();
+    let events = match &cfg.events_file {
+        Some(p) => Some(
+            crate::journal::events::EventsFile::start(p.clone())
+                .map_err(|e| Error::other(format!("events_file: cannot start its thread: {e}")))?,
+        ),
+        None => None,
+    };
     let names = Names::new(&cfg)?;
     let detector = Detector::new(&cfg, ignores);
     let mut daemon = Daemon::new(
@@ -229,6 +236,7 @@ pub fn run(cfg: Config) -> Result<()> {
         ruleset,
         notifier,
     );
+    daemon.core.events = events;
     daemon.follow_neighbours(parts);
     if let Some(server) = metrics {
         let addr = server.addr();
@@ -317,6 +325,9 @@ fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
     }
     if let Some(p) = &cfg.history_file {
         written.push(("history_file", p.clone(), Write::Append));
+    }
+    if let Some(p) = &cfg.events_file {
+        written.push(("events_file", p.clone(), Write::Append));
     }
     if let Some(p) = &cfg.hosts_deny {
         written.push(("hosts_deny", p.clone(), Write::Replace));

@@ -26,6 +26,7 @@ fn every_key_has_its_documented_default() {
     assert!(c.ignore_local);
     assert!(!c.keep_table_on_exit);
     assert_eq!(c.metrics_listen, None);
+    assert_eq!(c.events_file, None);
     assert_eq!(c.scan_trigger, 0);
     assert_eq!(c.scan_window, Duration::from_secs(3_600));
     assert_eq!(c.max_tracked_sources, 100_000);
@@ -122,6 +123,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         control_socket: _,
         control_group: _,
         metrics_listen: _,
+        events_file: _,
         scan_trigger: _,
         scan_window: _,
         max_tracked_sources: _,
@@ -185,6 +187,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         "run_before_block",
         "command_timeout",
         "history_file",
+        "events_file",
         "state_file",
         "ban_time_factor",
         "ban_time_max",
