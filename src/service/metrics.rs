@@ -74,6 +74,8 @@ pub struct Figures {
     pub dropped_v6: (u64, u64),
     pub reloads: u64,
     pub table_restores: u64,
+    /// `events_file` lines dropped because its writer fell behind.
+    pub events_dropped: u64,
 }
 
 /// One metric family being written: HELP and TYPE once, then its samples.
@@ -289,6 +291,12 @@ impl Figures {
             "counter",
             "Configuration reloads.",
             self.reloads,
+        );
+        o.one(
+            "nftsentry_events_dropped_total",
+            "counter",
+            "events_file lines dropped because its writer fell behind.",
+            self.events_dropped,
         );
         o.one(
             "nftsentry_table_restores_total",
@@ -586,6 +594,7 @@ impl crate::service::event_loop::Daemon {
             dropped_v6: add(1),
             reloads: self.reloads,
             table_restores: self.table_restores,
+            events_dropped: core.events.as_ref().map_or(0, |e| e.dropped),
         }
     }
 }
