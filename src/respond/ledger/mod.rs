@@ -143,6 +143,8 @@ pub struct Ledger {
 /// ban shorter than twice this): what it drops after that is not in the
 /// end-of-ban line.
 pub const DROP_READ_LEAD: Duration = Duration::from_secs(1);
+/// Past this many bans ending at once, their counters come from one dump.
+const READS_ONE_BY_ONE: usize = 32;
 
 /// $MODE$ of a ban made without a detection.
 pub const MANUAL_MODE: &str = "manual";
@@ -176,8 +178,10 @@ impl Ledger {
         self.reads.push(Reverse((until - lead, addr)));
     }
 
-    /// Reads the counters of bans about to end.
+    /// Reads the counters of bans about to end: one request each, or one
+    /// dump of the sets when many end together (a flood's bans).
     fn read_counters(&mut self, sets: &mut dyn BanSets, now: Instant) {
+        let mut due = Vec::new();
         while let Some(Reverse((at, addr))) = self.reads.peek().copied() {
             if at > now {
                 break;
@@ -187,9 +191,22 @@ impl Ledger {
                 .records
                 .get(&addr)
                 .is_some_and(|r| !r.ended && r.entry.applied.set && r.until > now);
-            if !live {
-                continue;
+            if live {
+                due.push(addr);
             }
+        }
+        if due.len() > READS_ONE_BY_ONE {
+            if let Ok(list) = sets.list() {
+                let wanted: std::collections::HashSet<IpAddr> = due.into_iter().collect();
+                for b in list {
+                    if let Some(d) = b.dropped.filter(|_| wanted.contains(&b.addr)) {
+                        self.dropped.insert(b.addr, d);
+                    }
+                }
+            }
+            return;
+        }
+        for addr in due {
             if let Ok(Some(d)) = sets.dropped(addr) {
                 self.dropped.insert(addr, d);
             }
@@ -307,7 +324,12 @@ impl Ledger {
     /// Addresses whose ban ended or was lifted since the last call: the
     /// detector forgets them.
     pub fn released(&mut self) -> Vec<IpAddr> {
-        std::mem::take(&mut self.released)
+        let out = std::mem::take(&mut self.released);
+        // A ban lifted after its counter was read leaves nothing behind.
+        for a in &out {
+            self.dropped.remove(a);
+        }
+        out
     }
 
     /// PIDs of commands still running.
@@ -688,13 +710,9 @@ impl Ledger {
             let r = self.records.get_mut(&addr).expect("looked up above");
             if !r.ended {
                 r.ended = true;
-                // Its counter as read just before the end, or now if the
-                // element is still there (`list` and this line agree).
-                let dropped = match sets.dropped(addr) {
-                    Ok(Some(d)) => Some(d),
-                    _ => self.dropped.remove(&addr),
-                };
-                self.dropped.remove(&addr);
+                // Its counter as read just before the end (the kernel
+                // removes the element by itself when the time is over).
+                let dropped = self.dropped.remove(&addr);
                 match dropped {
                     Some((p, b)) => {
                         log_info!("ban of {addr} expired; it dropped {p} packets ({b} bytes)")
