@@ -57,7 +57,7 @@ fn block_list_unblock_flush_v4_and_v6() {
     );
     assert_eq!(left[2], "30s");
     // Nothing came from it: it dropped nothing yet.
-    assert_eq!(&left[3..], ["0", "0"], "{line}");
+    assert_eq!(&left[3..], ["0", "0", "manual"], "{line}");
     assert!(list.contains("2001:db8::7"), "{list}");
 
     let json = stdout(&nftsentry(&ns, &cfg, &["list", "--json"]));

@@ -167,7 +167,10 @@ fn prometheus_scrapes_bans_probes_and_drops_after_a_scan() {
             1.0,
         ),
         ("nftsentry_probes_total{scan_type=\"syn\"}", 1.0),
-        ("nftsentry_active_bans{family=\"ipv4\"}", 1.0),
+        (
+            "nftsentry_active_bans{family=\"ipv4\",kind=\"address\"}",
+            1.0,
+        ),
         ("nftsentry_dropped_packets_total{family=\"ipv4\"}", 5.0),
         ("nftsentry_build_info", 1.0),
     ];
@@ -186,7 +189,7 @@ fn prometheus_scrapes_bans_probes_and_drops_after_a_scan() {
         query(
             &s.pair.victim,
             api,
-            "nftsentry_active_bans{family=\"ipv6\"}"
+            "sum(nftsentry_active_bans{family=\"ipv6\"})"
         ),
         Some(0.0)
     );

@@ -56,6 +56,11 @@ pub struct Figures {
     pub withheld: u64,
     pub bans_v4: u64,
     pub bans_v6: u64,
+    /// Prefix bans in force (blocked4_net; blocked6_prefix and
+    /// blocked6_net), IPv4 and IPv6.
+    pub prefix_bans: [u64; 2],
+    /// `[crowdsec]`: its figures, when enabled.
+    pub fleet: Option<FleetFigures>,
     pub evictions: u64,
     pub storm_active: bool,
     /// Bans the storm guard holds back while on.
@@ -76,6 +81,69 @@ pub struct Figures {
     pub table_restores: u64,
     /// `events_file` lines dropped because its writer fell behind.
     pub events_dropped: u64,
+}
+
+/// What the fleet side counted (`[crowdsec]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetFigures {
+    /// Fleet decisions enforced here, IPv4 and IPv6.
+    pub decisions: [u64; 2],
+    pub reachable: bool,
+    pub queued: u64,
+    pub pushed: u64,
+    /// Alerts dropped because the queue was full.
+    pub dropped: u64,
+    pub vetoed: u64,
+    pub push_errors: u64,
+    pub pull_errors: u64,
+    pub set_errors: u64,
+}
+
+impl FleetFigures {
+    fn write(&self, o: &mut Out) {
+        o.one(
+            "nftsentry_fleet_lapi_up",
+            "gauge",
+            "1 while the CrowdSec Local API answered the last request.",
+            u64::from(self.reachable),
+        );
+        o.one(
+            "nftsentry_fleet_alerts_queued",
+            "gauge",
+            "Alerts waiting to be pushed to the Local API.",
+            self.queued,
+        );
+        o.one(
+            "nftsentry_fleet_alerts_pushed_total",
+            "counter",
+            "Alerts (local bans) pushed to the Local API.",
+            self.pushed,
+        );
+        o.one(
+            "nftsentry_fleet_alerts_dropped_total",
+            "counter",
+            "Alerts dropped because the push queue was full.",
+            self.dropped,
+        );
+        o.one(
+            "nftsentry_fleet_decisions_vetoed_total",
+            "counter",
+            "Fleet decisions not enforced: they cover an address of the ignore list.",
+            self.vetoed,
+        );
+        o.family(
+            "nftsentry_fleet_errors_total",
+            "counter",
+            "Failed pushes and pulls, and fleet set updates the kernel refused.",
+        );
+        for (op, n) in [
+            ("push", self.push_errors),
+            ("pull", self.pull_errors),
+            ("set", self.set_errors),
+        ] {
+            o.sample("nftsentry_fleet_errors_total", &[("op", op)], n);
+        }
+    }
 }
 
 /// One metric family being written: HELP and TYPE once, then its samples.
@@ -208,6 +276,22 @@ impl Figures {
             &[("family", "ipv6"), ("kind", "address")],
             self.bans_v6,
         );
+        for (i, family) in ["ipv4", "ipv6"].into_iter().enumerate() {
+            o.sample(
+                "nftsentry_active_bans",
+                &[("family", family), ("kind", "prefix")],
+                self.prefix_bans[i],
+            );
+        }
+        if let Some(f) = &self.fleet {
+            for (i, family) in ["ipv4", "ipv6"].into_iter().enumerate() {
+                o.sample(
+                    "nftsentry_active_bans",
+                    &[("family", family), ("kind", "fleet")],
+                    f.decisions[i],
+                );
+            }
+        }
         o.one(
             "nftsentry_evictions_total",
             "counter",
@@ -304,6 +388,9 @@ impl Figures {
             "Times the table was put back after someone else changed or deleted it.",
             self.table_restores,
         );
+        if let Some(f) = &self.fleet {
+            f.write(&mut o);
+        }
         o.0
     }
 }
@@ -558,6 +645,28 @@ impl crate::service::event_loop::Daemon {
         };
         let bans_v4 = count(OurSet::Blocked4);
         let bans_v6 = count(OurSet::Blocked6);
+        // An interval counts once, by its start.
+        let prefix_bans = [
+            count(OurSet::Blocked4Net),
+            count(OurSet::Blocked6Prefix) + count(OurSet::Blocked6Net),
+        ];
+        let fleet = core.fleet.as_ref().map(|f| {
+            let mut decisions = [0u64; 2];
+            for h in f.held.by_id.values() {
+                decisions[usize::from(!h.net.is_ipv4())] += 1;
+            }
+            FleetFigures {
+                decisions,
+                reachable: f.status.reachable,
+                queued: f.status.queued as u64,
+                pushed: f.status.pushed,
+                dropped: f.status.dropped,
+                vetoed: f.vetoed,
+                push_errors: f.status.push_errors,
+                pull_errors: f.status.pull_errors,
+                set_errors: f.set_errors,
+            }
+        });
         let rules = crate::table::bans::dropped_by_rules(&mut core.nft, &table).unwrap_or_default();
         let add = |i: usize| {
             (
@@ -578,6 +687,8 @@ impl crate::service::event_loop::Daemon {
             withheld: c.withheld,
             bans_v4,
             bans_v6,
+            prefix_bans,
+            fleet,
             evictions: core.ledger.evictions(),
             storm_active: storm.is_some(),
             storm_held: storm.map_or(0, |s| s.held),
@@ -638,7 +749,20 @@ mod tests {
         f.probes[5] = 2;
         f.bans_detected[0] = 1;
         f.dropped_v4 = (3, 180);
+        f.prefix_bans = [0, 2];
+        assert!(!f.exposition().contains("kind=\"fleet\""));
+        assert!(!f.exposition().contains("nftsentry_fleet_"));
+        f.fleet = Some(FleetFigures {
+            decisions: [4, 0],
+            pushed: 7,
+            pull_errors: 1,
+            ..FleetFigures::default()
+        });
         let t = f.exposition();
+        assert!(t.contains("nftsentry_active_bans{family=\"ipv6\",kind=\"prefix\"} 2\n"));
+        assert!(t.contains("nftsentry_active_bans{family=\"ipv4\",kind=\"fleet\"} 4\n"));
+        assert!(t.contains("nftsentry_fleet_alerts_pushed_total 7\n"));
+        assert!(t.contains("nftsentry_fleet_errors_total{op=\"pull\"} 1\n"));
         assert!(t.contains("nftsentry_probes_total{proto=\"tcp\",scan_type=\"syn\"} 5\n"));
         assert!(t.contains("nftsentry_probes_total{proto=\"udp\",scan_type=\"udp\"} 2\n"));
         assert!(t.contains("nftsentry_probes_total{proto=\"udp\",scan_type=\"connect_udp\"} 0\n"));
