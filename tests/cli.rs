@@ -148,6 +148,15 @@ fn run_replaces_a_leftover_table() {
     // tests/bad_input.rs).
     ns.nft(&["add table inet nftsentry { comment \"managed by nftsentry\"; }; add chain inet nftsentry junk; add rule inet nftsentry junk drop; add set inet nftsentry blocked4 { type ipv4_addr; }"]);
     start_daemon(&mut ns, &cfg, &dir.path.join("log"));
+    // The leftover table is there from the start: start_daemon's wait for
+    // a table returns at once, so wait for the junk to go.
+    assert!(
+        wait_until(Duration::from_secs(10), || !ns
+            .nft(&["list", "table", "inet", "nftsentry"])
+            .contains("junk")),
+        "{}",
+        std::fs::read_to_string(dir.path.join("log")).unwrap_or_default()
+    );
     let listed = ns.nft(&["-s", "list", "table", "inet", "nftsentry"]);
     let rendered = stdout(&nftsentry(&ns, &cfg, &["ruleset"]));
     assert_eq!(normalize_ws(&listed), normalize_ws(&rendered));
