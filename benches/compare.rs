@@ -1358,13 +1358,10 @@ fn row_drop(t: &mut Table) {
     let banned = SPOOF_BASE;
     let secs = 1.0;
     // nftsentry: its own table and chain; the ban set filled to each size.
-    let mut nft = Vec::new();
-    {
-        let mut p = pair("cmp-drop");
-        // The owner flag would keep this benchmark's second socket out of
-        // the table; what is measured (the kernel's drop path) is the same.
-        let cfg = format!("table_owner = false\n{}", nftsentry_config(0, ""));
-        let _d = start_nftsentry(&mut p, &cfg);
+    // Twice: as the daemon installs it (each element with a counter), and
+    // the same table without the set's `counter` (as before issue 18).
+    let fill = |p: &Pair, label: &str| -> Vec<f64> {
+        let mut out = Vec::new();
         let mut have = 0u32;
         for &size in &SIZES {
             let (from, to) = (have, size);
@@ -1382,6 +1379,7 @@ fn row_drop(t: &mut Table) {
                             timeout: Some(Duration::from_secs(3600)),
                             expiration: None,
                             interval_end: false,
+                            counter: None,
                         })
                         .collect();
                     let mut b = Batch::new();
@@ -1391,11 +1389,43 @@ fn row_drop(t: &mut Table) {
                 start.elapsed()
             });
             have = size;
-            let (pps, n) = drop_pps(&p, banned, secs);
-            eprintln!("nft set {size}: {pps:.0} pps ({n} packets), elements added in {t_add:.2?}");
-            nft.push(pps);
+            let (pps, n) = drop_pps(p, banned, secs);
+            eprintln!("{label} {size}: {pps:.0} pps ({n} packets), elements added in {t_add:.2?}");
+            out.push(pps);
         }
-    }
+        out
+    };
+    // The owner flag would keep this benchmark's second socket out of
+    // the table; what is measured (the kernel's drop path) is the same.
+    let cfg = format!("table_owner = false\n{}", nftsentry_config(0, ""));
+    let nft = {
+        let mut p = pair("cmp-drop");
+        let _d = start_nftsentry(&mut p, &cfg);
+        fill(&p, "nft set (element counters)")
+    };
+    let nft_plain = {
+        let p = pair("cmp-drop-nc");
+        let dir = TempDir::new("cmp-drop-nc");
+        let file = dir.file("nftsentry.toml", &cfg);
+        let out = p
+            .victim
+            .cmd(nftsentry_bin())
+            .arg("-c")
+            .arg(&file)
+            .arg("ruleset")
+            .output()
+            .expect("nftsentry ruleset");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let plain: String = text
+            .lines()
+            .filter(|l| l.trim() != "counter")
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(plain.len() < text.len(), "no set counter in:\n{text}");
+        let rules = dir.file("plain.nft", &plain);
+        p.victim.nft(&["-f", rules.to_str().unwrap()]);
+        fill(&p, "nft set (no element counters)")
+    };
     // iptables: one rule per address in INPUT, the banned source's rule
     // last (PortSentry's `iptables -I` puts the first ban at the bottom).
     let variant = Command::new("iptables")
@@ -1475,13 +1505,20 @@ fn row_drop(t: &mut Table) {
          carries the victim's receive path (veth), so a figure is the whole per-packet cost; \
          with the banned source as the only ban: nftsentry {}, iptables {}. Time per packet \
          above that baseline, nftsentry: {}; iptables: {}. nftsentry: its table and chain, \
-         blocked4 filled with N elements with timeouts. Right column: N rules `-s ADDR -j DROP` \
+         blocked4 filled with N elements with timeouts, each with its counter; the same table \
+         without the set's counter: {}. Right column: N rules `-s ADDR -j DROP` \
          in INPUT, the banned address last, as `iptables -I` per ban leaves the oldest ban \
          (and as every packet from a source that is not banned pays). {variant}. {}.",
         fmt_num(nft[0], "/s"),
         ipt[0].map(|x| fmt_num(x, "/s")).unwrap_or("n/a".into()),
         extra(&nft_opt),
         extra(&ipt),
+        SIZES
+            .iter()
+            .zip(&nft_plain)
+            .map(|(size, v)| format!("{size}: {}", fmt_num(*v, "/s")))
+            .collect::<Vec<_>>()
+            .join(", "),
         ipt_notes.join("; ")
     ));
 }

@@ -199,6 +199,7 @@ fn bans() -> Vec<Element> {
             timeout: Some(Duration::from_secs(86_400)),
             expiration: None,
             interval_end: false,
+            counter: None,
         })
         .collect()
 }

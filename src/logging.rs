@@ -1,8 +1,12 @@
 //! Log lines: PortSentry's `attackalert:` / `adminalert:` lines and our own,
-//! to stderr (foreground, or systemd's journal) or to syslog (ident
-//! `nftsentry`, facility daemon) through /dev/log.
+//! to stderr (foreground), to the journal through its native protocol
+//! (under systemd: the unchanged line in MESSAGE, with PRIORITY, a
+//! MESSAGE_ID per kind of line and NFTSENTRY_* fields read back from the
+//! line, `journal_fields`), or to syslog (ident `nftsentry`, facility
+//! daemon) through /dev/log.
 //!
-//! Knows nothing of what the lines mean.
+//! Knows nothing of what the lines mean beyond their text: the fields are
+//! parsed from the lines as PortSentry wrote them.
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
@@ -31,6 +35,12 @@ static TARGET_SYSLOG: AtomicBool = AtomicBool::new(false);
 static JOURNAL: AtomicBool = AtomicBool::new(false);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static SYSLOG: Mutex<Option<UnixDatagram>> = Mutex::new(None);
+/// The journal's native socket, when running under systemd.
+static NATIVE: Mutex<Option<UnixDatagram>> = Mutex::new(None);
+static NATIVE_ON: AtomicBool = AtomicBool::new(false);
+
+/// The journal's socket; NFTSENTRY_JOURNAL_SOCKET names another (tests).
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 const LOG_DAEMON: u8 = 3 << 3;
 
@@ -55,6 +65,17 @@ pub fn init(target: Target, debug: bool) {
         if debug { Level::Debug } else { Level::Info } as u8,
         Ordering::Relaxed,
     );
+    // Under systemd, the native protocol when its socket answers; the
+    // stderr stream (with <N> prefixes) otherwise.
+    if target == Target::Stderr && JOURNAL.load(Ordering::Relaxed) {
+        let path =
+            std::env::var_os("NFTSENTRY_JOURNAL_SOCKET").unwrap_or_else(|| JOURNAL_SOCKET.into());
+        let sock = UnixDatagram::unbound()
+            .ok()
+            .filter(|s| s.connect(&path).is_ok());
+        NATIVE_ON.store(sock.is_some(), Ordering::Relaxed);
+        *NATIVE.lock().unwrap_or_else(|e| e.into_inner()) = sock;
+    }
     if target == Target::Syslog {
         let sock = UnixDatagram::unbound()
             .ok()
@@ -84,6 +105,14 @@ pub fn log(level: Level, line: &str) {
                 std::process::id()
             );
             if sock.send(msg.as_bytes()).is_ok() {
+                return;
+            }
+        }
+    }
+    if NATIVE_ON.load(Ordering::Relaxed) {
+        let guard = NATIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sock) = guard.as_ref() {
+            if sock.send(&native_message(level, line)).is_ok() {
                 return;
             }
         }
@@ -136,6 +165,139 @@ macro_rules! log_info {
 #[macro_export]
 macro_rules! log_debug {
     ($($arg:tt)+) => { $crate::logging::log_args($crate::logging::Level::Debug, format_args!($($arg)+)) };
+}
+
+/// MESSAGE_IDs, one per kind of line (`journalctl MESSAGE_ID=...`).
+pub const MESSAGE_IDS: [(&str, &str); 7] = [
+    ("probe", "0c9e3a4d167d4b8aabb70bdd0c676279"),
+    ("ban", "44a23dc3c33f4542a0096aaacce411f7"),
+    ("unban", "7992b435fa344406bba95c4e28b9dc42"),
+    ("ignored", "e2be67582ea54194aebe4840ce19105b"),
+    ("error", "1579b7f5cbf447d5bdcb042e557957b3"),
+    ("start", "d9d4e870abf04bd4b0fae6ad23e75b8c"),
+    ("stop", "1d1b8e65d84e4384b7e251a2bdea42a5"),
+];
+
+fn message_id(kind: &str) -> &'static str {
+    MESSAGE_IDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, id)| *id)
+        .unwrap_or("")
+}
+
+/// The fields of a line beside its MESSAGE: its kind (for MESSAGE_ID) and
+/// NFTSENTRY_SOURCE, _PORT, _PROTOCOL, _SCAN_TYPE, _ACTION, _BAN_LENGTH as
+/// far as the line says them.
+pub fn journal_fields(
+    level: Level,
+    line: &str,
+) -> (Option<&'static str>, Vec<(&'static str, String)>) {
+    let mut f: Vec<(&'static str, String)> = Vec::new();
+    // "NAME/ADDR" (PortSentry's "host: name/addr") is the address.
+    let host = |w: &str| {
+        let w = w.trim_end_matches([',', ':']);
+        w.rsplit('/').next().unwrap_or(w).to_string()
+    };
+    let after = |pat: &str| line.split_once(pat).map(|(_, r)| r);
+    let first_word = |r: &str| r.split_whitespace().next().unwrap_or("").to_string();
+    let port_proto = |f: &mut Vec<(&'static str, String)>| {
+        for proto in ["TCP", "UDP"] {
+            if let Some(r) = after(&format!("to {proto} port: ")) {
+                f.push(("NFTSENTRY_PROTOCOL", proto.to_string()));
+                f.push(("NFTSENTRY_PORT", first_word(r)));
+            }
+        }
+    };
+    let kind = if let Some(r) = after(" from host: ") {
+        let scan = line
+            .split_once("attackalert: ")
+            .map(|(_, r)| r)
+            .unwrap_or(line)
+            .split(" from host: ")
+            .next()
+            .unwrap_or("");
+        f.push(("NFTSENTRY_SOURCE", host(&first_word(r))));
+        f.push(("NFTSENTRY_SCAN_TYPE", scan.to_string()));
+        port_proto(&mut f);
+        Some("probe")
+    } else if let Some(r) =
+        after("attackalert: Host ").filter(|r| r.contains(" has been blocked via "))
+    {
+        f.push(("NFTSENTRY_SOURCE", first_word(r)));
+        if let Some(how) = after(" has been blocked via ") {
+            let action = ["nftables set", "wrappers", "dropped route", "route"]
+                .into_iter()
+                .find(|a| how.starts_with(a))
+                .unwrap_or("other");
+            f.push(("NFTSENTRY_ACTION", action.to_string()));
+        }
+        if let Some(len) = line
+            .rsplit_once(" for ")
+            .map(|(_, l)| l)
+            .filter(|l| !l.contains(' '))
+        {
+            f.push(("NFTSENTRY_BAN_LENGTH", len.to_string()));
+        }
+        Some("ban")
+    } else if let Some(r) = after("External command run for host: ") {
+        f.push(("NFTSENTRY_SOURCE", first_word(r)));
+        f.push(("NFTSENTRY_ACTION", "command".into()));
+        Some("ban")
+    } else if let Some(r) =
+        after("attackalert: Host: ").filter(|r| r.contains(" found in ignore list"))
+    {
+        f.push(("NFTSENTRY_SOURCE", first_word(r)));
+        port_proto(&mut f);
+        Some("ignored")
+    } else if let Some(r) = after("attackalert: Host: ") {
+        // "is already blocked Ignoring": a probe of a banned source.
+        f.push(("NFTSENTRY_SOURCE", host(&first_word(r))));
+        Some("probe")
+    } else if let Some(r) = after("ban of ").filter(|r| r.contains(" expired")) {
+        f.push(("NFTSENTRY_SOURCE", first_word(r)));
+        Some("unban")
+    } else if level <= Level::Error || line.contains("ERROR") {
+        Some("error")
+    } else if line.starts_with("adminalert: nftsentry ") && line.contains(" started") {
+        Some("start")
+    } else if line.starts_with("adminalert: nftsentry stopping") {
+        Some("stop")
+    } else {
+        None
+    };
+    (kind, f)
+}
+
+/// One datagram of the native protocol: `KEY=value` lines, or for a value
+/// with a newline `KEY`, newline, its length (64-bit little endian), the
+/// value and a newline.
+pub fn native_message(level: Level, line: &str) -> Vec<u8> {
+    let (kind, fields) = journal_fields(level, line);
+    let mut out = Vec::with_capacity(line.len() + 200);
+    let mut put = |k: &str, v: &str| {
+        out.extend_from_slice(k.as_bytes());
+        if v.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        } else {
+            out.push(b'=');
+        }
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'\n');
+    };
+    put("MESSAGE", line);
+    put("PRIORITY", &(level as u8).to_string());
+    put("SYSLOG_IDENTIFIER", "nftsentry");
+    put("SYSLOG_FACILITY", "3");
+    if let Some(k) = kind {
+        put("MESSAGE_ID", message_id(k));
+        put("NFTSENTRY_KIND", k);
+    }
+    for (k, v) in &fields {
+        put(k, v);
+    }
+    out
 }
 
 pub fn error(line: &str) {
@@ -214,5 +376,69 @@ mod tests {
         }
         assert_eq!(g.admit(t0 + Duration::from_secs(60)), Some(1000));
         assert_eq!(g.admit(t0 + Duration::from_secs(61)), None);
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+
+    fn fields(line: &str) -> (Option<&'static str>, Vec<(&'static str, String)>) {
+        journal_fields(Level::Notice, line)
+    }
+
+    #[test]
+    fn lines_give_their_fields() {
+        let (k, f) = fields(
+            "attackalert: TCP SYN/Normal scan from host: scanner.example/198.51.100.7 to TCP port: 1",
+        );
+        assert_eq!(k, Some("probe"));
+        assert!(
+            f.contains(&("NFTSENTRY_SOURCE", "198.51.100.7".into())),
+            "{f:?}"
+        );
+        assert!(f.contains(&("NFTSENTRY_PORT", "1".into())));
+        assert!(f.contains(&("NFTSENTRY_PROTOCOL", "TCP".into())));
+        assert!(f.contains(&("NFTSENTRY_SCAN_TYPE", "TCP SYN/Normal scan".into())));
+        let (k, f) = fields(
+            "attackalert: Host 2001:db8::7 has been blocked via nftables set blocked6 in table inet nftsentry for 1d",
+        );
+        assert_eq!(k, Some("ban"));
+        assert!(f.contains(&("NFTSENTRY_SOURCE", "2001:db8::7".into())));
+        assert!(f.contains(&("NFTSENTRY_ACTION", "nftables set".into())));
+        assert!(f.contains(&("NFTSENTRY_BAN_LENGTH", "1d".into())));
+        let (k, f) = fields("ban of 192.0.2.9 expired; it dropped 3 packets (252 bytes)");
+        assert_eq!(k, Some("unban"));
+        assert!(f.contains(&("NFTSENTRY_SOURCE", "192.0.2.9".into())));
+        let (k, _) = fields(
+            "attackalert: Host: 192.0.2.53 found in ignore list (resolver), aborting actions: UDP scan to UDP port: 9",
+        );
+        assert_eq!(k, Some("ignored"));
+        assert_eq!(
+            fields("adminalert: nftsentry 0.1.0 started: table").0,
+            Some("start")
+        );
+        assert_eq!(
+            fields("adminalert: nftsentry stopping; table inet x removed").0,
+            Some("stop")
+        );
+        assert_eq!(
+            journal_fields(Level::Error, "adminalert: ERROR: x").0,
+            Some("error")
+        );
+        assert_eq!(fields("adminalert: something else").0, None);
+    }
+
+    #[test]
+    fn native_datagrams_frame_newlines() {
+        let m = native_message(Level::Warning, "two\nlines");
+        assert!(m.starts_with(b"MESSAGE\n\x09\0\0\0\0\0\0\0two\nlines\nPRIORITY=4\n"));
+        let m =
+            String::from_utf8(native_message(Level::Notice, "ban of 192.0.2.9 expired")).unwrap();
+        assert!(
+            m.contains("MESSAGE_ID=7992b435fa344406bba95c4e28b9dc42\n"),
+            "{m}"
+        );
+        assert!(m.contains("NFTSENTRY_SOURCE=192.0.2.9\n"), "{m}");
     }
 }

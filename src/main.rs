@@ -2,6 +2,7 @@
 //! maps its error to an exit code (0 ok, 64 usage, 78 config, 77 privilege,
 //! 1 other; see nftsentry(8)).
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -69,6 +70,15 @@ enum Command {
     Flush,
     /// Show the running daemon's state: modes, bans, probes, lost events
     Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the running daemon's metrics in Prometheus' text format
+    Metrics,
+    /// Say why ADDR is banned, or why it is not
+    Why {
+        addr: IpAddr,
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
@@ -166,6 +176,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::List { json } => commands::run(&cfg, &Request::List { json }),
         Command::Flush => commands::run(&cfg, &Request::Flush),
         Command::Status { json } => commands::run(&cfg, &Request::Status { json }),
+        Command::Metrics => commands::run(&cfg, &Request::Metrics),
+        Command::Why { addr, json } => commands::run(&cfg, &Request::Why { addr, json }),
         Command::Reload => commands::run(&cfg, &Request::Reload),
         Command::ImportPortsentry { .. } => unreachable!("handled before the config is loaded"),
     }

@@ -31,13 +31,19 @@ fn block_list_unblock_flush_v4_and_v6() {
     let o = nftsentry(&ns, &cfg, &["block", "198.51.100.7", "--for", "30s"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let set = ns.nft(&["list", "set", "inet", "nftsentry", "blocked4"]);
-    assert!(set.contains("198.51.100.7 timeout 30s expires 2"), "{set}");
+    assert!(
+        set.contains("198.51.100.7 counter packets 0 bytes 0 timeout 30s expires 2"),
+        "{set}"
+    );
 
     let o = nftsentry(&ns, &cfg, &["block", "2001:db8::7"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let set6 = ns.nft(&["list", "set", "inet", "nftsentry", "blocked6"]);
     // nft leaves out a timeout equal to the set's default (1d).
-    assert!(set6.contains("2001:db8::7 expires 23h59m"), "{set6}");
+    assert!(
+        set6.contains("2001:db8::7 counter packets 0 bytes 0 expires 23h59m"),
+        "{set6}"
+    );
 
     let list = stdout(&nftsentry(&ns, &cfg, &["list"]));
     let line = list
@@ -50,6 +56,8 @@ fn block_list_unblock_flush_v4_and_v6() {
         "{line}"
     );
     assert_eq!(left[2], "30s");
+    // Nothing came from it: it dropped nothing yet.
+    assert_eq!(&left[3..], ["0", "0", "manual"], "{line}");
     assert!(list.contains("2001:db8::7"), "{list}");
 
     let json = stdout(&nftsentry(&ns, &cfg, &["list", "--json"]));
@@ -140,6 +148,15 @@ fn run_replaces_a_leftover_table() {
     // tests/bad_input.rs).
     ns.nft(&["add table inet nftsentry { comment \"managed by nftsentry\"; }; add chain inet nftsentry junk; add rule inet nftsentry junk drop; add set inet nftsentry blocked4 { type ipv4_addr; }"]);
     start_daemon(&mut ns, &cfg, &dir.path.join("log"));
+    // The leftover table is there from the start: start_daemon's wait for
+    // a table returns at once, so wait for the junk to go.
+    assert!(
+        wait_until(Duration::from_secs(10), || !ns
+            .nft(&["list", "table", "inet", "nftsentry"])
+            .contains("junk")),
+        "{}",
+        std::fs::read_to_string(dir.path.join("log")).unwrap_or_default()
+    );
     let listed = ns.nft(&["-s", "list", "table", "inet", "nftsentry"]);
     let rendered = stdout(&nftsentry(&ns, &cfg, &["ruleset"]));
     assert_eq!(normalize_ws(&listed), normalize_ws(&rendered));

@@ -22,6 +22,7 @@ fn table(flags: TableFlags) -> Batch {
             dynamic: false,
             timeout: Some(std::time::Duration::from_secs(60)),
             size: None,
+            counter: false,
         },
     );
     b
@@ -97,6 +98,7 @@ fn owner_flag_keeps_everyone_else_out_and_persist_outlives_the_owner() {
             timeout: None,
             expiration: None,
             interval_end: false,
+            counter: None,
         };
         b.add_elements(FAMILY, "own", "b", None, &[element]);
         s.commit(&b).unwrap();

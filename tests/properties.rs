@@ -299,12 +299,14 @@ fn element() -> impl Strategy<Value = nftsentry::kernel::nft::Element> {
         prop::option::of(1u64..=u32::MAX as u64 * 1000),
         prop::option::of(1u64..=u32::MAX as u64 * 1000),
         any::<bool>(),
+        prop::option::of(any::<(u64, u64)>()),
     )
-        .prop_map(|(w, key, t, x, end)| nftsentry::kernel::nft::Element {
+        .prop_map(|(w, key, t, x, end, c)| nftsentry::kernel::nft::Element {
             key: key[..w].to_vec(),
             timeout: t.map(Duration::from_millis),
             expiration: x.map(Duration::from_millis),
             interval_end: end,
+            counter: c,
         })
 }
 
@@ -334,6 +336,7 @@ proptest! {
                 interval_end: e.interval_end,
                 timeout: e.timeout,
                 expiration: e.expiration,
+                counter: e.counter,
             })
             .collect();
         prop_assert_eq!(got, want);

@@ -86,6 +86,7 @@ fn hundred_thousand_bans_with_timeouts_list_back() {
                 timeout: Some(Duration::from_secs(3600)),
                 expiration: None,
                 interval_end: false,
+                counter: None,
             })
             .collect();
         let start = std::time::Instant::now();
@@ -136,6 +137,7 @@ fn ipv6_ban_with_expiration_keeps_time_left() {
                 timeout: Some(Duration::from_secs(600)),
                 expiration: Some(Duration::from_secs(120)),
                 interval_end: false,
+                counter: None,
             }],
         );
         s.commit(&b).unwrap();
@@ -143,6 +145,8 @@ fn ipv6_ban_with_expiration_keeps_time_left() {
     });
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].timeout, Some(Duration::from_secs(600)));
+    // The ban sets count what each ban drops, from zero.
+    assert_eq!(listed[0].counter, Some((0, 0)));
     let left = listed[0].expiration.unwrap();
     assert!(
         left <= Duration::from_secs(120) && left > Duration::from_secs(115),
@@ -150,7 +154,7 @@ fn ipv6_ban_with_expiration_keeps_time_left() {
     );
     let text = ns.nft(&["list", "set", "inet", "nftsentry", "blocked6"]);
     assert!(
-        text.contains("2001:db8:dead::7 timeout 10m expires 1m5"),
+        text.contains("2001:db8:dead::7 counter packets 0 bytes 0 timeout 10m expires 1m5"),
         "{text}"
     );
 }

@@ -1,5 +1,5 @@
 //! commands: the command line's `list`, `block`, `unblock`, `flush`,
-//! `status` and `reload`. Each goes to the running daemon through its
+//! `status`, `metrics`, `why` and `reload`. Each goes to the running daemon through its
 //! control socket (the daemon owns the table); with no daemon, the ban
 //! commands run here, on a ledger built over the state file (load, act,
 //! save, under the file's lock) and a netlink socket of our own: the same
@@ -19,12 +19,13 @@ use crate::table::bans::KernelBans;
 
 /// The most of an answer the command line reads from the control socket:
 /// `REPLY_BASE`, and for `list` `REPLY_PER_BAN` more for each ban that two
-/// full sets (`set_size` each) hold. A line of `list`, or an object of
-/// `list --json`, is at most 96 bytes. That is 16 MiB at the default
-/// set_size (65536), 4 GiB at the largest (16,777,216); an answer longer
-/// than that is not the daemon's, and the command stops reading it.
+/// full sets (`set_size` each) hold. A line of `list` is at most 96 bytes,
+/// an object of `list --json` at most 170 (the longest IPv6 address, times
+/// and 20-digit drop counters). That is 24 MiB at the default set_size
+/// (65536), 6 GiB at the largest (16,777,216); an answer longer than that
+/// is not the daemon's, and the command stops reading it.
 pub const REPLY_BASE: u64 = 64 * 1024;
-pub const REPLY_PER_BAN: u64 = 128;
+pub const REPLY_PER_BAN: u64 = 192;
 
 /// `REPLY_BASE` and `REPLY_PER_BAN` for `req` under `cfg`.
 pub fn reply_cap(cfg: &Config, req: &Request) -> usize {
@@ -88,10 +89,12 @@ pub fn run(cfg: &Config, req: &Request) -> Result<()> {
         return done;
     }
     match req {
-        Request::Status { .. } => Err(Error::other(format!(
-            "nftsentry is not running (no daemon answers on {})",
-            control_path(cfg)
-        ))),
+        Request::Status { .. } | Request::Metrics | Request::Why { .. } => {
+            Err(Error::other(format!(
+                "nftsentry is not running (no daemon answers on {})",
+                control_path(cfg)
+            )))
+        }
         Request::Reload => Err(Error::other(format!(
             "nftsentry is not running (no daemon answers on {}): nothing to reload",
             control_path(cfg)

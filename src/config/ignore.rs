@@ -17,6 +17,14 @@ use crate::error::Error;
 /// Every entry of an ignore file, in file order. `source` names the file in
 /// errors: `FILE:LINE: `garbage` is not an IPv4 or IPv6 address or network`.
 pub fn parse(text: &str, source: &str) -> Result<Vec<Cidr>, Error> {
+    Ok(parse_lines(text, source)?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect())
+}
+
+/// The same, each entry with its line number (`why` names the line).
+pub fn parse_lines(text: &str, source: &str) -> Result<Vec<(Cidr, usize)>, Error> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let entry = match line.split_once('#') {
@@ -28,7 +36,10 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Cidr>, Error> {
             continue;
         }
         let lineno = i + 1;
-        out.push(parse_entry(entry).map_err(|m| Error::config(format!("{source}:{lineno}: {m}")))?);
+        out.push((
+            parse_entry(entry).map_err(|m| Error::config(format!("{source}:{lineno}: {m}")))?,
+            lineno,
+        ));
     }
     Ok(out)
 }
@@ -54,12 +65,17 @@ fn parse_entry(entry: &str) -> Result<Cidr, String> {
 /// caller warns and goes on: a missing ignore file must not stop the
 /// daemon); any other read error, and any bad line, is an error.
 pub fn load(path: &Path) -> Result<Option<Vec<Cidr>>, Error> {
+    Ok(load_lines(path)?.map(|v| v.into_iter().map(|(c, _)| c).collect()))
+}
+
+/// The same, each entry with its line number.
+pub fn load_lines(path: &Path) -> Result<Option<Vec<(Cidr, usize)>>, Error> {
     let source = path.display().to_string();
     match std::fs::read(path) {
         // Bytes that are not UTF-8 (a Latin-1 comment, say) are harmless in
         // a comment; in an entry they make that line an error with its
         // number, rather than the whole file unreadable.
-        Ok(bytes) => parse(&String::from_utf8_lossy(&bytes), &source).map(Some),
+        Ok(bytes) => parse_lines(&String::from_utf8_lossy(&bytes), &source).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::config(format!(
             "{source}: cannot read the ignore file: {}",

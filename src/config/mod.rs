@@ -89,6 +89,12 @@ pub struct Config {
     /// `control_group`: besides root, who may block, unblock, flush and
     /// reload through the control socket; `None` when set to "".
     pub control_group: Option<ControlGroup>,
+    /// `metrics_listen`: the address of the Prometheus endpoint; `None`
+    /// when set to "" (the default: no endpoint).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `events_file`: one JSON object per probe, ban and unban; `None`
+    /// when set to "" (the default).
+    pub events_file: Option<PathBuf>,
     /// `scan_trigger`: probes tolerated before a ban (0 = the first acts).
     pub scan_trigger: u32,
     /// `scan_window`: probes older than this do not count.
@@ -314,6 +320,8 @@ impl Config {
             table_owner: true,
             control_socket: Some(PathBuf::from("/run/nftsentry/control")),
             control_group: None,
+            metrics_listen: None,
+            events_file: None,
             scan_trigger: 0,
             scan_window: Duration::from_secs(3_600),
             max_tracked_sources: 100_000,

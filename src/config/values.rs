@@ -61,6 +61,22 @@ pub(super) fn string<'v>(v: &'v DeValue<'_>) -> Result<&'v str, String> {
     }
 }
 
+/// `metrics_listen`: "" for none, else an address and port
+/// (`127.0.0.1:9817`, `[::1]:9817`); port 0 is refused (the scrape config
+/// must name the port).
+pub(super) fn metrics_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let a: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!("`{s}` is not an address and port (write \"127.0.0.1:9817\" or \"[::1]:9817\", or \"\" for none)")
+    })?;
+    if a.port() == 0 {
+        return Err(format!("`{s}`: port 0 is not a port a scraper can be told"));
+    }
+    Ok(Some(a))
+}
+
 pub(super) fn boolean(v: &DeValue<'_>) -> Result<bool, String> {
     match v {
         DeValue::Boolean(b) => Ok(*b),

@@ -21,8 +21,8 @@ use super::limits::{
     STORM_HOLD_MAX, STORM_HOLD_MIN, STORM_THRESHOLD_MAX,
 };
 use super::values::{
-    boolean, describe, duration, ignore_file, integer, live_peer_mark, log_prefix, mode,
-    port_banner, string, table_name, user_name,
+    boolean, describe, duration, ignore_file, integer, live_peer_mark, log_prefix, metrics_listen,
+    mode, port_banner, string, table_name, user_name,
 };
 use super::{
     BlockMode, Config, Forgeable, PRESET_NAMES, PortSet, Proto, Protocol, actions, control_group,
@@ -92,6 +92,9 @@ impl Doc<'_> {
                 c.escalate_window =
                     self.check(v, key, |v| duration(v, SCAN_WINDOW_MIN, SCAN_WINDOW_MAX))?
             }
+            "metrics_listen" => {
+                c.metrics_listen = self.check(v, key, |v| metrics_listen(string(v)?))?
+            }
             "ban_time" => {
                 c.ban_time = self.check(v, key, |v| duration(v, BAN_TIME_MIN, BAN_TIME_MAX))?
             }
@@ -158,6 +161,11 @@ impl Doc<'_> {
             "history_file" => {
                 c.history_file = self.check(v, key, |v| {
                     actions::file_path(string(v)?, "/var/lib/nftsentry/history")
+                })?
+            }
+            "events_file" => {
+                c.events_file = self.check(v, key, |v| {
+                    actions::file_path(string(v)?, "/var/lib/nftsentry/events.json")
                 })?
             }
             "state_file" => {

@@ -13,6 +13,7 @@ mod ignore;
 pub mod packet;
 mod pipeline;
 mod storm;
+pub mod story;
 mod tracker;
 
 pub use classify::{ScanType, alert_line, already_blocked_line, classify, ip_options_line};
@@ -22,4 +23,4 @@ pub use pipeline::{
     Act, BanInForce, Bans, Counts, Detector, HostLine, IN_FLIGHT, Verdict, mode_name, mode_of_key,
 };
 pub use storm::StormState;
-pub use tracker::{Outcome, Tracker};
+pub use tracker::{Outcome, Progress, Tracker};

@@ -64,12 +64,11 @@ pub fn collect_labelled(cfg: &Config) -> Result<Vec<Ignored>> {
 pub fn configured_labelled(cfg: &Config) -> Result<Vec<Ignored>> {
     let mut list = never_banned();
     if let Some(path) = &cfg.ignore_file {
-        match config::ignore::load(path)? {
+        match config::ignore::load_lines(path)? {
             Some(nets) => {
-                let why = format!("ignore file {}", path.display());
-                list.extend(nets.into_iter().map(|net| Ignored {
+                list.extend(nets.into_iter().map(|(net, line)| Ignored {
                     net,
-                    why: why.clone(),
+                    why: format!("ignore file {}:{line}", path.display()),
                 }));
             }
             None => log_warning!(

@@ -5,6 +5,7 @@
 //!
 //! Knows nothing of the kernel, of detection or of when to write.
 
+pub mod events;
 pub mod history;
 pub mod intents;
 pub mod state;

@@ -17,6 +17,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::cidr::Cidr;
 use crate::config::{Config, Proto};
 use crate::detect::{Act, Detector, Evidence, Verdict};
 use crate::error::{Error, Result};
@@ -62,11 +63,27 @@ pub struct Core {
     /// Bans made since start, and those that failed.
     pub bans: u64,
     pub ban_errors: u64,
+    /// Bans made on detection, by `ScanType::index`.
+    pub bans_by_scan: [u64; crate::detect::ScanType::KINDS],
     ban_error_lines: Gate,
     /// The most recent bans, newest last, for `status`.
     pub last_bans: VecDeque<LastBan>,
     /// `[crowdsec]`: the fleet thread and the decisions held.
     pub fleet: Option<FleetSide>,
+    /// The probes that led to each ban in force (`why`), by the ban's
+    /// network: as many entries as bans, each at most
+    /// `detect::story::NOTES` probes.
+    pub ban_notes: std::collections::HashMap<Cidr, Vec<crate::detect::story::Note>>,
+    /// `events_file`: its writer, started after the privilege drop.
+    pub events: Option<crate::journal::events::EventsFile>,
+}
+
+/// Seconds since 1970 with milliseconds, for `events_file`.
+fn event_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
 }
 
 impl Core {
@@ -85,9 +102,12 @@ impl Core {
             names,
             bans: 0,
             ban_errors: 0,
+            bans_by_scan: [0; crate::detect::ScanType::KINDS],
             ban_error_lines: Gate::new(REPORT_INTERVAL),
             last_bans: VecDeque::new(),
             fleet: None,
+            ban_notes: std::collections::HashMap::new(),
+            events: None,
         }
     }
 
@@ -154,6 +174,30 @@ impl Core {
                 false
             }
             Verdict::Probe { src, lines, act } => {
+                if let Some(events) = self.events.as_mut() {
+                    let action = match &act {
+                        Act::Ban(_) => "ban",
+                        Act::Withhold { .. } => "withheld",
+                        Act::Spare { .. } => "spared",
+                        Act::Nothing => "none",
+                    };
+                    for l in &lines {
+                        if let crate::detect::HostLine::Alert(scan, port) = l {
+                            events.emit(
+                                serde_json::json!({
+                                    "time": event_time(),
+                                    "event": "probe",
+                                    "source": src,
+                                    "port": port,
+                                    "protocol": scan.proto().as_str(),
+                                    "scan_type": scan.key(),
+                                    "action": action,
+                                })
+                                .to_string(),
+                            );
+                        }
+                    }
+                }
                 for l in lines {
                     self.names.line(src, Line::Log(l), now);
                 }
@@ -194,6 +238,8 @@ impl Core {
                 if let Some(f) = &self.fleet {
                     f.banned(ev, length);
                 }
+                self.ban_event(&ev.addr, "detection", Some(ev), length);
+                self.bans_by_scan[ev.scan.index()] += 1;
                 if self.last_bans.len() == LAST_BANS {
                     self.last_bans.pop_front();
                 }
@@ -203,6 +249,9 @@ impl Core {
                     scan: ev.scan.name(),
                     port: ev.port,
                 });
+                if let Some(story) = self.detector.story(&ev.addr) {
+                    self.ban_notes.insert(ev.net, story.notes.clone());
+                }
                 self.detector.banned(ev.net);
                 if ev.net.prefix() > ev.wanted {
                     log_notice!(
@@ -253,7 +302,41 @@ impl Core {
     pub fn forget_released(&mut self) {
         for ip in self.ledger.released() {
             self.detector.released(ip);
+            self.ban_notes.remove(&ip);
+            if let Some(events) = self.events.as_mut() {
+                events.emit(
+                    serde_json::json!({"time": event_time(), "event": "unban", "source": ip})
+                        .to_string(),
+                );
+            }
         }
+    }
+
+    /// The `events_file` line of a ban.
+    pub fn ban_event(
+        &mut self,
+        addr: &dyn std::fmt::Display,
+        origin: &str,
+        ev: Option<&Evidence>,
+        length: Duration,
+    ) {
+        let Some(events) = self.events.as_mut() else {
+            return;
+        };
+        let mut j = serde_json::json!({
+            "time": event_time(),
+            "event": "ban",
+            "source": addr.to_string(),
+            "origin": origin,
+            "length": length.as_secs(),
+        });
+        if let Some(ev) = ev {
+            j["scan_type"] = ev.scan.key().into();
+            j["port"] = ev.port.into();
+            j["protocol"] = ev.scan.proto().as_str().into();
+            j["evidence"] = ev.strength.as_str().into();
+        }
+        events.emit(j.to_string());
     }
 
     /// STATUS= for the service manager.
@@ -276,6 +359,8 @@ pub struct Daemon {
     /// sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING.
     pub notifier: Notifier,
     pub started: Instant,
+    /// The same in seconds since 1970.
+    pub started_unix: u64,
     /// When to compare the kernel with what the table should hold, after
     /// nftables events (no owner flag).
     check_at: Option<Instant>,
@@ -289,6 +374,13 @@ pub struct Daemon {
     /// When the live chain turns to the next period (`protect_live_peers`).
     live_period_at: Instant,
     live_period_errors: Gate,
+    /// The metrics endpoint's side in the loop (`metrics_listen`).
+    pub metrics: Option<crate::service::metrics::Publisher>,
+    /// Bans asked for through the control socket.
+    pub bans_manual: u64,
+    /// Dropped by the rules of tables replaced since start (reloads), IPv4
+    /// and IPv6: the counters of the table in force start from zero.
+    pub dropped_before: [(u64, u64); 2],
 }
 
 /// What the loop saw ready in one poll.
@@ -311,6 +403,7 @@ impl Daemon {
             ruleset,
             notifier,
             started: Instant::now(),
+            started_unix: crate::service::status::now_secs(),
             check_at: None,
             reloads: 0,
             table_restores: 0,
@@ -319,6 +412,9 @@ impl Daemon {
             lost_lines: Gate::new(REPORT_INTERVAL),
             live_period_at: Instant::now() + crate::table::ruleset::LIVE_PERIOD,
             live_period_errors: Gate::new(REPORT_INTERVAL),
+            metrics: None,
+            bans_manual: 0,
+            dropped_before: [(0, 0); 2],
         }
     }
 
@@ -416,7 +512,14 @@ impl Daemon {
         }
         let core = &self.core;
         self.notifier.tick(now, || core.status_text());
+        if self.metrics.as_ref().is_some_and(|m| m.due(now)) {
+            let text = self.figures().exposition();
+            if let Some(m) = self.metrics.as_mut() {
+                m.publish(text, now);
+            }
+        }
         let next = [
+            self.metrics.as_ref().map(|m| m.next_due(now)),
             self.notifier.next_due(now),
             self.core.expire(now),
             self.core.names.tick(now),

@@ -14,6 +14,7 @@ pub mod connect;
 pub mod control;
 pub mod event_loop;
 pub mod fleet;
+pub mod metrics;
 pub mod names;
 pub mod neighbours;
 pub mod privileges;
@@ -23,5 +24,6 @@ pub mod resolve;
 pub mod run;
 pub mod status;
 pub mod systemd;
+pub mod why;
 
 pub use run::{build_ruleset, handshake_warnings, run};

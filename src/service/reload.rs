@@ -15,7 +15,7 @@ use crate::service::event_loop::Daemon;
 use crate::service::privileges;
 use crate::service::run::{bind_connect, build_ruleset, count_ports};
 use crate::table::bans;
-use crate::table::install::install;
+use crate::table::install::install_carrying;
 
 impl Daemon {
     /// A reload, with RELOADING=1 and READY=1 around it and its outcome
@@ -89,14 +89,36 @@ impl Daemon {
         // connection feeds them again at its next packet.
         ruleset.live_phase = !self.ruleset.live_phase;
         let core = &mut self.core;
-        let kernel: Vec<_> = bans::list(&mut core.nft, &new.table, core.cfg.ban_prefix6)?
+        let listed = bans::list(&mut core.nft, &new.table, core.cfg.ban_prefix6)?;
+        // What each ban dropped: its counter goes on in the new table.
+        let carried: bans::Dropped = listed
+            .iter()
+            .filter_map(|b| Some((b.addr, b.dropped?)))
+            .collect();
+        let kernel: Vec<_> = listed
             .into_iter()
             .filter_map(|b| {
                 let left = b.expires_in?;
                 Some((b.addr, b.timeout.unwrap_or(left), left))
             })
             .collect();
-        install(&mut core.nft, &mut ruleset, &kernel)?;
+        // The new table's drop counters start from zero: keep the old ones'.
+        let dropped = bans::dropped_by_rules(&mut core.nft, &core.cfg.table).unwrap_or_default();
+        install_carrying(&mut core.nft, &mut ruleset, &kernel, &carried)?;
+        for (base, d) in self.dropped_before.iter_mut().zip(dropped) {
+            base.0 += d.0;
+            base.1 += d.1;
+        }
+        if new.events_file != core.cfg.events_file {
+            log_warning!(
+                "adminalert: WARNING: events_file changed; events go to the old file until a restart"
+            );
+        }
+        if new.metrics_listen != core.cfg.metrics_listen {
+            log_warning!(
+                "adminalert: WARNING: metrics_listen changed; the endpoint keeps its address until a restart"
+            );
+        }
         // The table is in: apply the rest, which cannot fail.
         let connect_changed = new.tcp.connect_ports() != core.cfg.tcp.connect_ports()
             || new.udp.connect_ports() != core.cfg.udp.connect_ports();

@@ -45,6 +45,7 @@ pub fn ban_request(
                     timeout: b.timeout,
                     expires_in: b.expires_in,
                     origin: origin(&b.addr),
+                    dropped: b.dropped,
                 })
                 .collect();
             Ok(if *json {
@@ -105,10 +106,9 @@ pub fn ban_request(
             let n = ledger.flush(sets, now)?;
             Ok(format!("{n} bans lifted\n"))
         }
-        Request::Status { .. } | Request::Reload => Err(Error::other(format!(
-            "`{}` needs the running daemon",
-            req.line()
-        ))),
+        Request::Status { .. } | Request::Metrics | Request::Why { .. } | Request::Reload => Err(
+            Error::other(format!("`{}` needs the running daemon", req.line())),
+        ),
     }
 }
 
@@ -137,6 +137,9 @@ pub struct Row {
     pub timeout: Option<Duration>,
     pub expires_in: Option<Duration>,
     pub origin: String,
+    /// What it dropped so far (packets, bytes); `None` where its set
+    /// counts nothing (the fleet's).
+    pub dropped: Option<(u64, u64)>,
 }
 
 #[derive(Serialize)]
@@ -147,6 +150,9 @@ struct ListedBan<'a> {
     prefix: u8,
     timeout: Option<u64>,
     expires_in: Option<u64>,
+    /// What the ban dropped so far; null where the set counts nothing.
+    packets: Option<u64>,
+    bytes: Option<u64>,
     origin: &'a str,
 }
 
@@ -159,6 +165,8 @@ pub fn list_json(list: &[Row]) -> String {
             prefix: b.address.prefix(),
             timeout: b.timeout.map(|d| d.as_secs()),
             expires_in: b.expires_in.map(|d| d.as_secs()),
+            packets: b.dropped.map(|d| d.0),
+            bytes: b.dropped.map(|d| d.1),
             origin: &b.origin,
         })
         .collect();
@@ -173,16 +181,22 @@ pub fn list_text(list: &[Row]) -> String {
         d.map(|d| format_duration(Duration::from_secs(d.as_secs())))
             .unwrap_or_else(|| "-".into())
     };
+    let count = |d: Option<(u64, u64)>, bytes: bool| {
+        d.map(|d| if bytes { d.1 } else { d.0 }.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
     let mut out = format!(
-        "{:<43} {:>12} {:>12} ORIGIN\n",
-        "ADDRESS", "EXPIRES IN", "BAN TIME"
+        "{:<43} {:>12} {:>12} {:>12} {:>14} ORIGIN\n",
+        "ADDRESS", "EXPIRES IN", "BAN TIME", "DROPPED PKTS", "DROPPED BYTES"
     );
     for b in list {
         out.push_str(&format!(
-            "{:<43} {:>12} {:>12} {}\n",
-            b.address,
+            "{:<43} {:>12} {:>12} {:>12} {:>14} {}\n",
+            b.address.to_string(),
             dur(b.expires_in),
             dur(b.timeout),
+            count(b.dropped, false),
+            count(b.dropped, true),
             b.origin
         ));
     }
@@ -250,6 +264,7 @@ impl Daemon {
                     Some(s) if s == crate::respond::ledger::MANUAL_MODE => "manual".into(),
                     _ => "local".into(),
                 },
+                dropped: b.dropped,
             })
             .collect();
         if let Some(f) = &core.fleet {
@@ -260,6 +275,7 @@ impl Daemon {
                     timeout: None,
                     expires_in: Some(h.until.saturating_duration_since(now)),
                     origin: format!("fleet {}/{} (decision {id})", h.origin, h.scenario),
+                    dropped: None,
                 });
             }
         }
@@ -327,14 +343,25 @@ impl Daemon {
                 let snap = self.snapshot();
                 Ok(if *json { snap.json() } else { snap.text() })
             }
+            Request::Metrics => Ok(self.figures().exposition()),
+            Request::Why { addr, json } => {
+                let w = self.why(*addr);
+                Ok(if *json { w.json() } else { w.text() })
+            }
             Request::Reload => self.reload(),
             Request::List { json } => self.list(*json),
             Request::Unblock { addr, fleet } => self.unblock(*addr, *fleet),
             Request::Block { addr, secs } => {
                 let r = self.local_request(req);
-                // The admin's word is the strongest evidence: pushed.
-                if let (Ok(_), Some(f)) = (&r, &self.core.fleet) {
-                    f.manual(host_canonical(*addr), Duration::from_secs(*secs));
+                if r.is_ok() {
+                    self.bans_manual += 1;
+                    let net = host_canonical(*addr);
+                    let length = Duration::from_secs(*secs);
+                    self.core.ban_event(&net, "control", None, length);
+                    // The admin's word is the strongest evidence: pushed.
+                    if let Some(f) = &self.core.fleet {
+                        f.manual(net, length);
+                    }
                 }
                 r
             }
@@ -358,10 +385,11 @@ mod tests {
             timeout: Some(Duration::from_secs(3600)),
             expires_in: None,
             origin: "local".into(),
+            dropped: None,
         }];
         assert_eq!(
             list_json(&list),
-            "[{\"address\":\"192.0.2.7\",\"prefix\":32,\"timeout\":3600,\"expires_in\":null,\"origin\":\"local\"}]\n"
+            "[{\"address\":\"192.0.2.7\",\"prefix\":32,\"timeout\":3600,\"expires_in\":null,\"packets\":null,\"bytes\":null,\"origin\":\"local\"}]\n"
         );
         assert!(list_text(&list).contains("192.0.2.7"));
         assert!(list_text(&list).contains(" local\n"));

@@ -103,6 +103,12 @@ fn install_with_bans(
     } else {
         None
     };
+    // What the bans of that table dropped: their counters go on.
+    let carried: crate::table::bans::Dropped = survived
+        .iter()
+        .flatten()
+        .filter_map(|b| Some((b.addr, b.dropped?)))
+        .collect();
     let restored = ledger.restore(survived, start)?;
     let spent = start.elapsed();
     let restored: Vec<_> = restored
@@ -112,7 +118,7 @@ fn install_with_bans(
             (r.addr, r.timeout, left.max(Duration::from_millis(1)))
         })
         .collect();
-    let refused = install_keeping_what_fits(nft, ruleset, &restored)?;
+    let refused = install_keeping_what_fits(nft, ruleset, &restored, &carried)?;
     ledger.not_restored(&refused, Instant::now());
     if cfg.keep_table_on_exit
         && ruleset.flags.contains(TableFlags::Owner)
@@ -168,6 +174,12 @@ pub fn run(cfg: Config) -> Result<()> {
         Some(path) => Some(ControlServer::bind(path)?),
         None => None,
     };
+    // The metrics endpoint too: a taken address stops the start here. Its
+    // thread starts after the privilege drop.
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => Some(crate::service::metrics::MetricsServer::bind(addr)?),
+        None => None,
+    };
     // Connect-mode sockets before the table: in advanced mode their ports
     // are tripwires until a socket holds them.
     let connect = bind_connect(&cfg);
@@ -219,6 +231,13 @@ pub fn run(cfg: Config) -> Result<()> {
         None
     };
     drop(secrets);
+    let events = match &cfg.events_file {
+        Some(p) => Some(
+            crate::journal::events::EventsFile::start(p.clone())
+                .map_err(|e| Error::other(format!("events_file: cannot start its thread: {e}")))?,
+        ),
+        None => None,
+    };
     let names = Names::new(&cfg)?;
     let detector = Detector::new(&cfg, ignores);
     let mut core = Core::new(cfg, nft, detector, ledger, names);
@@ -235,7 +254,14 @@ pub fn run(cfg: Config) -> Result<()> {
         ruleset,
         notifier,
     );
+    daemon.core.events = events;
     daemon.follow_neighbours(parts);
+    if let Some(server) = metrics {
+        let addr = server.addr();
+        let first = daemon.figures().exposition();
+        daemon.metrics = Some(server.start(first)?);
+        log_notice!("adminalert: metrics served on http://{addr}/metrics");
+    }
     // The table is in and we are hardened: systemd may order other units
     // after us now.
     daemon.ready();
@@ -317,6 +343,9 @@ fn drop_privileges(plan: &privileges::Plan, cfg: &Config) -> Result<()> {
     }
     if let Some(p) = &cfg.history_file {
         written.push(("history_file", p.clone(), Write::Append));
+    }
+    if let Some(p) = &cfg.events_file {
+        written.push(("events_file", p.clone(), Write::Append));
     }
     if let Some(p) = &cfg.hosts_deny {
         written.push(("hosts_deny", p.clone(), Write::Replace));

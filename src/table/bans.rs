@@ -35,6 +35,8 @@ pub struct Ban {
     pub timeout: Option<Duration>,
     /// Time left before the kernel drops the element.
     pub expires_in: Option<Duration>,
+    /// What it dropped so far (packets, bytes): the element's counter.
+    pub dropped: Option<(u64, u64)>,
 }
 
 pub fn set_for(net: &Cidr, prefix6: u8) -> &'static str {
@@ -70,6 +72,7 @@ pub fn elements_in(
         timeout,
         expiration: left,
         interval_end: false,
+        counter: None,
     }]
 }
 
@@ -84,6 +87,7 @@ pub fn elements(net: &Cidr, timeout: Option<Duration>, left: Option<Duration>) -
         timeout,
         expiration: left,
         interval_end: false,
+        counter: None,
     }];
     if hi < top {
         out.push(Element {
@@ -151,6 +155,11 @@ pub trait BanSets {
     fn flush(&mut self) -> Result<Option<usize>>;
     /// Every ban in force, IPv4 first, each family by address.
     fn list(&mut self) -> Result<Vec<Ban>>;
+    /// What the ban on `net` dropped so far (packets, bytes); `None`
+    /// when it is not in its set (or its set counts nothing).
+    fn dropped(&mut self, _net: Cidr) -> Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
 }
 
 /// `BanSets` on the netlink socket that owns our table.
@@ -187,6 +196,35 @@ impl BanSets for KernelBans<'_> {
     fn list(&mut self) -> Result<Vec<Ban>> {
         list(self.nft, self.table, self.prefix6)
     }
+
+    fn dropped(&mut self, net: Cidr) -> Result<Option<(u64, u64)>> {
+        // The counter of a ban in an interval set is on its start element.
+        let set = OurSet::blocked_of(&net, self.prefix6);
+        let start = elements_in(set, &net, None, None).swap_remove(0).key;
+        Ok(self
+            .nft
+            .get_element(self.table, set.name(), &start)?
+            .and_then(|e| e.counter))
+    }
+}
+
+/// Packets and bytes the table's drop rules dropped since it was
+/// installed, IPv4 and IPv6: the `counter` of the rule that looks up each
+/// ban set.
+pub fn dropped_by_rules(sock: &mut NftSocket, table: &str) -> Result<[(u64, u64); 2]> {
+    let mut out = [(0, 0); 2];
+    for r in sock.rule_counters(table, crate::table::ruleset::CHAIN)? {
+        let Some(c) = r.counter else { continue };
+        for set in OurSet::BLOCKED {
+            // By family: every ban set of IPv4, then of IPv6.
+            let i = usize::from(set.key() != crate::kernel::nft::KeyType::Ipv4Addr);
+            if r.sets.iter().any(|s| s == set.name()) {
+                out[i].0 += c.0;
+                out[i].1 += c.1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Is `net` itself (not a wider or narrower ban) a ban of its set? In an
@@ -261,6 +299,9 @@ pub fn add(
     })
 }
 
+/// What bans dropped so far, by network: carried into a new table.
+pub type Dropped = std::collections::HashMap<Cidr, (u64, u64)>;
+
 /// Appends to `b` the bans `(network, timeout, time left)`, e.g. to the
 /// batch that installs the table, so they are in from its first instant.
 pub fn add_to_batch(
@@ -269,11 +310,24 @@ pub fn add_to_batch(
     prefix6: u8,
     bans: impl IntoIterator<Item = (Cidr, Duration, Duration)>,
 ) {
+    add_to_batch_carrying(b, table, prefix6, bans, &Dropped::new())
+}
+
+/// The same, each ban's counter starting from what `dropped` says it
+/// dropped in the table it comes from (on the start of an interval).
+pub fn add_to_batch_carrying(
+    b: &mut Batch,
+    table: &str,
+    prefix6: u8,
+    bans: impl IntoIterator<Item = (Cidr, Duration, Duration)>,
+    dropped: &Dropped,
+) {
     let mut by_set: Vec<(OurSet, Vec<Element>)> =
         OurSet::BLOCKED.iter().map(|s| (*s, Vec::new())).collect();
     for (net, timeout, left) in bans {
         let set = OurSet::blocked_of(&net, prefix6);
-        let e = elements_in(set, &net, Some(timeout), Some(left.min(timeout)));
+        let mut e = elements_in(set, &net, Some(timeout), Some(left.min(timeout)));
+        e[0].counter = dropped.get(&net).copied().filter(|&(p, _)| p > 0);
         if let Some((_, v)) = by_set.iter_mut().find(|(s, _)| *s == set) {
             v.extend(e);
         }
@@ -358,6 +412,7 @@ pub fn list(sock: &mut NftSocket, table: &str, prefix6: u8) -> Result<Vec<Ban>> 
                 addr: net,
                 timeout: e.timeout.or(default_timeout),
                 expires_in: e.expiration,
+                dropped: e.counter,
             });
         }
     }
@@ -426,6 +481,7 @@ mod tests {
                     interval_end: e.interval_end,
                     timeout: e.timeout,
                     expiration: e.expiration,
+                    counter: None,
                 })
                 .collect()
         };
@@ -442,6 +498,7 @@ mod tests {
             interval_end: true,
             timeout: None,
             expiration: None,
+            counter: None,
         });
         let got: Vec<String> = pair_intervals(true, all)
             .into_iter()
@@ -469,6 +526,7 @@ mod tests {
                 interval_end: false,
                 timeout: t,
                 expiration: None,
+                counter: None,
             })
             .collect();
         let got: Vec<String> = pair_intervals(true, plain)

@@ -22,15 +22,27 @@ pub fn install(
     ruleset: &mut Ruleset,
     bans: &[(Cidr, Duration, Duration)],
 ) -> Result<()> {
+    install_carrying(nft, ruleset, bans, &bans::Dropped::new())
+}
+
+/// `install`, each ban's counter starting from what `dropped` says (a
+/// reload, a table left by an earlier nftsentry): `list` goes on counting.
+pub fn install_carrying(
+    nft: &mut NftSocket,
+    ruleset: &mut Ruleset,
+    bans: &[(Cidr, Duration, Duration)],
+    dropped: &bans::Dropped,
+) -> Result<()> {
     let mut races = 0;
     loop {
         let exists = nft.table_exists(&ruleset.table)?;
         let mut batch = ruleset.replace_batch(exists);
-        bans::add_to_batch(
+        bans::add_to_batch_carrying(
             &mut batch,
             &ruleset.table,
             ruleset.ban_prefix6,
             bans.iter().copied(),
+            dropped,
         );
         let err = match nft.commit(&batch) {
             Ok(()) => return Ok(()),
@@ -91,8 +103,9 @@ pub fn install_keeping_what_fits(
     nft: &mut NftSocket,
     ruleset: &mut Ruleset,
     bans: &[(Cidr, Duration, Duration)],
+    dropped: &bans::Dropped,
 ) -> Result<Vec<Cidr>> {
-    let err = match install(nft, ruleset, bans) {
+    let err = match install_carrying(nft, ruleset, bans, dropped) {
         Ok(()) => return Ok(Vec::new()),
         Err(e) if bans.is_empty() => return Err(e),
         Err(e) => e,
@@ -109,11 +122,12 @@ pub fn install_keeping_what_fits(
         .collect();
     while let Some(chunk) = todo.pop() {
         let mut b = crate::kernel::nft::Batch::new();
-        bans::add_to_batch(
+        bans::add_to_batch_carrying(
             &mut b,
             &ruleset.table,
             ruleset.ban_prefix6,
             chunk.iter().copied(),
+            dropped,
         );
         match nft.commit(&b) {
             Ok(()) => {}

@@ -504,6 +504,9 @@ impl Ruleset {
                 }
                 _ => {}
             }
+            if s.counter {
+                let _ = writeln!(o, "\t\tcounter");
+            }
             if let Some(t) = s.timeout {
                 let _ = writeln!(o, "\t\ttimeout {}", format_duration(t));
             }

@@ -200,6 +200,8 @@ impl OurSet {
                 (blocked || fleet).then_some(ban_time)
             },
             size: (blocked || live).then_some(set_size),
+            // Each ban counts what it dropped (`list`, the end-of-ban line).
+            counter: blocked,
         }
     }
 }

@@ -25,6 +25,8 @@ fn every_key_has_its_documented_default() {
     assert_eq!(c.ignore_file, Some(PathBuf::from("/etc/nftsentry/ignore")));
     assert!(c.ignore_local);
     assert!(!c.keep_table_on_exit);
+    assert_eq!(c.metrics_listen, None);
+    assert_eq!(c.events_file, None);
     assert_eq!(c.scan_trigger, 0);
     assert_eq!(c.scan_window, Duration::from_secs(3_600));
     assert_eq!(c.max_tracked_sources, 100_000);
@@ -123,6 +125,8 @@ fn every_config_field_is_documented_in_the_default_file() {
         table_owner: _,
         control_socket: _,
         control_group: _,
+        metrics_listen: _,
+        events_file: _,
         scan_trigger: _,
         scan_window: _,
         max_tracked_sources: _,
@@ -193,6 +197,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         "table_owner",
         "control_socket",
         "control_group",
+        "metrics_listen",
         "scan_trigger",
         "scan_window",
         "max_tracked_sources",
@@ -212,6 +217,7 @@ fn every_config_field_is_documented_in_the_default_file() {
         "run_before_block",
         "command_timeout",
         "history_file",
+        "events_file",
         "state_file",
         "ban_time_factor",
         "ban_time_max",

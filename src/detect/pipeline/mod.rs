@@ -311,6 +311,8 @@ pub struct Detector {
     /// Lines of bogus packets: a few a minute.
     bogus_lines: Gate,
     pub counts: Counts,
+    /// What happened to each source lately, for `why`.
+    stories: super::story::Stories,
 }
 
 impl Detector {
@@ -328,6 +330,7 @@ impl Detector {
             storm: Storm::new(cfg.storm_threshold, cfg.storm_hold),
             bogus_lines: Gate::new(Duration::from_secs(60)),
             counts: Counts::default(),
+            stories: super::story::Stories::new(cfg.max_tracked_sources),
         }
     }
 
@@ -338,6 +341,33 @@ impl Detector {
         self.tracker.set_params(cfg.scan_trigger, cfg.scan_window);
         self.settings = Settings::of(cfg);
         self.storm.set(cfg.storm_threshold, cfg.storm_hold);
+        self.stories.set_max(cfg.max_tracked_sources);
+    }
+
+    /// Why `addr` is ignored (the first entry holding it), if it is.
+    pub fn ignored_because(&self, addr: &IpAddr) -> Option<&str> {
+        if self.ignore.contains(addr) {
+            Some(why(&self.ignored_by, addr).unwrap_or("ignore list"))
+        } else {
+            None
+        }
+    }
+
+    /// The last probes and decision about `addr` (about what it is
+    /// counted as, `net_of`), if remembered.
+    pub fn story(&self, addr: &IpAddr) -> Option<&super::story::Story> {
+        self.stories.get(&Self::key(&self.net_of(*addr)))
+    }
+
+    /// `addr`'s count towards the trigger now (its `net_of`'s), if it is
+    /// tracked.
+    pub fn progress(&self, addr: IpAddr, now: Instant) -> Option<super::tracker::Progress> {
+        self.tracker.progress(Self::key(&self.net_of(addr)), now)
+    }
+
+    /// Sources with a story (`why`), for the memory figure.
+    pub fn stories(&self) -> usize {
+        self.stories.len()
     }
 
     /// The storm guard's state, for `status`.
@@ -418,6 +448,7 @@ impl Detector {
     pub fn released(&mut self, net: Cidr) {
         self.tracker.forget(Self::key(&net));
         self.late.remove(&Self::key(&net));
+        self.stories.forget(&Self::key(&net));
     }
 
     /// A packet logged by a tripwire rule.
@@ -616,10 +647,27 @@ impl Detector {
         }
         lines.push(HostLine::Alert(scan, port));
         let (outcome, ports) = self.tracker.record_port(key, port, now);
+        use super::story::{Decision, Note};
+        let note = Note {
+            at: now,
+            port,
+            scan,
+            strength: strength_of(scan, ports),
+        };
+        // By what it is counted as: a rotating IPv6 scanner has one story.
+        self.stories.note(key, note, Decision::Counted);
         let act = match outcome {
             Outcome::Counted { .. } => Act::Nothing,
             Outcome::Trigger => self.decide((src, net), scan, port, ports, live, now),
         };
+        let decided = match &act {
+            Act::Nothing if outcome == Outcome::Trigger => Decision::StormHeld,
+            Act::Nothing => Decision::Counted,
+            Act::Withhold { .. } => Decision::Withheld,
+            Act::Spare { .. } => Decision::Spared,
+            Act::Ban(_) => Decision::Banned,
+        };
+        self.stories.decided(&key, decided);
         Verdict::Probe { src, lines, act }
     }
 

@@ -442,6 +442,17 @@ fn the_storm_guard_needs_two_ports_while_a_flood_lasts() {
         "{acts:?}"
     );
     assert!(acts[5..].iter().all(|a| *a == Act::Nothing), "{acts:?}");
+    // `why` tells a held source from a banned one.
+    use crate::detect::story::Decision;
+    let last = |d: &Detector, i: u8| d.story(&IpAddr::from([198, 18, 0, i])).map(|s| s.last);
+    assert_eq!(last(&d, 1), Some(Decision::Banned));
+    assert_eq!(last(&d, 7), Some(Decision::StormHeld));
+    let s7 = d.story(&IpAddr::from([198, 18, 0, 7])).unwrap();
+    assert_eq!(s7.notes.len(), 1);
+    assert_eq!(
+        (s7.notes[0].port, s7.notes[0].strength),
+        (1, Strength::Forgeable)
+    );
     let lines = d.tick(t0);
     assert!(
         lines[0].contains("storm guard on: 5 bans on forgeable evidence"),

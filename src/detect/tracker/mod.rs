@@ -35,6 +35,14 @@ pub enum Outcome {
     Trigger,
 }
 
+/// A tracked source's count (`Tracker::progress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub count: u32,
+    pub needed: u32,
+    pub window_left: Duration,
+}
+
 const NIL: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
@@ -176,6 +184,26 @@ impl Tracker {
         e.ports |= bit;
         let (count, ports) = (e.count, e.ports.count_ones());
         (self.judge(count), ports)
+    }
+
+    /// Where `src` stands at `now` (nothing changes): the probes counted in
+    /// its window, the trigger, and the time left in the window. `None`
+    /// when it is not tracked or its window is over (its next probe counts
+    /// from one).
+    pub fn progress(&self, src: IpAddr, now: Instant) -> Option<Progress> {
+        let epoch = self.epoch?;
+        let t = u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
+        let (_, i) = self.find(key_of(src))?;
+        let e = &self.entries[i as usize];
+        let age = t.saturating_sub(e.start_ms);
+        if age > self.window_ms {
+            return None;
+        }
+        Some(Progress {
+            count: e.count,
+            needed: self.needed,
+            window_left: Duration::from_millis(self.window_ms - age),
+        })
     }
 
     /// Drop everything known about `src` (it is banned now, or its ban

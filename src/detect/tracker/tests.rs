@@ -497,3 +497,22 @@ fn agrees_with_reference_model() {
         }
     }
 }
+
+#[test]
+fn progress_is_the_count_in_the_window_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut t = Tracker::new(100, 3, Duration::from_secs(60));
+    let a: IpAddr = "198.51.100.7".parse().unwrap();
+    assert_eq!(t.progress(a, t0), None);
+    t.record(a, t0);
+    t.record(a, t0 + Duration::from_secs(10));
+    let p = t.progress(a, t0 + Duration::from_secs(20)).unwrap();
+    assert_eq!((p.count, p.needed), (2, 3));
+    assert_eq!(p.window_left, Duration::from_secs(40));
+    // Asking twice changes nothing; past the window the count is over.
+    assert_eq!(t.progress(a, t0 + Duration::from_secs(20)), Some(p));
+    assert_eq!(t.progress(a, t0 + Duration::from_secs(61)), None);
+    // The mapped form is the same host.
+    let m: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+    assert_eq!(t.progress(m, t0 + Duration::from_secs(20)), Some(p));
+}

@@ -270,6 +270,33 @@ pub fn counter() -> Expr {
     )
 }
 
+/// `counter` as the one expression of a set (NFTA_SET_EXPR's content:
+/// name and data): every element added gets a counter of its own.
+pub fn counter_nested() -> Vec<u8> {
+    counter_nested_from(0, 0)
+}
+
+/// The same, starting from `packets` and `bytes` (an element's own
+/// counter, NFTA_SET_ELEM_EXPR).
+pub fn counter_nested_from(packets: u64, bytes: u64) -> Vec<u8> {
+    use netlink_packet_core::Emitable;
+    let c = raw(
+        "counter",
+        vec![
+            DefaultNla::new(NFTA_COUNTER_BYTES, bytes.to_be_bytes().to_vec()),
+            DefaultNla::new(NFTA_COUNTER_PACKETS, packets.to_be_bytes().to_vec()),
+        ],
+    );
+    match c {
+        ListAttribute::Element(attrs) => {
+            let mut buf = vec![0u8; attrs.as_slice().buffer_len()];
+            attrs.as_slice().emit(&mut buf);
+            buf
+        }
+        _ => unreachable!("counter() is one list element"),
+    }
+}
+
 /// `log prefix PREFIX group GROUP`: packets go to NFLOG group GROUP.
 pub fn log(group: u16, prefix: &str) -> Expr {
     let mut p = prefix.as_bytes().to_vec();

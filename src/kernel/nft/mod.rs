@@ -14,8 +14,8 @@ use std::time::Duration;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    NfTablesMessage, SetAttribute, SetElementList, SetElementMessage, SetMessage, TableAttribute,
-    TableMessage,
+    NfTablesMessage, RuleAttribute, RuleMessage, SetAttribute, SetElementList, SetElementMessage,
+    SetMessage, TableAttribute, TableMessage,
 };
 
 pub use batch::{Batch, ChainSpec, Element, KeyType, SetSpec};
@@ -50,6 +50,16 @@ pub struct ListedElement {
     pub timeout: Option<Duration>,
     /// Time left until the kernel removes it.
     pub expiration: Option<Duration>,
+    /// Its `counter` (packets, bytes), in a set made with one.
+    pub counter: Option<(u64, u64)>,
+}
+
+/// A rule as a counter dump sees it: the sets it looks up and its
+/// `counter` (packets, bytes), if it has one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounter {
+    pub sets: Vec<String>,
+    pub counter: Option<(u64, u64)>,
 }
 
 impl NftSocket {
@@ -220,6 +230,28 @@ impl NftSocket {
         Ok(out)
     }
 
+    /// The rules of `chain` with the sets they look up and their counters.
+    pub fn rule_counters(&mut self, table: &str, chain: &str) -> Result<Vec<RuleCounter>> {
+        let what = format!("rules of chain {chain} in table inet {table}");
+        let replies = self.request_raw(
+            FAMILY,
+            NfTablesMessage::GetRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(table.to_string()),
+                    RuleAttribute::Chain(chain.to_string()),
+                ],
+            }),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            &what,
+        )?;
+        replies
+            .iter()
+            .map(|(_, p)| {
+                parse_rule_dump(p).map_err(|e| Error::other(format!("{what}: malformed rule: {e}")))
+            })
+            .collect()
+    }
+
     fn dump_elements(&mut self, table: &str, set: &str) -> Result<(Vec<ListedElement>, bool)> {
         let what = format!("set {set} in table inet {table}");
         let replies = self.request_raw(
@@ -267,6 +299,8 @@ pub fn parse_element_dump(
     const FLAGS: u16 = 3;
     const TIMEOUT: u16 = 4;
     const EXPIRATION: u16 = 5;
+    const EXPR: u16 = 7;
+    const EXPRESSIONS: u16 = 10;
     const DATA_VALUE: u16 = 1;
     let body = payload.get(4..).ok_or("short message")?;
     use crate::kernel::netlink::attrs;
@@ -285,6 +319,7 @@ pub fn parse_element_dump(
                 interval_end: false,
                 timeout: None,
                 expiration: None,
+                counter: None,
             };
             for f in attrs(elem) {
                 let (kind, v) = f?;
@@ -303,6 +338,22 @@ pub fn parse_element_dump(
                     }
                     TIMEOUT => e.timeout = Some(Duration::from_millis(be_u64(v)?)),
                     EXPIRATION => e.expiration = Some(Duration::from_millis(be_u64(v)?)),
+                    // One expression, or (NFTA_SET_ELEM_EXPRESSIONS) a list.
+                    EXPR => {
+                        if let Some(c) = counter_of(v)? {
+                            e.counter = Some(c);
+                        }
+                    }
+                    EXPRESSIONS => {
+                        for x in attrs(v) {
+                            let (k, x) = x?;
+                            if k == LIST_ELEM {
+                                if let Some(c) = counter_of(x)? {
+                                    e.counter = Some(c);
+                                }
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -312,4 +363,86 @@ pub fn parse_element_dump(
         }
     }
     Ok(())
+}
+
+/// The (packets, bytes) of one expression (NFTA_EXPR_NAME, NFTA_EXPR_DATA)
+/// when it is a `counter`.
+fn counter_of(expr: &[u8]) -> std::result::Result<Option<(u64, u64)>, String> {
+    const NAME: u16 = 1;
+    const DATA: u16 = 2;
+    const BYTES: u16 = 1;
+    const PACKETS: u16 = 2;
+    use crate::kernel::netlink::attrs;
+    let mut is_counter = false;
+    let mut data: &[u8] = &[];
+    for a in attrs(expr) {
+        let (k, v) = a?;
+        match k {
+            NAME => is_counter = v.split(|&b| b == 0).next() == Some(b"counter"),
+            DATA => data = v,
+            _ => {}
+        }
+    }
+    if !is_counter {
+        return Ok(None);
+    }
+    let (mut packets, mut bytes) = (0, 0);
+    for a in attrs(data) {
+        let (k, v) = a?;
+        match k {
+            BYTES => bytes = be_u64(v)?,
+            PACKETS => packets = be_u64(v)?,
+            _ => {}
+        }
+    }
+    Ok(Some((packets, bytes)))
+}
+
+/// Decodes one NEWRULE message of a dump: the sets its `lookup`s name and
+/// its `counter`.
+pub fn parse_rule_dump(payload: &[u8]) -> std::result::Result<RuleCounter, String> {
+    const RULE_EXPRESSIONS: u16 = 4;
+    const LIST_ELEM: u16 = 1;
+    const EXPR_NAME: u16 = 1;
+    const EXPR_DATA: u16 = 2;
+    const LOOKUP_SET: u16 = 1;
+    use crate::kernel::netlink::attrs;
+    let body = payload.get(4..).ok_or("short message")?;
+    let mut out = RuleCounter::default();
+    for a in attrs(body) {
+        let (kind, value) = a?;
+        if kind != RULE_EXPRESSIONS {
+            continue;
+        }
+        for item in attrs(value) {
+            let (kind, expr) = item?;
+            if kind != LIST_ELEM {
+                continue;
+            }
+            if let Some(c) = counter_of(expr)? {
+                out.counter = Some(c);
+                continue;
+            }
+            let mut lookup = false;
+            let mut data: &[u8] = &[];
+            for f in attrs(expr) {
+                let (k, v) = f?;
+                match k {
+                    EXPR_NAME => lookup = v.split(|&b| b == 0).next() == Some(b"lookup"),
+                    EXPR_DATA => data = v,
+                    _ => {}
+                }
+            }
+            if lookup {
+                for f in attrs(data) {
+                    let (k, v) = f?;
+                    if k == LOOKUP_SET {
+                        let name = v.split(|&b| b == 0).next().unwrap_or(&[]);
+                        out.sets.push(String::from_utf8_lossy(name).into_owned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }

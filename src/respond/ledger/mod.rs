@@ -135,7 +135,20 @@ pub struct Ledger {
     /// a superset only costs `covering` a lookup).
     lengths4: [u8; 33],
     lengths6: [u8; 129],
+    /// When to read what a ban dropped, shortly before its end: the kernel
+    /// removes the element (and its counter) by itself when the time is
+    /// over. Stale entries (a ban renewed or lifted) are skipped.
+    reads: BinaryHeap<Reverse<(Instant, Cidr)>>,
+    /// What each ban in force dropped as last read (packets, bytes).
+    dropped: std::collections::HashMap<Cidr, (u64, u64)>,
 }
+
+/// How long before a ban's end its counter is read (half the ban, for a
+/// ban shorter than twice this): what it drops after that is not in the
+/// end-of-ban line.
+pub const DROP_READ_LEAD: Duration = Duration::from_secs(1);
+/// Past this many bans ending at once, their counters come from one dump.
+const READS_ONE_BY_ONE: usize = 32;
 
 /// $MODE$ of a ban made without a detection.
 pub const MANUAL_MODE: &str = "manual";
@@ -159,6 +172,50 @@ impl Ledger {
             report: RestoreReport::default(),
             lengths4: [0; 33],
             lengths6: [0; 129],
+            reads: BinaryHeap::new(),
+            dropped: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Schedules the read of what the ban on `addr` (from `since` to
+    /// `until`) dropped, just before its end.
+    fn read_before_end(&mut self, addr: Cidr, since: Instant, until: Instant) {
+        let lead = DROP_READ_LEAD.min(until.saturating_duration_since(since) / 2);
+        self.reads.push(Reverse((until - lead, addr)));
+    }
+
+    /// Reads the counters of bans about to end: one request each, or one
+    /// dump of the sets when many end together (a flood's bans).
+    fn read_counters(&mut self, sets: &mut dyn BanSets, now: Instant) {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, addr))) = self.reads.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.reads.pop();
+            let live = self
+                .records
+                .get(&addr)
+                .is_some_and(|r| !r.ended && r.entry.applied.set && r.until > now);
+            if live {
+                due.push(addr);
+            }
+        }
+        if due.len() > READS_ONE_BY_ONE {
+            if let Ok(list) = sets.list() {
+                let wanted: std::collections::HashSet<Cidr> = due.into_iter().collect();
+                for b in list {
+                    if let Some(d) = b.dropped.filter(|_| wanted.contains(&b.addr)) {
+                        self.dropped.insert(b.addr, d);
+                    }
+                }
+            }
+            return;
+        }
+        for addr in due {
+            if let Ok(Some(d)) = sets.dropped(addr) {
+                self.dropped.insert(addr, d);
+            }
         }
     }
 
@@ -276,6 +333,14 @@ impl Ledger {
             .map(|r| r.entry.scan.as_str())
     }
 
+    /// The record of the ban in force on `net` (`why`).
+    pub fn ban_entry(&self, net: Cidr) -> Option<&Entry> {
+        self.records
+            .get(&net)
+            .filter(|r| !r.ended)
+            .map(|r| &r.entry)
+    }
+
     /// Is `addr` banned (in any block mode)?
     pub fn is_banned(&self, addr: Cidr) -> bool {
         self.records.get(&addr).is_some_and(|r| !r.ended)
@@ -305,7 +370,12 @@ impl Ledger {
     /// Addresses whose ban ended or was lifted since the last call: the
     /// detector forgets them.
     pub fn released(&mut self) -> Vec<Cidr> {
-        std::mem::take(&mut self.released)
+        let out = std::mem::take(&mut self.released);
+        // A ban lifted after its counter was read leaves nothing behind.
+        for a in &out {
+            self.dropped.remove(a);
+        }
+        out
     }
 
     /// PIDs of commands still running.
@@ -475,6 +545,7 @@ impl Ledger {
     fn insert(&mut self, entry: Entry, now: Instant, length: Duration) {
         let addr = entry.addr;
         self.heap.push(Reverse((now + length, addr)));
+        self.read_before_end(addr, now, now + length);
         self.unindex(&addr);
         if entry.applied.set {
             self.in_set.add(entry.evidence, entry.banned_at, addr);
@@ -713,6 +784,7 @@ impl Ledger {
     /// Ends bans that are due, times commands out, writes the state file
     /// when due. Returns the time until the next thing to do.
     pub fn tick(&mut self, sets: &mut dyn BanSets, now: Instant) -> Option<Duration> {
+        self.read_counters(sets, now);
         let mut due = Vec::new();
         while let Some(Reverse((until, addr))) = self.heap.peek().copied() {
             if until > now {
@@ -738,7 +810,14 @@ impl Ledger {
             .heap
             .peek()
             .map(|Reverse((t, _))| t.saturating_duration_since(now));
-        [next_ban, commands, write].into_iter().flatten().min()
+        let next_read = self
+            .reads
+            .peek()
+            .map(|Reverse((t, _))| t.saturating_duration_since(now));
+        [next_ban, next_read, commands, write]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Heap entries that came due: bans that end (their actions undone
@@ -755,7 +834,15 @@ impl Ledger {
             let r = self.records.get_mut(&addr).expect("looked up above");
             if !r.ended {
                 r.ended = true;
-                log_info!("ban of {addr} expired");
+                // Its counter as read just before the end (the kernel
+                // removes the element by itself when the time is over).
+                let dropped = self.dropped.remove(&addr);
+                match dropped {
+                    Some((p, b)) => {
+                        log_info!("ban of {addr} expired; it dropped {p} packets ({b} bytes)")
+                    }
+                    None => log_info!("ban of {addr} expired"),
+                }
                 self.released.push(addr);
             }
             let applied = std::mem::take(&mut r.entry.applied);

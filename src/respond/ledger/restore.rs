@@ -121,6 +121,7 @@ impl Ledger {
         let addrs: Vec<(Cidr, Instant)> = self.records.iter().map(|(a, r)| (*a, r.until)).collect();
         for (addr, until) in addrs {
             self.heap.push(Reverse((until, addr)));
+            self.read_before_end(addr, now, until);
             self.changed(addr, now);
         }
         self.report = report;

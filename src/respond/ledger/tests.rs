@@ -35,6 +35,7 @@ impl BanSets for FakeSets {
                 addr: *a,
                 timeout: Some(*t),
                 expires_in: Some(*t),
+                dropped: None,
             })
             .collect())
     }
@@ -316,12 +317,14 @@ fn restore_merges_the_file_and_a_surviving_table() {
             addr: both.addr,
             timeout: Some(Duration::from_secs(60)),
             expires_in: Some(Duration::from_secs(10)),
+            dropped: None,
         },
         // Only in the kernel: adopted.
         Ban {
             addr: ip("2001:db8::9"),
             timeout: Some(Duration::from_secs(100)),
             expires_in: Some(Duration::from_secs(40)),
+            dropped: None,
         },
     ];
     let mut l = Ledger::new(&cfg, true);
@@ -367,4 +370,83 @@ fn a_first_release_entry_gets_the_mode_the_config_would_give_it() {
     l.restore(None, Instant::now()).unwrap();
     assert_eq!(l.records[&old.addr].entry.mode, "atcp");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Ban sets whose elements count: each ban dropped (its last octet, 60 ×
+/// that) so far; `gets` counts the one-by-one reads.
+#[derive(Default)]
+struct CountingSets {
+    sets: FakeSets,
+    gets: usize,
+    lists: usize,
+}
+
+fn counted(net: &Cidr) -> (u64, u64) {
+    let n = match net.addr() {
+        std::net::IpAddr::V4(a) => u64::from(a.octets()[3]),
+        std::net::IpAddr::V6(a) => u64::from(a.octets()[15]),
+    };
+    (n, 60 * n)
+}
+
+impl BanSets for CountingSets {
+    fn add(&mut self, addr: Cidr, timeout: Duration) -> Result<()> {
+        self.sets.add(addr, timeout)
+    }
+    fn contains(&mut self, addr: Cidr) -> Result<bool> {
+        self.sets.contains(addr)
+    }
+    fn remove(&mut self, addr: Cidr) -> Result<bool> {
+        self.sets.remove(addr)
+    }
+    fn flush(&mut self) -> Result<Option<usize>> {
+        self.sets.flush()
+    }
+    fn list(&mut self) -> Result<Vec<Ban>> {
+        self.lists += 1;
+        Ok(self
+            .sets
+            .list()?
+            .into_iter()
+            .map(|b| Ban {
+                dropped: Some(counted(&b.addr)),
+                ..b
+            })
+            .collect())
+    }
+    fn dropped(&mut self, addr: Cidr) -> Result<Option<(u64, u64)>> {
+        self.gets += 1;
+        Ok(self.sets.0.contains_key(&addr).then(|| counted(&addr)))
+    }
+}
+
+#[test]
+fn counters_are_read_just_before_the_end_one_by_one_or_in_one_dump() {
+    for (n, gets, lists) in [(3u8, 3, 0), (40, 0, 1)] {
+        let cfg = config(None);
+        let mut l = Ledger::new(&cfg, false);
+        let mut sets = CountingSets::default();
+        let t0 = Instant::now();
+        for i in 1..=n {
+            let addr = Cidr::host(std::net::IpAddr::from([198, 51, 100, i]));
+            l.block(&mut sets, addr, Duration::from_secs(10), t0)
+                .unwrap();
+        }
+        // Not yet: nothing read.
+        l.tick(&mut sets, t0 + Duration::from_secs(8));
+        assert!(l.dropped.is_empty());
+        // A second before the end: every ban's counter, in `gets` requests
+        // or `lists` dumps.
+        l.tick(&mut sets, t0 + Duration::from_millis(9_100));
+        assert_eq!((sets.gets, sets.lists), (gets, lists), "{n} bans");
+        assert_eq!(l.dropped.len(), n as usize);
+        assert_eq!(
+            l.dropped[&Cidr::host(std::net::IpAddr::from([198, 51, 100, 3]))],
+            (3, 180)
+        );
+        // At the end the figures go into the end-of-ban lines and are gone.
+        l.tick(&mut sets, t0 + Duration::from_secs(11));
+        assert!(l.dropped.is_empty());
+        assert_eq!(l.active_bans(), 0);
+    }
 }

@@ -30,6 +30,7 @@ pub use client::request;
 use crate::cidr::Cidr;
 use std::borrow::Cow;
 use std::io::{ErrorKind, Read};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -50,7 +51,7 @@ const MAX_REQUEST: usize = 4096;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// A client that has not taken its whole answer this long after the answer
 /// was ready is dropped. A client that reads as it should takes the list of
-/// two full sets of the default size (16 MiB at most) in milliseconds.
+/// two full sets of the default size (24 MiB at most) in milliseconds.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clients connected and not yet answered, at most; more wait in the
 /// listen backlog.
@@ -71,6 +72,13 @@ const REFUSED_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     Status {
+        json: bool,
+    },
+    /// The metrics in Prometheus' text format (`metrics_listen`'s text).
+    Metrics,
+    /// Why `addr` is banned, or why not.
+    Why {
+        addr: IpAddr,
         json: bool,
     },
     List {
@@ -103,6 +111,13 @@ impl Request {
         match words.as_slice() {
             [] => Err("empty request".into()),
             ["status", args @ ..] => Ok(Request::Status { json: json(args) }),
+            ["metrics"] => Ok(Request::Metrics),
+            ["why", a, args @ ..] => Ok(Request::Why {
+                addr: a
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("why: `{a}` is not an address"))?,
+                json: json(args),
+            }),
             ["list", args @ ..] => Ok(Request::List { json: json(args) }),
             ["block", a, secs] => match (a.parse::<Cidr>(), secs.parse::<u64>()) {
                 (Ok(addr), Ok(secs)) => Ok(Request::Block { addr, secs }),
@@ -127,6 +142,8 @@ impl Request {
         let flag = |json: bool| if json { " --json" } else { "" };
         match self {
             Request::Status { json } => format!("status{}", flag(*json)),
+            Request::Metrics => "metrics".into(),
+            Request::Why { addr, json } => format!("why {addr}{}", flag(*json)),
             Request::List { json } => format!("list{}", flag(*json)),
             Request::Block { addr, secs } => format!("block {addr} {secs}"),
             Request::Unblock { addr, fleet } => {
@@ -141,6 +158,8 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Status { .. } => "status",
+            Request::Metrics => "metrics",
+            Request::Why { .. } => "why",
             Request::List { .. } => "list",
             Request::Block { .. } => "block",
             Request::Unblock { .. } => "unblock",
@@ -150,9 +169,13 @@ impl Request {
     }
 
     /// Whether it changes the daemon's state (bans, configuration): only
-    /// for root and the control group. `status` and `list` only read.
+    /// for root and the control group. `status`, `metrics` and `list`
+    /// only read.
     pub fn changes_state(&self) -> bool {
-        !matches!(self, Request::Status { .. } | Request::List { .. })
+        !matches!(
+            self,
+            Request::Status { .. } | Request::Metrics | Request::Why { .. } | Request::List { .. }
+        )
     }
 }
 
