@@ -296,7 +296,8 @@ fn first_release_actions(fields: &mut BTreeMap<&str, &str>) -> Result<Applied, S
     })
 }
 
-/// One line (without its newline) as an entry.
+/// One line (without its newline) as an entry. Long: one check per field,
+/// each with the message that names it.
 pub fn parse_line(line: &str) -> Result<Entry, String> {
     let (body, crc) = line
         .rsplit_once(" crc=")

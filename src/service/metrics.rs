@@ -188,7 +188,9 @@ fn proto_of(index: usize) -> &'static str {
 
 impl Figures {
     /// The text exposition: every family with HELP and TYPE, counters
-    /// ending in `_total`, every label value from a fixed set.
+    /// ending in `_total`, every label value from a fixed set. Long: one
+    /// block per metric family, in the order METRICS in nftsentry(8) lists
+    /// them.
     pub fn exposition(&self) -> String {
         let mut o = Out(String::with_capacity(4096));
         o.family(

@@ -73,6 +73,9 @@ impl Daemon {
         Ok(new)
     }
 
+    /// Long: a reload is one transaction prepared in steps (config, ignore
+    /// sets, table with every ban, then the parts that follow it) whose
+    /// order is what keeps the old table when a step fails.
     fn try_reload(&mut self) -> Result<String> {
         let new = self.next_config()?;
         let (mut ruleset, parts) = build_ruleset(&new)?;

@@ -91,7 +91,9 @@ fn probes(notes: &[Note], now: Instant) -> Vec<WhyProbe> {
 }
 
 impl Daemon {
-    /// `why ADDR`.
+    /// `why ADDR`. Long: the reasons an address is or is not banned, tried
+    /// in the order the daemon applies them, so the first that holds is
+    /// the answer.
     pub fn why(&mut self, addr: IpAddr) -> Why {
         let addr = crate::cidr::canonical(addr);
         let now = Instant::now();
