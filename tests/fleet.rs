@@ -171,6 +171,20 @@ fn a_scan_of_one_host_is_dropped_by_the_other_and_cscli_decisions_reach_both() {
         "a veto is logged once per decision:\n{}",
         b.log()
     );
+    // `why` names the decision, enforced or vetoed.
+    let why = out_text(&nftsentry(&b.ns, &b.cfg, &["why", RANGE_IN]));
+    assert!(
+        why.contains("dropped by the fleet's decision")
+            && why.contains("on 198.51.100.0/24 (cscli/"),
+        "{why}"
+    );
+    let why = out_text(&nftsentry(&b.ns, &b.cfg, &["why", RANGE_IGNORED]));
+    assert!(
+        why.contains("never banned: on the ignore list")
+            && why.contains("on 198.51.100.0/24 (cscli/")
+            && why.contains("is vetoed here"),
+        "{why}"
+    );
 
     // nft flush ruleset on B: the owned table and the fleet's bans stay.
     run_ok(b.ns.cmd("nft").args(["flush", "ruleset"]));

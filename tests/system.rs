@@ -366,6 +366,29 @@ fn service(image: &Image, d: &Debs) {
             "[{suite}] no notice {want:?}:\n{notice}"
         );
     }
+    // The journal's fields beside the text: one source's story by its
+    // address, each line with its MESSAGE_ID (issue 18).
+    let story = m.ok(&format!(
+        "journalctl -u nftsentry NFTSENTRY_SOURCE={ATTACKER4} -o export --no-pager | grep -aE '^(MESSAGE_ID|NFTSENTRY_[A-Z_]+|MESSAGE)='"
+    ));
+    for want in [
+        format!("NFTSENTRY_SOURCE={ATTACKER4}"),
+        "MESSAGE_ID=0c9e3a4d167d4b8aabb70bdd0c676279".to_string(),
+        "MESSAGE_ID=44a23dc3c33f4542a0096aaacce411f7".to_string(),
+        "NFTSENTRY_PORT=1".to_string(),
+        format!(
+            "MESSAGE=attackalert: TCP SYN/Normal scan from host: {ATTACKER4}/{ATTACKER4} to TCP port: 1"
+        ),
+    ] {
+        assert!(
+            story.lines().any(|l| l == want),
+            "[{suite}] journalctl NFTSENTRY_SOURCE={ATTACKER4}: no {want:?}:\n{story}"
+        );
+    }
+    println!(
+        "[{suite}] journalctl NFTSENTRY_SOURCE={ATTACKER4}: {} lines with fields",
+        story.lines().filter(|l| l.starts_with("MESSAGE=")).count()
+    );
     let louder = m.ok("journalctl -u nftsentry -p warning -o cat --no-pager");
     assert!(!louder.contains("attackalert"), "{louder}");
     assert!(

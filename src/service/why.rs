@@ -174,10 +174,32 @@ impl Daemon {
             });
             return w;
         }
+        // A fleet decision: enforced here, or vetoed by the ignore list.
+        let fleet = core.fleet.as_ref().and_then(|f| {
+            f.held.covering(&addr).map(|(id, h)| {
+                let left = format_duration(Duration::from_secs(
+                    h.until.saturating_duration_since(now).as_secs().max(1),
+                ));
+                format!(
+                    "the fleet's decision {id} on {} ({}/{}), {left} left",
+                    h.net, h.origin, h.scenario
+                )
+            })
+        });
         if let Some(reason) = core.detector.ignored_because(&addr) {
             w.verdict = "ignored";
-            w.reason = format!("never banned: on the ignore list ({reason})");
+            w.reason = match &fleet {
+                Some(d) => {
+                    format!("never banned: on the ignore list ({reason}); {d} is vetoed here")
+                }
+                None => format!("never banned: on the ignore list ({reason})"),
+            };
             w.ignored_by = Some(reason.to_string());
+            return w;
+        }
+        if let Some(d) = fleet {
+            w.verdict = "fleet";
+            w.reason = format!("dropped by {d}, not by a ban of this host");
             return w;
         }
         let story = core.detector.story(&addr).cloned();
