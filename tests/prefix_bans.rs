@@ -411,6 +411,14 @@ fn three_bans_in_a_24_escalate_to_the_24_unless_it_holds_an_ignored_address() {
         json.contains("\"address\":\"198.18.0.0/24\",\"prefix\":24"),
         "{json}"
     );
+    // `why` names the rule that fired: the escalation.
+    let why = stdout(&s.cli(&["why", "198.18.0.2"]));
+    assert!(
+        why.contains("3 bans inside 198.18.0.0/24 within escalate_window (escalate_after) were replaced with one ban of the prefix"),
+        "{why}"
+    );
+    let json = stdout(&s.cli(&["why", "198.18.0.2", "--json"]));
+    assert!(json.contains("\"rule\":\"escalation\""), "{json}");
 
     // 198.18.1.53 is ignored: its /24 is never banned.
     for a in ["198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"] {

@@ -138,6 +138,7 @@ impl Daemon {
             let rule = match e.scan.as_str() {
                 "manual" => "manual",
                 "adopted" => "adopted",
+                "escalated" => "escalation",
                 _ => "scan_trigger",
             };
             let notes = core.ban_notes.get(&net).cloned().unwrap_or_default();
@@ -146,6 +147,10 @@ impl Daemon {
             let why = match rule {
                 "manual" => "banned by `nftsentry block`".to_string(),
                 "adopted" => "banned: found in the kernel table at start".to_string(),
+                "escalation" => format!(
+                    "banned: {} bans inside {net} within escalate_window (escalate_after) were replaced with one ban of the prefix",
+                    core.cfg.escalate_after
+                ),
                 _ => format!(
                     "banned: {} to port {} reached scan_trigger {} (evidence: {})",
                     e.scan,
