@@ -512,7 +512,7 @@ fn controls(s: &str) -> Vec<char> {
 fn a_hostile_answer_cannot_drive_the_terminal_or_fill_the_memory() {
     let ns = Netns::new("grdfake");
     let dir = TempDir::new("grdfake");
-    // A small set_size, so a small cap: 64 KiB + 2 * 1000 * 128 bytes.
+    // A small set_size, so a small cap: 64 KiB + 5 * 1000 * 192 bytes.
     let cfg = dir.file(
         "nftsentry.toml",
         &format!(
@@ -561,7 +561,9 @@ fn a_hostile_answer_cannot_drive_the_terminal_or_fill_the_memory() {
     assert_eq!(out(&o), "");
 
     // An answer without end: the command stops at its cap and says so.
-    let cap = 64 * 1024 + 2 * 1000 * 128;
+    // Five full ban sets of set_size 1000 (cli::commands::reply_cap).
+    let cap = (nftsentry::cli::commands::REPLY_BASE
+        + 5 * 1000 * nftsentry::cli::commands::REPLY_PER_BAN) as usize;
     for (args, limit) in [(&["list"][..], cap), (&["status"][..], 64 * 1024)] {
         let fake = fake_daemon(&sock, b"0\nADDRESS\n", true);
         let (o, took) = run(args);

@@ -18,11 +18,13 @@ use crate::service::requests::ban_request;
 use crate::table::bans::KernelBans;
 
 /// The most of an answer the command line reads from the control socket:
-/// `REPLY_BASE`, and for `list` `REPLY_PER_BAN` more for each ban that two
-/// full sets (`set_size` each) hold. A line of `list` is at most 96 bytes,
+/// `REPLY_BASE`, and for `list` `REPLY_PER_BAN` more for each ban that the
+/// full ban sets (five of `set_size` each: addresses, IPv6 prefixes and
+/// other prefixes) and, with `[crowdsec]` pull, as many fleet decisions as
+/// two more sets hold. A line of `list` is at most 96 bytes,
 /// an object of `list --json` at most 170 (the longest IPv6 address, times
-/// and 20-digit drop counters). That is 24 MiB at the default set_size
-/// (65536), 6 GiB at the largest (16,777,216); an answer longer than that
+/// and 20-digit drop counters). That is 60 MiB at the default set_size
+/// (65536), 15 GiB at the largest (16,777,216); an answer longer than that
 /// is not the daemon's, and the command stops reading it.
 pub const REPLY_BASE: u64 = 64 * 1024;
 pub const REPLY_PER_BAN: u64 = 192;
@@ -30,7 +32,11 @@ pub const REPLY_PER_BAN: u64 = 192;
 /// `REPLY_BASE` and `REPLY_PER_BAN` for `req` under `cfg`.
 pub fn reply_cap(cfg: &Config, req: &Request) -> usize {
     let bans = match req {
-        Request::List { .. } => 2 * u64::from(cfg.set_size),
+        Request::List { .. } => {
+            let fleet = cfg.crowdsec.enabled && cfg.crowdsec.pull;
+            let sets = crate::table::sets::OurSet::BLOCKED.len() + if fleet { 2 } else { 0 };
+            sets as u64 * u64::from(cfg.set_size)
+        }
         _ => 0,
     };
     usize::try_from(REPLY_BASE + bans * REPLY_PER_BAN).unwrap_or(usize::MAX)
