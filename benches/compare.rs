@@ -20,7 +20,7 @@
 //! with hosts.deny), v6rotate (an IPv6 scanner rotating inside one /64),
 //! rss.
 //! Profiling: --profile DIR attaches `perf record` to both daemons during the
-//! no-ban flood; NFTSENTRY_BENCH_WRAP="valgrind --tool=callgrind ..." runs
+//! floods (flood-bans and flood-nobans); NFTSENTRY_BENCH_WRAP="valgrind --tool=callgrind ..." runs
 //! nftsentry under a wrapper. Nothing here asserts a timing; a measurement
 //! that cannot be made prints why in its row.
 
@@ -350,7 +350,10 @@ impl Perf {
                 "record",
                 "-e",
                 "cpu-clock",
-                "-g",
+                // DWARF unwinding: the release build has no frame pointers,
+                // and -g alone loses the callers of libc and the kernel.
+                "--call-graph",
+                "dwarf,32768",
                 "-p",
                 &pid.to_string(),
                 "-o",
@@ -715,7 +718,7 @@ struct Args {
     flood_bans: u64,
     flood_decode: u64,
     only: Vec<String>,
-    /// `--profile DIR`: perf record of each daemon during the no-ban flood.
+    /// `--profile DIR`: perf record of each daemon during the floods.
     profile: Option<PathBuf>,
 }
 
@@ -954,10 +957,22 @@ fn describe(who: &str, r: &FloodResult) -> String {
 /// times at most). PortSentry bans at once above 50, its state table size.
 const NO_TRIGGER: u32 = 50;
 
+/// `--profile DIR`: where a row's perf data of `who` goes.
+fn profile_file(a: &Args, who: &str, row: &str) -> Option<PathBuf> {
+    a.profile
+        .as_ref()
+        .map(|d| d.join(format!("{who}-{row}.perf.data")))
+}
+
 fn row_flood_bans(a: &Args, t: &mut Table) {
     // Every probe from a new source, each one banned.
-    let nft = flood_nftsentry(a.flood_bans, 0, None);
-    let ps = flood_portsentry(&a.portsentry, a.flood_bans, 0, None);
+    let nft = flood_nftsentry(a.flood_bans, 0, profile_file(a, "nftsentry", "flood-bans"));
+    let ps = flood_portsentry(
+        &a.portsentry,
+        a.flood_bans,
+        0,
+        profile_file(a, "portsentry", "flood-bans"),
+    );
     flood_rows(t, "flood, ban every source", &nft, &ps);
     t.note(format!(
         "Flood with bans: {} SYNs from distinct spoofed sources (198.18.0.0/15) as fast as one \
@@ -974,11 +989,7 @@ fn row_flood_bans(a: &Args, t: &mut Table) {
 /// Returns both daemons' RSS after the flood, for the RSS row.
 fn row_flood_nobans(a: &Args, t: &mut Table) -> Option<(f64, f64)> {
     // Decode and count only: the trigger is never reached.
-    let file = |who: &str| {
-        a.profile
-            .as_ref()
-            .map(|d| d.join(format!("{who}-flood.perf.data")))
-    };
+    let file = |who: &str| profile_file(a, who, "flood");
     let nft = flood_nftsentry(a.flood_decode, NO_TRIGGER, file("nftsentry"));
     let ps = flood_portsentry(
         &a.portsentry,
