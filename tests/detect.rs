@@ -408,3 +408,100 @@ fn port_with_a_service_is_never_a_tripwire() {
         );
     }
 }
+
+/// The ruleset generation in the victim: one more for each transaction
+/// the kernel committed.
+fn generation(s: &Scene) -> u32 {
+    s.pair.victim.enter(|| {
+        nftsentry::kernel::nft::NftSocket::open()
+            .and_then(|mut n| n.generation())
+            .expect("ruleset generation")
+    })
+}
+
+/// Probes from `sources` read in one drain: the daemon is stopped while
+/// they arrive, so their NFLOG messages wait together in its socket.
+fn burst_of_probes(s: &Scene, sources: &[&str]) {
+    for src in sources {
+        s.pair
+            .attacker
+            .ip(&["addr", "add", &format!("{src}/24"), "dev", "eth0"]);
+    }
+    signal(s.pid, nix::sys::signal::Signal::SIGSTOP);
+    let probes: Vec<String> = sources
+        .iter()
+        .map(|a| format!("nc -z -w 1 -s {a} {VICTIM4} 1"))
+        .collect();
+    s.pair
+        .attacker
+        .sh(&format!("{} ; true", probes.join(" ; ")));
+    std::thread::sleep(Duration::from_millis(200));
+    signal(s.pid, nix::sys::signal::Signal::SIGCONT);
+    s.settle();
+}
+
+/// The bans of one NFLOG read go to the kernel in one transaction (one
+/// new ruleset generation), not one each; each is still told.
+#[test]
+fn the_bans_of_one_read_go_to_the_kernel_in_one_transaction() {
+    let s = Scene::new("burst", "");
+    let sources = ["192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"];
+    let before = generation(&s);
+    burst_of_probes(&s, &sources);
+    let log = s.log();
+    for src in sources {
+        assert!(s.banned(src), "{src} not banned; log:\n{log}");
+        assert!(
+            log.contains(&format!(
+                "attackalert: Host {src} has been blocked via nftables set blocked4 in table inet nftsentry"
+            )),
+            "{src}: log:\n{log}"
+        );
+    }
+    assert_eq!(generation(&s) - before, 1, "log:\n{log}");
+}
+
+/// When the kernel refuses a burst's transaction (here blocked4 is full of
+/// elements another program added: table_owner = false), each ban goes
+/// alone: the one that fits is banned, the others fail with the kernel's
+/// error and are not counted as bans in force.
+#[test]
+fn bans_the_kernel_refuses_from_a_burst_are_not_taken_for_bans() {
+    let s = Scene::new("refuse", "set_size = 4\ntable_owner = false\n");
+    s.pair.victim.nft(&[
+        "add",
+        "element",
+        "inet",
+        "nftsentry",
+        "blocked4",
+        "{ 203.0.113.1, 203.0.113.2, 203.0.113.3 }",
+    ]);
+    let sources = ["192.0.2.3", "192.0.2.4", "192.0.2.5"];
+    burst_of_probes(&s, &sources);
+    let log = s.log();
+    let banned: Vec<&str> = sources.iter().copied().filter(|a| s.banned(a)).collect();
+    assert_eq!(banned.len(), 1, "{banned:?}; log:\n{log}");
+    assert!(
+        log.contains("attackalert: ERROR: could not block host 192.0.2."),
+        "log:\n{log}"
+    );
+    let told = log.matches("has been blocked via nftables set").count();
+    assert_eq!(told, 1, "log:\n{log}");
+    let status = String::from_utf8(s.cli(&["status"]).stdout).unwrap();
+    assert!(
+        status.contains("since start: 1 bans, 2 failed"),
+        "{status}\nlog:\n{log}"
+    );
+    // A refused source is forgotten: its next probe tries again (and
+    // fails again while the set is full), it is not "already blocked".
+    let refused = sources.iter().find(|a| !s.banned(a)).unwrap();
+    s.pair
+        .attacker
+        .sh(&format!("nc -z -w 1 -s {refused} {VICTIM4} 11 ; true"));
+    s.settle();
+    assert!(
+        !s.log().contains(&format!("/{refused} is already blocked")),
+        "log:\n{}",
+        s.log()
+    );
+}

@@ -32,7 +32,7 @@ use crate::service::fleet::FleetSide;
 use crate::service::names::{Line, Names};
 use crate::service::status::LastBan;
 use crate::service::systemd::{self, Notifier};
-use crate::table::bans::KernelBans;
+use crate::table::bans::{BanQueue, KernelBans, QueuedBans};
 use crate::table::ruleset::Ruleset;
 
 /// How often lost NFLOG events and failed bans are reported, at most.
@@ -40,6 +40,9 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// How long after an nftables event the table is checked: events come in
 /// bursts (a whole `nft -f`), one check after the burst is enough.
 const CHECK_DELAY: Duration = Duration::from_millis(100);
+/// Bans queued before they are sent even if the drain goes on: a few
+/// netlink messages' worth.
+const BURST_BANS: usize = 1024;
 /// Bans `status` lists.
 const LAST_BANS: usize = 10;
 
@@ -76,6 +79,16 @@ pub struct Core {
     pub ban_notes: std::collections::HashMap<Cidr, Vec<crate::detect::story::Note>>,
     /// `events_file`: its writer, started after the privilege drop.
     pub events: Option<crate::journal::events::EventsFile>,
+    /// Kernel set additions of this burst, and the bans waiting on them.
+    queue: BanQueue,
+    queued_bans: Vec<QueuedBan>,
+}
+
+/// A ban whose element waits in the burst's queue.
+struct QueuedBan {
+    ev: Evidence,
+    length: Duration,
+    history: Option<crate::respond::ledger::HistoryDue>,
 }
 
 /// Seconds since 1970 with milliseconds, for `events_file`.
@@ -108,6 +121,8 @@ impl Core {
             fleet: None,
             ban_notes: std::collections::HashMap::new(),
             events: None,
+            queue: BanQueue::default(),
+            queued_bans: Vec::new(),
         }
     }
 
@@ -221,54 +236,137 @@ impl Core {
         }
     }
 
+    /// A detection's ban. With the kernel set as the only action the
+    /// element waits in `queue` for the end of the burst (`end_burst`), and
+    /// what follows a ban (lines, counts, the fleet) waits with it.
     fn ban(&mut self, ev: &Evidence, now: Instant) {
-        let mut sets = KernelBans {
-            nft: &mut self.nft,
-            table: &self.cfg.table,
-            prefix6: self.cfg.ban_prefix6,
+        let queued = self.ledger.queues_bans();
+        let result = if queued {
+            let mut sets = QueuedBans {
+                nft: &mut self.nft,
+                table: &self.cfg.table,
+                prefix6: self.cfg.ban_prefix6,
+                queue: &mut self.queue,
+            };
+            self.ledger.ban(&mut sets, ev, now)
+        } else {
+            let mut sets = KernelBans {
+                nft: &mut self.nft,
+                table: &self.cfg.table,
+                prefix6: self.cfg.ban_prefix6,
+            };
+            self.ledger.ban(&mut sets, ev, now)
         };
-        let set_error = match self.ledger.ban(&mut sets, ev, now) {
-            BanResult::LogOnly => None,
+        match result {
+            BanResult::LogOnly => {}
+            BanResult::Banned {
+                history,
+                set_error: None,
+                length,
+            } if queued => {
+                self.queued_bans.push(QueuedBan {
+                    ev: ev.clone(),
+                    length,
+                    history,
+                });
+                // A long drain does not hold its first bans back for long.
+                if self.queued_bans.len() >= BURST_BANS {
+                    self.end_burst(now);
+                }
+            }
             BanResult::Banned {
                 history,
                 set_error,
                 length,
             } => {
-                self.bans += 1;
-                if let Some(f) = &self.fleet {
-                    f.banned(ev, length);
+                self.banned(ev, length, history, now);
+                if let Some(e) = set_error {
+                    self.ban_error(ev.addr, e, now);
                 }
-                self.ban_event(&ev.addr, "detection", Some(ev), length);
-                self.bans_by_scan[ev.scan.index()] += 1;
-                if self.last_bans.len() == LAST_BANS {
-                    self.last_bans.pop_front();
-                }
-                self.last_bans.push_back(LastBan {
-                    at: crate::service::status::now_secs(),
-                    addr: ev.net,
-                    scan: ev.scan.name(),
-                    port: ev.port,
-                });
-                if let Some(story) = self.detector.story(&ev.addr) {
-                    self.ban_notes.insert(ev.net, story.notes.clone());
-                }
-                self.detector.banned(ev.net);
-                if ev.net.prefix() > ev.wanted {
-                    log_notice!(
-                        "attackalert: Host {} banned by its address alone, not by its prefix {}, which holds an ignored address",
-                        ev.addr,
-                        ev.net.widen(ev.wanted)
-                    );
-                }
-                if let Some(h) = history {
-                    self.names.line(ev.addr, Line::History(h), now);
-                }
-                set_error
             }
-            BanResult::Failed { set_error } => set_error,
-        };
-        if let Some(e) = set_error {
-            self.ban_error(ev.addr, e, now);
+            BanResult::Failed { set_error } => {
+                if let Some(e) = set_error {
+                    self.ban_error(ev.addr, e, now);
+                }
+            }
+        }
+    }
+
+    /// The end of a burst: the queued bans go to the kernel in one
+    /// transaction; those it took are told, those it refused undone.
+    pub fn end_burst(&mut self, now: Instant) {
+        if self.queue.is_empty() && self.queued_bans.is_empty() {
+            return;
+        }
+        self.queue
+            .send(&mut self.nft, &self.cfg.table, self.cfg.ban_prefix6);
+        let refused = self.queue.take_refused();
+        let mut done = std::mem::take(&mut self.queued_bans);
+        for (net, e) in refused {
+            let mut sets = KernelBans {
+                nft: &mut self.nft,
+                table: &self.cfg.table,
+                prefix6: self.cfg.ban_prefix6,
+            };
+            self.ledger.refused(&mut sets, net, now);
+            match done.iter().position(|q| q.ev.net == net) {
+                Some(i) => {
+                    let q = done.remove(i);
+                    self.ban_error(q.ev.addr, e, now);
+                }
+                // An escalation's prefix.
+                None => log_error!("attackalert: ERROR: could not block {net}: {e}"),
+            }
+        }
+        self.forget_released();
+        for q in done {
+            crate::respond::actions::kernel_set::log_blocked(
+                &q.ev.net,
+                self.cfg.ban_prefix6,
+                &self.cfg.table,
+                q.length,
+            );
+            self.banned(&q.ev, q.length, q.history, now);
+        }
+    }
+
+    /// What follows a ban in force: counts, the fleet, `events_file`,
+    /// `status`, `why`'s notes, the history line.
+    fn banned(
+        &mut self,
+        ev: &Evidence,
+        length: Duration,
+        history: Option<crate::respond::ledger::HistoryDue>,
+        now: Instant,
+    ) {
+        self.bans += 1;
+        if let Some(f) = &self.fleet {
+            f.banned(ev, length);
+        }
+        self.ban_event(&ev.addr, "detection", Some(ev), length);
+        self.bans_by_scan[ev.scan.index()] += 1;
+        if self.last_bans.len() == LAST_BANS {
+            self.last_bans.pop_front();
+        }
+        self.last_bans.push_back(LastBan {
+            at: crate::service::status::now_secs(),
+            addr: ev.net,
+            scan: ev.scan.name(),
+            port: ev.port,
+        });
+        if let Some(story) = self.detector.story(&ev.addr) {
+            self.ban_notes.insert(ev.net, story.notes.clone());
+        }
+        self.detector.banned(ev.net);
+        if ev.net.prefix() > ev.wanted {
+            log_notice!(
+                "attackalert: Host {} banned by its address alone, not by its prefix {}, which holds an ignored address",
+                ev.addr,
+                ev.net.widen(ev.wanted)
+            );
+        }
+        if let Some(h) = history {
+            self.names.line(ev.addr, Line::History(h), now);
         }
     }
 
@@ -553,14 +651,19 @@ impl Daemon {
                     self.io
                         .connect
                         .serve(i, &banner, |v| core.on_visit(v.src, v.proto, v.port, now));
+                    core.end_burst(now);
                 }
             }
             if ready.nflog {
                 let now = Instant::now();
                 let core = &mut self.core;
-                self.io
+                let drained = self
+                    .io
                     .nflog
-                    .drain(|pkt| core.on_packet(pkt.payload, pkt.prefix, now))?;
+                    .drain(|pkt| core.on_packet(pkt.payload, pkt.prefix, now));
+                // The bans of what was read, even if the read then failed.
+                core.end_burst(now);
+                drained?;
             }
             self.watch_table(ready.nft_events);
             self.neighbours_turn(ready.neighbours);
@@ -608,15 +711,20 @@ impl Daemon {
         }
         if self.check_at.is_some_and(|t| t <= Instant::now()) {
             self.check_at = None;
-            let should: Vec<_> = self
-                .core
-                .ledger
-                .kernel_bans()
-                .iter()
-                .map(|r| (r.addr, r.timeout, r.remaining))
-                .collect();
-            if crate::table::watch::check(&mut self.core.nft, &mut self.ruleset, &should)
-                == crate::table::watch::Checked::Restored
+            let ledger = &self.core.ledger;
+            let should = || {
+                ledger
+                    .kernel_bans()
+                    .iter()
+                    .map(|r| (r.addr, r.timeout, r.remaining))
+                    .collect()
+            };
+            if crate::table::watch::check(
+                &mut self.core.nft,
+                &mut self.ruleset,
+                ledger.kernel_ban_count(),
+                should,
+            ) == crate::table::watch::Checked::Restored
             {
                 self.table_restores += 1;
                 // The fleet's decisions go back in too.

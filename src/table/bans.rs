@@ -9,8 +9,9 @@
 //! (20,000 one-ban transactions: 17.7 s, against 0.24 s for a hash set),
 //! so the bans a flood makes never go there.
 //!
-//! Add, remove, list and flush, each one netlink transaction. The kernel is
-//! the source of truth: a ban is an element, and it expires by itself.
+//! Add, remove, list and flush, each one netlink transaction, or additions
+//! held in a `BanQueue` and sent together at the end of a burst. The kernel
+//! is the source of truth: a ban is an element, and it expires by itself.
 //!
 //! `BanSets` is what the response to a detection needs of them (add,
 //! check, remove, flush); `KernelBans` is that on our netlink socket, the
@@ -160,6 +161,11 @@ pub trait BanSets {
     fn dropped(&mut self, _net: Cidr) -> Result<Option<(u64, u64)>> {
         Ok(None)
     }
+    /// Additions wait for the end of the burst (`QueuedBans`): their
+    /// success is known only then.
+    fn queued(&self) -> bool {
+        false
+    }
 }
 
 /// `BanSets` on the netlink socket that owns our table.
@@ -205,6 +211,111 @@ impl BanSets for KernelBans<'_> {
             .nft
             .get_element(self.table, set.name(), &start)?
             .and_then(|e| e.counter))
+    }
+}
+
+/// Bans held back until the end of a burst (the packets of one NFLOG read)
+/// and then sent in one transaction: a flood's bans cost one round trip
+/// per read, not one each. What the kernel refuses is kept, with why, for
+/// the caller to undo (`take_refused`).
+#[derive(Default)]
+pub struct BanQueue {
+    adds: Vec<(Cidr, Duration)>,
+    refused: Vec<(Cidr, Error)>,
+}
+
+impl BanQueue {
+    pub fn is_empty(&self) -> bool {
+        self.adds.is_empty()
+    }
+
+    /// Sends what is queued: every set's elements in one transaction. If
+    /// the kernel refuses it, each ban is sent alone, so one bad element
+    /// costs only its own ban.
+    pub fn send(&mut self, sock: &mut NftSocket, table: &str, prefix6: u8) {
+        let adds = std::mem::take(&mut self.adds);
+        if adds.is_empty() {
+            return;
+        }
+        let mut by_set: Vec<(OurSet, Vec<Element>)> =
+            OurSet::BLOCKED.iter().map(|s| (*s, Vec::new())).collect();
+        for (net, timeout) in &adds {
+            let set = OurSet::blocked_of(net, prefix6);
+            if let Some((_, v)) = by_set.iter_mut().find(|(s, _)| *s == set) {
+                v.extend(elements_in(set, net, Some(*timeout), None));
+            }
+        }
+        let mut b = Batch::new();
+        for (set, elems) in &by_set {
+            if !elems.is_empty() {
+                b.add_elements(FAMILY, table, set.name(), None, elems);
+            }
+        }
+        if sock.commit_unchecked(&b).is_ok() {
+            return;
+        }
+        for (net, timeout) in adds {
+            if let Err(e) = add(sock, table, prefix6, net, timeout, None) {
+                self.refused.push((net, e));
+            }
+        }
+    }
+
+    /// The bans the kernel refused since the last call.
+    pub fn take_refused(&mut self) -> Vec<(Cidr, Error)> {
+        std::mem::take(&mut self.refused)
+    }
+}
+
+/// `BanSets` on our socket with additions held in a `BanQueue` until the
+/// burst ends; anything else first sends what is queued, so the kernel
+/// sees every change in the order it was made.
+pub struct QueuedBans<'a> {
+    pub nft: &'a mut NftSocket,
+    pub table: &'a str,
+    pub prefix6: u8,
+    pub queue: &'a mut BanQueue,
+}
+
+impl QueuedBans<'_> {
+    fn now(&mut self) -> KernelBans<'_> {
+        self.queue.send(self.nft, self.table, self.prefix6);
+        KernelBans {
+            nft: self.nft,
+            table: self.table,
+            prefix6: self.prefix6,
+        }
+    }
+}
+
+impl BanSets for QueuedBans<'_> {
+    fn add(&mut self, net: Cidr, timeout: Duration) -> Result<()> {
+        self.queue.adds.push((net, timeout));
+        Ok(())
+    }
+
+    fn queued(&self) -> bool {
+        true
+    }
+
+    fn contains(&mut self, net: Cidr) -> Result<bool> {
+        self.now().contains(net)
+    }
+
+    fn remove(&mut self, net: Cidr) -> Result<bool> {
+        self.now().remove(net)
+    }
+
+    fn flush(&mut self) -> Result<Option<usize>> {
+        self.now().flush()
+    }
+
+    fn list(&mut self) -> Result<Vec<Ban>> {
+        self.now().list()
+    }
+
+    fn dropped(&mut self, net: Cidr) -> Result<Option<(u64, u64)>> {
+        self.now().dropped(net)
     }
 }
 

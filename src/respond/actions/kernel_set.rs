@@ -25,6 +25,22 @@ impl KernelSet {
     }
 }
 
+/// The line of a ban the kernel set took.
+pub fn log_blocked(
+    addr: &crate::cidr::Cidr,
+    prefix6: u8,
+    table: &str,
+    length: std::time::Duration,
+) {
+    log_notice!(
+        "attackalert: Host {} has been blocked via nftables set {} in table inet {} for {}",
+        addr,
+        bans::set_for(addr, prefix6),
+        table,
+        format_duration(length)
+    );
+}
+
 impl Action for KernelSet {
     fn kind(&self) -> ActionKind {
         ActionKind::Set
@@ -32,13 +48,10 @@ impl Action for KernelSet {
 
     fn apply(&mut self, cx: &mut Context<'_>, t: &Target, _how: How) -> Result<bool> {
         cx.sets.add(t.addr, t.length)?;
-        log_notice!(
-            "attackalert: Host {} has been blocked via nftables set {} in table inet {} for {}",
-            t.addr,
-            bans::set_for(&t.addr, self.prefix6),
-            self.table,
-            format_duration(t.length)
-        );
+        // A queued addition is told once the kernel took it.
+        if !cx.sets.queued() {
+            log_blocked(&t.addr, self.prefix6, &self.table, t.length);
+        }
         Ok(true)
     }
 

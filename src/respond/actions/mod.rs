@@ -318,6 +318,12 @@ impl Actions {
         a
     }
 
+    /// The kernel set is the only action: a ban's success is its element's,
+    /// so additions may wait for the end of a burst (`table::bans::BanQueue`).
+    pub fn set_only(&self) -> bool {
+        self.steps.iter().all(|s| s.kind() == ActionKind::Set)
+    }
+
     /// The native route kind in use: none when off or replaced by kill_route.
     pub fn native_route(&self) -> Option<RouteMode> {
         self.steps.iter().find_map(|s| match s.kind() {

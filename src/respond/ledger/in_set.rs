@@ -41,6 +41,11 @@ impl InSet {
         }
     }
 
+    /// Bans in the sets of both families.
+    pub(super) fn total(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
     /// The ban a full set of `addr`'s family gives up first.
     pub(super) fn weakest(&self, addr: &Cidr) -> Option<Key> {
         if addr.is_ipv4() {

@@ -280,6 +280,11 @@ impl Ledger {
             .collect()
     }
 
+    /// How many `kernel_bans` there are, without listing them.
+    pub fn kernel_ban_count(&self) -> usize {
+        self.in_set.total()
+    }
+
     /// Bans in force (any block mode), for the service manager's status.
     pub fn active_bans(&self) -> usize {
         self.records.values().filter(|r| !r.ended).count()
@@ -527,6 +532,21 @@ impl Ledger {
         self.released.push(addr);
         self.settle_ended(addr, undone.left, now);
         Ok(())
+    }
+
+    /// The kernel set is the only action (`Actions::set_only`): bans may
+    /// be queued until the end of a burst.
+    pub fn queues_bans(&self) -> bool {
+        self.actions.set_only()
+    }
+
+    /// The kernel refused the element of a ban made from a queue
+    /// (`table::bans::BanQueue`): it is not in force, and ends now as if
+    /// lifted (a probe from it counts afresh).
+    pub fn refused(&mut self, sets: &mut dyn BanSets, addr: Cidr, now: Instant) {
+        if let Err(e) = self.lift(sets, addr, now) {
+            log_error!("attackalert: ERROR: undoing the refused ban of {addr}: {e}");
+        }
     }
 
     /// Bans given up for stronger evidence since start.
