@@ -393,7 +393,10 @@ impl Ledger {
                 return BanResult::Failed { set_error: Some(e) };
             }
         }
-        self.intend(entry(self.actions.undoable_in(mode)));
+        let undoable = self.actions.undoable_in(mode);
+        if undoable.needs_undo() {
+            self.intend(entry(undoable));
+        }
         let out = self.actions.ban(sets, &target, mode, &already, now);
         if out.applied.is_empty() || out.set_error.is_some() {
             return BanResult::Failed {
