@@ -165,18 +165,19 @@ pub fn log_args(level: Level, args: std::fmt::Arguments<'_>) {
 /// (a panic's unwinding ends it).
 #[must_use = "a burst ends, and writes its lines, when it is dropped"]
 pub struct Burst {
+    /// It counts in this thread's depth (not when the buffer was busy).
+    counted: bool,
     /// Not Send: a burst ends on the thread it began on.
     _here: std::marker::PhantomData<*const ()>,
 }
 
 impl Burst {
     pub fn start() -> Burst {
-        let _ = PENDING.try_with(|p| {
-            if let Ok(mut p) = p.try_borrow_mut() {
-                p.depth += 1;
-            }
-        });
+        let counted = PENDING
+            .try_with(|p| p.try_borrow_mut().map(|mut p| p.depth += 1).is_ok())
+            .unwrap_or(false);
         Burst {
+            counted,
             _here: std::marker::PhantomData,
         }
     }
@@ -187,6 +188,9 @@ impl Burst {
 
 impl Drop for Burst {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         let _ = PENDING.try_with(|p| {
             if let Ok(mut p) = p.try_borrow_mut() {
                 p.depth = p.depth.saturating_sub(1);
@@ -346,6 +350,15 @@ fn send_all(sock: &UnixDatagram, msgs: &[&[u8]], failed: &mut dyn FnMut(usize)) 
                 failed(i);
                 i += 1;
             }
+        }
+    }
+}
+
+impl Drop for Pending {
+    /// A thread that ends with lines held (its burst leaked) writes them.
+    fn drop(&mut self) {
+        if !self.stderr.is_empty() || !self.meta.is_empty() {
+            self.flush(&mut Real, Route::now());
         }
     }
 }
@@ -950,10 +963,9 @@ mod burst_tests {
     }
 
     fn burst() -> Pending {
-        Pending {
-            depth: 1,
-            ..Pending::default()
-        }
+        let mut p = Pending::default();
+        p.depth = 1;
+        p
     }
 
     fn alert(i: usize) -> String {

@@ -250,6 +250,13 @@ impl Names {
     }
 }
 
+impl Drop for Names {
+    /// History lines still waiting are appended, not lost.
+    fn drop(&mut self) {
+        self.end_burst();
+    }
+}
+
 /// The text of a host line.
 pub fn render(line: HostLine, name: &str, ip: IpAddr) -> String {
     let mut addr = String::new();
