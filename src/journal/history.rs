@@ -63,10 +63,81 @@ pub fn line(
     port: u16,
     protocol: &str,
 ) -> String {
-    format!(
-        "{epoch} - {:02}/{:02}/{:04} {:02}:{:02}:{:02} Host: {name}/{ip} Port: {port} {protocol} Blocked\n",
-        t.month, t.day, t.year, t.hour, t.minute, t.second
-    )
+    let mut addr = String::new();
+    crate::logging::push_ip(&mut addr, ip);
+    let mut out = String::with_capacity(80 + name.len());
+    push_line(&mut out, epoch, t, name, &addr, port, protocol);
+    out
+}
+
+/// Appends the history line (with its newline) to `out`, `addr` being the
+/// address as text: PortSentry's
+/// `"%ld - %02d/%02d/%04d %02d:%02d:%02d Host: %s/%s Port: %d %s Blocked\n"`,
+/// made without the formatting machinery when the numbers are in range
+/// (they always are for a `LocalTime` from `local_time`).
+pub fn push_line(
+    out: &mut String,
+    epoch: i64,
+    t: &LocalTime,
+    name: &str,
+    addr: &str,
+    port: u16,
+    protocol: &str,
+) {
+    use crate::logging::push_decimal;
+    use std::fmt::Write as _;
+    // `%0Nd` of a value: the digits, zero-padded to `width` (at most 4).
+    fn padded(out: &mut String, v: i64, width: usize) {
+        match u64::try_from(v) {
+            Ok(u) if u < 10_000 => {
+                let digits = [
+                    b'0' + (u / 1000) as u8,
+                    b'0' + (u / 100 % 10) as u8,
+                    b'0' + (u / 10 % 10) as u8,
+                    b'0' + (u % 10) as u8,
+                ];
+                let len = match u {
+                    0..=9 => 1,
+                    10..=99 => 2,
+                    100..=999 => 3,
+                    _ => 4,
+                }
+                .max(width.min(4));
+                let at = 4 - len;
+                out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+            }
+            _ => {
+                let _ = write!(out, "{v:0width$}");
+            }
+        }
+    }
+    match u64::try_from(epoch) {
+        Ok(e) => push_decimal(out, e),
+        Err(_) => {
+            let _ = write!(out, "{epoch}");
+        }
+    }
+    out.push_str(" - ");
+    padded(out, t.month.into(), 2);
+    out.push('/');
+    padded(out, t.day.into(), 2);
+    out.push('/');
+    padded(out, t.year.into(), 4);
+    out.push(' ');
+    padded(out, t.hour.into(), 2);
+    out.push(':');
+    padded(out, t.minute.into(), 2);
+    out.push(':');
+    padded(out, t.second.into(), 2);
+    out.push_str(" Host: ");
+    out.push_str(name);
+    out.push('/');
+    out.push_str(addr);
+    out.push_str(" Port: ");
+    push_decimal(out, port.into());
+    out.push(' ');
+    out.push_str(protocol);
+    out.push_str(" Blocked\n");
 }
 
 /// The line for a ban at `epoch`, in this host's time zone.
@@ -99,8 +170,11 @@ pub fn utc(epoch: i64) -> LocalTime {
     }
 }
 
-/// Appends `line` to the history file with one write(2) on an O_APPEND
-/// descriptor, so concurrent writers never interleave inside a line.
+/// Appends `line` (one line or several, each with its newline) to the
+/// history file with one write(2) on an O_APPEND descriptor, so concurrent
+/// writers never interleave inside a line. The file is opened for each
+/// call (a rotated file is followed): callers give it a burst's lines at
+/// once (`service::names`).
 /// Creates the file (mode 0640) and its directory if missing. What is found
 /// in its place is judged by `files::open_private`: a symbolic link, a hard
 /// link or a file of a third user is refused (the error says which), never
@@ -185,5 +259,78 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & 0o007, 0, "{mode:o}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::*;
+
+    /// The line as `format!` made it before `push_line`.
+    fn reference(epoch: i64, t: &LocalTime, name: &str, ip: IpAddr, port: u16, p: &str) -> String {
+        format!(
+            "{epoch} - {:02}/{:02}/{:04} {:02}:{:02}:{:02} Host: {name}/{ip} Port: {port} {p} Blocked\n",
+            t.month, t.day, t.year, t.hour, t.minute, t.second
+        )
+    }
+
+    #[test]
+    fn push_line_is_the_format_byte_for_byte() {
+        let ips: [IpAddr; 3] = [
+            "192.0.2.2".parse().unwrap(),
+            "2001:db8:1::2".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+        ];
+        let times = [
+            utc(0),
+            utc(1_700_000_000),
+            utc(-1),
+            LocalTime {
+                year: 7,
+                month: 12,
+                day: 31,
+                hour: 0,
+                minute: 9,
+                second: 60,
+            },
+            LocalTime {
+                year: 12345,
+                month: 123,
+                day: 0,
+                hour: 100,
+                minute: 1000,
+                second: 10_000,
+            },
+            LocalTime {
+                year: -42,
+                month: 1,
+                day: 1,
+                hour: 1,
+                minute: 1,
+                second: 1,
+            },
+        ];
+        let mut out = String::new();
+        for epoch in [0, 5, -7, 1_700_000_000, i64::MAX, i64::MIN] {
+            for t in &times {
+                for ip in ips {
+                    for port in [0, 9, 65535] {
+                        let want = reference(epoch, t, "scanner.example", ip, port, "UDP");
+                        assert_eq!(line(epoch, t, "scanner.example", ip, port, "UDP"), want);
+                        out.clear();
+                        push_line(
+                            &mut out,
+                            epoch,
+                            t,
+                            "scanner.example",
+                            &ip.to_string(),
+                            port,
+                            "UDP",
+                        );
+                        assert_eq!(out, want);
+                    }
+                }
+            }
+        }
     }
 }
