@@ -639,10 +639,20 @@ impl Daemon {
     /// Until SIGTERM or SIGINT.
     pub fn event_loop(&mut self) -> Result<()> {
         loop {
-            let timeout = self.timeout(Instant::now());
+            // Timers (a flood's bans end together) write their lines
+            // together too, before the poll.
+            let timeout = {
+                let _burst = logging::Burst::start();
+                let t = self.timeout(Instant::now());
+                self.core.names.end_burst();
+                t
+            };
             let Some(ready) = self.poll(timeout)? else {
                 continue;
             };
+            // The lines of what this turn handles are written together when
+            // it ends, before the next poll (an early return drops it too).
+            let burst = logging::Burst::start();
             if !ready.visitors.is_empty() {
                 let banner = self.core.cfg.port_banner.clone().into_bytes();
                 for i in ready.visitors {
@@ -679,9 +689,12 @@ impl Daemon {
                 self.serve_control();
             }
             if ready.signals && self.signals() {
+                self.core.names.end_burst();
                 return Ok(());
             }
             self.report_losses();
+            self.core.names.end_burst();
+            drop(burst);
         }
     }
 
