@@ -102,7 +102,7 @@ pub struct NflogConfig {
 pub const COPY_RANGE: u16 = 1500;
 
 impl Default for NflogConfig {
-    /// Every packet at once while quiet, batches of 64 with a 10 ms flush
+    /// Every packet at once while quiet, batches of 256 with a 10 ms flush
     /// under a flood. Measured (`tests/nflog.rs`, `measure_*`: UDP over veth
     /// between two namespaces, 2 shared cores): a static kernel qthreshold of
     /// 1 delivers a lone probe in p50 0.08 ms / p99 0.16 ms, a static 64 with
@@ -112,12 +112,17 @@ impl Default for NflogConfig {
     /// softirq) slows the sender to ~110k/s against ~150k/s. No static
     /// setting gives both; switching by rate gives p99 0.14 ms for a lone
     /// probe and 0.32 µs per packet under the flood, and the first probe after
-    /// a flood waits one flush timeout (~9 ms).
+    /// a flood waits one flush timeout (~9 ms). Batches of 256 rather than
+    /// 64 once the per-probe work got cheaper (issue 19): the wakeup per
+    /// batch (poll, schedule) was 13% of the daemon's CPU in the no-ban
+    /// flood; `benches/compare --quick --only flood-nobans`, two runs each
+    /// in one session: 500k and 453k probes per CPU-second at 64, 553k and
+    /// 590k at 256. The nlbufsiz is then its maximum, 128 KiB.
     fn default() -> NflogConfig {
         NflogConfig {
             group: 7531,
             copy_range: COPY_RANGE,
-            qthreshold: 64,
+            qthreshold: 256,
             flush_timeout_cs: 1,
             rcvbuf: 32 << 20,
         }
