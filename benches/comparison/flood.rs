@@ -38,7 +38,7 @@ impl FloodResult {
     }
     fn describe(&self, who: &str) -> String {
         format!(
-            "{who}: sent {} in {:.2} s by {} senders (offered {:.0}/s), arrived {}, handled {} in {:.2} s ({:.0}/s), lost {}, CPU {:.3} s, {}",
+            "{who}: sent {} in {:.2} s by {} senders (offered {:.0}/s), arrived {}, handled {} in {:.2} s ({:.0}/s), lost {}, CPU {:.3} s ({:.0}% of one core over that time), {}",
             self.sent.sent,
             self.sent.time.as_secs_f64(),
             self.sent.senders,
@@ -49,6 +49,7 @@ impl FloodResult {
             self.rate(),
             self.lost(),
             self.cpu.as_secs_f64(),
+            100.0 * self.cpu.as_secs_f64() / self.busy.as_secs_f64().max(1e-9),
             self.extra
         )
     }

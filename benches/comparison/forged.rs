@@ -127,21 +127,17 @@ pub fn row_forged_scan(a: &Args, t: &mut Report) {
             continue;
         };
         let base = nft.get(1).and_then(|b| b.as_ref());
-        match (ours.0, ps.0) {
-            (Some(n), Some(o)) => t.row(
-                &what,
-                n.as_secs_f64(),
-                base.and_then(|b| Some(b.0.0?.as_secs_f64())),
-                Some(o.as_secs_f64()),
-                "s",
-                Better::Lower,
-            ),
-            _ => t.text(
-                &what,
-                &show(ours, 20),
-                base.map(|b| show(&b.0, 20)).as_deref(),
-                &show(&ps, 30),
-            ),
+        let secs = |r: &ScanRun| r.0.map(|d| d.as_secs_f64());
+        match (secs(ours), secs(&ps)) {
+            (Some(n), Some(o)) => t.ps.both(&what, n, o, "s", Better::Lower),
+            _ => t.ps.text(&what, &show(ours, 20), &show(&ps, 30), "—"),
+        }
+        if let Some(b) = &mut t.base {
+            match (secs(ours), base.map(|b| secs(&b.0))) {
+                (Some(n), Some(Some(o))) => b.both(&what, n, o, "s", Better::Lower),
+                (_, Some(_)) => b.text(&what, &show(ours, 20), &show(&base.unwrap().0, 20), "—"),
+                (_, None) => b.text(&what, &show(ours, 20), "not measured", "—"),
+            }
         }
         for (bin, r) in a.bins().iter().zip(nft) {
             if let Some((r, bans)) = r {

@@ -213,7 +213,8 @@ pub fn row_latency(a: &Args, t: &mut Report) {
          (closed loop, 1 ms pause), {n} probes. nftsentry (stealth, scan_trigger 0): from sendto() \
          in the attacker to the kernel's NEWSETELEM event for the source. PortSentry -stcp \
          (SCAN_TRIGGER 0, Debian's KILL_ROUTE `route add -host $TARGET$ reject`): to the \
-         RTM_NEWROUTE event. Under bulk: the same in a fresh pair while one TCP connection from \
+         RTM_NEWROUTE event. Idle: nothing else crosses the namespaces (the machine's load \
+         average is in the header). Under bulk: the same in a fresh pair while one TCP connection from \
          the attacker writes 128 KiB at a time to a listener on 192.0.2.1:80 (started 0.5 s \
          before the first probe, stopped after the last; PortSentry not measured). Each probe's \
          index and send time (since the first probe) are kept: {}.",
