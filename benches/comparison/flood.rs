@@ -38,7 +38,7 @@ impl FloodResult {
     }
     fn describe(&self, who: &str) -> String {
         format!(
-            "{who}: sent {} in {:.2} s by {} senders (offered {:.0}/s), arrived {}, handled {} in {:.2} s ({:.0}/s), lost {}, CPU {:.3} s ({:.0}% of one core over that time), {}",
+            "{who}: sent {} in {:.2} s by {} sender threads (offered {:.0}/s), arrived {}, handled {} in {:.2} s ({:.0}/s), lost {}, CPU {:.3} s ({:.0}% of one core over that time), {}",
             self.sent.sent,
             self.sent.time.as_secs_f64(),
             self.sent.senders,
@@ -241,7 +241,7 @@ pub fn row_flood_bans(a: &Args, t: &mut Report) {
     flood_rows(t, "flood, ban every source", &nft, &ps);
     t.note(format!(
         "Flood with bans: {} SYNs from distinct spoofed sources (198.18.0.0/15), sent by {} \
-         threads in the attacker, each with its own raw socket, in sendmmsg(2) batches of \
+         thread(s) in the attacker, each with its own raw socket, in sendmmsg(2) batches of \
          prebuilt packets, as fast as they go (at most {} s); scan_trigger/SCAN_TRIGGER 0 so \
          every probe is a ban. Offered = packets sent over the send time; handled = alert lines \
          (nftsentry), history lines (PortSentry), over the wall time from the first packet \
@@ -278,8 +278,8 @@ pub fn row_flood_nobans(a: &Args, t: &mut Report) -> Option<(f64, Option<f64>, f
         Better::Higher,
     );
     t.note(format!(
-        "Flood without bans: {} SYNs cycling over {SPOOF_COUNT} spoofed sources, {} senders as \
-         above (at most {} s), trigger {NO_TRIGGER} (PortSentry's most: above its 50-host state \
+        "Flood without bans: {} SYNs cycling over {SPOOF_COUNT} spoofed sources, {} sender \
+         threads as above (at most {} s), trigger {NO_TRIGGER} (PortSentry's most: above its 50-host state \
          table it blocks at once) so nothing is banned: the per-probe read/decode/track cost. \
          nftsentry handled = alert lines (each probe is logged); PortSentry handled = arrived \
          minus its raw socket's drops (it logs nothing below the trigger). {}.",
