@@ -128,11 +128,26 @@ fn table_present(ns: &Netns) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `bin` in `ns`, under NFTSENTRY_BENCH_WRAP when set (e.g. "valgrind
+/// --tool=callgrind --callgrind-out-file=/tmp/cg.%p", or "perf record -e
+/// cpu-clock --call-graph dwarf -o /tmp/restore.perf.data" for a restore;
+/// the figures of a row then are the wrapper's: CPU and RSS of perf).
+pub fn daemon_cmd(ns: &Netns, bin: &Bin) -> Command {
+    match std::env::var("NFTSENTRY_BENCH_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut c = ns.cmd(words.next().unwrap());
+            c.args(words).arg(&bin.path);
+            c
+        }
+        _ => ns.cmd(&bin.path),
+    }
+}
+
 /// Starts `bin run` in the victim with `config` (after its own state,
 /// history and control socket lines) and waits until its table is in;
 /// the error says why not (a baseline may refuse a newer config key).
-/// With NFTSENTRY_BENCH_WRAP set (e.g. "valgrind --tool=callgrind
-/// --callgrind-out-file=/tmp/cg.%p") it runs under that command.
+/// Under NFTSENTRY_BENCH_WRAP when set (`daemon_cmd`).
 pub fn start_nftsentry(p: &mut Pair, config: &str, bin: &Bin) -> Result<Nftsentry, String> {
     let dir = TempDir::new("cmp-nft");
     let cfg = dir.file(
@@ -140,15 +155,7 @@ pub fn start_nftsentry(p: &mut Pair, config: &str, bin: &Bin) -> Result<Nftsentr
         &format!("{}{config}", private_files(&dir.path)),
     );
     let log = dir.path.join("log");
-    let mut c = match std::env::var("NFTSENTRY_BENCH_WRAP") {
-        Ok(wrap) if !wrap.trim().is_empty() => {
-            let mut words = wrap.split_whitespace();
-            let mut c = p.victim.cmd(words.next().unwrap());
-            c.args(words).arg(&bin.path);
-            c
-        }
-        _ => p.victim.cmd(&bin.path),
-    };
+    let mut c = daemon_cmd(&p.victim, bin);
     c.arg("-c")
         .arg(&cfg)
         .arg("run")

@@ -76,7 +76,7 @@ fn restore(bin: &Bin, state: &Path, want: u32, extra_cfg: &str) -> Option<(Durat
     std::fs::copy(state, dir.path.join("state")).unwrap();
     let log = dir.path.join("log");
     let start = Instant::now();
-    let mut c = p.victim.cmd(&bin.path);
+    let mut c = daemon_cmd(&p.victim, bin);
     c.arg("-c")
         .arg(&cfg)
         .arg("run")
@@ -237,7 +237,7 @@ fn restart(bin: &Bin, bans: u32) -> Option<Duration> {
     .unwrap();
     let log = dir.path.join("log");
     let start = Instant::now();
-    let mut c = p.victim.cmd(&bin.path);
+    let mut c = daemon_cmd(&p.victim, bin);
     c.arg("-c")
         .arg(&cfg)
         .arg("run")
