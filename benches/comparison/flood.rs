@@ -73,10 +73,12 @@ fn flood_nftsentry(
     let rss0 = rss_mib(&d.pid.to_string());
     let perf = Perf::attach(d.pid, profile);
     let cpu0 = cpu_of(d.pid);
+    let main0 = main_thread_cpu(d.pid);
     let t0 = Instant::now();
     let sent = flood(&p, &ring, n, FLOOD_LIMIT, a.senders);
     let done = wait_idle(d.pid, Duration::from_secs(60));
     let cpu = cpu_of(d.pid) - cpu0;
+    let main = main_thread_cpu(d.pid) - main0;
     if let Some(perf) = perf {
         perf.finish();
     }
@@ -95,7 +97,10 @@ fn flood_nftsentry(
         busy: done.saturating_duration_since(t0),
         cpu,
         rss_mib: rss_mib(&d.pid.to_string()),
-        extra: format!("{bans} bans in blocked4, RSS {rss0:.1} MiB before the flood{lost_line}"),
+        extra: format!(
+            "{bans} bans in blocked4, main thread's CPU {:.3} s of it, RSS {rss0:.1} MiB before the flood{lost_line}",
+            main.as_secs_f64()
+        ),
     })
 }
 
@@ -246,7 +251,7 @@ pub fn row_flood_bans(a: &Args, t: &mut Report) {
          every probe is a ban. Offered = packets sent over the send time; handled = alert lines \
          (nftsentry), history lines (PortSentry), over the wall time from the first packet \
          until the daemon has been idle 0.5 s; lost = arrived (counted at prerouting) minus \
-         handled. CPU includes PortSentry's KILL_ROUTE children. {}.",
+         handled. CPU: every thread of the daemon (the notes give the main thread's share) and PortSentry's KILL_ROUTE children. {}.",
         a.flood_bans,
         a.senders,
         FLOOD_LIMIT.as_secs(),

@@ -40,23 +40,49 @@ fn clk_tck() -> f64 {
         .unwrap_or(100) as f64
 }
 
-/// CPU time of `pid` itself (schedstat, ns) plus its reaped children
-/// (cutime + cstime: PortSentry's KILL_ROUTE commands run as children).
+/// CPU time of process `pid`, every thread of it, plus its reaped
+/// children (cutime + cstime: PortSentry's KILL_ROUTE commands run as
+/// children). /proc/PID/schedstat counts the main thread alone, so the
+/// threads' schedstat (ns) are summed; /proc/PID/stat's utime + stime (in
+/// clock ticks) also hold threads that have ended, so the larger of the
+/// two counts.
 pub fn cpu_of(pid: u32) -> Duration {
-    let own = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0);
+    let threads: u64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| {
+            std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the ")" that ends the command name; cutime, cstime are
-    // fields 16 and 17 of the whole line.
+    // Fields after the ")" that ends the command name; utime, stime,
+    // cutime, cstime are fields 14 to 17 of the whole line.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [13usize, 14]
-        .iter()
-        .filter_map(|&i| f.get(i)?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(own) + Duration::from_secs_f64(ticks as f64 / clk_tck())
+    let ticks = |i: &[usize]| -> Duration {
+        let n: u64 = i
+            .iter()
+            .filter_map(|&i| f.get(i)?.parse::<u64>().ok())
+            .sum();
+        Duration::from_secs_f64(n as f64 / clk_tck())
+    };
+    Duration::from_nanos(threads).max(ticks(&[11, 12])) + ticks(&[13, 14])
+}
+
+/// CPU time of the main thread of `pid` alone (how this benchmark counted
+/// before it summed the threads), for the notes.
+pub fn main_thread_cpu(pid: u32) -> Duration {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .unwrap_or_default()
 }
 
 /// Resident set size of `pid` ("self" for this process) in MiB.
