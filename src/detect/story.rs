@@ -134,7 +134,7 @@ impl Generation {
     fn new() -> Generation {
         Generation {
             slots: Vec::new(),
-            index: Index::default(),
+            index: Index::new(GENERATION),
             seed: Seed::random(),
         }
     }

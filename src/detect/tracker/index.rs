@@ -1,13 +1,16 @@
 //! index: the open-addressing table that finds an entry of a vector by
 //! its key, shared by the tracker and the stories of `why`.
 //!
-//! Each slot is a `u32`: the entry's index in its vector (low 24 bits) and
-//! its distance from its home slot (high 8 bits), or `EMPTY`. Robin Hood
-//! linear probing: an insert takes the slot of an entry nearer its home,
-//! so a lookup compares keys only for entries of the same home (the slot's
-//! distance equals the probe's) and stops at the first entry nearer its
-//! home than the probe is; deletion shifts the cluster back by the stored
-//! distances, touching no entry. The slot count is any number (no power of
+//! Each slot is a `u32`: its distance from its home slot (high 8 bits),
+//! and below, the entry's index in its vector (as many bits as the most
+//! entries need, at least 16) under a tag of the hash in the bits left (8
+//! for at most 65,536 entries, 7 for 100,000, none for over 8 million), or
+//! `EMPTY`. Robin Hood linear probing: an insert takes the slot of an entry
+//! nearer its home, so a lookup compares keys only for entries of the same
+//! home (the slot's distance equals the probe's) and tag, and stops at the
+//! first entry nearer its home than the probe is: a source not held costs
+//! no entry read, nearly always. Deletion shifts the cluster back by the
+//! stored distances, touching no entry. The slot count is any number (no power of
 //! two): the home of a hash is `hash * slots >> 64`, so a table sized for
 //! load 4/5 wastes nothing to rounding.
 //!
@@ -20,12 +23,12 @@
 
 use std::hash::{BuildHasher, RandomState};
 
-/// An empty slot.
+/// An empty slot (its distance, 255, is more than any entry's).
 const EMPTY: u32 = u32::MAX;
-/// The entry-index bits of a slot.
-const INDEX: u32 = (1 << 24) - 1;
-/// The largest index a slot holds (below `INDEX`, so no slot is `EMPTY`).
-pub const MAX_ENTRIES: usize = INDEX as usize - 1;
+/// The tag and index bits of a slot.
+const PAYLOAD: u32 = (1 << 24) - 1;
+/// The most entries an index can find.
+pub const MAX_ENTRIES: usize = 1 << 24;
 /// The largest distance from home an entry may have.
 const MAX_DIST: u32 = 254;
 
@@ -62,17 +65,38 @@ impl Seed {
 pub struct Overflow;
 
 /// The slots. The owner keeps the entries and hands in their hashes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Index {
     slots: Vec<u32>,
+    /// The entry-index bits of a slot.
+    index_mask: u32,
+    /// The tag bits of a slot (above the index).
+    tag_mask: u32,
 }
 
 #[inline]
-fn pack(i: u32, dist: u32) -> u32 {
-    (dist << 24) | i
+fn pack(payload: u32, dist: u32) -> u32 {
+    (dist << 24) | payload
 }
 
 impl Index {
+    /// An index (with no slots yet) for at most `max_entries` entries.
+    pub fn new(max_entries: usize) -> Index {
+        let bits = (usize::BITS - max_entries.saturating_sub(1).leading_zeros()).clamp(16, 24);
+        let index_mask = ((1u64 << bits) - 1) as u32;
+        Index {
+            slots: Vec::new(),
+            index_mask,
+            tag_mask: PAYLOAD & !index_mask,
+        }
+    }
+
+    /// The tag of hash `h`, in place.
+    #[inline]
+    fn tag(&self, h: u64) -> u32 {
+        (h as u32) & self.tag_mask
+    }
+
     pub fn slots(&self) -> usize {
         self.slots.len()
     }
@@ -98,13 +122,14 @@ impl Index {
             return None;
         }
         let mut s = self.home(h);
+        let tag = self.tag(h);
         let mut d = 0;
         loop {
             let v = self.slots[s];
             if v == EMPTY || v >> 24 < d {
                 return None;
             }
-            if v >> 24 == d && is(v & INDEX) {
+            if v >> 24 == d && v & self.tag_mask == tag && is(v & self.index_mask) {
                 return Some(s);
             }
             d += 1;
@@ -115,21 +140,21 @@ impl Index {
     /// The entry index in `slot`.
     #[inline]
     pub fn at(&self, slot: usize) -> u32 {
-        self.slots[slot] & INDEX
+        self.slots[slot] & self.index_mask
     }
 
     /// `slot` now refers to entry `i` (the entry moved in its vector).
     #[inline]
     pub fn repoint(&mut self, slot: usize, i: u32) {
-        self.slots[slot] = (self.slots[slot] & !INDEX) | i;
+        self.slots[slot] = (self.slots[slot] & !self.index_mask) | i;
     }
 
     /// Adds entry `i` of hash `h` (not in the table; a slot is free). On
     /// `Overflow` the table is left inconsistent: rebuild it.
     pub fn insert(&mut self, h: u64, i: u32) -> Result<(), Overflow> {
-        debug_assert!(i as usize <= MAX_ENTRIES);
+        debug_assert!(i <= self.index_mask);
         let mut s = self.home(h);
-        let mut cur = i;
+        let mut cur = self.tag(h) | i;
         let mut d = 0;
         loop {
             let v = self.slots[s];
@@ -139,7 +164,7 @@ impl Index {
             }
             if v >> 24 < d {
                 self.slots[s] = pack(cur, d);
-                cur = v & INDEX;
+                cur = v & PAYLOAD;
                 d = v >> 24;
             }
             d += 1;
@@ -185,7 +210,7 @@ mod tests {
     fn robin_hood_agrees_with_a_map() {
         let seed = Seed::random();
         let mut keys: Vec<u64> = Vec::new();
-        let mut ix = Index::default();
+        let mut ix = Index::new(1000);
         ix.reset(slots_for(1000));
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut live = std::collections::HashMap::new();
@@ -232,7 +257,7 @@ mod tests {
 
     #[test]
     fn overflow_is_reported_not_looped() {
-        let mut ix = Index::default();
+        let mut ix = Index::new(1000);
         ix.reset(1000);
         let mut r = Ok(());
         for i in 0..300 {
@@ -242,6 +267,30 @@ mod tests {
             }
         }
         assert!(r.is_err(), "256 entries of one home cannot all be near it");
+    }
+
+    /// The index bits cover the most entries, at least 16; the tag takes
+    /// what is left of 24.
+    #[test]
+    fn index_and_tag_bits() {
+        for (n, mask) in [
+            (1, 0xffff),
+            (65_536, 0xffff),
+            (65_537, 0x1_ffff),
+            (100_000, 0x1_ffff),
+            (1 << 24, 0xff_ffff),
+        ] {
+            let ix = Index::new(n);
+            assert_eq!((ix.index_mask, ix.tag_mask), (mask, PAYLOAD & !mask), "{n}");
+        }
+        // All 2^24 indexes are usable: none makes a slot EMPTY.
+        let mut ix = Index::new(MAX_ENTRIES);
+        ix.reset(4);
+        ix.insert(u64::MAX, MAX_ENTRIES as u32 - 1).unwrap();
+        assert_eq!(
+            ix.find(u64::MAX, |_| true).map(|s| ix.at(s)),
+            Some(MAX_ENTRIES as u32 - 1)
+        );
     }
 
     #[test]

@@ -234,10 +234,10 @@ struct Table<K> {
 }
 
 impl<K: Key> Table<K> {
-    fn new() -> Table<K> {
+    fn new(capacity: usize) -> Table<K> {
         Table {
             entries: Vec::new(),
-            index: Index::default(),
+            index: Index::new(capacity),
             seed: Seed::random(),
         }
     }
@@ -370,19 +370,20 @@ fn shift_for(window_ms: u64) -> u32 {
 }
 
 impl Tracker {
-    /// `capacity` sources at most (at least 1, at most 16,777,214);
+    /// `capacity` sources at most (at least 1, at most 16,777,216);
     /// `scan_trigger` as PortSentry's SCAN_TRIGGER; probes counted within
     /// `window` of the first counted one.
     pub fn new(capacity: usize, scan_trigger: u32, window: Duration) -> Tracker {
+        let capacity = capacity.clamp(1, index::MAX_ENTRIES);
         let mut t = Tracker {
-            v4: Table::new(),
-            prefix6: Table::new(),
-            v6: Table::new(),
+            v4: Table::new(capacity),
+            prefix6: Table::new(capacity),
+            v6: Table::new(capacity),
             list: List {
                 head: NIL,
                 tail: NIL,
             },
-            capacity: capacity.clamp(1, index::MAX_ENTRIES),
+            capacity,
             needed: 1,
             window_ms: 0,
             shift: 0,
