@@ -7,11 +7,27 @@
 //!   messages (Batch::add_elements) and serialised to the bytes one sendmsg
 //!   would carry.
 //!
-//! `cargo bench --bench micro` (no root needed). The end-to-end figures are
-//! in benches/compare.rs.
+//! - `detector_131070_sources`: Detector::on_packet_from (decode, ignore
+//!   list, classify, ledger question, tracker, story, verdict) of SYNs from
+//!   131,070 sources in turn, as the no-ban flood of benches/compare sends
+//!   them (ns per probe): with the default max_tracked_sources (100,000,
+//!   so every probe is a new source that evicts the least recently seen)
+//!   and with 1,000,000 (every probe a tracked source); criterion's wall
+//!   time, then the thread's CPU time over 2,000,000 probes;
+//! - `detector_memory`: the heap the detection state takes for 1,000,000
+//!   IPv4 sources and for 1,000,000 IPv6 sources (distinct /64s), counted
+//!   by this binary's allocator (live bytes after minus before), printed
+//!   as bytes per source, beside `Detector::heap_bytes` (the same computed
+//!   from capacities); not a timing.
+//!
+//! `cargo bench --bench micro` (no root needed); one group:
+//! `cargo bench --bench micro -- detector`. The end-to-end figures are in
+//! benches/compare.rs.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -20,9 +36,12 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage};
 
+use nftsentry::cidr::Cidr;
+use nftsentry::config::{Config, Proto};
 use nftsentry::detect::packet::decode;
-use nftsentry::detect::{Tracker, classify};
+use nftsentry::detect::{BanInForce, Bans, Detector, Tracker, Verdict, classify};
 use nftsentry::kernel::nft::{Batch, Element, FAMILY};
+use nix::time::{ClockId, clock_gettime};
 
 /// An IPv4 TCP SYN (no options) from `src` to 192.0.2.1 port 1, as the
 /// kernel logs it: network header on, cut at the copy range.
@@ -236,5 +255,166 @@ fn bench_encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_detect, bench_encode);
+/// Counts live heap bytes while `COUNTING` is on (one relaxed load per
+/// allocation otherwise), for `detector_memory`.
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        }
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// A ledger with no bans.
+struct NoBans;
+
+impl Bans for NoBans {
+    fn ban_on(&self, _: Cidr, _: Proto, _: Instant) -> Option<BanInForce> {
+        None
+    }
+}
+
+fn detector(max_tracked: usize, trigger: u32) -> Detector {
+    let cfg = Config {
+        max_tracked_sources: max_tracked,
+        scan_trigger: trigger,
+        ..Config::default()
+    };
+    Detector::new(&cfg, Vec::new())
+}
+
+/// An IPv6 TCP SYN from `src` to 2001:db8:1::1 port 1.
+fn syn6(src: Ipv6Addr) -> Vec<u8> {
+    let mut p = vec![0u8; 60];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&20u16.to_be_bytes());
+    p[6] = 6;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&"2001:db8:1::1".parse::<Ipv6Addr>().unwrap().octets());
+    p[40..42].copy_from_slice(&40000u16.to_be_bytes());
+    p[42..44].copy_from_slice(&1u16.to_be_bytes());
+    p[52] = 5 << 4;
+    p[53] = 0x02;
+    p
+}
+
+/// The no-ban flood's sources: 198.18.0.1 onwards, 131,070 of them.
+const FLOOD_SOURCES: u32 = 131_070;
+
+fn bench_detector(c: &mut Criterion) {
+    let mut g = c.benchmark_group("detector_131070_sources");
+    g.throughput(Throughput::Elements(1));
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    g.sample_size(30);
+    for (name, max) in [
+        ("on_packet_from_100k_tracked_evicting", 100_000),
+        ("on_packet_from_1M_tracked", 1_000_000),
+    ] {
+        // The flood's trigger: 50, never reached at 7-8 probes a source.
+        let mut d = detector(max, 1_000_000);
+        let now = Instant::now();
+        let mut pkt = syn4(Ipv4Addr::new(198, 18, 0, 1));
+        let mut i = 0u32;
+        let mut step = |d: &mut Detector, pkt: &mut Vec<u8>| {
+            i = if i + 1 == FLOOD_SOURCES { 0 } else { i + 1 };
+            pkt[12..16].copy_from_slice(&(0xC612_0001u32 + i).to_be_bytes());
+            let v = d.on_packet_from(black_box(pkt), false, now, &NoBans);
+            debug_assert!(matches!(v, Verdict::Probe { .. }));
+            v
+        };
+        // One round first: the sources are known (or evicting) from the
+        // first sample on.
+        for _ in 0..FLOOD_SOURCES {
+            step(&mut d, &mut pkt);
+        }
+        g.bench_function(name, |b| b.iter(|| step(&mut d, &mut pkt)));
+        // The same in this thread's CPU time (criterion's figure is wall
+        // time, which a loaded machine inflates).
+        const N: u32 = 2_000_000;
+        let cpu = || {
+            let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
+            t.tv_sec() as f64 * 1e9 + t.tv_nsec() as f64
+        };
+        let start = cpu();
+        for _ in 0..N {
+            black_box(step(&mut d, &mut pkt));
+        }
+        eprintln!(
+            "detector_131070_sources/{name}: {:.0} ns of thread CPU time per probe over {N} probes",
+            (cpu() - start) / f64::from(N)
+        );
+    }
+    g.finish();
+}
+
+fn bench_detector_memory(_: &mut Criterion) {
+    const N: u32 = 1_000_000;
+    let now = Instant::now();
+    for family in ["IPv4", "IPv6"] {
+        LIVE.store(0, Ordering::Relaxed);
+        COUNTING.store(true, Ordering::Relaxed);
+        let mut d = detector(N as usize, 1_000_000);
+        let mut p4 = syn4(Ipv4Addr::new(198, 18, 0, 1));
+        let mut p6 = syn6("2001:db8::".parse().unwrap());
+        for i in 0..N {
+            let v = if family == "IPv4" {
+                p4[12..16].copy_from_slice(&(0xC612_0000u32 + i).to_be_bytes());
+                d.on_packet_from(&p4, false, now, &NoBans)
+            } else {
+                // 2001:db8:0:i::1: one /64 each (ban_prefix6 = 64).
+                p6[8 + 4..8 + 8].copy_from_slice(&i.to_be_bytes());
+                p6[23] = 1;
+                d.on_packet_from(&p6, false, now, &NoBans)
+            };
+            assert!(matches!(v, Verdict::Probe { .. }));
+        }
+        COUNTING.store(false, Ordering::Relaxed);
+        assert_eq!(d.tracked(), N as usize);
+        let live = LIVE.load(Ordering::Relaxed);
+        eprintln!(
+            "detector_memory: {N} {family} sources tracked, {} sources with a story: {live} heap bytes = {:.1} MiB, {:.1} bytes per source",
+            d.stories(),
+            live as f64 / (1 << 20) as f64,
+            live as f64 / f64::from(N)
+        );
+        eprintln!(
+            "detector_memory: Detector::heap_bytes (from capacities) {} = {:.1} bytes per source",
+            d.heap_bytes(),
+            d.heap_bytes() as f64 / f64::from(N)
+        );
+        drop(d);
+    }
+}
+
+criterion_group!(
+    benches,
+    bench_decode,
+    bench_detect,
+    bench_encode,
+    bench_detector,
+    bench_detector_memory
+);
 criterion_main!(benches);

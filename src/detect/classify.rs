@@ -60,6 +60,23 @@ impl ScanType {
 
     /// The scan type of a `key` (TcpUnknown with no flags); `None` for a
     /// key that names no scan ("manual", "adopted").
+    /// The scan type of `index` (as `index` gives), a TcpUnknown with
+    /// `flags`: `story` keeps a note in a byte and the flags.
+    pub(crate) fn from_index(index: usize, flags: TcpFlags) -> Option<ScanType> {
+        Some(match index {
+            4 => ScanType::TcpUnknown(flags),
+            i => ScanType::from_key(ScanType::KEYS.get(i)?)?,
+        })
+    }
+
+    /// The raw flags a TcpUnknown carries (0 for any other).
+    pub(crate) fn flags(&self) -> TcpFlags {
+        match self {
+            ScanType::TcpUnknown(f) => *f,
+            _ => TcpFlags(0),
+        }
+    }
+
     pub fn from_key(key: &str) -> Option<ScanType> {
         Some(match key {
             "syn" => ScanType::TcpSynNormal,

@@ -20,7 +20,8 @@ pub use classify::{ScanType, alert_line, already_blocked_line, classify, ip_opti
 pub use evidence::{Evidence, Strength};
 pub use ignore::{IgnoreList, Ignored, networks, why};
 pub use pipeline::{
-    Act, BanInForce, Bans, Counts, Detector, HostLine, IN_FLIGHT, Verdict, mode_name, mode_of_key,
+    Act, BanInForce, Bans, Counts, Detector, HostLine, HostLines, IN_FLIGHT, Verdict, mode_name,
+    mode_of_key,
 };
 pub use storm::StormState;
 pub use tracker::{Outcome, Progress, Tracker};

@@ -207,7 +207,7 @@ impl Daemon {
             w.reason = format!("dropped by {d}, not by a ban of this host");
             return w;
         }
-        let story = core.detector.story(&addr).cloned();
+        let story = core.detector.story(&addr);
         if let Some(s) = &story {
             w.probes = probes(&s.notes, now);
         }

@@ -66,10 +66,15 @@ fn key_line(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// Per tracked source, at most: the largest tracker entry and its index
+/// slots (5 bytes at load 4/5) with slack.
+const TRACKED_BYTES: u64 = crate::detect::Tracker::ENTRY_BYTES as u64 + 8;
+
 /// The memory a config can make the daemon take, at most.
 pub fn memory_bound(cfg: &Config) -> u64 {
-    let tracker = crate::detect::Tracker::ENTRY_BYTES as u64 + 8;
-    BASE_BYTES + cfg.max_tracked_sources as u64 * tracker + 2 * u64::from(cfg.set_size) * BAN_BYTES
+    BASE_BYTES
+        + cfg.max_tracked_sources as u64 * TRACKED_BYTES
+        + 2 * u64::from(cfg.set_size) * BAN_BYTES
 }
 
 /// `check`'s judgement of the config's files under the installed unit (or
@@ -191,9 +196,10 @@ fn warnings(cfg: &Config, service: &Service) -> Vec<String> {
         let bound = memory_bound(cfg);
         if bound > max {
             lines.push(format!(
-                "warning: this config can take up to {} MiB (max_tracked_sources {} at 48 bytes, 2 x set_size {} bans at about 1 KiB), more than MemoryMax={} MiB of {UNIT}: raise it with a drop-in (systemctl edit nftsentry)",
+                "warning: this config can take up to {} MiB (max_tracked_sources {} at {} bytes, 2 x set_size {} bans at about 1 KiB), more than MemoryMax={} MiB of {UNIT}: raise it with a drop-in (systemctl edit nftsentry)",
                 bound >> 20,
                 cfg.max_tracked_sources,
+                TRACKED_BYTES,
                 cfg.set_size,
                 max >> 20
             ));

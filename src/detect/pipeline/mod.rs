@@ -57,6 +57,91 @@ pub enum HostLine {
     AlreadyBlocked,
 }
 
+/// The lines of one probe, in order, held in place (a probe allocates
+/// nothing): at most two, the IP options line and the alert, or the
+/// "already blocked" line. `for l in lines` and `for l in &lines` walk
+/// them; it derefs to a slice.
+#[derive(Clone, Copy)]
+pub struct HostLines {
+    lines: [HostLine; HostLines::MAX],
+    len: u8,
+}
+
+impl HostLines {
+    pub const MAX: usize = 2;
+
+    pub const fn new() -> HostLines {
+        HostLines {
+            lines: [HostLine::AlreadyBlocked; HostLines::MAX],
+            len: 0,
+        }
+    }
+
+    /// Adds `line` (at most `MAX`: more is a bug, and panics).
+    pub fn push(&mut self, line: HostLine) {
+        self.lines[usize::from(self.len)] = line;
+        self.len += 1;
+    }
+
+    pub fn as_slice(&self) -> &[HostLine] {
+        &self.lines[..usize::from(self.len)]
+    }
+}
+
+impl Default for HostLines {
+    fn default() -> HostLines {
+        HostLines::new()
+    }
+}
+
+impl std::ops::Deref for HostLines {
+    type Target = [HostLine];
+    fn deref(&self) -> &[HostLine] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for HostLines {
+    fn eq(&self, other: &HostLines) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for HostLines {}
+
+impl std::fmt::Debug for HostLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl IntoIterator for HostLines {
+    type Item = HostLine;
+    type IntoIter = std::iter::Take<std::array::IntoIter<HostLine, { HostLines::MAX }>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.lines.into_iter().take(usize::from(self.len))
+    }
+}
+
+impl<'a> IntoIterator for &'a HostLines {
+    type Item = &'a HostLine;
+    type IntoIter = std::slice::Iter<'a, HostLine>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+#[cfg(test)]
+impl From<Vec<HostLine>> for HostLines {
+    fn from(v: Vec<HostLine>) -> HostLines {
+        let mut l = HostLines::new();
+        for x in v {
+            l.push(x);
+        }
+        l
+    }
+}
+
 /// What a probe means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -68,7 +153,7 @@ pub enum Verdict {
     /// A probe: its lines (in order), then what to do.
     Probe {
         src: IpAddr,
-        lines: Vec<HostLine>,
+        lines: HostLines,
         act: Act,
     },
 }
@@ -355,7 +440,7 @@ impl Detector {
 
     /// The last probes and decision about `addr` (about what it is
     /// counted as, `net_of`), if remembered.
-    pub fn story(&self, addr: &IpAddr) -> Option<&super::story::Story> {
+    pub fn story(&self, addr: &IpAddr) -> Option<super::story::Story> {
         self.stories.get(&Self::key(&self.net_of(*addr)))
     }
 
@@ -368,6 +453,15 @@ impl Detector {
     /// Sources with a story (`why`), for the memory figure.
     pub fn stories(&self) -> usize {
         self.stories.len()
+    }
+
+    /// Heap bytes of the per-source state at its allocated capacity: the
+    /// tracker (`Tracker::heap_bytes`) and the stories
+    /// (`Stories::heap_bytes`), the two that grow with a flood of sources
+    /// (the once-per-source sets of withheld, spared and late sources are
+    /// not counted: they hold only sources at the trigger).
+    pub fn heap_bytes(&self) -> usize {
+        self.tracker.heap_bytes() + self.stories.heap_bytes()
     }
 
     /// The storm guard's state, for `status`.
@@ -626,11 +720,10 @@ impl Detector {
         if let Some(ban) = bans.ban_on(net, scan.proto(), now) {
             let lost = ban.in_kernel && ban.age > IN_FLIGHT;
             if !lost && !ban.upgradable {
-                let lines = if self.late.insert(key) {
-                    vec![HostLine::AlreadyBlocked]
-                } else {
-                    Vec::new()
-                };
+                let mut lines = HostLines::new();
+                if self.late.insert(key) {
+                    lines.push(HostLine::AlreadyBlocked);
+                }
                 return Verdict::Probe {
                     src,
                     lines,
@@ -641,25 +734,17 @@ impl Detector {
             // ban so far was only a command: a trigger renews the ban.
             self.late.remove(&key);
         }
-        let mut lines = Vec::with_capacity(2);
+        let mut lines = HostLines::new();
         if ip_options {
             lines.push(HostLine::IpOptions(scan, port));
         }
         lines.push(HostLine::Alert(scan, port));
         let (outcome, ports) = self.tracker.record_port(key, port, now);
-        use super::story::{Decision, Note};
-        let note = Note {
-            at: now,
-            port,
-            scan,
-            strength: strength_of(scan, ports),
-        };
-        // By what it is counted as: a rotating IPv6 scanner has one story.
-        self.stories.note(key, note, Decision::Counted);
         let act = match outcome {
             Outcome::Counted { .. } => Act::Nothing,
             Outcome::Trigger => self.decide((src, net), scan, port, ports, live, now),
         };
+        use super::story::{Decision, Note};
         let decided = match &act {
             Act::Nothing if outcome == Outcome::Trigger => Decision::StormHeld,
             Act::Nothing => Decision::Counted,
@@ -667,7 +752,14 @@ impl Detector {
             Act::Spare { .. } => Decision::Spared,
             Act::Ban(_) => Decision::Banned,
         };
-        self.stories.decided(&key, decided);
+        let note = Note {
+            at: now,
+            port,
+            scan,
+            strength: strength_of(scan, ports),
+        };
+        // By what it is counted as: a rotating IPv6 scanner has one story.
+        self.stories.note(key, note, decided);
         Verdict::Probe { src, lines, act }
     }
 

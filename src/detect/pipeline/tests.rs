@@ -74,7 +74,7 @@ fn detector(edit: impl FnOnce(&mut Config), ignore: &[&str]) -> Detector {
 fn alert(src: &str, port: u16, act: Act) -> Verdict {
     Verdict::Probe {
         src: ip(src),
-        lines: vec![HostLine::Alert(ScanType::TcpSynNormal, port)],
+        lines: vec![HostLine::Alert(ScanType::TcpSynNormal, port)].into(),
         act,
     }
 }
@@ -151,7 +151,8 @@ fn probes_in_verdicts_out() {
                 lines: vec![
                     HostLine::IpOptions(ScanType::TcpSynNormal, 1),
                     HostLine::Alert(ScanType::TcpSynNormal, 1),
-                ],
+                ]
+                .into(),
                 act: Act::Nothing,
             },
         ),
@@ -204,7 +205,7 @@ fn a_banned_source_is_already_blocked_once_until_its_ban_is_gone() {
     let pkt = tcp4([198, 51, 100, 7], 1, SYN, 0);
     let late = |lines: Vec<HostLine>| Verdict::Probe {
         src: ip("198.51.100.7"),
-        lines,
+        lines: lines.into(),
         act: Act::Nothing,
     };
     // Banned a second ago in the kernel: a probe that was in flight.
@@ -256,7 +257,7 @@ fn handshake_required_withholds_forgeable_probes_and_bans_connects() {
     let pkt = tcp4([198, 51, 100, 7], 1, SYN, 0);
     let withheld = |first| Verdict::Probe {
         src: ip("198.51.100.7"),
-        lines: vec![HostLine::Alert(ScanType::TcpSynNormal, 1)],
+        lines: vec![HostLine::Alert(ScanType::TcpSynNormal, 1)].into(),
         act: Act::Withhold { first },
     };
     assert_eq!(d.on_packet(&pkt, t0, &bans), withheld(true));
@@ -266,7 +267,7 @@ fn handshake_required_withholds_forgeable_probes_and_bans_connects() {
         d.on_visit(ip("198.51.100.7"), Proto::Tcp, 143, t0, &bans),
         Verdict::Probe {
             src: ip("198.51.100.7"),
-            lines: vec![HostLine::Alert(ScanType::TcpConnect, 143)],
+            lines: vec![HostLine::Alert(ScanType::TcpConnect, 143)].into(),
             act: Act::Ban(ev(
                 "198.51.100.7",
                 ScanType::TcpConnect,
@@ -360,7 +361,7 @@ fn an_ipv6_scanner_rotating_inside_its_64_is_one_source() {
         d.on_packet(&tcp6("2001:db8:5:6::99", 1, SYN), t0, &bans),
         Verdict::Probe {
             src: ip("2001:db8:5:6::99"),
-            lines: vec![HostLine::AlreadyBlocked],
+            lines: vec![HostLine::AlreadyBlocked].into(),
             act: Act::Nothing,
         }
     );
@@ -565,4 +566,137 @@ fn modes_name_the_mode_that_saw_the_probe() {
     assert_eq!(mode_of_key(&cfg, "syn"), "atcp");
     assert_eq!(mode_of_key(&cfg, "udp"), "sudp");
     assert_eq!(mode_of_key(&cfg, "manual"), "manual");
+}
+
+/// Counts this thread's allocations, for `a_probe_allocates_nothing`.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        pub static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+            unsafe { System.realloc(p, l, new) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: Counting = Counting;
+
+    pub fn count() -> u64 {
+        ALLOCATIONS.with(|c| c.get())
+    }
+}
+
+/// Once the tracker and the stories are full, a probe allocates nothing:
+/// known sources and new ones (each evicting one, and turning the
+/// stories' generations), IPv4 with IP options, IPv6, and a banned
+/// source's late probe. On 5407402 each verdict's lines were a Vec, and
+/// each new source's story another.
+#[test]
+fn a_probe_allocates_nothing() {
+    let t0 = Instant::now();
+    let bans = FakeBans::default();
+    bans.ban("198.51.100.7", 1, true, false);
+    let mut d = detector(
+        |c| {
+            c.max_tracked_sources = 1000;
+            c.scan_trigger = 1_000_000;
+        },
+        &[],
+    );
+    let mut v4 = tcp4([198, 18, 0, 0], 1, SYN, 4);
+    let mut v6 = tcp6("2001:db8:7::1", 2, SYN);
+    let late = tcp4([198, 51, 100, 7], 1, SYN, 0);
+    let mut probe = |d: &mut Detector, i: u32| {
+        let src = (0xC612_0000u32 + i % 3000).to_be_bytes();
+        v4[12..16].copy_from_slice(&src);
+        v6[8 + 4..8 + 8].copy_from_slice(&(i % 1500).to_be_bytes());
+        let a = d.on_packet(&v4, t0, &bans);
+        let b = d.on_packet(&v6, t0, &bans);
+        let c = d.on_packet(&late, t0, &bans);
+        (a, b, c)
+    };
+    // Warm: every table and both generations at their size.
+    for i in 0..20_000 {
+        probe(&mut d, i);
+    }
+    let before = counting::count();
+    for i in 0..20_000u32 {
+        let (a, b, c) = probe(&mut d, i.wrapping_mul(7919));
+        assert!(matches!(a, Verdict::Probe { lines, .. } if lines.len() == 2));
+        assert!(matches!(b, Verdict::Probe { lines, .. } if lines.len() == 1));
+        assert!(matches!(
+            c,
+            Verdict::Probe {
+                act: Act::Nothing,
+                ..
+            }
+        ));
+    }
+    assert_eq!(
+        counting::count() - before,
+        0,
+        "allocations in 60,000 probes"
+    );
+}
+
+/// `why` of a source seen before a flood: its story outlives the 65,536
+/// sources that follow it, and after twice as many it is gone while the
+/// tracker still counts it (so `why` says "counting", not "never seen").
+/// Its two ports, 79 and 111, are two (evidence "ports"): on 5407402 they
+/// were one (a bitmap modulo 32), and the evidence "forgeable".
+#[test]
+fn stories_outlive_a_flood_and_the_tracker_still_counts() {
+    use crate::detect::story::{Decision, GENERATION};
+    let t0 = Instant::now();
+    let bans = FakeBans::default();
+    let mut d = detector(
+        |c| {
+            c.max_tracked_sources = 1_000_000;
+            c.scan_trigger = 100;
+        },
+        &[],
+    );
+    let a = ip("198.51.100.9");
+    d.on_packet(&tcp4([198, 51, 100, 9], 79, SYN, 0), t0, &bans);
+    d.on_packet(&tcp4([198, 51, 100, 9], 111, SYN, 0), t0, &bans);
+    let story = d.story(&a).unwrap();
+    assert_eq!(story.last, Decision::Counted);
+    assert_eq!(
+        story
+            .notes
+            .iter()
+            .map(|n| (n.port, n.strength))
+            .collect::<Vec<_>>(),
+        [(79, Strength::Forgeable), (111, Strength::Ports)]
+    );
+    let mut pkt = tcp4([198, 18, 0, 0], 1, SYN, 0);
+    let mut flood = |d: &mut Detector, from: u32, n: u32| {
+        for i in from..from + n {
+            pkt[12..16].copy_from_slice(&(0xC612_0000u32 + i).to_be_bytes());
+            d.on_packet(&pkt, t0, &bans);
+        }
+    };
+    let g = GENERATION as u32;
+    flood(&mut d, 0, g);
+    assert_eq!(d.story(&a), Some(story));
+    flood(&mut d, g, 2 * g);
+    assert_eq!(d.story(&a), None);
+    assert!(d.stories() <= 2 * GENERATION);
+    assert_eq!(d.progress(a, t0).map(|p| p.count), Some(2));
+    assert_eq!(d.tracked(), 3 * GENERATION + 1);
 }

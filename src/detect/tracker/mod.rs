@@ -14,16 +14,32 @@
 //! source and restart the count when the first counted probe is older than
 //! `window`.
 //!
-//! Layout, for a million sources: entries live in one `Vec` (40 bytes each)
-//! and carry their least-recently-seen links as `u32` indices; a lookup goes
-//! through an open-addressing table of `u32` entry indices (linear probing,
-//! load at most 1/2, keyed SipHash so spoofed sources cannot aim collisions).
-//! Once the tracker is full nothing allocates: the victim's slot is reused.
+//! Layout, for a million sources: three tables by the kind of key, an
+//! IPv4 address (`u32`), an IPv6 prefix of at most 64 bits (what
+//! `ban_prefix6` = 64 counts by: the high half), any other IPv6 address;
+//! each an entry vector (24, 28 and 36 bytes an entry) and an `index::Index`
+//! of `u32` slots at load at most 4/5 with a fast keyed hash (Robin Hood
+//! probing; forged sources cannot aim collisions at a seed they cannot
+//! see). The least-recently-seen list runs through all three: its links
+//! name the table in their top 2 bits. Entry vectors grow by doubling up
+//! to the capacity and no further, so at a million IPv4 sources the
+//! tracker takes 29 bytes a source. Once full nothing allocates: the
+//! victim's slot is reused.
+//!
+//! Time: an entry's count began at a `u32` tick since the tracker's epoch,
+//! 1 ms, or a power of two of ms for windows over 2^30 ms (12 days; the
+//! longest window, a year, counts in 32 ms ticks). Ages are taken modulo
+//! 2^32 and so must stay below 2^32 ticks: every 2^30 ticks a sweep ends
+//! the counts whose window is over (one pass over the entries), so no live
+//! count is older than its window plus 2^30 ticks.
 //!
 //! Eviction: the least recently seen source goes first.
 
-use std::hash::{BuildHasher, RandomState};
-use std::net::IpAddr;
+mod index;
+
+pub(crate) use index::{Index, Seed, slots_for};
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// What one probe means for its source.
@@ -43,23 +59,265 @@ pub struct Progress {
     pub window_left: Duration,
 }
 
+/// No entry: the end of the list.
 const NIL: u32 = u32::MAX;
+/// A list link: the entry's table in the top 2 bits, its index below.
+const TABLE_SHIFT: u32 = 30;
+const LINK_INDEX: u32 = (1 << TABLE_SHIFT) - 1;
+
+/// Distinct ports are counted exactly up to this many; past it the count
+/// stays at this many ("this many or more"). Evidence asks only whether a
+/// source probed one port or several (`strength_of`).
+pub const PORTS_EXACT: u32 = 3;
+/// Probe counts saturate here (the top 2 bits of `Entry::count` hold the
+/// distinct ports).
+const COUNT_MAX: u32 = (1 << 30) - 1;
+/// Ticks between sweeps, and the most ticks a window spans.
+const SWEEP: u64 = 1 << 30;
 
 #[derive(Clone, Copy, Debug)]
-struct Entry {
-    /// The source as an IPv6 address (IPv4 as ::ffff:a.b.c.d), high and
-    /// low halves: a v4 source and its mapped form are one host.
-    key: [u64; 2],
-    /// Milliseconds since the tracker's epoch when the count began.
-    start_ms: u64,
-    /// Neighbours in this entry's recency list (towards head / tail).
+struct Links {
+    /// Neighbours in the recency list (towards head / tail).
     prev: u32,
     next: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry<K> {
+    links: Links,
+    key: K,
+    /// The tick at which the count began.
+    start: u32,
+    /// Probes counted (low 30 bits; 0 when a sweep ended the count: the
+    /// next probe starts one) and the distinct ports among them (top 2
+    /// bits: 1 up to `PORTS_EXACT`).
     count: u32,
-    /// The ports probed since the count began, one bit per port modulo
-    /// 32: its population is how many distinct ports (a little less when
-    /// two share a bit, never more).
-    ports: u32,
+    /// The first two distinct ports of the count.
+    ports: [u16; 2],
+}
+
+impl<K> Entry<K> {
+    fn count(&self) -> u32 {
+        self.count & COUNT_MAX
+    }
+
+    fn distinct(&self) -> u32 {
+        self.count >> 30
+    }
+
+    fn restart(&mut self, port: u16, t: u32) {
+        self.start = t;
+        self.ports = [port, 0];
+        self.count = (1 << 30) | 1;
+    }
+
+    fn add(&mut self, port: u16) {
+        let c = (self.count() + 1).min(COUNT_MAX);
+        let mut d = self.distinct();
+        if d < PORTS_EXACT && !self.ports[..(d as usize).min(2)].contains(&port) {
+            if d < 2 {
+                self.ports[d as usize] = port;
+            }
+            d += 1;
+        }
+        self.count = (d << 30) | c;
+    }
+}
+
+/// A key of one of the three tables.
+trait Key: Copy + Eq + Sized {
+    const TABLE: u32;
+    /// The key as two words to hash.
+    fn words(self) -> (u64, u64);
+    fn ip(self) -> IpAddr;
+    fn table(t: &Tracker) -> &Table<Self>;
+    fn table_mut(t: &mut Tracker) -> &mut Table<Self>;
+}
+
+/// An IPv4 address.
+impl Key for u32 {
+    const TABLE: u32 = 0;
+    fn words(self) -> (u64, u64) {
+        (u64::from(self), 0)
+    }
+    fn ip(self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(self))
+    }
+    fn table(t: &Tracker) -> &Table<u32> {
+        &t.v4
+    }
+    fn table_mut(t: &mut Tracker) -> &mut Table<u32> {
+        &mut t.v4
+    }
+}
+
+/// The high half of an IPv6 address whose low half is zero (a prefix of
+/// at most 64 bits, as `ban_prefix6` = 64 counts by).
+impl Key for [u32; 2] {
+    const TABLE: u32 = 1;
+    fn words(self) -> (u64, u64) {
+        ((u64::from(self[0]) << 32) | u64::from(self[1]), 0)
+    }
+    fn ip(self) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(u128::from(self.words().0) << 64))
+    }
+    fn table(t: &Tracker) -> &Table<[u32; 2]> {
+        &t.prefix6
+    }
+    fn table_mut(t: &mut Tracker) -> &mut Table<[u32; 2]> {
+        &mut t.prefix6
+    }
+}
+
+/// Any other IPv6 address.
+impl Key for [u32; 4] {
+    const TABLE: u32 = 2;
+    fn words(self) -> (u64, u64) {
+        (
+            (u64::from(self[2]) << 32) | u64::from(self[3]),
+            (u64::from(self[0]) << 32) | u64::from(self[1]),
+        )
+    }
+    fn ip(self) -> IpAddr {
+        let (lo, hi) = self.words();
+        IpAddr::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo)))
+    }
+    fn table(t: &Tracker) -> &Table<[u32; 4]> {
+        &t.v6
+    }
+    fn table_mut(t: &mut Tracker) -> &mut Table<[u32; 4]> {
+        &mut t.v6
+    }
+}
+
+/// A source as the key of its table: a v4 source and its mapped form
+/// (::ffff:a.b.c.d) are one host.
+enum AnyKey {
+    V4(u32),
+    Prefix6([u32; 2]),
+    V6([u32; 4]),
+}
+
+fn key_of(ip: IpAddr) -> AnyKey {
+    let v6 = match ip {
+        IpAddr::V4(a) => return AnyKey::V4(u32::from(a)),
+        IpAddr::V6(a) => a,
+    };
+    if let Some(a) = v6.to_ipv4_mapped() {
+        return AnyKey::V4(u32::from(a));
+    }
+    let n = u128::from(v6);
+    let hi = [(n >> 96) as u32, (n >> 64) as u32];
+    if n as u64 == 0 {
+        AnyKey::Prefix6(hi)
+    } else {
+        AnyKey::V6([hi[0], hi[1], (n >> 32) as u32, n as u32])
+    }
+}
+
+/// Calls `$f` with the tracker and the key's type for the table of `$k`.
+macro_rules! by_key {
+    ($k:expr, $key:ident => $e:expr) => {
+        match $k {
+            AnyKey::V4($key) => $e,
+            AnyKey::Prefix6($key) => $e,
+            AnyKey::V6($key) => $e,
+        }
+    };
+}
+
+/// One table: entries and the index that finds them.
+struct Table<K> {
+    entries: Vec<Entry<K>>,
+    index: Index,
+    seed: Seed,
+}
+
+impl<K: Key> Table<K> {
+    fn new(capacity: usize) -> Table<K> {
+        Table {
+            entries: Vec::new(),
+            index: Index::new(capacity),
+            seed: Seed::random(),
+        }
+    }
+
+    fn hash(&self, k: K) -> u64 {
+        let (lo, hi) = k.words();
+        self.seed.hash(lo, hi)
+    }
+
+    /// (slot, entry index) of `k`.
+    fn find(&self, k: K) -> Option<(usize, u32)> {
+        let e = &self.entries;
+        let s = self.index.find(self.hash(k), |i| e[i as usize].key == k)?;
+        Some((s, self.index.at(s)))
+    }
+
+    /// The slot of entry `i` (no key compared).
+    fn slot_of(&self, i: u32) -> usize {
+        let h = self.hash(self.entries[i as usize].key);
+        self.index
+            .find(h, |j| j == i)
+            .expect("tracked entry is in the index")
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * size_of::<Entry<K>>() + self.index.heap_bytes()
+    }
+
+    /// Indexes every entry again in `slots` slots, under a new seed for
+    /// as long as one overflows.
+    fn rebuild(&mut self, slots: usize) {
+        'seed: loop {
+            self.index.reset(slots);
+            for i in 0..self.entries.len() {
+                let h = self.hash(self.entries[i].key);
+                if self.index.insert(h, i as u32).is_err() {
+                    self.seed = Seed::random();
+                    continue 'seed;
+                }
+            }
+            return;
+        }
+    }
+
+    fn index_entry(&mut self, i: u32) {
+        let h = self.hash(self.entries[i as usize].key);
+        if self.index.insert(h, i).is_err() {
+            self.seed = Seed::random();
+            self.rebuild(self.index.slots());
+        }
+    }
+
+    /// Room for one more entry: the vector doubles, up to `cap` and no
+    /// further, and the index follows it (load at most 4/5).
+    fn reserve(&mut self, cap: usize) {
+        let len = self.entries.len();
+        if len == self.entries.capacity() {
+            let want = (len * 2).max(16).min(cap).max(len + 1);
+            self.entries.reserve_exact(want - len);
+            self.rebuild(slots_for(self.entries.capacity()));
+        }
+    }
+
+    /// Removes entry `i` (in `slot`); the last entry moves into its place,
+    /// and its links are returned to be repointed.
+    fn remove(&mut self, slot: usize, i: u32) -> Option<Links> {
+        self.index.remove(slot);
+        let last = self.entries.len() as u32 - 1;
+        let moved = if i != last {
+            let m = self.entries[last as usize];
+            let ms = self.slot_of(last);
+            self.index.repoint(ms, i);
+            self.entries[i as usize] = m;
+            Some(m.links)
+        } else {
+            None
+        };
+        self.entries.pop();
+        moved
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,49 +328,69 @@ struct List {
     tail: u32,
 }
 
-const EMPTY_LIST: List = List {
-    head: NIL,
-    tail: NIL,
-};
-
 pub struct Tracker {
-    entries: Vec<Entry>,
-    /// Open addressing: each slot is NIL or an index into `entries`.
-    table: Vec<u32>,
-    hasher: RandomState,
+    v4: Table<u32>,
+    prefix6: Table<[u32; 2]>,
+    v6: Table<[u32; 4]>,
     /// Every entry, most recently seen first.
     list: List,
     capacity: usize,
     needed: u32,
     window_ms: u64,
+    /// A tick is 2^shift ms.
+    shift: u32,
+    /// The window in ticks (at most `SWEEP`).
+    window: u64,
     /// The first instant we were given; times are kept relative to it.
     epoch: Option<Instant>,
+    /// The latest time counted, ms since the epoch (time never goes back
+    /// here).
+    last_ms: u64,
+    /// The tick of the last sweep.
+    swept: u64,
     evictions: u64,
 }
 
-fn key_of(ip: IpAddr) -> [u64; 2] {
-    let v6 = match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
-    };
-    let n = u128::from(v6);
-    [(n >> 64) as u64, n as u64]
+fn link<K: Key>(i: u32) -> u32 {
+    (K::TABLE << TABLE_SHIFT) | i
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The tick for a window of `window_ms`: the smallest power of two of ms
+/// in which the window spans at most `SWEEP` ticks.
+fn shift_for(window_ms: u64) -> u32 {
+    let mut s = 0;
+    while window_ms >> s > SWEEP {
+        s += 1;
+    }
+    s
 }
 
 impl Tracker {
-    /// `capacity` sources at most (at least 1, at most `u32::MAX - 1`);
+    /// `capacity` sources at most (at least 1, at most 16,777,216);
     /// `scan_trigger` as PortSentry's SCAN_TRIGGER; probes counted within
     /// `window` of the first counted one.
     pub fn new(capacity: usize, scan_trigger: u32, window: Duration) -> Tracker {
+        let capacity = capacity.clamp(1, index::MAX_ENTRIES);
         let mut t = Tracker {
-            entries: Vec::new(),
-            table: vec![NIL; 16],
-            hasher: RandomState::new(),
-            list: EMPTY_LIST,
-            capacity: capacity.clamp(1, NIL as usize - 1),
+            v4: Table::new(capacity),
+            prefix6: Table::new(capacity),
+            v6: Table::new(capacity),
+            list: List {
+                head: NIL,
+                tail: NIL,
+            },
+            capacity,
             needed: 1,
             window_ms: 0,
+            shift: 0,
+            window: 0,
             epoch: None,
+            last_ms: 0,
+            swept: 0,
             evictions: 0,
         };
         t.set_params(scan_trigger, window);
@@ -123,32 +401,52 @@ impl Tracker {
     /// `status` shows them. One pass, no allocation
     /// beyond the answer.
     pub fn top(&self, n: usize) -> Vec<(IpAddr, u32)> {
-        let mut best: Vec<(u32, [u64; 2])> = Vec::with_capacity(n + 1);
-        for e in &self.entries {
-            if best.len() == n && best.last().is_some_and(|&(c, _)| c >= e.count) {
-                continue;
+        fn top_in<K: Key>(tb: &Table<K>, n: usize, best: &mut Vec<(u32, IpAddr)>) {
+            for e in &tb.entries {
+                let c = e.count();
+                if best.len() == n && best.last().is_some_and(|&(b, _)| b >= c) {
+                    continue;
+                }
+                let at = best.partition_point(|&(b, _)| b >= c);
+                best.insert(at, (c, e.key.ip()));
+                best.truncate(n);
             }
-            let at = best.partition_point(|&(c, _)| c >= e.count);
-            best.insert(at, (e.count, e.key));
-            best.truncate(n);
         }
-        best.into_iter()
-            .map(|(c, k)| {
-                let v6 = std::net::Ipv6Addr::from((u128::from(k[0]) << 64) | u128::from(k[1]));
-                let ip = match v6.to_ipv4_mapped() {
-                    Some(v4) => IpAddr::V4(v4),
-                    None => IpAddr::V6(v6),
-                };
-                (ip, c)
-            })
-            .collect()
+        let mut best = Vec::with_capacity(n + 1);
+        top_in(&self.v4, n, &mut best);
+        top_in(&self.prefix6, n, &mut best);
+        top_in(&self.v6, n, &mut best);
+        best.into_iter().map(|(c, ip)| (ip, c)).collect()
     }
 
     /// New trigger and window (on reload); counts in progress are kept.
     pub fn set_params(&mut self, scan_trigger: u32, window: Duration) {
         // 0 and 1 both mean "the first probe acts".
         self.needed = scan_trigger.max(1);
-        self.window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let window_ms = millis(window);
+        let shift = shift_for(window_ms);
+        let ticks = window_ms >> shift;
+        if shift != self.shift {
+            // Counts in progress in the new ticks: ages kept (to the new
+            // tick), those past the new window ended.
+            let old = self.shift;
+            let (old_t, new_t) = ((self.last_ms >> old) as u32, self.last_ms >> shift);
+            self.each_count(|start, count| {
+                if *count & COUNT_MAX == 0 {
+                    return;
+                }
+                let age = (u64::from(old_t.wrapping_sub(*start)) << old) >> shift;
+                if age > ticks {
+                    *count = 0;
+                } else {
+                    *start = (new_t - age) as u32;
+                }
+            });
+            self.swept = new_t;
+        }
+        self.window_ms = window_ms;
+        self.shift = shift;
+        self.window = ticks;
     }
 
     /// Count one probe from `src` seen at `now`.
@@ -157,32 +455,27 @@ impl Tracker {
     }
 
     /// Count one probe from `src` to `port`; also how many distinct ports
-    /// the source probed in its window (at least 1).
+    /// the source probed in its window (at least 1; exact up to
+    /// `PORTS_EXACT`, and `PORTS_EXACT` for more).
     pub fn record_port(&mut self, src: IpAddr, port: u16, now: Instant) -> (Outcome, u32) {
-        let t = self.ms(now);
-        let key = key_of(src);
-        let bit = 1u32 << (port % 32);
-        let i = match self.find(key) {
-            Some((_, i)) => i,
-            None => {
-                let i = self.alloc(key, t);
-                let e = &mut self.entries[i as usize];
-                e.count = 1;
-                e.ports = bit;
-                return (self.judge(1), 1);
-            }
+        let t = self.advance(now);
+        by_key!(key_of(src), k => self.record_key(k, port, t))
+    }
+
+    fn record_key<K: Key>(&mut self, k: K, port: u16, t: u32) -> (Outcome, u32) {
+        let Some((_, i)) = K::table(self).find(k) else {
+            self.alloc(k, port, t);
+            return (self.judge(1), 1);
         };
-        self.touch(i);
-        let window_ms = self.window_ms;
-        let e = &mut self.entries[i as usize];
-        if t.saturating_sub(e.start_ms) > window_ms {
-            e.count = 0;
-            e.ports = 0;
-            e.start_ms = t;
+        self.touch(link::<K>(i));
+        let window = self.window;
+        let e = &mut K::table_mut(self).entries[i as usize];
+        if e.count() == 0 || u64::from(t.wrapping_sub(e.start)) > window {
+            e.restart(port, t);
+        } else {
+            e.add(port);
         }
-        e.count = e.count.saturating_add(1);
-        e.ports |= bit;
-        let (count, ports) = (e.count, e.ports.count_ones());
+        let (count, ports) = (e.count(), e.distinct());
         (self.judge(count), ports)
     }
 
@@ -192,54 +485,45 @@ impl Tracker {
     /// from one).
     pub fn progress(&self, src: IpAddr, now: Instant) -> Option<Progress> {
         let epoch = self.epoch?;
-        let t = u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
-        let (_, i) = self.find(key_of(src))?;
-        let e = &self.entries[i as usize];
-        let age = t.saturating_sub(e.start_ms);
-        if age > self.window_ms {
+        let t = millis(now.saturating_duration_since(epoch)).max(self.last_ms) >> self.shift;
+        if t - self.swept >= 2 * SWEEP {
+            // No probe for over 2^30 ticks: every window is over.
+            return None;
+        }
+        let (count, start) = by_key!(key_of(src), k => {
+            let tb = Key::table(self);
+            let (_, i) = tb.find(k)?;
+            let e = &tb.entries[i as usize];
+            (e.count(), e.start)
+        });
+        let age = u64::from((t as u32).wrapping_sub(start));
+        if count == 0 || age > self.window {
             return None;
         }
         Some(Progress {
-            count: e.count,
+            count,
             needed: self.needed,
-            window_left: Duration::from_millis(self.window_ms - age),
+            window_left: Duration::from_millis(self.window_ms.saturating_sub(age << self.shift)),
         })
     }
 
     /// Drop everything known about `src` (it is banned now, or its ban
     /// ended): its next probe starts a fresh count.
     pub fn forget(&mut self, src: IpAddr) {
-        if let Some((slot, i)) = self.find(key_of(src)) {
-            self.unlink(i);
-            self.remove_slot(slot);
-            let last = (self.entries.len() - 1) as u32;
-            if i != last {
-                // Move the last entry into the hole and repoint everything
-                // that referred to it.
-                let moved = self.entries[last as usize];
-                self.entries[i as usize] = moved;
-                match moved.prev {
-                    NIL => self.list.head = i,
-                    p => self.entries[p as usize].next = i,
-                }
-                match moved.next {
-                    NIL => self.list.tail = i,
-                    n => self.entries[n as usize].prev = i,
-                }
-                let (mslot, _) = self.find(moved.key).expect("moved entry is in the table");
-                self.table[mslot] = i;
+        by_key!(key_of(src), k => {
+            if let Some((_, i)) = Key::table(self).find(k) {
+                self.remove_in(k, i);
             }
-            self.entries.pop();
-        }
+        })
     }
 
     /// Sources tracked now.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.v4.entries.len() + self.prefix6.entries.len() + self.v6.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn capacity(&self) -> usize {
@@ -251,14 +535,24 @@ impl Tracker {
         self.evictions
     }
 
-    /// Heap bytes held (entries and index table, allocated capacity).
-    pub fn memory_bytes(&self) -> usize {
-        self.entries.capacity() * size_of::<Entry>() + self.table.capacity() * size_of::<u32>()
+    /// Heap bytes held: the three tables' entry vectors and indexes, at
+    /// their allocated capacity.
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.prefix6.heap_bytes() + self.v6.heap_bytes()
     }
 
-    /// Bytes one tracked source costs in the entry vector (excluding the
-    /// index table's 4 bytes per slot).
-    pub const ENTRY_BYTES: usize = size_of::<Entry>();
+    /// The same as `heap_bytes`.
+    pub fn memory_bytes(&self) -> usize {
+        self.heap_bytes()
+    }
+
+    /// Bytes one tracked source costs in its entry vector at most (an IPv6
+    /// address; excluding the index's 4 bytes per slot, 5 per entry).
+    pub const ENTRY_BYTES: usize = size_of::<Entry<[u32; 4]>>();
+    /// The same for an IPv4 source.
+    pub const ENTRY_BYTES_V4: usize = size_of::<Entry<u32>>();
+    /// The same for an IPv6 prefix of at most 64 bits.
+    pub const ENTRY_BYTES_PREFIX6: usize = size_of::<Entry<[u32; 2]>>();
 
     // --- internals ----------------------------------------------------------
 
@@ -273,141 +567,142 @@ impl Tracker {
         }
     }
 
-    fn ms(&mut self, now: Instant) -> u64 {
+    /// The tick of `now` (as a `u32`: ages are taken modulo 2^32), after
+    /// the sweep if one is due.
+    fn advance(&mut self, now: Instant) -> u32 {
         let epoch = *self.epoch.get_or_insert(now);
-        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
+        self.last_ms = millis(now.saturating_duration_since(epoch)).max(self.last_ms);
+        let t = self.last_ms >> self.shift;
+        if t - self.swept >= SWEEP {
+            let (t32, window) = (t as u32, self.window);
+            self.each_count(|start, count| {
+                if u64::from(t32.wrapping_sub(*start)) > window {
+                    *count = 0;
+                }
+            });
+            self.swept = t;
+        }
+        t as u32
     }
 
-    fn home(&self, key: [u64; 2]) -> usize {
-        self.hasher.hash_one(key) as usize & (self.table.len() - 1)
-    }
-
-    /// (table slot, entry index) of `key`.
-    fn find(&self, key: [u64; 2]) -> Option<(usize, u32)> {
-        let mask = self.table.len() - 1;
-        let mut s = self.home(key);
-        loop {
-            match self.table[s] {
-                NIL => return None,
-                i if self.entries[i as usize].key == key => return Some((s, i)),
-                _ => s = (s + 1) & mask,
-            }
+    fn each_count(&mut self, mut f: impl FnMut(&mut u32, &mut u32)) {
+        for e in &mut self.v4.entries {
+            f(&mut e.start, &mut e.count);
+        }
+        for e in &mut self.prefix6.entries {
+            f(&mut e.start, &mut e.count);
+        }
+        for e in &mut self.v6.entries {
+            f(&mut e.start, &mut e.count);
         }
     }
 
-    fn insert_slot(&mut self, key: [u64; 2], i: u32) {
-        let mask = self.table.len() - 1;
-        let mut s = self.home(key);
-        while self.table[s] != NIL {
-            s = (s + 1) & mask;
-        }
-        self.table[s] = i;
-    }
-
-    /// Empty `slot` by backward-shift deletion (no tombstones, so probe
-    /// lengths do not decay under churn).
-    fn remove_slot(&mut self, slot: usize) {
-        let mask = self.table.len() - 1;
-        let mut hole = slot;
-        let mut j = slot;
-        loop {
-            j = (j + 1) & mask;
-            let i = self.table[j];
-            if i == NIL {
-                break;
-            }
-            let home = self.home(self.entries[i as usize].key);
-            // Leave it if its home lies cyclically in (hole, j]: moving it
-            // before its home would make it unreachable.
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.table[hole] = i;
-                hole = j;
-            }
-        }
-        self.table[hole] = NIL;
-    }
-
-    /// Make room for one more entry in the index table (load at most 1/2).
-    fn reserve_slot(&mut self) {
-        if (self.entries.len() + 1) * 2 <= self.table.len() {
-            return;
-        }
-        let slots = self.table.len() * 2;
-        self.table.clear();
-        self.table.resize(slots, NIL);
-        for i in 0..self.entries.len() {
-            let key = self.entries[i].key;
-            self.insert_slot(key, i as u32);
+    fn links(&mut self, l: u32) -> &mut Links {
+        let i = (l & LINK_INDEX) as usize;
+        match l >> TABLE_SHIFT {
+            0 => &mut self.v4.entries[i].links,
+            1 => &mut self.prefix6.entries[i].links,
+            _ => &mut self.v6.entries[i].links,
         }
     }
 
-    /// A fresh entry for `key` at the head of the list, evicting if full.
-    fn alloc(&mut self, key: [u64; 2], t: u64) -> u32 {
-        let fresh = Entry {
-            key,
-            start_ms: t,
-            prev: NIL,
-            next: NIL,
+    /// A fresh entry for `k` at the head of the list, evicting if full.
+    fn alloc<K: Key>(&mut self, k: K, port: u16, t: u32) {
+        let mut fresh = Entry {
+            links: Links {
+                prev: NIL,
+                next: NIL,
+            },
+            key: k,
+            start: 0,
             count: 0,
-            ports: 0,
+            ports: [0; 2],
         };
-        let i = if self.entries.len() < self.capacity {
-            self.reserve_slot();
-            let i = self.entries.len() as u32;
-            self.entries.push(fresh);
-            i
-        } else {
+        fresh.restart(port, t);
+        if self.len() >= self.capacity {
             let victim = self.list.tail;
-            self.unlink(victim);
-            let (slot, _) = self
-                .find(self.entries[victim as usize].key)
-                .expect("tracked entry is in the table");
-            self.remove_slot(slot);
             self.evictions += 1;
-            self.entries[victim as usize] = fresh;
-            victim
-        };
-        self.insert_slot(key, i);
-        self.push_front(i);
-        i
+            if victim >> TABLE_SHIFT == K::TABLE {
+                // Same table: the victim's entry becomes the new one.
+                let i = victim & LINK_INDEX;
+                self.unlink(victim);
+                let tb = K::table_mut(self);
+                let slot = tb.slot_of(i);
+                tb.index.remove(slot);
+                tb.entries[i as usize] = fresh;
+                tb.index_entry(i);
+                self.push_front(victim);
+                return;
+            }
+            self.remove_link(victim);
+        }
+        let cap = self.capacity;
+        let tb = K::table_mut(self);
+        tb.reserve(cap);
+        let i = tb.entries.len() as u32;
+        tb.entries.push(fresh);
+        tb.index_entry(i);
+        self.push_front(link::<K>(i));
     }
 
-    fn unlink(&mut self, i: u32) {
-        let Entry { prev, next, .. } = self.entries[i as usize];
+    fn remove_link(&mut self, l: u32) {
+        let i = l & LINK_INDEX;
+        match l >> TABLE_SHIFT {
+            0 => self.remove_in(0u32, i),
+            1 => self.remove_in([0u32; 2], i),
+            _ => self.remove_in([0u32; 4], i),
+        }
+    }
+
+    /// Removes entry `i` of `K`'s table (`_k` names the table).
+    fn remove_in<K: Key>(&mut self, _k: K, i: u32) {
+        self.unlink(link::<K>(i));
+        let tb = K::table_mut(self);
+        let slot = tb.slot_of(i);
+        if let Some(m) = tb.remove(slot, i) {
+            // The last entry moved to `i`: repoint what referred to it.
+            let to = link::<K>(i);
+            match m.prev {
+                NIL => self.list.head = to,
+                p => self.links(p).next = to,
+            }
+            match m.next {
+                NIL => self.list.tail = to,
+                n => self.links(n).prev = to,
+            }
+        }
+    }
+
+    fn unlink(&mut self, l: u32) {
+        let Links { prev, next } = *self.links(l);
         match prev {
             NIL => self.list.head = next,
-            p => self.entries[p as usize].next = next,
+            p => self.links(p).next = next,
         }
         match next {
             NIL => self.list.tail = prev,
-            n => self.entries[n as usize].prev = prev,
+            n => self.links(n).prev = prev,
         }
     }
 
-    fn push_front(&mut self, i: u32) {
+    fn push_front(&mut self, l: u32) {
         let old = self.list.head;
-        {
-            let e = &mut self.entries[i as usize];
-            e.prev = NIL;
-            e.next = old;
-        }
+        *self.links(l) = Links {
+            prev: NIL,
+            next: old,
+        };
         match old {
-            NIL => self.list.tail = i,
-            o => self.entries[o as usize].prev = i,
+            NIL => self.list.tail = l,
+            o => self.links(o).prev = l,
         }
-        self.list.head = i;
+        self.list.head = l;
     }
 
-    /// Mark `i` as just seen.
-    fn touch(&mut self, i: u32) {
-        if self.list.head != i {
-            self.unlink(i);
-            self.push_front(i);
+    /// Mark `l` as just seen.
+    fn touch(&mut self, l: u32) {
+        if self.list.head != l {
+            self.unlink(l);
+            self.push_front(l);
         }
     }
 }

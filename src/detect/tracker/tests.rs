@@ -56,7 +56,106 @@ fn distinct_ports_are_counted_within_the_window() {
 
 #[test]
 fn entry_is_small() {
-    assert_eq!(Tracker::ENTRY_BYTES, 40);
+    assert_eq!(Tracker::ENTRY_BYTES_V4, 24);
+    assert_eq!(Tracker::ENTRY_BYTES_PREFIX6, 28);
+    assert_eq!(Tracker::ENTRY_BYTES, 36);
+}
+
+/// Ports 79 and 111 are 15 modulo 32: a bitmap of ports modulo 32 counted
+/// them as one port, and a scan of the two as forgeable evidence.
+#[test]
+fn distinct_ports_are_exact_not_modulo_32() {
+    let t0 = Instant::now();
+    let mut t = Tracker::new(10, 100, MIN);
+    let a = ip("192.0.2.2");
+    assert_eq!(t.record_port(a, 79, t0).1, 1);
+    assert_eq!(t.record_port(a, 111, t0).1, 2);
+    assert_eq!(t.record_port(a, 79, t0).1, 2);
+    assert_eq!(t.record_port(a, 111, t0).1, 2);
+    // 32 ports apart, and 0 (which `record` counts as) beside 32.
+    let b = ip("2001:db8::7");
+    assert_eq!(t.record_port(b, 0, t0).1, 1);
+    assert_eq!(t.record_port(b, 32, t0).1, 2);
+    assert_eq!(t.record_port(b, 64, t0).1, 3);
+    // Exact up to PORTS_EXACT, then "that many or more".
+    assert_eq!(t.record_port(b, 96, t0).1, PORTS_EXACT);
+    assert_eq!(t.record_port(b, 0, t0).1, PORTS_EXACT);
+}
+
+/// A count whose source is not seen again for longer than 2^32 ms (49.7
+/// days) ends with its window, not when the tick counter wraps back near
+/// its start.
+#[test]
+fn counts_survive_the_tick_wrap_correctly() {
+    let t0 = Instant::now();
+    let mut t = Tracker::new(10, 3, MIN);
+    let (a, b) = (ip("192.0.2.2"), ip("192.0.2.3"));
+    t.record(a, t0);
+    t.record(a, t0);
+    // b probes now and then (the loop goes on), a comes back 2^32 ms +
+    // 1 s later: without the sweep its age would read 1 s.
+    let wrap = Duration::from_millis(1 << 32);
+    let mut at = t0;
+    while at < t0 + wrap {
+        at += Duration::from_secs(86_400);
+        t.record(b, at);
+    }
+    let back = t0 + wrap + Duration::from_secs(1);
+    assert_eq!(t.progress(a, back), None);
+    assert_eq!(
+        t.record(a, back),
+        Outcome::Counted {
+            count: 1,
+            needed: 3
+        }
+    );
+    // With no probe at all in between, progress says the same.
+    let mut u = Tracker::new(10, 3, MIN);
+    u.record(a, t0);
+    assert!(u.progress(a, t0 + Duration::from_secs(1)).is_some());
+    assert_eq!(u.progress(a, back), None);
+    assert_eq!(u.progress(a, t0 + 2 * wrap + Duration::from_secs(1)), None);
+}
+
+/// A window of a year counts in coarser ticks, and a reload from a short
+/// window to a year (and back) keeps the counts in progress.
+#[test]
+fn long_windows_and_reload_across_tick_sizes() {
+    let t0 = Instant::now();
+    let year = Duration::from_secs(365 * 86_400);
+    let mut t = Tracker::new(10, 3, year);
+    let a = ip("192.0.2.2");
+    t.record(a, t0);
+    t.record(a, t0 + Duration::from_secs(200 * 86_400));
+    assert_eq!(
+        t.record(a, t0 + Duration::from_secs(364 * 86_400)),
+        Outcome::Trigger
+    );
+    let later = t0 + Duration::from_secs(366 * 86_400);
+    assert_eq!(
+        t.record(a, later),
+        Outcome::Counted {
+            count: 1,
+            needed: 3
+        }
+    );
+    t.set_params(3, MIN);
+    let p = t.progress(a, later + Duration::from_secs(10)).unwrap();
+    assert_eq!(p.count, 1);
+    // Within a tick of the 32 ms the count began in.
+    assert!(p.window_left <= Duration::from_secs(50), "{p:?}");
+    assert!(p.window_left >= Duration::from_millis(49_900), "{p:?}");
+    t.set_params(3, year);
+    assert_eq!(
+        t.record(a, later + Duration::from_secs(20)),
+        Outcome::Counted {
+            count: 2,
+            needed: 3
+        }
+    );
+    // Back to a minute: the count began over a minute ago, so it is over.
+    t.set_params(3, MIN);
+    assert_eq!(t.progress(a, later + Duration::from_secs(90)), None);
 }
 
 #[test]
