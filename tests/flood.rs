@@ -47,12 +47,14 @@ const HOT: u32 = 1024;
 /// 198.18.0.1 up to 198.19.251.255: the rest of the /15.
 const COLD_BASE: u32 = 0xC612_0001;
 const COLD: u32 = HOT_BASE - COLD_BASE;
-/// Per tracked source: a 40-byte entry, half-full index table, and slack for
-/// the vector's growth; per ban: the daemon's own records of it.
-const BYTES_PER_SOURCE: u64 = 128;
-/// Per remembered source, for `why`: its last probes (about 170 bytes, as
-/// nftsentry(8) says), held for at most `max_tracked_sources` sources.
-const STORY_PER_SOURCE: u64 = 192;
+/// Per tracked source: an entry of at most 36 bytes, the index at load
+/// 4/5, and slack for the vector's growth (doubling); per ban: the
+/// daemon's own records of it.
+const BYTES_PER_SOURCE: u64 = 96;
+/// Per remembered source, for `why`: a 52-byte story slot and its index,
+/// in two generations of at most `max_tracked_sources` each (65,536 at
+/// most: nftsentry(8)).
+const STORY_PER_SOURCE: u64 = 2 * 64;
 const BYTES_PER_BAN: u64 = 512;
 /// Allocator and buffer slack over the RSS measured before the flood. An
 /// unbounded tracker would need ~7 MiB more for the 131,070 sources.
