@@ -76,7 +76,8 @@ fn flood_nftsentry(
     let main0 = main_thread_cpu(d.pid);
     let t0 = Instant::now();
     let sent = flood(&p, &ring, n, FLOOD_LIMIT, a.senders);
-    let done = wait_idle(d.pid, Duration::from_secs(60));
+    let log = d.log.clone();
+    let (_idle, done) = wait_idle_progress(d.pid, Duration::from_secs(60), || file_len(&log));
     let cpu = cpu_of(d.pid) - cpu0;
     let main = main_thread_cpu(d.pid) - main0;
     if let Some(perf) = perf {
@@ -119,7 +120,11 @@ fn flood_portsentry(
     let cpu0 = cpu_of(ps.pid);
     let t0 = Instant::now();
     let sent = flood(&p, &ring, n, FLOOD_LIMIT, a.senders);
-    let done = wait_idle(ps.pid, Duration::from_secs(30));
+    // With a trigger PortSentry writes nothing: its work ends when it idles.
+    let history = ps.history();
+    let (idle, history_done) =
+        wait_idle_progress(ps.pid, Duration::from_secs(30), || file_len(&history));
+    let done = if trigger == 0 { history_done } else { idle };
     let cpu = cpu_of(ps.pid) - cpu0;
     if let Some(perf) = perf {
         perf.finish();
@@ -196,7 +201,7 @@ fn flood_rows(t: &mut Report, label: &str, nft: &[Option<FloodResult>], ps: &Flo
     type Figure = fn(&FloodResult) -> f64;
     let rows: [(&str, Figure, &str, Better); 3] = [
         (
-            "probes handled per second (wall clock, until the daemon is idle)",
+            "probes handled per second (wall clock, until the last was handled)",
             FloodResult::rate,
             "/s",
             Better::Higher,
@@ -250,7 +255,9 @@ pub fn row_flood_bans(a: &Args, t: &mut Report) {
          prebuilt packets, as fast as they go (at most {} s); scan_trigger/SCAN_TRIGGER 0 so \
          every probe is a ban. Offered = packets sent over the send time; handled = alert lines \
          (nftsentry), history lines (PortSentry), over the wall time from the first packet \
-         until the daemon has been idle 0.5 s; lost = arrived (counted at prerouting) minus \
+         until the last of those lines was written (the log, or the history file, stopped \
+         growing; the daemon's CPU is counted until it has been idle 0.5 s, so the state \
+         file's write after the flood is in it); lost = arrived (counted at prerouting) minus \
          handled. CPU: every thread of the daemon (the notes give the main thread's share) and PortSentry's KILL_ROUTE children. {}.",
         a.flood_bans,
         a.senders,

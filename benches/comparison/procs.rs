@@ -114,6 +114,42 @@ pub fn wait_idle(pid: u32, limit: Duration) -> Instant {
     last_busy
 }
 
+/// `wait_idle`, and also when `progress` (sampled at the same pace) last
+/// grew: when the work was done, which housekeeping after it (the state
+/// file written a while after a flood) does not stretch. (idle, done).
+pub fn wait_idle_progress(
+    pid: u32,
+    limit: Duration,
+    mut progress: impl FnMut() -> u64,
+) -> (Instant, Instant) {
+    let deadline = Instant::now() + limit;
+    let mut last = cpu_of(pid);
+    let mut last_busy = Instant::now();
+    let mut seen = progress();
+    let mut done = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        let p = progress();
+        if p != seen {
+            seen = p;
+            done = Instant::now();
+        }
+        let now = cpu_of(pid);
+        if now != last {
+            last = now;
+            last_busy = Instant::now();
+        } else if last_busy.elapsed() >= Duration::from_millis(500) {
+            break;
+        }
+    }
+    (last_busy, done.min(last_busy))
+}
+
+/// The size of a file, 0 when missing: a log's progress.
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
 /// Gone, or a zombie waiting for its parent.
 pub fn exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -348,8 +384,11 @@ pub fn start_portsentry(p: &Pair, bin: &Path, mode: &str, trigger: u32) -> Ports
 
 impl Portsentry {
     /// Hosts it blocked (one history line each).
+    pub fn history(&self) -> PathBuf {
+        self.dir.path.join("portsentry.history")
+    }
     pub fn blocked(&self) -> u64 {
-        let s = std::fs::read(self.dir.path.join("portsentry.history")).unwrap_or_default();
+        let s = std::fs::read(self.history()).unwrap_or_default();
         count(&s, b" Blocked")
     }
     pub fn stop(self) {
