@@ -1,0 +1,246 @@
+//! Start-up restore at scale: a state file of N live IPv4 and M live IPv6
+//! bans (IPv6 addresses from 2001:db8::/32, `ban_prefix6 = 128` so each is
+//! one element of blocked6), `nftsentry run` started in a network namespace
+//! of its own, the clock stopped when blocked4 and blocked6 hold them all
+//! (read with the set's element count, as benches/compare's startup row
+//! does), then when the daemon says the bans are restored, then when it has
+//! replaced the state file for the first time.
+//!
+//! Needs root. Nothing leaves the namespace (no traffic at all: loopback
+//! only). Nothing here asserts a timing.
+//!
+//!   cargo bench --bench restore -- [--v4 N] [--v6 N] [--runs K]
+//!       [--bin PATH]... [--wrap "perf record -e cpu-clock --call-graph dwarf -o F"]
+//!
+//! Several `--bin` are measured in turn, run by run (A B A B ...), so that a
+//! comparison of two builds sees the same machine load.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nftsentry::config::Proto;
+use nftsentry::journal::state::{Applied, Entry};
+use nftsentry::kernel::nft::NftSocket;
+
+/// IPv4 bans from 240.0.0.0/4 (reserved: no packet is ever sent from or to them).
+const V4_BASE: u32 = 0xF000_0000;
+
+struct Args {
+    v4: u32,
+    v6: u32,
+    runs: u32,
+    bins: Vec<PathBuf>,
+    wrap: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        v4: 500_000,
+        v6: 500_000,
+        runs: 1,
+        bins: Vec::new(),
+        wrap: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--v4" => a.v4 = val().parse().expect("--v4 N"),
+            "--v6" => a.v6 = val().parse().expect("--v6 N"),
+            "--runs" => a.runs = val().parse().expect("--runs K"),
+            "--bin" => a.bins.push(PathBuf::from(val())),
+            "--wrap" => a.wrap = Some(val()),
+            // cargo bench passes --bench.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    if a.bins.is_empty() {
+        a.bins.push(nftsentry_bin());
+    }
+    a
+}
+
+fn state_text(v4: u32, v6: u32) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let entry = |i: u32, addr: IpAddr| Entry {
+        addr: nftsentry::cidr::Cidr::host(addr),
+        scan: "syn".into(),
+        proto: Some(Proto::Tcp),
+        mode: "stcp".into(),
+        port: 1,
+        banned_at: now_ms - u64::from(i % 3600) * 1000,
+        expires_at: now_ms + 86_400_000 - u64::from(i % 3600) * 1000,
+        length: 86_400_000,
+        repeat: 1,
+        evidence: nftsentry::strength::Strength::Forgeable,
+        applied: Applied {
+            set: true,
+            ..Applied::default()
+        },
+    };
+    let mut entries: Vec<Entry> = (0..v4)
+        .map(|i| entry(i, IpAddr::V4(Ipv4Addr::from(V4_BASE + i))))
+        .collect();
+    entries.extend((0..v6).map(|i| {
+        let a = (0x2001_0db8u128 << 96) | (u128::from(i) << 16) | 1;
+        entry(i, IpAddr::V6(Ipv6Addr::from(a)))
+    }));
+    nftsentry::journal::state::render(&entries)
+}
+
+fn counts(s: &mut NftSocket) -> (u32, u32) {
+    let n = |s: &mut NftSocket, set: &str| {
+        s.set_info("nftsentry", set)
+            .ok()
+            .and_then(|i| i.count)
+            .unwrap_or(0)
+    };
+    (n(s, "blocked4"), n(s, "blocked6"))
+}
+
+/// utime + stime of `pid` in seconds.
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = 100.0;
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the comm: state is field 0, utime 11, stime 12.
+    (t(11) + t(12)) / tick
+}
+
+/// The nftsentry process: `pid` itself, or under a wrapper its child.
+fn daemon_pid(pid: u32, wrapped: bool) -> u32 {
+    if !wrapped {
+        return pid;
+    }
+    let kids =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    kids.split_whitespace()
+        .next()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(pid)
+}
+
+struct Figures {
+    sets_full: Duration,
+    restored_line: Option<Duration>,
+    first_write: Option<Duration>,
+    cpu: f64,
+}
+
+fn one_run(a: &Args, bin: &Path, text: &str) -> Figures {
+    let mut ns = Netns::new("restore");
+    let dir = TempDir::new("restore");
+    let cfg = dir.file(
+        "nftsentry.toml",
+        &format!(
+            "{}ignore_file = \"\"\nban_time = \"1d\"\nset_size = 1048576\nban_prefix6 = 128\n\
+             max_tracked_sources = 1000000\n[tcp]\nports = \"1\"\n[udp]\nports = \"\"\n",
+            private_files(&dir.path)
+        ),
+    );
+    let state = dir.path.join("state");
+    std::fs::write(&state, text).unwrap();
+    let inode = std::fs::metadata(&state).unwrap().ino();
+    let log = dir.path.join("log");
+    let mut c = match &a.wrap {
+        Some(w) => {
+            let mut words = w.split_whitespace();
+            let mut c = ns.cmd(words.next().unwrap());
+            c.args(words).arg(bin);
+            c
+        }
+        None => ns.cmd(bin),
+    };
+    c.arg("-c")
+        .arg(&cfg)
+        .arg("run")
+        .stderr(File::create(&log).unwrap());
+    let start = Instant::now();
+    let pid = ns.spawn(&mut c);
+    let (want4, want6) = (a.v4, a.v6);
+    let sets_full = ns.enter(move || {
+        let mut s = NftSocket::open().expect("nft socket");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (n4, n6) = counts(&mut s);
+            if n4 >= want4 && n6 >= want6 {
+                return start.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bans not restored: {n4} IPv4, {n6} IPv6"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut restored_line = None;
+    let mut first_write = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (restored_line.is_none() || first_write.is_none()) && Instant::now() < deadline {
+        if restored_line.is_none()
+            && std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("bans restored with the time they had left")
+        {
+            restored_line = Some(start.elapsed());
+        }
+        if first_write.is_none() && std::fs::metadata(&state).is_ok_and(|m| m.ino() != inode) {
+            first_write = Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Settled: what the start-up cost the daemon.
+    std::thread::sleep(Duration::from_millis(200));
+    let daemon = daemon_pid(pid, a.wrap.is_some());
+    let cpu = cpu_of(daemon);
+    signal(daemon, nix::sys::signal::Signal::SIGTERM);
+    let mut child = ns.take_child(pid);
+    let _ = child.wait();
+    Figures {
+        sets_full,
+        restored_line,
+        first_write,
+        cpu,
+    }
+}
+
+fn main() {
+    require_root();
+    let a = args();
+    let text = state_text(a.v4, a.v6);
+    println!(
+        "restore: {} IPv4 + {} IPv6 live bans, state file {} MB",
+        a.v4,
+        a.v6,
+        text.len() / 1_000_000
+    );
+    let ms = |d: Option<Duration>| {
+        d.map_or("-".to_string(), |d| format!("{:.0}", d.as_secs_f64() * 1e3))
+    };
+    for run in 0..a.runs {
+        for bin in &a.bins {
+            let f = one_run(&a, bin, &text);
+            println!(
+                "run {run} {}: sets full {} ms, restored line {} ms, first state write {} ms, daemon CPU {:.2} s",
+                bin.display(),
+                ms(Some(f.sets_full)),
+                ms(f.restored_line),
+                ms(f.first_write),
+                f.cpu
+            );
+        }
+    }
+}
