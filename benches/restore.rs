@@ -38,6 +38,9 @@ struct Args {
     runs: u32,
     bins: Vec<PathBuf>,
     wrap: Option<String>,
+    /// Only the kernel's part: the elements committed into a set made by
+    /// nft, with and without `counter`.
+    kernel_only: bool,
 }
 
 fn args() -> Args {
@@ -47,6 +50,7 @@ fn args() -> Args {
         runs: 1,
         bins: Vec::new(),
         wrap: None,
+        kernel_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -57,6 +61,7 @@ fn args() -> Args {
             "--runs" => a.runs = val().parse().expect("--runs K"),
             "--bin" => a.bins.push(PathBuf::from(val())),
             "--wrap" => a.wrap = Some(val()),
+            "--kernel-only" => a.kernel_only = true,
             // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -217,10 +222,72 @@ fn one_run(a: &Args, bin: &Path, text: &str) -> Figures {
     }
 }
 
+/// The kernel's insert alone: `n` IPv4 elements with timeouts, into a set
+/// like blocked4 (with and without `counter`, with and without `size`), in
+/// one transaction or in transactions of 50,000.
+fn kernel_only(n: u32) {
+    use nftsentry::kernel::nft::{Batch, Element, FAMILY};
+    for (decl, per) in [
+        (" size 1048576;", n),
+        (" size 1048576; counter;", n),
+        (" counter;", n),
+        (" size 1048576; counter;", 50_000),
+    ] {
+        let ns = Netns::new("restore-k");
+        ns.nft(&["add", "table", "inet", "t"]);
+        ns.nft(&[&format!(
+            "add set inet t s {{ type ipv4_addr; flags timeout;{decl} }}"
+        )]);
+        let took = ns.enter(move || {
+            let elems: Vec<Element> = (0..n)
+                .map(|i| Element {
+                    key: (V4_BASE + i).to_be_bytes().to_vec(),
+                    timeout: Some(Duration::from_secs(86_400)),
+                    expiration: Some(Duration::from_secs(80_000)),
+                    interval_end: false,
+                    counter: None,
+                })
+                .collect();
+            let batches: Vec<Batch> = elems
+                .chunks(per as usize)
+                .map(|c| {
+                    let mut b = Batch::new();
+                    b.add_elements(FAMILY, "t", "s", None, c);
+                    b
+                })
+                .collect();
+            let mut s = NftSocket::open().expect("nft socket");
+            let start = Instant::now();
+            for b in &batches {
+                s.commit(b).expect("commit");
+            }
+            start.elapsed()
+        });
+        println!(
+            "kernel: {n} elements, set{decl}, {per} a transaction: {:.0} ms",
+            took.as_secs_f64() * 1e3
+        );
+    }
+}
+
 fn main() {
     require_root();
     let a = args();
+    if a.kernel_only {
+        kernel_only(a.v4);
+        return;
+    }
     let text = state_text(a.v4, a.v6);
+    // The parse alone, in this process (what the daemon does first).
+    let t = Instant::now();
+    let (entries, problems) = nftsentry::journal::state::parse(text.as_bytes(), "state");
+    println!(
+        "parse in-process: {} entries, {} problems, {:.0} ms",
+        entries.len(),
+        problems.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(entries);
     println!(
         "restore: {} IPv4 + {} IPv6 live bans, state file {} MB",
         a.v4,

@@ -304,7 +304,7 @@ fn flag(v: &str, k: &str) -> Result<bool, String> {
 }
 
 fn text(v: &str, k: &str) -> Result<String, String> {
-    if !v.contains('%') {
+    if !v.bytes().any(|b| b == b'%') {
         return Ok(v.to_string());
     }
     decode(v).and_then(|b| String::from_utf8(b).map_err(|_| format!("`{k}` is not UTF-8")))
@@ -332,6 +332,29 @@ const KEYS: [&str; 16] = [
     "hosts_deny_line",
 ];
 
+/// `k`'s place in `KEYS`.
+fn key_index(k: &str) -> Option<usize> {
+    Some(match k {
+        "scan" => 0,
+        "proto" => 1,
+        "mode" => 2,
+        "port" => 3,
+        "banned" => 4,
+        "expires" => 5,
+        "length" => 6,
+        "repeat" => 7,
+        "evidence" => 8,
+        "actions" => 9,
+        "set" => 10,
+        "kill_route" => 11,
+        "command" => 12,
+        "route" => 13,
+        "hosts_deny" => 14,
+        "hosts_deny_line" => 15,
+        _ => return None,
+    })
+}
+
 /// One line's `key=value` fields.
 struct Fields<'a> {
     known: [Option<&'a str>; KEYS.len()],
@@ -346,10 +369,11 @@ impl<'a> Fields<'a> {
             unknown: Vec::new(),
         };
         for w in words {
-            let (k, v) = w
-                .split_once('=')
+            let eq = w.bytes().position(|b| b == b'=');
+            let (k, v) = eq
+                .map(|i| (&w[..i], &w[i + 1..]))
                 .ok_or_else(|| format!("`{w}` is not key=value"))?;
-            let twice = match KEYS.iter().position(|key| *key == k) {
+            let twice = match key_index(k) {
                 Some(i) => f.known[i].replace(v).is_some(),
                 None if f.unknown.contains(&k) => true,
                 None => {
@@ -365,8 +389,7 @@ impl<'a> Fields<'a> {
     }
 
     fn take(&mut self, k: &str) -> Option<&'a str> {
-        let i = KEYS.iter().position(|key| *key == k).expect("a known key");
-        self.known[i].take()
+        self.known[key_index(k).expect("a known key")].take()
     }
 
     /// The first (in the order of names) field left unread.
@@ -417,9 +440,17 @@ fn first_release_actions(fields: &mut Fields) -> Result<Applied, String> {
 /// One line (without its newline) as an entry. Long: one check per field,
 /// each with the message that names it.
 pub fn parse_line(line: &str) -> Result<Entry, String> {
-    let (body, crc) = line
-        .rsplit_once(" crc=")
-        .ok_or("no checksum (the line is cut short)")?;
+    // As written, the line ends in ` crc=` and eight digits.
+    let tail = line
+        .len()
+        .checked_sub(13)
+        .filter(|&i| line.is_char_boundary(i));
+    let (body, crc) = match tail {
+        Some(i) if &line[i..i + 5] == " crc=" => (&line[..i], &line[i + 5..]),
+        _ => line
+            .rsplit_once(" crc=")
+            .ok_or("no checksum (the line is cut short)")?,
+    };
     let crc = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum `{crc}`"))?;
     if crc != checksum(body.as_bytes()) {
         return Err("checksum mismatch (the line is damaged)".to_string());
@@ -502,13 +533,10 @@ pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
     // The text after the last newline: empty when the file ends properly.
     let cut_short = !bytes.is_empty() && !bytes.ends_with(b"\n");
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    let total = if bytes.is_empty() {
-        0
-    } else {
-        body.split(|&b| b == b'\n').count()
-    };
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+    let mut lines = body.split(|&b| b == b'\n').enumerate().peekable();
+    while let Some((i, raw)) = lines.next() {
         let n = i + 1;
+        let last = lines.peek().is_none();
         if raw.is_empty() || raw.starts_with(b"#") {
             continue;
         }
@@ -516,7 +544,7 @@ pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
             .map_err(|_| "not text".to_string())
             .and_then(parse_line)
             .and_then(|e| {
-                if cut_short && n == total {
+                if cut_short && last {
                     Err("the file ends in the middle of this line".to_string())
                 } else {
                     Ok(e)

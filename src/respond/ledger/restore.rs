@@ -137,7 +137,12 @@ impl Ledger {
         }
         self.take_intents(now, &mut report);
         let out = self.within_set_size(now, &mut report);
-        self.reindex();
+        self.in_set = super::InSet::rebuilt(
+            self.records
+                .iter()
+                .filter(|(_, r)| !r.ended && r.entry.applied.set)
+                .map(|(a, r)| (r.entry.evidence, r.entry.banned_at, *a)),
+        );
         let addrs: Vec<(Cidr, Instant)> = self.records.iter().map(|(a, r)| (*a, r.until)).collect();
         self.heap.reserve(addrs.len());
         self.heap
