@@ -143,6 +143,20 @@ struct Figures {
     restored_line: Option<Duration>,
     first_write: Option<Duration>,
     cpu: f64,
+    /// VmRSS and VmHWM (peak) in MiB once settled.
+    rss: (u64, u64),
+}
+
+fn rss_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (kb("VmRSS:") / 1024, kb("VmHWM:") / 1024)
 }
 
 fn one_run(a: &Args, bin: &Path, text: &str) -> Figures {
@@ -211,6 +225,7 @@ fn one_run(a: &Args, bin: &Path, text: &str) -> Figures {
     std::thread::sleep(Duration::from_millis(200));
     let daemon = daemon_pid(pid, a.wrap.is_some());
     let cpu = cpu_of(daemon);
+    let rss = rss_of(daemon);
     signal(daemon, nix::sys::signal::Signal::SIGTERM);
     let mut child = ns.take_child(pid);
     let _ = child.wait();
@@ -219,6 +234,7 @@ fn one_run(a: &Args, bin: &Path, text: &str) -> Figures {
         restored_line,
         first_write,
         cpu,
+        rss,
     }
 }
 
@@ -301,12 +317,14 @@ fn main() {
         for bin in &a.bins {
             let f = one_run(&a, bin, &text);
             println!(
-                "run {run} {}: sets full {} ms, restored line {} ms, first state write {} ms, daemon CPU {:.2} s",
+                "run {run} {}: sets full {} ms, restored line {} ms, first state write {} ms, daemon CPU {:.2} s, RSS {} MiB (peak {} MiB)",
                 bin.display(),
                 ms(Some(f.sets_full)),
                 ms(f.restored_line),
                 ms(f.first_write),
-                f.cpu
+                f.cpu,
+                f.rss.0,
+                f.rss.1
             );
         }
     }

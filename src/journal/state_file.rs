@@ -1,6 +1,10 @@
 //! state_file: the state file on disk: read under its lock at start,
 //! replaced whole (`files::replace`) when bans change, by a thread of its
 //! own once the daemon allows one, never more often than the disk allows.
+//! The loop hands that thread only what changed (the entries by value, or
+//! every entry once after a restore); the thread keeps each line as last
+//! written and renders the changed ones, so no write costs the loop work in
+//! the number of bans (a million bans: a file of 160 MB).
 //! The lock (`<state_file>.lock`) is taken by every writer: the daemon
 //! around each write and each hosts.deny edit, the command line around its
 //! whole read-change-write when no daemon runs.

@@ -2,7 +2,9 @@
 //! daemon, the bans of a table that survived the last run) become records
 //! again: ended bans are undone, live ones go back into the kernel set with
 //! the time they have left, in the transaction that installs the table, and
-//! their route and hosts.deny line are put back if missing.
+//! their route and hosts.deny line are put back if missing. The records,
+//! the heaps and the kernel-set index are built in one pass each (a million
+//! bans); the state file is written again whole by the writer thread.
 
 use crate::cidr::Cidr;
 use std::cmp::Reverse;
