@@ -11,6 +11,8 @@
 //!
 //!   cargo bench --bench restore -- [--v4 N] [--v6 N] [--runs K]
 //!       [--bin PATH]... [--wrap "perf record -e cpu-clock --call-graph dwarf -o F"]
+//!   cargo bench --bench restore -- --kernel-only [--v4 N]   (the kernel's insert alone)
+//!   cargo bench --bench restore -- --write-cost N   (the loop's side of a state write; no root)
 //!
 //! Several `--bin` are measured in turn, run by run (A B A B ...), so that a
 //! comparison of two builds sees the same machine load.
@@ -41,6 +43,8 @@ struct Args {
     /// Only the kernel's part: the elements committed into a set made by
     /// nft, with and without `counter`.
     kernel_only: bool,
+    /// Only the loop's side of state file writes with this many bans.
+    write_cost: Option<u32>,
 }
 
 fn args() -> Args {
@@ -51,6 +55,7 @@ fn args() -> Args {
         bins: Vec::new(),
         wrap: None,
         kernel_only: false,
+        write_cost: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -62,6 +67,7 @@ fn args() -> Args {
             "--bin" => a.bins.push(PathBuf::from(val())),
             "--wrap" => a.wrap = Some(val()),
             "--kernel-only" => a.kernel_only = true,
+            "--write-cost" => a.write_cost = Some(val().parse().expect("--write-cost N")),
             // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -286,9 +292,70 @@ fn kernel_only(n: u32) {
     }
 }
 
+/// What a state file write costs the event loop with `n` bans: writes of
+/// 1,000 changed entries each, the time spent in `StateFile::tick` on this
+/// thread (the writer thread renders and writes; each write is waited for
+/// before the next one, off the clock).
+fn write_cost(n: u32) {
+    use nftsentry::journal::state_file::StateFile;
+    let dir = TempDir::new("restore-wc");
+    let entries: std::collections::BTreeMap<_, Entry> = (0..n)
+        .map(|i| {
+            let addr = nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(V4_BASE + i)));
+            let e = Entry {
+                addr,
+                scan: "syn".into(),
+                proto: Some(Proto::Tcp),
+                mode: "stcp".into(),
+                port: 1,
+                banned_at: 1_700_000_000_000,
+                expires_at: 1_700_086_400_000,
+                length: 86_400_000,
+                repeat: 1,
+                evidence: nftsentry::strength::Strength::Forgeable,
+                applied: Applied {
+                    set: true,
+                    ..Applied::default()
+                },
+            };
+            (addr, e)
+        })
+        .collect();
+    let get = |a: &nftsentry::cidr::Cidr| entries.get(a);
+    let mut f = StateFile::new(dir.path.join("state"));
+    f.start_writer();
+    let mut now = Instant::now();
+    f.changed_all(now);
+    f.flush(entries.values(), get);
+    let keys: Vec<_> = entries.keys().copied().collect();
+    let (mut total, mut worst) = (Duration::ZERO, Duration::ZERO);
+    const ROUNDS: usize = 10;
+    for round in 0..ROUNDS {
+        for a in keys.iter().skip(round * 1000).take(1000) {
+            f.changed(*a, now);
+        }
+        now += Duration::from_secs(10);
+        let t = Instant::now();
+        f.tick(now, entries.values(), get);
+        let d = t.elapsed();
+        total += d;
+        worst = worst.max(d);
+        f.flush(entries.values(), get);
+    }
+    println!(
+        "state file, {n} bans, writes of 1000 changes: the loop's time per write mean {:.2} ms, max {:.2} ms",
+        total.as_secs_f64() * 1e3 / ROUNDS as f64,
+        worst.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
-    require_root();
     let a = args();
+    if let Some(n) = a.write_cost {
+        write_cost(n);
+        return;
+    }
+    require_root();
     if a.kernel_only {
         kernel_only(a.v4);
         return;

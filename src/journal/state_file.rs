@@ -188,11 +188,11 @@ enum Changes {
 /// changed and copies the others. It lives on the writer thread once there
 /// is one; before, the loop writes through it itself.
 #[derive(Default)]
-struct Copy {
+struct Written {
     lines: BTreeMap<Cidr, String>,
 }
 
-impl Copy {
+impl Written {
     fn apply(&mut self, changes: Changes) {
         match changes {
             Changes::Some(v) => {
@@ -255,7 +255,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(path: PathBuf, mut copy: Copy) -> std::io::Result<Writer> {
+    fn start(path: PathBuf, mut copy: Written) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let (tx, done) = mpsc::channel();
         std::thread::Builder::new()
@@ -295,7 +295,7 @@ pub struct StateFile {
     not_before: Option<Instant>,
     /// The lines as last written, while the loop writes itself (before the
     /// writer thread starts, or if it is gone); the thread has it after.
-    copy: Option<Copy>,
+    copy: Option<Written>,
     /// Writes the file off the event loop once the daemon allows a thread
     /// (after dropping privileges); `None`: writes are synchronous.
     writer: Option<Writer>,
@@ -313,7 +313,7 @@ impl StateFile {
             all_dirty: false,
             write_at: None,
             not_before: None,
-            copy: Some(Copy::default()),
+            copy: Some(Written::default()),
             writer: None,
             errors: Gate::new(RETRY),
         }
@@ -376,7 +376,7 @@ impl StateFile {
             Ok(w) => self.writer = Some(w),
             Err(e) => {
                 // The copy went with the closure: the next write has it all.
-                self.copy = Some(Copy::default());
+                self.copy = Some(Written::default());
                 self.all_dirty = true;
                 log_warning!(
                     "adminalert: WARNING: no state writer thread ({e}); the state file is written by the event loop"
@@ -448,7 +448,7 @@ impl StateFile {
             self.path.display()
         );
         self.writer = None;
-        self.copy = Some(Copy::default());
+        self.copy = Some(Written::default());
         self.all_dirty = true;
         self.dirty = HashSet::new();
     }
@@ -541,7 +541,7 @@ impl StateFile {
                 }
             }
         }
-        let copy = self.copy.get_or_insert_with(Copy::default);
+        let copy = self.copy.get_or_insert_with(Written::default);
         let r = copy.write(&self.path, changes);
         drop(lock);
         self.wrote(r, started.elapsed(), Instant::now(), mark);
