@@ -406,3 +406,154 @@ fn a_daemon_killed_before_its_state_write_leaves_no_orphan() {
     signal(pid, Signal::SIGTERM);
     let _ = pair.victim.take_child(pid).wait();
 }
+
+/// A restore of 50,000 bans of every kind (issue 19; benches/restore times
+/// a million): IPv4 addresses,
+/// IPv6 addresses and /64s, escalated /24s, ended ones, and lines of the
+/// first release's form. The kernel holds every live one, each in its
+/// set, with the time it has left; the state file is written again (by
+/// the writer thread) with every live ban and no ended one.
+#[test]
+fn a_large_mixed_restore_puts_every_ban_back() {
+    use nftsentry::cidr::Cidr;
+    use std::net::Ipv6Addr;
+    const V4: u32 = 25_000;
+    const V6: u32 = 10_000;
+    const V6_NETS: u32 = 10_000;
+    const V4_NETS: u32 = 100;
+    const ENDED: u32 = 4_900;
+    let mut ns = Netns::new("bigrestore");
+    let dir = TempDir::new("bigrestore");
+    let cfg = config(&dir, "set_size = 30000\nban_time = \"1d\"");
+    let n = now_ms();
+    let live = |i: u32, net: Cidr| Entry {
+        addr: net,
+        ..entry(
+            "192.0.2.1",
+            n - u64::from(i % 600) * 1000,
+            n + 3_600_000 - u64::from(i % 600) * 1000,
+            3_600_000,
+            set_only(),
+        )
+    };
+    let host = |a: IpAddr| Cidr::host(a);
+    let mut entries: Vec<Entry> = Vec::new();
+    entries.extend((0..V4).map(|i| live(i, host(IpAddr::V4(Ipv4Addr::from(0xF000_0000 + i))))));
+    entries.extend((0..V6).map(|i| {
+        let a = (0x2001_0db8_0001u128 << 80) | u128::from(i) << 8 | 1;
+        live(i, host(IpAddr::V6(Ipv6Addr::from(a))))
+    }));
+    entries.extend((0..V6_NETS).map(|i| {
+        let a = (0x2001_0db8_0002u128 << 80) | u128::from(i) << 64;
+        live(i, Cidr::new(IpAddr::V6(Ipv6Addr::from(a)), 64).unwrap())
+    }));
+    entries.extend((0..V4_NETS).map(|i| {
+        let a = 0xE000_0000u32 + (i << 8);
+        live(i, Cidr::new(IpAddr::V4(Ipv4Addr::from(a)), 24).unwrap())
+    }));
+    // Ended an hour ago: dropped (no escalation remembers them).
+    entries.extend((0..ENDED).map(|i| Entry {
+        addr: host(IpAddr::V4(Ipv4Addr::from(0xF100_0000 + i))),
+        ..entry(
+            "192.0.2.1",
+            n - 7_200_000,
+            n - 3_600_000,
+            3_600_000,
+            set_only(),
+        )
+    }));
+    let mut text = render(&entries);
+    // And one line in 0.1.0's form (tests/fixtures/state-0.1.0), live.
+    let old = entry("198.51.100.9", n, n + 3_600_000, 3_600_000, set_only());
+    let body = nftsentry::journal::state::render_entry(&old);
+    let body = body
+        .rsplit_once(" crc=")
+        .unwrap()
+        .0
+        .replace(" mode=stcp", "")
+        .replace(
+            " evidence=forgeable actions=set",
+            " set=1 kill_route=0 command=0",
+        );
+    text.push_str(&format!("{body} crc={:08x}\n", fnv(body.as_bytes())));
+    let state = dir.path.join("state");
+    std::fs::write(&state, text).unwrap();
+    let written = std::fs::metadata(&state).unwrap().modified().unwrap();
+    let log = dir.path.join("log");
+    let pid = start_daemon(&mut ns, &cfg, &log);
+    let counts = ns.enter(|| {
+        let mut s = NftSocket::open().unwrap();
+        let mut count = |set: &str| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let c = s.set_info("nftsentry", set).unwrap().count.unwrap_or(0);
+                if c > 0 || std::time::Instant::now() > deadline {
+                    return c;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        (
+            count("blocked4"),
+            count("blocked6"),
+            count("blocked6_prefix"),
+        )
+    });
+    assert_eq!(
+        counts,
+        (V4 + 1, V6, V6_NETS),
+        "blocked4, blocked6, blocked6_prefix"
+    );
+    let listed = ns.enter(|| {
+        let mut s = NftSocket::open().unwrap();
+        bans::list(&mut s, "nftsentry", 64).unwrap()
+    });
+    let by: std::collections::HashMap<Cidr, &Ban> = listed.iter().map(|b| (b.addr, b)).collect();
+    for e in entries.iter().filter(|e| e.expires_at > n) {
+        let b = by
+            .get(&e.addr)
+            .unwrap_or_else(|| panic!("{} not restored", e.addr));
+        let left = b.expires_in.unwrap();
+        let want = Duration::from_millis(e.expires_at - n);
+        assert!(
+            left <= want && want - left < Duration::from_secs(120),
+            "{}: {left:?} left, {want:?} wanted",
+            e.addr
+        );
+    }
+    assert!(by.contains_key(&old.addr));
+    assert_eq!(listed.len(), (V4 + V6 + V6_NETS + V4_NETS + 1) as usize);
+    // The file again, by the writer thread: every live ban, no ended one.
+    assert!(
+        wait_until(Duration::from_secs(60), || std::fs::metadata(&state)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t != written)),
+        "the state file was not written again"
+    );
+    let (again, problems) = nftsentry::journal::state_file::load(&state).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(again.len(), listed.len());
+    assert!(again.keys().all(|a| by.contains_key(a)));
+    assert_eq!(again[&old.addr].mode, "stcp");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!(
+            "{} bans restored with the time they had left ({} from the state file, 0 adopted",
+            listed.len(),
+            listed.len()
+        )),
+        "{text}"
+    );
+    signal(pid, Signal::SIGTERM);
+    let _ = ns.take_child(pid).wait();
+}
+
+/// The state file's line checksum (FNV-1a, 32 bits), for a line written here.
+fn fnv(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}

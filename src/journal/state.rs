@@ -62,27 +62,32 @@ impl Applied {
     }
 
     /// The `actions` field: names joined by commas, `-` for none.
-    fn render(&self) -> String {
-        let mut names: Vec<String> = Vec::new();
+    fn render_into(&self, out: &mut String) {
+        let start = out.len();
+        let name = |out: &mut String, n: &str| {
+            if out.len() > start {
+                out.push(',');
+            }
+            out.push_str(n);
+        };
         if self.set {
-            names.push("set".into());
+            name(out, "set");
         }
         if self.hosts_deny {
-            names.push("hosts_deny".into());
+            name(out, "hosts_deny");
         }
         if let Some(r) = self.route {
-            names.push(format!("route:{}", r.as_str()));
+            name(out, "route:");
+            out.push_str(r.as_str());
         }
         if self.kill_route {
-            names.push("kill_route".into());
+            name(out, "kill_route");
         }
         if self.command {
-            names.push("command".into());
+            name(out, "command");
         }
-        if names.is_empty() {
-            "-".into()
-        } else {
-            names.join(",")
+        if out.len() == start {
+            out.push('-');
         }
     }
 
@@ -212,31 +217,71 @@ fn is_name(s: &str) -> bool {
 
 /// One entry as its line, with the newline.
 pub fn render_entry(e: &Entry) -> String {
-    let mut s = format!("ban {} scan=", e.addr);
-    encode(&mut s, e.scan.as_bytes());
-    let proto = e.proto.map(Proto::as_str).unwrap_or("-");
-    let mode = if e.mode.is_empty() { "-" } else { &e.mode };
-    let _ = write!(
-        s,
-        " proto={proto} mode={mode} port={} banned={} expires={} length={} repeat={} evidence={} actions={}",
-        e.port,
-        e.banned_at,
-        e.expires_at,
-        e.length,
-        e.repeat,
-        e.evidence.as_str(),
-        e.applied.render()
-    );
-    let crc = checksum(s.as_bytes());
-    let _ = writeln!(s, " crc={crc:08x}");
+    let mut s = String::with_capacity(192);
+    render_entry_into(&mut s, e);
     s
+}
+
+/// Decimal digits of `v`, without the formatting machinery (a state file
+/// of a million bans has six numbers a line).
+fn push_num(out: &mut String, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
+}
+
+/// Appends one entry's line, with the newline, to `out`.
+pub fn render_entry_into(out: &mut String, e: &Entry) {
+    #[cfg(test)]
+    RENDERED.with(|n| n.set(n.get() + 1));
+    let start = out.len();
+    out.push_str("ban ");
+    let _ = write!(out, "{}", e.addr);
+    out.push_str(" scan=");
+    encode(out, e.scan.as_bytes());
+    out.push_str(" proto=");
+    out.push_str(e.proto.map(Proto::as_str).unwrap_or("-"));
+    out.push_str(" mode=");
+    out.push_str(if e.mode.is_empty() { "-" } else { &e.mode });
+    out.push_str(" port=");
+    push_num(out, e.port.into());
+    out.push_str(" banned=");
+    push_num(out, e.banned_at);
+    out.push_str(" expires=");
+    push_num(out, e.expires_at);
+    out.push_str(" length=");
+    push_num(out, e.length);
+    out.push_str(" repeat=");
+    push_num(out, e.repeat.into());
+    out.push_str(" evidence=");
+    out.push_str(e.evidence.as_str());
+    out.push_str(" actions=");
+    e.applied.render_into(out);
+    let crc = checksum(&out.as_bytes()[start..]);
+    let _ = writeln!(out, " crc={crc:08x}");
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Lines rendered on this thread (tests: which thread renders the
+    /// state file).
+    pub static RENDERED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The whole file.
 pub fn render<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> String {
     let mut s = HEADER.to_string();
     for e in entries {
-        s.push_str(&render_entry(e));
+        render_entry_into(&mut s, e);
     }
     s
 }
@@ -259,14 +304,110 @@ fn flag(v: &str, k: &str) -> Result<bool, String> {
 }
 
 fn text(v: &str, k: &str) -> Result<String, String> {
+    if !v.bytes().any(|b| b == b'%') {
+        return Ok(v.to_string());
+    }
     decode(v).and_then(|b| String::from_utf8(b).map_err(|_| format!("`{k}` is not UTF-8")))
+}
+
+/// The keys a line may have, in one table: a line's fields land in slots,
+/// with no map built per line.
+const KEYS: [&str; 16] = [
+    "scan",
+    "proto",
+    "mode",
+    "port",
+    "banned",
+    "expires",
+    "length",
+    "repeat",
+    "evidence",
+    "actions",
+    // The first release's actions.
+    "set",
+    "kill_route",
+    "command",
+    "route",
+    "hosts_deny",
+    "hosts_deny_line",
+];
+
+/// `k`'s place in `KEYS`.
+fn key_index(k: &str) -> Option<usize> {
+    Some(match k {
+        "scan" => 0,
+        "proto" => 1,
+        "mode" => 2,
+        "port" => 3,
+        "banned" => 4,
+        "expires" => 5,
+        "length" => 6,
+        "repeat" => 7,
+        "evidence" => 8,
+        "actions" => 9,
+        "set" => 10,
+        "kill_route" => 11,
+        "command" => 12,
+        "route" => 13,
+        "hosts_deny" => 14,
+        "hosts_deny_line" => 15,
+        _ => return None,
+    })
+}
+
+/// One line's `key=value` fields.
+struct Fields<'a> {
+    known: [Option<&'a str>; KEYS.len()],
+    /// Keys of no field (rare: a damaged or foreign line).
+    unknown: Vec<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(words: impl Iterator<Item = &'a str>) -> Result<Fields<'a>, String> {
+        let mut f = Fields {
+            known: [None; KEYS.len()],
+            unknown: Vec::new(),
+        };
+        for w in words {
+            let eq = w.bytes().position(|b| b == b'=');
+            let (k, v) = eq
+                .map(|i| (&w[..i], &w[i + 1..]))
+                .ok_or_else(|| format!("`{w}` is not key=value"))?;
+            let twice = match key_index(k) {
+                Some(i) => f.known[i].replace(v).is_some(),
+                None if f.unknown.contains(&k) => true,
+                None => {
+                    f.unknown.push(k);
+                    false
+                }
+            };
+            if twice {
+                return Err(format!("`{k}` given twice"));
+            }
+        }
+        Ok(f)
+    }
+
+    fn take(&mut self, k: &str) -> Option<&'a str> {
+        self.known[key_index(k).expect("a known key")].take()
+    }
+
+    /// The first (in the order of names) field left unread.
+    fn left(&self) -> Option<&'a str> {
+        let known = KEYS
+            .iter()
+            .zip(&self.known)
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k);
+        self.unknown.iter().copied().chain(known).min()
+    }
 }
 
 /// The actions of a line of the first release: `set`, `kill_route`,
 /// `command` flags, an optional `route`, and `hosts_deny` with
 /// `hosts_deny_line`, whose values say only that a line is in force.
-fn first_release_actions(fields: &mut BTreeMap<&str, &str>) -> Result<Applied, String> {
-    let mut take = |k: &str| fields.remove(k);
+fn first_release_actions(fields: &mut Fields) -> Result<Applied, String> {
+    let mut take = |k: &str| fields.take(k);
     let set = flag(need(take("set"), "set")?, "set")?;
     let kill_route = flag(need(take("kill_route"), "kill_route")?, "kill_route")?;
     let command = flag(need(take("command"), "command")?, "command")?;
@@ -299,9 +440,17 @@ fn first_release_actions(fields: &mut BTreeMap<&str, &str>) -> Result<Applied, S
 /// One line (without its newline) as an entry. Long: one check per field,
 /// each with the message that names it.
 pub fn parse_line(line: &str) -> Result<Entry, String> {
-    let (body, crc) = line
-        .rsplit_once(" crc=")
-        .ok_or("no checksum (the line is cut short)")?;
+    // As written, the line ends in ` crc=` and eight digits.
+    let tail = line
+        .len()
+        .checked_sub(13)
+        .filter(|&i| line.is_char_boundary(i));
+    let (body, crc) = match tail {
+        Some(i) if &line[i..i + 5] == " crc=" => (&line[..i], &line[i + 5..]),
+        _ => line
+            .rsplit_once(" crc=")
+            .ok_or("no checksum (the line is cut short)")?,
+    };
     let crc = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum `{crc}`"))?;
     if crc != checksum(body.as_bytes()) {
         return Err("checksum mismatch (the line is damaged)".to_string());
@@ -321,43 +470,35 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
             crate::cidr::WIDEST_BAN6
         ));
     }
-    let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
-    for w in words {
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| format!("`{w}` is not key=value"))?;
-        if fields.insert(k, v).is_some() {
-            return Err(format!("`{k}` given twice"));
-        }
-    }
-    let scan = text(need(fields.remove("scan"), "scan")?, "scan")?;
-    let proto = match need(fields.remove("proto"), "proto")? {
+    let mut fields = Fields::of(words)?;
+    let scan = text(need(fields.take("scan"), "scan")?, "scan")?;
+    let proto = match need(fields.take("proto"), "proto")? {
         "tcp" => Some(Proto::Tcp),
         "udp" => Some(Proto::Udp),
         "-" => None,
         other => return Err(format!("`proto={other}` is not tcp, udp or -")),
     };
-    let mode = match fields.remove("mode") {
+    let mode = match fields.take("mode") {
         None | Some("-") => String::new(),
         Some(m) if is_name(m) => m.to_string(),
         Some(m) => return Err(format!("`mode={m}` is not a mode name")),
     };
-    let port = num(need(fields.remove("port"), "port")?, "port")?;
-    let banned_at = num(need(fields.remove("banned"), "banned")?, "banned")?;
-    let expires_at: u64 = num(need(fields.remove("expires"), "expires")?, "expires")?;
-    let length = num(need(fields.remove("length"), "length")?, "length")?;
-    let repeat = num(need(fields.remove("repeat"), "repeat")?, "repeat")?;
-    let evidence = match fields.remove("evidence") {
+    let port = num(need(fields.take("port"), "port")?, "port")?;
+    let banned_at = num(need(fields.take("banned"), "banned")?, "banned")?;
+    let expires_at: u64 = num(need(fields.take("expires"), "expires")?, "expires")?;
+    let length = num(need(fields.take("length"), "length")?, "length")?;
+    let repeat = num(need(fields.take("repeat"), "repeat")?, "repeat")?;
+    let evidence = match fields.take("evidence") {
         None => Strength::of_scan(&scan),
         Some(v) => {
             Strength::from_name(v).ok_or_else(|| format!("`evidence={v}` is not a strength"))?
         }
     };
-    let applied = match fields.remove("actions") {
+    let applied = match fields.take("actions") {
         Some(v) => Applied::parse(v)?,
         None => first_release_actions(&mut fields)?,
     };
-    if let Some(k) = fields.keys().next() {
+    if let Some(k) = fields.left() {
         return Err(format!("unknown field `{k}`"));
     }
     if expires_at < banned_at {
@@ -385,18 +526,17 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
 /// (`source:LINE: why; entry dropped`). A later line for the same address
 /// replaces an earlier one.
 pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
-    let mut entries = Entries::new();
-    let mut problems = Vec::new();
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    // Problems by line number: a second entry for an address is found
+    // after the sort, and told in the line order with the others.
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    let mut parsed: Vec<(usize, Entry)> = Vec::with_capacity(bytes.len() / 160 + 1);
     // The text after the last newline: empty when the file ends properly.
-    let last = lines.pop().unwrap_or_default();
-    let cut_short = !last.is_empty();
-    if cut_short {
-        lines.push(last);
-    }
-    let total = lines.len();
-    for (i, raw) in lines.into_iter().enumerate() {
+    let cut_short = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut lines = body.split(|&b| b == b'\n').enumerate().peekable();
+    while let Some((i, raw)) = lines.next() {
         let n = i + 1;
+        let last = lines.peek().is_none();
         if raw.is_empty() || raw.starts_with(b"#") {
             continue;
         }
@@ -404,24 +544,40 @@ pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
             .map_err(|_| "not text".to_string())
             .and_then(parse_line)
             .and_then(|e| {
-                if cut_short && n == total {
+                if cut_short && last {
                     Err("the file ends in the middle of this line".to_string())
                 } else {
                     Ok(e)
                 }
             });
         match result {
-            Ok(e) => {
-                if entries.insert(e.addr, e).is_some() {
-                    problems.push(format!(
-                        "{source}:{n}: a second entry for the same address; the later one kept"
-                    ));
-                }
-            }
-            Err(why) => problems.push(format!("{source}:{n}: {why}; entry dropped")),
+            Ok(e) => parsed.push((n, e)),
+            Err(why) => problems.push((n, format!("{source}:{n}: {why}; entry dropped"))),
         }
     }
-    (entries, problems)
+    // Stable: of several entries for one address, the later stays last.
+    if !parsed.is_sorted_by(|a, b| a.1.addr <= b.1.addr) {
+        parsed.sort_by_key(|p| p.1.addr);
+    }
+    let mut dups = false;
+    for w in parsed.windows(2) {
+        if w[0].1.addr == w[1].1.addr {
+            dups = true;
+            problems.push((
+                w[1].0,
+                format!(
+                    "{source}:{}: a second entry for the same address; the later one kept",
+                    w[1].0
+                ),
+            ));
+        }
+    }
+    if dups {
+        problems.sort_by_key(|(n, _)| *n);
+    }
+    // Built from sorted keys in one pass; of equal keys the last is kept.
+    let entries: Entries = parsed.into_iter().map(|(_, e)| (e.addr, e)).collect();
+    (entries, problems.into_iter().map(|(_, p)| p).collect())
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! state_file: the state file on disk: read under its lock at start,
 //! replaced whole (`files::replace`) when bans change, by a thread of its
 //! own once the daemon allows one, never more often than the disk allows.
+//! The loop hands that thread only what changed (the entries by value, or
+//! every entry once after a restore); the thread keeps each line as last
+//! written and renders the changed ones, so no write costs the loop work in
+//! the number of bans (a million bans: a file of 160 MB).
 //! The lock (`<state_file>.lock`) is taken by every writer: the daemon
 //! around each write and each hosts.deny edit, the command line around its
 //! whole read-change-write when no daemon runs.
@@ -8,7 +12,7 @@
 //! Knows nothing of why entries change: it is told which did.
 
 use crate::cidr::Cidr;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -169,28 +173,89 @@ pub fn remove_leftovers(path: &Path) -> Vec<PathBuf> {
     files::remove_dead_writers_files(path, LEFTOVER_INFIX)
 }
 
-/// A write handed to the writer thread: the lock taken by the loop, the
-/// text it rendered.
-struct Job {
-    lock: Lock,
-    path: PathBuf,
-    text: String,
+/// What changed since the last write, by value: the entries as they are
+/// now (`None`: gone). The loop clones only these; rendering is the
+/// writer's.
+enum Changes {
+    Some(Vec<(Cidr, Option<Entry>)>),
+    /// Every entry (a restore changed them all, or the writer's copy was
+    /// lost): the copy is replaced.
+    All(Vec<Entry>),
 }
 
-/// The thread that fsyncs and renames the file, so a probe never waits
-/// behind the disk (measured: a synchronous write put the probe->ban p99
-/// at 2.5 ms, against 0.3 ms without a state file).
+/// The writer's side: each entry's line as last rendered, in the file's
+/// order (by address), so that a write renders only the entries that
+/// changed and copies the others. It lives on the writer thread once there
+/// is one; before, the loop writes through it itself.
+#[derive(Default)]
+struct Written {
+    lines: BTreeMap<Cidr, String>,
+}
+
+impl Written {
+    fn apply(&mut self, changes: Changes) {
+        match changes {
+            Changes::Some(v) => {
+                for (addr, e) in v {
+                    match e {
+                        Some(e) => {
+                            let line = self.lines.entry(addr).or_default();
+                            line.clear();
+                            state::render_entry_into(line, &e);
+                        }
+                        None => {
+                            self.lines.remove(&addr);
+                        }
+                    }
+                }
+            }
+            Changes::All(v) => {
+                self.lines = v
+                    .into_iter()
+                    .map(|e| (e.addr, state::render_entry(&e)))
+                    .collect();
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        let len: usize = self.lines.values().map(String::len).sum();
+        let mut text = String::with_capacity(state::HEADER.len() + len);
+        text.push_str(state::HEADER);
+        for line in self.lines.values() {
+            text.push_str(line);
+        }
+        text
+    }
+
+    /// Applies `changes` and replaces the file with the result.
+    fn write(&mut self, path: &Path, changes: Changes) -> std::io::Result<()> {
+        self.apply(changes);
+        write_text(path, &self.text())
+    }
+}
+
+/// A write handed to the writer thread: the lock taken by the loop, what
+/// changed since the last job.
+struct Job {
+    lock: Lock,
+    changes: Changes,
+}
+
+/// The thread that renders, fsyncs and renames the file, so a probe never
+/// waits behind the disk (measured: a synchronous write put the probe->ban
+/// p99 at 2.5 ms, against 0.3 ms without a state file) nor behind the
+/// rendering of every ban (a million bans: a file of 160 MB).
 struct Writer {
     jobs: mpsc::Sender<Job>,
     /// Each write's result and how long the disk took.
     done: mpsc::Receiver<(std::io::Result<()>, Duration)>,
-    /// What each write in flight carried: if it fails its addresses are
-    /// changed again (the file does not have them).
-    in_flight: VecDeque<Carried>,
+    /// How much of the intent file each write in flight covers.
+    in_flight: VecDeque<u64>,
 }
 
 impl Writer {
-    fn start() -> std::io::Result<Writer> {
+    fn start(path: PathBuf, mut copy: Written) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let (tx, done) = mpsc::channel();
         std::thread::Builder::new()
@@ -198,7 +263,7 @@ impl Writer {
             .spawn(move || {
                 for job in rx {
                     let t = Instant::now();
-                    let r = write_text(&job.path, &job.text);
+                    let r = copy.write(&path, job.changes);
                     // The result before the lock: whoever takes the lock
                     // next finds the file written.
                     let sent = tx.send((r, t.elapsed()));
@@ -216,26 +281,21 @@ impl Writer {
     }
 }
 
-/// What one write carries: the addresses it records anew, and how much of
-/// the intent file it covers.
-struct Carried {
-    dirty: HashSet<Cidr>,
-    intents: u64,
-}
-
-/// The daemon's state file: what changed since the last write, each
-/// entry's line as last rendered, when the next write is due.
+/// The daemon's state file: what changed since the last write, when the
+/// next write is due. A write costs the loop the entries that changed
+/// (cloned) and the lock; the rendering and the disk are the writer's.
 pub struct StateFile {
     path: PathBuf,
-    /// Each entry's line as last rendered: only changed entries are
-    /// rendered again (20,000 bans, measured: a write after one change
-    /// 10-20 ms, 30 ms when every line is rendered).
-    lines: HashMap<Cidr, String>,
     /// Changed since the last write.
     dirty: HashSet<Cidr>,
+    /// Every entry changed: the next write carries them all.
+    all_dirty: bool,
     /// No write before this (throttle); `None`: no write pending.
     write_at: Option<Instant>,
     not_before: Option<Instant>,
+    /// The lines as last written, while the loop writes itself (before the
+    /// writer thread starts, or if it is gone); the thread has it after.
+    copy: Option<Written>,
     /// Writes the file off the event loop once the daemon allows a thread
     /// (after dropping privileges); `None`: writes are synchronous.
     writer: Option<Writer>,
@@ -249,10 +309,11 @@ impl StateFile {
         StateFile {
             intents: Intents::new(&path),
             path,
-            lines: HashMap::new(),
             dirty: HashSet::new(),
+            all_dirty: false,
             write_at: None,
             not_before: None,
+            copy: Some(Written::default()),
             writer: None,
             errors: Gate::new(RETRY),
         }
@@ -262,13 +323,27 @@ impl StateFile {
         &self.path
     }
 
-    /// The entry of `addr` changed (or went): written at the next write,
-    /// which is scheduled.
-    pub fn changed(&mut self, addr: Cidr, now: Instant) {
-        self.dirty.insert(addr);
+    fn schedule(&mut self, now: Instant) {
         if self.write_at.is_none() {
             self.write_at = Some(self.not_before.map_or(now, |t| t.max(now)));
         }
+    }
+
+    /// The entry of `addr` changed (or went): written at the next write,
+    /// which is scheduled.
+    pub fn changed(&mut self, addr: Cidr, now: Instant) {
+        if !self.all_dirty {
+            self.dirty.insert(addr);
+        }
+        self.schedule(now);
+    }
+
+    /// Every entry changed (a restore): the next write carries them all,
+    /// with no book-keeping per entry.
+    pub fn changed_all(&mut self, now: Instant) {
+        self.all_dirty = true;
+        self.dirty = HashSet::new();
+        self.schedule(now);
     }
 
     /// Notes what the ban `e` is about to do, before it does it (see
@@ -296,29 +371,45 @@ impl StateFile {
         if self.writer.is_some() {
             return;
         }
-        match Writer::start() {
+        let copy = self.copy.take().unwrap_or_default();
+        match Writer::start(self.path.clone(), copy) {
             Ok(w) => self.writer = Some(w),
-            Err(e) => log_warning!(
-                "adminalert: WARNING: no state writer thread ({e}); the state file is written by the event loop"
-            ),
+            Err(e) => {
+                // The copy went with the closure: the next write has it all.
+                self.copy = Some(Written::default());
+                self.all_dirty = true;
+                log_warning!(
+                    "adminalert: WARNING: no state writer thread ({e}); the state file is written by the event loop"
+                );
+            }
         }
     }
 
-    /// Writes when a write is due at `now`. `entries`: every entry, in
-    /// the file's order.
-    pub fn tick<'a>(&mut self, now: Instant, entries: impl Iterator<Item = &'a Entry>) {
+    /// Writes when a write is due at `now`. `all`: every entry, in the
+    /// file's order (read only when every entry changed); `get`: the entry
+    /// of an address.
+    pub fn tick<'a>(
+        &mut self,
+        now: Instant,
+        all: impl Iterator<Item = &'a Entry>,
+        get: impl Fn(&Cidr) -> Option<&'a Entry>,
+    ) {
         self.collect(false, now);
         if self.write_at.is_some_and(|t| t <= now) {
-            self.write(now, entries, true);
+            self.write(now, all, get, false);
         }
     }
 
     /// Writes now if anything changed, and waits for it (at exit).
-    pub fn flush<'a>(&mut self, entries: impl Iterator<Item = &'a Entry>) {
+    pub fn flush<'a>(
+        &mut self,
+        all: impl Iterator<Item = &'a Entry>,
+        get: impl Fn(&Cidr) -> Option<&'a Entry>,
+    ) {
         let now = Instant::now();
         self.collect(true, now);
         if self.write_at.is_some() {
-            self.write(now, entries, false);
+            self.write(now, all, get, true);
         }
     }
 
@@ -334,28 +425,43 @@ impl StateFile {
             } else {
                 w.done.try_recv().ok()
             };
-            let Some(r) = r else { break };
-            let carried = w.in_flight.pop_front().expect("in flight");
-            results.push((r, carried));
+            let Some(r) = r else {
+                if wait {
+                    // The thread is gone with its copy of the lines.
+                    self.writer_gone();
+                }
+                break;
+            };
+            let mark = w.in_flight.pop_front().expect("in flight");
+            results.push((r, mark));
         }
-        for ((result, cost), carried) in results {
-            self.wrote(result, cost, now, carried);
+        for ((result, cost), mark) in results {
+            self.wrote(result, cost, now, mark);
         }
     }
 
-    /// Book-keeping after a write that carried the changes `carried`.
-    fn wrote(
-        &mut self,
-        result: std::io::Result<()>,
-        cost: Duration,
-        now: Instant,
-        carried: Carried,
-    ) {
+    /// The writer thread is gone (it panicked): the loop writes from now
+    /// on, everything at the next write.
+    fn writer_gone(&mut self) {
+        log_error!(
+            "adminalert: ERROR: the state writer thread is gone; the event loop writes {} from now on",
+            self.path.display()
+        );
+        self.writer = None;
+        self.copy = Some(Written::default());
+        self.all_dirty = true;
+        self.dirty = HashSet::new();
+    }
+
+    /// Book-keeping after a write that covered the intent file up to
+    /// `mark`. A failed write needs no entry again: the copy has them, the
+    /// retry writes it.
+    fn wrote(&mut self, result: std::io::Result<()>, cost: Duration, now: Instant, mark: u64) {
         match result {
             // The disk is spared: 1/50 of the time at most.
             Ok(()) => {
                 self.not_before = Some(now + (cost * WRITE_DELAY_FACTOR).min(MAX_WRITE_DELAY));
-                if let Err(e) = self.intents.covered(carried.intents) {
+                if let Err(e) = self.intents.covered(mark) {
                     log_error!(
                         "adminalert: ERROR: cannot shorten {}: {e}",
                         intents::path_of(&self.path).display()
@@ -370,84 +476,75 @@ impl StateFile {
                         RETRY.as_secs()
                     );
                 }
-                for addr in carried.dirty {
-                    self.lines.remove(&addr);
-                    self.dirty.insert(addr);
-                }
                 self.write_at = Some(now + RETRY);
             }
         }
     }
 
+    /// What changed, by value: O(changed), or every entry when all did.
+    fn take_changes<'a>(
+        &mut self,
+        all: impl Iterator<Item = &'a Entry>,
+        get: impl Fn(&Cidr) -> Option<&'a Entry>,
+    ) -> Changes {
+        if std::mem::take(&mut self.all_dirty) {
+            self.dirty = HashSet::new();
+            return Changes::All(all.cloned().collect());
+        }
+        let changed = self
+            .dirty
+            .drain()
+            .map(|addr| (addr, get(&addr).cloned()))
+            .collect();
+        Changes::Some(changed)
+    }
+
     fn write<'a>(
         &mut self,
         now: Instant,
-        entries: impl Iterator<Item = &'a Entry>,
-        in_thread: bool,
+        all: impl Iterator<Item = &'a Entry>,
+        get: impl Fn(&Cidr) -> Option<&'a Entry>,
+        wait: bool,
     ) {
         let started = Instant::now();
         let lock = match lock(&self.path) {
             Ok(l) => l,
             Err(e) => {
-                let carried = Carried {
-                    dirty: std::mem::take(&mut self.dirty),
-                    intents: 0,
-                };
+                // What changed stays marked for the retry.
                 let err = std::io::Error::other(e.message);
-                self.wrote(Err(err), started.elapsed(), now, carried);
+                self.write_at = None;
+                self.wrote(Err(err), started.elapsed(), now, 0);
                 return;
             }
         };
-        let text = self.render(entries);
-        let carried = Carried {
-            dirty: std::mem::take(&mut self.dirty),
-            intents: self.intents.mark(),
-        };
+        let changes = self.take_changes(all, get);
+        let mark = self.intents.mark();
         self.write_at = None;
-        if let Some(w) = self.writer.as_mut().filter(|_| in_thread) {
-            let job = Job {
-                lock,
-                path: self.path.clone(),
-                text,
-            };
-            match w.jobs.send(job) {
+        if let Some(w) = self.writer.as_mut() {
+            match w.jobs.send(Job { lock, changes }) {
                 Ok(()) => {
-                    w.in_flight.push_back(carried);
+                    w.in_flight.push_back(mark);
                     // Until the thread says how long it took.
                     self.not_before = Some(now + Duration::from_millis(50));
+                    if wait {
+                        self.collect(true, now);
+                    }
                     return;
                 }
                 Err(mpsc::SendError(job)) => {
-                    // The thread is gone: write here from now on.
-                    self.writer = None;
-                    let r = write_text(&job.path, &job.text);
-                    drop(job.lock);
-                    self.wrote(r, started.elapsed(), Instant::now(), carried);
+                    // The thread is gone, and its copy: what this job
+                    // carries is not all that the file lacks.
+                    drop(job);
+                    self.writer_gone();
+                    self.schedule(now);
                     return;
                 }
             }
         }
-        let r = write_text(&self.path, &text);
+        let copy = self.copy.get_or_insert_with(Written::default);
+        let r = copy.write(&self.path, changes);
         drop(lock);
-        self.wrote(r, started.elapsed(), Instant::now(), carried);
-    }
-
-    /// The file's text; lines of unchanged entries come from the cache.
-    fn render<'a>(&mut self, entries: impl Iterator<Item = &'a Entry>) -> String {
-        // Changed or gone: rendered again, or not at all.
-        for addr in &self.dirty {
-            self.lines.remove(addr);
-        }
-        let mut text = String::with_capacity(state::HEADER.len() + 160 * self.lines.len());
-        text.push_str(state::HEADER);
-        for e in entries {
-            let line = self
-                .lines
-                .entry(e.addr)
-                .or_insert_with(|| state::render_entry(e));
-            text.push_str(line);
-        }
-        text
+        self.wrote(r, started.elapsed(), Instant::now(), mark);
     }
 }
 
@@ -562,6 +659,10 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    fn get<'a>(entries: &'a [&'a Entry]) -> impl Fn(&Cidr) -> Option<&'a Entry> {
+        move |a| entries.iter().copied().find(|e| e.addr == *a)
+    }
+
     #[test]
     fn a_state_file_renders_changed_lines_and_drops_gone_ones() {
         let d = dir("render");
@@ -573,18 +674,96 @@ mod tests {
         f.changed(a.addr, t0);
         f.changed(b.addr, t0);
         assert_eq!(f.due(), Some(t0));
-        f.tick(t0, [&a, &b].into_iter());
+        let both = [&a, &b];
+        f.tick(t0, both.into_iter(), get(&both));
         assert_eq!(f.due(), None);
         assert_eq!(load(&path).unwrap().0.len(), 2);
         // b changes, a goes: the next write has b's new line and no a.
         b.port = 7;
         f.changed(b.addr, t0);
         f.changed(a.addr, t0);
-        f.flush([&b].into_iter());
+        let only = [&b];
+        f.flush(only.into_iter(), get(&only));
         let (e, _) = load(&path).unwrap();
         assert_eq!(e.len(), 1);
         assert_eq!(e[&b.addr].port, 7);
-        assert_eq!(f.lines.len(), 1);
+        assert_eq!(f.copy.as_ref().unwrap().lines.len(), 1);
+        // Every entry changed (a restore): all of them, in order.
+        let c = entry("2001:db8::1");
+        f.changed_all(t0);
+        let all = [&b, &c];
+        f.flush(all.into_iter(), |_| panic!("no lookup when all changed"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, state::render(all));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn with_the_writer_thread_the_loop_renders_nothing() {
+        let d = dir("thread");
+        let path = d.join("state");
+        let mut f = StateFile::new(path.clone());
+        f.start_writer();
+        let entries: Vec<Entry> = (0..1000u32)
+            .map(|i| entry(&std::net::Ipv4Addr::from(0xC612_0000 + i).to_string()))
+            .collect();
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let t0 = Instant::now();
+        let before = state::RENDERED.with(|n| n.get());
+        // A restore: every entry, then a ban.
+        f.changed_all(t0);
+        f.tick(t0, refs.iter().copied(), get(&refs));
+        f.changed(entries[7].addr, t0);
+        f.flush(refs.iter().copied(), get(&refs));
+        assert_eq!(
+            state::RENDERED.with(|n| n.get()),
+            before,
+            "the loop's thread rendered state lines"
+        );
+        let (e, p) = load(&path).unwrap();
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(e.len(), 1000);
+        // Gone and changed ones reach the file too.
+        let mut changed = entries[3].clone();
+        changed.port = 9;
+        let left: Vec<&Entry> = [&changed]
+            .into_iter()
+            .chain(refs[10..].iter().copied())
+            .collect();
+        for e in &entries[..10] {
+            f.changed(e.addr, t0);
+        }
+        f.flush(left.iter().copied(), get(&left));
+        let (e, _) = load(&path).unwrap();
+        assert_eq!(e.len(), 991);
+        assert_eq!(e[&changed.addr].port, 9);
+        assert!(!e.contains_key(&entries[4].addr));
+        assert_eq!(state::RENDERED.with(|n| n.get()), before);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_with_everything() {
+        let d = dir("retry");
+        std::fs::create_dir_all(&d).unwrap();
+        // The state file's place is a directory: the rename fails.
+        let path = d.join("state");
+        std::fs::create_dir_all(path.join("x")).unwrap();
+        let mut f = StateFile::new(path.clone());
+        f.start_writer();
+        let a = entry("192.0.2.2");
+        let t0 = Instant::now();
+        f.changed(a.addr, t0);
+        f.flush([&a].into_iter(), get(&[&a]));
+        // Failed: the retry is scheduled, with no change left to send.
+        let retry = f.due().expect("a retry");
+        assert!(retry >= t0 + RETRY, "{retry:?}");
+        std::fs::remove_dir_all(&path).unwrap();
+        let b = entry("192.0.2.3");
+        f.changed(b.addr, t0);
+        f.tick(retry, [&a, &b].into_iter(), get(&[&a, &b]));
+        f.flush([&a, &b].into_iter(), get(&[&a, &b]));
+        assert_eq!(load(&path).unwrap().0.len(), 2);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

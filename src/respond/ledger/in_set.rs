@@ -55,6 +55,18 @@ impl InSet {
         }
     }
 
+    /// The index of these bans, built in one pass per family (a restore
+    /// of a million bans: sorted once rather than inserted one by one).
+    pub(super) fn rebuilt(bans: impl Iterator<Item = Key>) -> InSet {
+        let (mut v4, mut v6): (Vec<Key>, Vec<Key>) = bans.partition(|k| k.2.is_ipv4());
+        v4.sort_unstable();
+        v6.sort_unstable();
+        InSet {
+            v4: v4.into_iter().collect(),
+            v6: v6.into_iter().collect(),
+        }
+    }
+
     pub(super) fn clear(&mut self) {
         self.v4.clear();
         self.v6.clear();

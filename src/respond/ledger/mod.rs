@@ -709,7 +709,9 @@ impl Ledger {
         let commands = self.actions.tick(now);
         let write = match self.file.as_mut() {
             Some(f) => {
-                f.tick(now, self.records.values().map(|r| &r.entry));
+                f.tick(now, self.records.values().map(|r| &r.entry), |a| {
+                    self.records.get(a).map(|r| &r.entry)
+                });
                 f.due().map(|t| t.saturating_duration_since(now))
             }
             None => None,
@@ -797,7 +799,9 @@ impl Ledger {
     /// Writes the state file now if anything changed, and waits for it.
     pub fn flush_file(&mut self) {
         if let Some(f) = self.file.as_mut() {
-            f.flush(self.records.values().map(|r| &r.entry));
+            f.flush(self.records.values().map(|r| &r.entry), |a| {
+                self.records.get(a).map(|r| &r.entry)
+            });
         }
     }
 

@@ -2,7 +2,9 @@
 //! daemon, the bans of a table that survived the last run) become records
 //! again: ended bans are undone, live ones go back into the kernel set with
 //! the time they have left, in the transaction that installs the table, and
-//! their route and hosts.deny line are put back if missing.
+//! their route and hosts.deny line are put back if missing. The records,
+//! the heaps and the kernel-set index are built in one pass each (a million
+//! bans); the state file is written again whole by the writer thread.
 
 use crate::cidr::Cidr;
 use std::cmp::Reverse;
@@ -15,6 +17,7 @@ use crate::journal::state_file;
 use crate::table::bans::{Ban, BanSets};
 
 use super::{Ledger, MANUAL_MODE, RETRY, Record, RestoreReport, Restored, ms, wall_ms};
+use crate::config::BlockMode;
 use crate::respond::actions::Target;
 
 /// Damaged state file lines logged one by one at start; a file of garbage
@@ -108,21 +111,47 @@ impl Ledger {
     pub fn restore(&mut self, kernel: Option<Vec<Ban>>, now: Instant) -> Result<Vec<Restored>> {
         let now_ms = wall_ms();
         let file = self.read_file()?;
+        // Written again whole, kept or not: the file holds only what the
+        // restore kept, in the current form.
+        if let Some(f) = self.file.as_mut() {
+            f.changed_all(now);
+        }
         let mut report = RestoreReport::default();
+        let mut kept = Vec::with_capacity(file.len());
         for (addr, e) in file {
-            self.take_entry(addr, e, now, now_ms, &mut report);
+            if let Some(r) = self.take_entry(e, now, now_ms, &mut report) {
+                kept.push((addr, r));
+            }
+        }
+        if self.records.is_empty() {
+            // In the file's order: the map is built in one pass.
+            for (addr, _) in &kept {
+                self.note_length(addr);
+            }
+            self.records = kept.into_iter().collect();
+        } else {
+            for (addr, r) in kept {
+                self.put(addr, r);
+            }
         }
         for b in kernel.unwrap_or_default() {
             self.adopt(b, now, now_ms, &mut report);
         }
         self.take_intents(now, &mut report);
         let out = self.within_set_size(now, &mut report);
-        self.reindex();
+        self.in_set = super::InSet::rebuilt(
+            self.records
+                .iter()
+                .filter(|(_, r)| !r.ended && r.entry.applied.set)
+                .map(|(a, r)| (r.entry.evidence, r.entry.banned_at, *a)),
+        );
         let addrs: Vec<(Cidr, Instant)> = self.records.iter().map(|(a, r)| (*a, r.until)).collect();
+        self.heap.reserve(addrs.len());
+        self.heap
+            .extend(addrs.iter().map(|&(addr, until)| Reverse((until, addr))));
+        self.reads.reserve(addrs.len());
         for (addr, until) in addrs {
-            self.heap.push(Reverse((until, addr)));
             self.read_before_end(addr, now, until);
-            self.changed(addr, now);
         }
         self.report = report;
         Ok(out)
@@ -132,6 +161,9 @@ impl Ledger {
     /// `table::install::install_keeping_what_fits`): ended now, their
     /// route and hosts.deny line undone after the install.
     pub fn not_restored(&mut self, addrs: &[Cidr], now: Instant) {
+        if addrs.is_empty() {
+            return;
+        }
         for addr in addrs {
             if let Some(r) = self.records.get_mut(addr) {
                 r.ended = true;
@@ -182,18 +214,14 @@ impl Ledger {
 
     /// One entry of the state file: a live ban is kept, an ended one has
     /// its actions undone and is kept only to remember a repeat offender or
-    /// to retry an undo that failed.
+    /// to retry an undo that failed. The record to keep, if any.
     fn take_entry(
         &mut self,
-        addr: Cidr,
         e: Entry,
         now: Instant,
         now_ms: u64,
         report: &mut RestoreReport,
-    ) {
-        // Written again whether kept or not: the file holds only what the
-        // restore kept, in the current form.
-        self.changed(addr, now);
+    ) -> Option<Record> {
         let mut r = self.record_for(e, now, now_ms);
         if !r.ended {
             if r.entry.applied.set {
@@ -208,9 +236,7 @@ impl Ledger {
             r.until = now + self.policy.memory(&r.entry, now_ms);
         }
         let keep = !r.ended || r.entry.applied.needs_undo() || r.until > now;
-        if keep {
-            self.put(addr, r);
-        }
+        keep.then_some(r)
     }
 
     /// What bans of the last run were about to do and the state file does
@@ -341,7 +367,13 @@ impl Ledger {
                 }
             })
             .collect();
-        live.sort_by_key(|b| (b.addr.is_ipv6(), Reverse(b.remaining), b.addr));
+        let v4 = live.iter().filter(|b| b.addr.is_ipv4()).count();
+        let size = self.policy.set_size as usize;
+        if v4 <= size && live.len() - v4 <= size {
+            // All of them fit: in the records' order.
+            return live;
+        }
+        live.sort_unstable_by_key(|b| (b.addr.is_ipv6(), Reverse(b.remaining), b.addr));
         let mut out = Vec::with_capacity(live.len());
         let mut over = Vec::new();
         let (mut n4, mut n6) = (0u32, 0u32);
@@ -387,11 +419,13 @@ impl Ledger {
         for (addr, left) in ended.into_iter().zip(left) {
             self.settle_ended(addr, left, now);
         }
-        // Live bans: their routes and lines put back where missing.
+        // Live bans: their routes and lines put back where missing (none
+        // to put back when no action of the config leaves one).
+        let ensures = self.actions.undoable_in(BlockMode::Block).needs_undo();
         let live: Vec<Cidr> = self
             .records
             .iter()
-            .filter(|(_, r)| !r.ended && r.entry.applied.set)
+            .filter(|(_, r)| ensures && !r.ended && r.entry.applied.set)
             .map(|(a, _)| *a)
             .collect();
         let mut items: Vec<(Target, Applied, bool)> = live
@@ -421,6 +455,21 @@ impl Ledger {
                 r.undone
             );
         }
-        self.flush_file();
+        // The state file is written by the writer thread, which starts
+        // next (`start_writer`): the first write is due at once. Until it
+        // is done the old file and the intents stay, and a restore from
+        // them gives the same bans.
+    }
+}
+
+impl Ledger {
+    /// `put`'s note of the prefix length, for records that go in whole.
+    fn note_length(&mut self, addr: &Cidr) {
+        let p = addr.prefix() as usize;
+        if addr.is_ipv4() {
+            self.lengths4[p] = 1;
+        } else {
+            self.lengths6[p] = 1;
+        }
     }
 }

@@ -346,6 +346,8 @@ fn restore_merges_the_file_and_a_surviving_table() {
     assert!(l.is_banned(command_only.addr));
     assert!(!by.contains_key(&command_only.addr));
     l.after_install(&mut sets, now);
+    // Written by the first write after the start (the writer thread's).
+    l.flush_file();
     let (file, problems) = state_file::load(&dir.join("state")).unwrap();
     assert!(problems.is_empty());
     let mut addrs: Vec<String> = file.keys().map(|a| a.to_string()).collect();
