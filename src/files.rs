@@ -319,6 +319,30 @@ pub fn open_private(path: &Path, how: &Private) -> std::io::Result<File> {
     ))
 }
 
+/// Reads at most `max` bytes of the file nftsentry keeps at `path` (the
+/// fleet's alert queue), judged as `open_private` judges it: a symbolic
+/// link, a FIFO, a file with other names or of a third user is refused,
+/// never read through. `None` when there is no file.
+pub fn read_private(path: &Path, max: u64) -> std::io::Result<Option<String>> {
+    use std::io::Read as _;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_refusal(path, &e).map_or(e, refused)),
+    };
+    let dir_owner = std::fs::metadata(dir_of(path))?.uid();
+    if let Some(why) = refusal(&f.metadata()?, dir_owner) {
+        return Err(refused(why));
+    }
+    let mut s = String::new();
+    f.take(max).read_to_string(&mut s)?;
+    Ok(Some(s))
+}
+
 /// Removes the temporary files that writers of `target` left when they died
 /// between creating and renaming them (kill -9, a crash, a power cut): the
 /// names `.<file name><infix><pid>` next to it whose pid is not a live
@@ -362,6 +386,31 @@ pub fn remove_dead_writers_files(target: &Path, infix: &str) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_private_reads_a_plain_file_and_refuses_links() {
+        let d = dir("readpriv");
+        std::fs::create_dir_all(&d).unwrap();
+        assert!(read_private(&d.join("none"), 100).unwrap().is_none());
+        let plain = d.join("plain");
+        std::fs::write(&plain, "a\nb\n").unwrap();
+        assert_eq!(
+            read_private(&plain, 100).unwrap().as_deref(),
+            Some("a\nb\n")
+        );
+        assert_eq!(read_private(&plain, 1).unwrap().as_deref(), Some("a"));
+        let secret = d.join("secret");
+        std::fs::write(&secret, "not ours\n").unwrap();
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let e = read_private(&link, 100).unwrap_err().to_string();
+        assert!(e.contains("refused: it is a symbolic link"), "{e}");
+        let hard = d.join("hard");
+        std::fs::hard_link(&secret, &hard).unwrap();
+        let e = read_private(&hard, 100).unwrap_err().to_string();
+        assert!(e.contains("hard links"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("nftsentry-files-{tag}-{}", std::process::id()));

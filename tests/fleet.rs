@@ -318,6 +318,33 @@ fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back
         b.log()
     );
     hub.stop_lapi();
+    // A queue file replaced by a link to a file planted beside it is
+    // refused, never read through: A starts with an empty queue.
+    signal(a.pid, nix::sys::signal::Signal::SIGTERM);
+    a.ns.take_child(a.pid).wait().unwrap();
+    let dir = a.cfg.parent().unwrap();
+    let planted = dir.join("planted");
+    std::fs::write(&planted, &queue).unwrap();
+    let queue_file = dir.join("crowdsec-queue");
+    let _ = std::fs::remove_file(&queue_file);
+    std::os::unix::fs::symlink(&planted, &queue_file).unwrap();
+    a.pid = start_daemon(&mut a.ns, &a.cfg, &a.log);
+    assert!(
+        wait_until(Duration::from_secs(10), || a.log().contains(
+            "cannot be read (refused: it is a symbolic link); starting empty"
+        )),
+        "{}",
+        a.log()
+    );
+    assert_eq!(
+        a.log()
+            .matches("alerts not pushed before the restart are queued")
+            .count(),
+        1,
+        "{}",
+        a.log()
+    );
+    assert!(a.status().contains("0 alerts queued"), "{}", a.status());
 }
 
 /// A server of the test's own in the hub, answering each connection with

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -354,7 +354,9 @@ impl Worker {
         let Some(path) = &self.queue_file else {
             return;
         };
-        let text = match read_small(path) {
+        // Beside the state file, where only root and the service write; a
+        // link or a file planted there is refused, never read through.
+        let text = match crate::files::read_private(path, QUEUE_FILE_MAX) {
             Ok(Some(t)) => t,
             Ok(None) => return,
             Err(e) => {
@@ -418,17 +420,4 @@ impl Worker {
             }
         }
     }
-}
-
-/// A file's text, `None` when it does not exist.
-fn read_small(path: &Path) -> std::io::Result<Option<String>> {
-    use std::io::Read as _;
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut s = String::new();
-    f.take(QUEUE_FILE_MAX).read_to_string(&mut s)?;
-    Ok(Some(s))
 }
