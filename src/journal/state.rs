@@ -446,7 +446,8 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
         .checked_sub(13)
         .filter(|&i| line.is_char_boundary(i));
     let (body, crc) = match tail {
-        Some(i) if &line[i..i + 5] == " crc=" => (&line[..i], &line[i + 5..]),
+        // Bytes: `i + 5` may fall inside a character of a damaged line.
+        Some(i) if &line.as_bytes()[i..i + 5] == b" crc=" => (&line[..i], &line[i + 5..]),
         _ => line
             .rsplit_once(" crc=")
             .ok_or("no checksum (the line is cut short)")?,
@@ -583,6 +584,23 @@ pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzz/run (state): damaged bytes, a word cut inside a
+    /// multi-byte character. Parsing reports, never panics, and what it
+    /// keeps renders back to itself.
+    #[test]
+    fn damaged_bytes_found_by_the_fuzzer_parse_without_a_panic() {
+        let data: &[u8] = b"# nftsentry state\x00\nile: actIve bans andr epeat offe&nders (nftsentry.toml( nftrytn \n\n\nplaced as a who# nfts[erytn \n\n\nle on every change; edit it only while nftsentry is stopped.\nban 384.0.2.2 s\xc5\x992960aab\nbadf\nn 2001:db8::7";
+        let (entries, problems) = parse(data, "state");
+        assert!(
+            problems.iter().all(|p| p.starts_with("state:")),
+            "{problems:?}"
+        );
+        for e in entries.values() {
+            let line = render_entry(e);
+            assert_eq!(parse_line(line.trim_end_matches('\n')).as_ref(), Ok(e));
+        }
+    }
 
     fn entry(addr: &str) -> Entry {
         Entry {
