@@ -331,16 +331,14 @@ fn a_lapi_that_is_down_delays_nothing_local_and_the_queue_drains_when_it_is_back
     a.pid = start_daemon(&mut a.ns, &a.cfg, &a.log);
     assert!(
         wait_until(Duration::from_secs(10), || a.log().contains(
-            "cannot be read (refused: it is a symbolic link); starting empty"
+            "cannot be read (refused: it is a symbolic link, not a regular file); starting empty"
         )),
         "{}",
         a.log()
     );
-    assert_eq!(
-        a.log()
-            .matches("alerts not pushed before the restart are queued")
-            .count(),
-        1,
+    assert!(
+        !a.log()
+            .contains("alerts not pushed before the restart are queued"),
         "{}",
         a.log()
     );
