@@ -197,6 +197,9 @@ impl Notifier {
         let Some(t) = self.target.as_mut() else {
             return;
         };
+        // What the manager is told comes after the lines that led to it
+        // (a burst may still hold them): `READY=1` after "reloaded".
+        crate::logging::flush();
         let data = message.as_bytes();
         let fd = t.fd.as_raw_fd();
         let mut result = if t.connected {

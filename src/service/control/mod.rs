@@ -451,6 +451,11 @@ impl Client {
         let Stage::Writing { out, sent } = &mut self.stage else {
             return Step::Wait;
         };
+        // The answer comes after the lines its request wrote (a burst may
+        // still hold them).
+        if *sent == 0 {
+            crate::logging::flush();
+        }
         while *sent < out.len() {
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
             match send(self.stream.as_raw_fd(), &out[*sent..], flags) {
