@@ -98,20 +98,7 @@ pub fn rss_mib(pid: &str) -> f64 {
 /// Waits until `pid` has used no CPU for 500 ms (at most `limit`); returns
 /// when it last did (sampled every 10 ms, so to within 10 ms).
 pub fn wait_idle(pid: u32, limit: Duration) -> Instant {
-    let deadline = Instant::now() + limit;
-    let mut last = cpu_of(pid);
-    let mut last_busy = Instant::now();
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-        let now = cpu_of(pid);
-        if now != last {
-            last = now;
-            last_busy = Instant::now();
-        } else if last_busy.elapsed() >= Duration::from_millis(500) {
-            break;
-        }
-    }
-    last_busy
+    wait_idle_progress(pid, limit, || 0).0
 }
 
 /// `wait_idle`, and also when `progress` (sampled at the same pace) last

@@ -237,20 +237,9 @@ impl BanQueue {
         if adds.is_empty() {
             return;
         }
-        let mut by_set: Vec<(OurSet, Vec<Element>)> =
-            OurSet::BLOCKED.iter().map(|s| (*s, Vec::new())).collect();
-        for (net, timeout) in &adds {
-            let set = OurSet::blocked_of(net, prefix6);
-            if let Some((_, v)) = by_set.iter_mut().find(|(s, _)| *s == set) {
-                v.extend(elements_in(set, net, Some(*timeout), None));
-            }
-        }
+        // As the table's install adds bans: each set's elements together.
         let mut b = Batch::new();
-        for (set, elems) in &by_set {
-            if !elems.is_empty() {
-                b.add_elements(FAMILY, table, set.name(), None, elems);
-            }
-        }
+        add_to_batch(&mut b, table, prefix6, adds.iter().map(|&(n, t)| (n, t, t)));
         if sock.commit_unchecked(&b).is_ok() {
             return;
         }
