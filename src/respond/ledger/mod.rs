@@ -238,15 +238,15 @@ impl Ledger {
         }
     }
 
-    /// Every record goes in through here.
-    fn put(&mut self, addr: Cidr, r: Record) {
+    /// Every record goes in through here; the one it replaced comes back.
+    fn put(&mut self, addr: Cidr, r: Record) -> Option<Record> {
         let p = addr.prefix() as usize;
         if addr.is_ipv4() {
             self.lengths4[p] = 1;
         } else {
             self.lengths6[p] = 1;
         }
-        self.records.insert(addr, r);
+        self.records.insert(addr, r)
     }
 
     fn changed(&mut self, addr: Cidr, now: Instant) {
@@ -365,6 +365,7 @@ impl Ledger {
         }
         let prev = self.records.get(&ev.net);
         let (length, repeat, offence) = self.policy.length_for(prev);
+        let in_kernel = prev.is_some_and(|r| !r.ended && r.entry.applied.set);
         // What is still in force: a live ban's actions, or what an ended
         // one could not undo (ours, so found again rather than added).
         let already = prev.map(|r| r.entry.applied.clone()).unwrap_or_default();
@@ -389,7 +390,7 @@ impl Ledger {
             applied,
         };
         if mode == BlockMode::Block {
-            if let Err(e) = self.make_room(sets, ev.net, ev.strength, now) {
+            if let Err(e) = self.make_room(sets, ev.net, in_kernel, ev.strength, now) {
                 return BanResult::Failed { set_error: Some(e) };
             }
         }
@@ -439,19 +440,27 @@ impl Ledger {
         let addr = entry.addr;
         self.heap.push(Reverse((now + length, addr)));
         self.read_before_end(addr, now, now + length);
-        self.unindex(&addr);
-        if entry.applied.set {
-            self.in_set.add(entry.evidence, entry.banned_at, addr);
+        let key = entry
+            .applied
+            .set
+            .then_some((entry.evidence, entry.banned_at));
+        let record = Record {
+            entry,
+            since: now,
+            until: now + length,
+            ended: false,
+        };
+        // One descent of the map for both: the record replaced tells which
+        // index entry to take out (a ban's path is a few lookups in total).
+        if let Some(old) = self.put(addr, record) {
+            if !old.ended && old.entry.applied.set {
+                self.in_set
+                    .remove(old.entry.evidence, old.entry.banned_at, addr);
+            }
         }
-        self.put(
-            addr,
-            Record {
-                entry,
-                since: now,
-                until: now + length,
-                ended: false,
-            },
-        );
+        if let Some((strength, banned_at)) = key {
+            self.in_set.add(strength, banned_at, addr);
+        }
         self.changed(addr, now);
     }
 
@@ -481,17 +490,15 @@ impl Ledger {
     /// of forged probes thus cannot keep a scanner that completed a
     /// handshake out, and fills the set only with its own kind. `Err` when
     /// every ban in the set rests on stronger evidence.
+    /// `in_kernel`: `addr` already holds an element (its caller looked).
     fn make_room(
         &mut self,
         sets: &mut dyn BanSets,
         addr: Cidr,
+        in_kernel: bool,
         strength: Strength,
         now: Instant,
     ) -> Result<()> {
-        let in_kernel = self
-            .records
-            .get(&addr)
-            .is_some_and(|r| !r.ended && r.entry.applied.set);
         if in_kernel || self.in_set.len(&addr) < self.policy.set_size as usize {
             return Ok(());
         }
@@ -567,7 +574,17 @@ impl Ledger {
         length: Duration,
         now: Instant,
     ) -> Result<()> {
-        self.make_room(sets, addr, crate::strength::Strength::Manual, now)?;
+        let in_kernel = self
+            .records
+            .get(&addr)
+            .is_some_and(|r| !r.ended && r.entry.applied.set);
+        self.make_room(
+            sets,
+            addr,
+            in_kernel,
+            crate::strength::Strength::Manual,
+            now,
+        )?;
         sets.add(addr, length)?;
         let prev = self.records.get(&addr);
         let active = prev.filter(|r| !r.ended);
