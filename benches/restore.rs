@@ -14,6 +14,7 @@
 //!   cargo bench --bench restore -- --kernel-only [--v4 N]   (the kernel's insert alone)
 //!   cargo bench --bench restore -- --write-cost N   (the loop's side of a state write; no root)
 //!   cargo bench --bench restore -- --writer-cost N [--writes K]   (the writer thread's side; no root)
+//!   cargo bench --bench restore -- --parse-only [--v4 N] [--v6 N]   (the parse, sorted and in journal order; no root)
 //!
 //! Several `--bin` are measured in turn, run by run (A B A B ...), so that a
 //! comparison of two builds sees the same machine load.
@@ -50,6 +51,8 @@ struct Args {
     /// bans, `writes` writes.
     writer_cost: Option<u32>,
     writes: u32,
+    /// Only the parse of the state file, in this process.
+    parse_only: bool,
 }
 
 fn args() -> Args {
@@ -63,6 +66,7 @@ fn args() -> Args {
         write_cost: None,
         writer_cost: None,
         writes: 150,
+        parse_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -77,6 +81,7 @@ fn args() -> Args {
             "--write-cost" => a.write_cost = Some(val().parse().expect("--write-cost N")),
             "--writer-cost" => a.writer_cost = Some(val().parse().expect("--writer-cost N")),
             "--writes" => a.writes = val().parse().expect("--writes K"),
+            "--parse-only" => a.parse_only = true,
             // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -420,6 +425,27 @@ fn writer_cost(n: u32, k: u32) {
     );
 }
 
+/// The parse of `text` alone, in this process: best of three.
+fn parse_cost(what: &str, text: &str) {
+    let mut best = Duration::MAX;
+    let mut n = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (entries, problems) = nftsentry::journal::state::parse(text.as_bytes(), "state");
+        best = best.min(t.elapsed());
+        assert!(
+            problems.is_empty(),
+            "{:?}",
+            &problems[..problems.len().min(3)]
+        );
+        n = entries.len();
+    }
+    println!(
+        "parse, {what}: {n} entries, {:.0} ms",
+        best.as_secs_f64() * 1e3
+    );
+}
+
 fn bench_addr(i: u32) -> nftsentry::cidr::Cidr {
     nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(V4_BASE + i)))
 }
@@ -455,6 +481,24 @@ fn main() {
     }
     if let Some(n) = a.writer_cost {
         writer_cost(n, a.writes);
+        return;
+    }
+    if a.parse_only {
+        let text = state_text(a.v4, a.v6);
+        parse_cost("sorted (a rewritten file)", &text);
+        // The same lines in the order a journal of new bans has them
+        // (shuffled by a hash of each line).
+        let (header, body) = text.split_at(nftsentry::journal::state::HEADER.len());
+        let mut lines: Vec<&str> = body.split_inclusive('\n').collect();
+        lines.sort_by_cached_key(|l| {
+            l.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            })
+        });
+        parse_cost(
+            "in journal order (appended)",
+            &(header.to_string() + &lines.concat()),
+        );
         return;
     }
     require_root();

@@ -616,14 +616,28 @@ pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
             Err(why) => problems.push(format!("{source}:{n}: {why}; entry dropped")),
         }
     }
-    // Stable: of several records for one address, the later stays last.
-    if !parsed.is_sorted_by(|a, b| a.0 <= b.0) {
-        parsed.sort_by_key(|p| p.0);
-    }
-    // The last record of each address, when it is a ban; built from sorted
-    // keys in one pass.
-    let mut records = parsed.into_iter().peekable();
-    let net = std::iter::from_fn(|| {
+    let entries = if parsed.is_sorted_by(|a, b| a.0 <= b.0) {
+        net(parsed.into_iter())
+    } else {
+        // Appended records are in no order: the addresses with their place
+        // in the file are sorted (small, where the records are not), and
+        // the records taken in that order.
+        let mut order: Vec<(Cidr, usize)> =
+            parsed.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+        order.sort_unstable();
+        net(order
+            .into_iter()
+            .map(|(addr, i)| (addr, parsed[i].1.take())))
+    };
+    (entries, problems)
+}
+
+/// The entries left by records sorted by address, and for one address in
+/// file order: the last record of each address, when it is a ban. Built
+/// from sorted keys in one pass.
+fn net(records: impl Iterator<Item = (Cidr, Option<Entry>)>) -> Entries {
+    let mut records = records.peekable();
+    std::iter::from_fn(|| {
         loop {
             let (addr, e) = records.next()?;
             if records.peek().is_some_and(|(next, _)| *next == addr) {
@@ -633,9 +647,8 @@ pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
                 return Some((addr, e));
             }
         }
-    });
-    let entries: Entries = net.collect();
-    (entries, problems)
+    })
+    .collect()
 }
 
 #[cfg(test)]
