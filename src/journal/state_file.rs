@@ -246,17 +246,6 @@ impl Default for Written {
     }
 }
 
-/// How a write went to disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wrote {
-    /// Nothing to add.
-    Nothing,
-    /// Lines appended.
-    Appended,
-    /// The file replaced whole.
-    Rewrote,
-}
-
 impl Written {
     /// Applies `changes` to the lines; with `tail`, appends to it what the
     /// file must get for them (each changed line, an `end` record for each
@@ -310,7 +299,7 @@ impl Written {
     /// Applies `changes` and writes them: appended, or the file rewritten
     /// (see `Written`). A failed write leaves no file to append to: the
     /// next one rewrites it with everything.
-    fn write(&mut self, path: &Path, changes: Changes) -> std::io::Result<Wrote> {
+    fn write(&mut self, path: &Path, changes: Changes) -> std::io::Result<()> {
         let whole = matches!(changes, Changes::All(_));
         let mut tail = String::new();
         self.apply(changes, (!whole).then_some(&mut tail));
@@ -323,12 +312,12 @@ impl Written {
             }
         };
         if appendable && tail.is_empty() {
-            return Ok(Wrote::Nothing);
+            return Ok(());
         }
         let r = if appendable && self.still_ours(path) {
-            self.append(tail.as_bytes()).map(|()| Wrote::Appended)
+            self.append(tail.as_bytes())
         } else {
-            self.rewrite(path).map(|()| Wrote::Rewrote)
+            self.rewrite(path)
         };
         if r.is_err() {
             self.file = None;
@@ -418,7 +407,7 @@ impl Writer {
             .spawn(move || {
                 for job in rx {
                     let t = Instant::now();
-                    let r = copy.write(&path, job.changes).map(drop);
+                    let r = copy.write(&path, job.changes);
                     // The result before the lock: whoever takes the lock
                     // next finds the file written.
                     let sent = tx.send((r, t.elapsed()));
@@ -697,7 +686,7 @@ impl StateFile {
             }
         }
         let copy = self.copy.get_or_insert_with(Written::default);
-        let r = copy.write(&self.path, changes).map(drop);
+        let r = copy.write(&self.path, changes);
         drop(lock);
         self.wrote(r, started.elapsed(), Instant::now(), mark);
     }
