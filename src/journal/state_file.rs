@@ -206,6 +206,10 @@ enum Changes {
 /// change, and one that only grows (a flood of new bans) not at all.
 const COMPACT_FLOOR: u64 = 1 << 20;
 
+/// Room for one line (most are 150 to 190 bytes): a new line is not grown
+/// by reallocation.
+const LINE: usize = 192;
+
 /// The file as this writer last wrote it, open to append.
 struct Appending {
     /// The file `files::replace` made (O_EXCL, O_NOFOLLOW, mode 0600),
@@ -253,10 +257,16 @@ impl Written {
     fn apply(&mut self, changes: Changes, mut tail: Option<&mut String>) {
         match changes {
             Changes::Some(v) => {
+                if let Some(t) = tail.as_deref_mut() {
+                    t.reserve(v.len() * LINE);
+                }
                 for (addr, e) in v {
                     match e {
                         Some(e) => {
-                            let line = self.lines.entry(addr).or_default();
+                            let line = self
+                                .lines
+                                .entry(addr)
+                                .or_insert_with(|| String::with_capacity(LINE));
                             self.live -= line.len() as u64;
                             line.clear();
                             state::render_entry_into(line, &e);
