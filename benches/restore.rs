@@ -13,6 +13,8 @@
 //!       [--bin PATH]... [--wrap "perf record -e cpu-clock --call-graph dwarf -o F"]
 //!   cargo bench --bench restore -- --kernel-only [--v4 N]   (the kernel's insert alone)
 //!   cargo bench --bench restore -- --write-cost N   (the loop's side of a state write; no root)
+//!   cargo bench --bench restore -- --writer-cost N [--writes K]   (the writer thread's side; no root)
+//!   cargo bench --bench restore -- --parse-only [--v4 N] [--v6 N]   (the parse, sorted and in journal order; no root)
 //!
 //! Several `--bin` are measured in turn, run by run (A B A B ...), so that a
 //! comparison of two builds sees the same machine load.
@@ -45,6 +47,12 @@ struct Args {
     kernel_only: bool,
     /// Only the loop's side of state file writes with this many bans.
     write_cost: Option<u32>,
+    /// Only the writer thread's side of state file writes with this many
+    /// bans, `writes` writes.
+    writer_cost: Option<u32>,
+    writes: u32,
+    /// Only the parse of the state file, in this process.
+    parse_only: bool,
 }
 
 fn args() -> Args {
@@ -56,6 +64,9 @@ fn args() -> Args {
         wrap: None,
         kernel_only: false,
         write_cost: None,
+        writer_cost: None,
+        writes: 150,
+        parse_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -68,6 +79,9 @@ fn args() -> Args {
             "--wrap" => a.wrap = Some(val()),
             "--kernel-only" => a.kernel_only = true,
             "--write-cost" => a.write_cost = Some(val().parse().expect("--write-cost N")),
+            "--writer-cost" => a.writer_cost = Some(val().parse().expect("--writer-cost N")),
+            "--writes" => a.writes = val().parse().expect("--writes K"),
+            "--parse-only" => a.parse_only = true,
             // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -299,28 +313,7 @@ fn kernel_only(n: u32) {
 fn write_cost(n: u32) {
     use nftsentry::journal::state_file::StateFile;
     let dir = TempDir::new("restore-wc");
-    let entries: std::collections::BTreeMap<_, Entry> = (0..n)
-        .map(|i| {
-            let addr = nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(V4_BASE + i)));
-            let e = Entry {
-                addr,
-                scan: "syn".into(),
-                proto: Some(Proto::Tcp),
-                mode: "stcp".into(),
-                port: 1,
-                banned_at: 1_700_000_000_000,
-                expires_at: 1_700_086_400_000,
-                length: 86_400_000,
-                repeat: 1,
-                evidence: nftsentry::strength::Strength::Forgeable,
-                applied: Applied {
-                    set: true,
-                    ..Applied::default()
-                },
-            };
-            (addr, e)
-        })
-        .collect();
+    let entries = bench_entries(n);
     let get = |a: &nftsentry::cidr::Cidr| entries.get(a);
     let mut f = StateFile::new(dir.path.join("state"));
     f.start_writer();
@@ -349,10 +342,163 @@ fn write_cost(n: u32) {
     );
 }
 
+/// The thread named `name` of this process: its on-CPU time (user and
+/// system, from schedstat, in ns) and the bytes it passed to write(2).
+fn thread_cost(name: &str) -> Option<(u64, u64)> {
+    for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let sched = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+        let ns = sched.split_whitespace().next()?.parse().ok()?;
+        let io = std::fs::read_to_string(t.path().join("io")).ok()?;
+        let wchar = io
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar: "))?
+            .trim()
+            .parse()
+            .ok()?;
+        return Some((ns, wchar));
+    }
+    None
+}
+
+/// What state file writes cost the writer thread with `n` bans: `k` writes
+/// of 1,000 changes each (a third of them new bans, a third changed ones,
+/// a third gone), each waited for; its CPU time (user and system, the
+/// kernel's copy into the page cache included) and the bytes it wrote, per
+/// write, with the file's size at the end and how many times the file was
+/// replaced (its inode changed).
+fn writer_cost(n: u32, k: u32) {
+    use nftsentry::journal::state_file::StateFile;
+    let dir = TempDir::new("restore-wr");
+    let path = dir.path.join("state");
+    let mut entries = bench_entries(n);
+    let mut f = StateFile::new(path.clone());
+    f.start_writer();
+    let mut now = Instant::now();
+    f.changed_all(now);
+    f.flush(entries.values(), |a| entries.get(a));
+    let (cpu0, w0) = thread_cost("state-writer").expect("the writer thread");
+    let mut inode = std::fs::metadata(&path).unwrap().ino();
+    let mut replaced = 0;
+    let mut next = n;
+    let mut oldest = 0;
+    for round in 0..k {
+        // New bans, changed ones (a ban that ended), gone ones.
+        for _ in 0..334 {
+            let e = bench_entry(next);
+            f.changed(e.addr, now);
+            entries.insert(e.addr, e);
+            next += 1;
+        }
+        for i in 0..333 {
+            let a = bench_addr(oldest + 333 + i);
+            if let Some(e) = entries.get_mut(&a) {
+                e.applied = Applied::default();
+                e.expires_at = 1_700_000_000_000 + u64::from(round);
+                f.changed(a, now);
+            }
+        }
+        for i in 0..333 {
+            let a = bench_addr(oldest + i);
+            entries.remove(&a);
+            f.changed(a, now);
+        }
+        oldest += 666;
+        now += Duration::from_secs(10);
+        f.flush(entries.values(), |a| entries.get(a));
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        if ino != inode {
+            replaced += 1;
+            inode = ino;
+        }
+    }
+    let (cpu1, w1) = thread_cost("state-writer").expect("the writer thread");
+    println!(
+        "state writer, {n} bans, {k} writes of 1000 changes: the writer thread's CPU per write {:.2} ms, bytes written per write {:.0} KB, file {:.1} MB at the end ({} live bans), replaced {replaced} times",
+        (cpu1 - cpu0) as f64 / 1e6 / f64::from(k),
+        (w1 - w0) as f64 / 1e3 / f64::from(k),
+        std::fs::metadata(&path).unwrap().len() as f64 / 1e6,
+        entries.len()
+    );
+}
+
+/// The parse of `text` alone, in this process: best of three.
+fn parse_cost(what: &str, text: &str) {
+    let mut best = Duration::MAX;
+    let mut n = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (entries, problems) = nftsentry::journal::state::parse(text.as_bytes(), "state");
+        best = best.min(t.elapsed());
+        assert!(
+            problems.is_empty(),
+            "{:?}",
+            &problems[..problems.len().min(3)]
+        );
+        n = entries.len();
+    }
+    println!(
+        "parse, {what}: {n} entries, {:.0} ms",
+        best.as_secs_f64() * 1e3
+    );
+}
+
+fn bench_addr(i: u32) -> nftsentry::cidr::Cidr {
+    nftsentry::cidr::Cidr::host(IpAddr::V4(Ipv4Addr::from(V4_BASE + i)))
+}
+
+fn bench_entry(i: u32) -> Entry {
+    Entry {
+        addr: bench_addr(i),
+        scan: "syn".into(),
+        proto: Some(Proto::Tcp),
+        mode: "stcp".into(),
+        port: 1,
+        banned_at: 1_700_000_000_000,
+        expires_at: 1_700_086_400_000,
+        length: 86_400_000,
+        repeat: 1,
+        evidence: nftsentry::strength::Strength::Forgeable,
+        applied: Applied {
+            set: true,
+            ..Applied::default()
+        },
+    }
+}
+
+fn bench_entries(n: u32) -> std::collections::BTreeMap<nftsentry::cidr::Cidr, Entry> {
+    (0..n).map(|i| (bench_addr(i), bench_entry(i))).collect()
+}
+
 fn main() {
     let a = args();
     if let Some(n) = a.write_cost {
         write_cost(n);
+        return;
+    }
+    if let Some(n) = a.writer_cost {
+        writer_cost(n, a.writes);
+        return;
+    }
+    if a.parse_only {
+        let text = state_text(a.v4, a.v6);
+        parse_cost("sorted (a rewritten file)", &text);
+        // The same lines in the order a journal of new bans has them
+        // (shuffled by a hash of each line).
+        let (header, body) = text.split_at(nftsentry::journal::state::HEADER.len());
+        let mut lines: Vec<&str> = body.split_inclusive('\n').collect();
+        lines.sort_by_cached_key(|l| {
+            l.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            })
+        });
+        parse_cost(
+            "in journal order (appended)",
+            &(header.to_string() + &lines.concat()),
+        );
         return;
     }
     require_root();

@@ -148,12 +148,11 @@ impl Host {
     }
 
     /// Addresses in the state file (active or remembered).
+    /// The addresses the state file holds entries for (its net result: a
+    /// journal may hold several lines for one, or an `end`).
     fn state_addrs(&self) -> Vec<String> {
-        self.read("state")
-            .lines()
-            .filter(|l| l.starts_with("ban "))
-            .map(|l| l.split(' ').nth(1).unwrap().to_string())
-            .collect()
+        let (entries, _) = nftsentry::journal::state::parse(self.read("state").as_bytes(), "state");
+        entries.keys().map(|a| a.to_string()).collect()
     }
 
     fn cli(&self, args: &[&str]) -> std::process::Output {

@@ -557,3 +557,84 @@ fn fnv(bytes: &[u8]) -> u32 {
     }
     h
 }
+
+/// The state file is a journal (issue 19): after the daemon's first write
+/// its changes are appended to the same file (a lifted ban leaves an `end`
+/// record), a restart reads the net result, and the command line with no
+/// daemon reads that net result too and writes the file back compact.
+#[test]
+fn the_daemon_appends_to_its_state_file_and_every_reader_takes_the_net_result() {
+    use std::os::unix::fs::MetadataExt;
+    let mut pair = Pair::new("jrnl");
+    let dir = TempDir::new("jrnl");
+    let cfg = config(&dir, "");
+    let state = dir.path.join("state");
+    let net = || {
+        let bytes = std::fs::read(&state).unwrap_or_default();
+        let (entries, problems) = nftsentry::journal::state::parse(&bytes, "state");
+        assert!(problems.is_empty(), "{problems:?}");
+        entries.keys().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let pid = start_daemon(&mut pair.victim, &cfg, &dir.path.join("log"));
+    // Its first write (the restore's) makes the file.
+    assert!(wait_until(Duration::from_secs(10), || state.exists()));
+    let inode = std::fs::metadata(&state).unwrap().ino();
+    for a in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let o = nftsentry(&pair.victim, &cfg, &["block", a, "--for", "1h"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = nftsentry(&pair.victim, &cfg, &["unblock", "198.51.100.2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        wait_until(Duration::from_secs(8), || net()
+            == ["198.51.100.1", "198.51.100.3"]),
+        "{:?}",
+        net()
+    );
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains("\nend 198.51.100.2 crc="), "{text}");
+    assert_eq!(std::fs::metadata(&state).unwrap().ino(), inode, "rewritten");
+    signal(pid, Signal::SIGTERM);
+    let _ = pair.victim.take_child(pid).wait();
+    // A restart restores the net result: .2 stays lifted.
+    let pid = start_daemon(&mut pair.victim, &cfg, &dir.path.join("log2"));
+    let listed: Vec<String> = bans_of(&pair.victim)
+        .iter()
+        .map(|b| b.addr.to_string())
+        .collect();
+    assert!(
+        listed.contains(&"198.51.100.1".to_string())
+            && listed.contains(&"198.51.100.3".to_string())
+            && !listed.contains(&"198.51.100.2".to_string()),
+        "{listed:?}"
+    );
+    // Its first write rewrote the file; the next lift is appended again.
+    let o = nftsentry(&pair.victim, &cfg, &["unblock", "198.51.100.3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        wait_until(Duration::from_secs(8), || net() == ["198.51.100.1"]),
+        "{:?}",
+        net()
+    );
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains("\nend 198.51.100.3 crc="), "{text}");
+    // Killed, so the table stays for the command line, which then works
+    // with no daemon: it reads the journal's net result and writes the
+    // file back whole, one line per entry, no `end`.
+    signal(pid, Signal::SIGKILL);
+    let _ = pair.victim.take_child(pid).wait();
+    let o = nftsentry(
+        &pair.victim,
+        &cfg,
+        &["block", "198.51.100.4", "--for", "1h"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(!text.contains("\nend "), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ban ")).count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(net(), ["198.51.100.1", "198.51.100.4"]);
+}

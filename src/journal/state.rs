@@ -11,6 +11,20 @@
 //! ban 192.0.2.2 scan=syn proto=tcp mode=stcp port=1 banned=1700000000123 expires=1700086400123 length=86400000 repeat=1 evidence=forgeable actions=set,hosts_deny,route:blackhole crc=5f3c0a1e
 //! ```
 //!
+//! The file is a journal (see `state_file`): between two rewrites the
+//! daemon appends the lines of the entries that changed. A later `ban`
+//! line for an address replaces an earlier one, and an entry that went
+//! (forgotten, lifted) gets an `end` record, the address (or network)
+//! alone, with the same checksum rule:
+//!
+//! ```text
+//! end 192.0.2.2 crc=91f3fd24
+//! ```
+//!
+//! Records apply in file order; an `end` for an address with no entry
+//! before it changes nothing. A rewritten file holds one `ban` line per
+//! entry and no `end`.
+//!
 //! `actions` says which actions are in force for the ban, never how: the
 //! hosts.deny file and line, the commands and their arguments come from the
 //! config when an action is applied or undone, so nothing written here
@@ -24,8 +38,9 @@
 //! in the form above.
 //!
 //! Times are milliseconds since 1970 (wall clock: they must mean the same
-//! after a reboot). A line that fails its checksum or does not parse is
-//! reported and skipped; the others are kept.
+//! after a reboot). A line that fails its checksum or does not parse (a
+//! last line cut short by a crash in the middle of an append among them)
+//! is reported and skipped; the others are kept.
 //!
 //! Knows nothing of files, the kernel, actions or when the file is written.
 
@@ -165,7 +180,16 @@ pub type Entries = BTreeMap<Cidr, Entry>;
 
 /// The comment lines at the top of the file.
 pub const HEADER: &str = "# nftsentry state file: active bans and repeat offenders (nftsentry.toml(5), state_file).\n\
-# Replaced as a whole on every change; edit it only while nftsentry is stopped.\n";
+# A journal: a later line for an address replaces an earlier one, `end` removes it; edit it only while nftsentry is stopped.\n";
+
+/// One record of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// An entry: replaces any earlier one for its address.
+    Ban(Entry),
+    /// The entry of this address (or network) is gone.
+    End(Cidr),
+}
 
 /// FNV-1a, 32 bits: catches a truncated or garbled line.
 fn checksum(bytes: &[u8]) -> u32 {
@@ -266,6 +290,18 @@ pub fn render_entry_into(out: &mut String, e: &Entry) {
     out.push_str(e.evidence.as_str());
     out.push_str(" actions=");
     e.applied.render_into(out);
+    let crc = checksum(&out.as_bytes()[start..]);
+    let _ = writeln!(out, " crc={crc:08x}");
+}
+
+/// Appends the `end` record of `addr` (its entry is gone), with the
+/// newline, to `out`.
+pub fn render_end_into(out: &mut String, addr: &Cidr) {
+    #[cfg(test)]
+    RENDERED.with(|n| n.set(n.get() + 1));
+    let start = out.len();
+    out.push_str("end ");
+    let _ = write!(out, "{addr}");
     let crc = checksum(&out.as_bytes()[start..]);
     let _ = writeln!(out, " crc={crc:08x}");
 }
@@ -437,9 +473,34 @@ fn first_release_actions(fields: &mut Fields) -> Result<Applied, String> {
     })
 }
 
-/// One line (without its newline) as an entry. Long: one check per field,
-/// each with the message that names it.
+/// One `ban` line (without its newline) as an entry; an `end` record is
+/// refused here (see `parse_record`).
 pub fn parse_line(line: &str) -> Result<Entry, String> {
+    match parse_record(line)? {
+        Record::Ban(e) => Ok(e),
+        Record::End(_) => Err("an `end` record, not a ban".to_string()),
+    }
+}
+
+/// The address or network a record names, no wider than a ban may be.
+fn record_addr(word: Option<&str>) -> Result<Cidr, String> {
+    let addr_text = word.ok_or("no address")?;
+    let addr: Cidr = addr_text
+        .parse()
+        .map_err(|_| format!("`{addr_text}` is not an address or network"))?;
+    if !addr.is_bannable_width() {
+        return Err(format!(
+            "`{addr_text}` is wider than a ban may be (/{} for IPv4, /{} for IPv6)",
+            crate::cidr::WIDEST_BAN4,
+            crate::cidr::WIDEST_BAN6
+        ));
+    }
+    Ok(addr)
+}
+
+/// One line (without its newline) as a record. Long: one check per field,
+/// each with the message that names it.
+pub fn parse_record(line: &str) -> Result<Record, String> {
     // As written, the line ends in ` crc=` and eight digits.
     let tail = line
         .len()
@@ -457,20 +518,18 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
         return Err("checksum mismatch (the line is damaged)".to_string());
     }
     let mut words = body.split(' ');
-    if words.next() != Some("ban") {
-        return Err("does not start with `ban`".to_string());
+    match words.next() {
+        Some("ban") => {}
+        Some("end") => {
+            let addr = record_addr(words.next())?;
+            if let Some(w) = words.next() {
+                return Err(format!("`{w}` after the address of an `end` record"));
+            }
+            return Ok(Record::End(addr));
+        }
+        _ => return Err("does not start with `ban` or `end`".to_string()),
     }
-    let addr_text = words.next().ok_or("no address")?;
-    let addr: Cidr = addr_text
-        .parse()
-        .map_err(|_| format!("`{addr_text}` is not an address or network"))?;
-    if !addr.is_bannable_width() {
-        return Err(format!(
-            "`{addr_text}` is wider than a ban may be (/{} for IPv4, /{} for IPv6)",
-            crate::cidr::WIDEST_BAN4,
-            crate::cidr::WIDEST_BAN6
-        ));
-    }
+    let addr = record_addr(words.next())?;
     let mut fields = Fields::of(words)?;
     let scan = text(need(fields.take("scan"), "scan")?, "scan")?;
     let proto = match need(fields.take("proto"), "proto")? {
@@ -508,7 +567,7 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
     if !is_name(&scan) {
         return Err(format!("`scan={scan}` is not a scan name"));
     }
-    Ok(Entry {
+    Ok(Record::Ban(Entry {
         addr,
         scan,
         proto,
@@ -520,17 +579,17 @@ pub fn parse_line(line: &str) -> Result<Entry, String> {
         repeat,
         evidence,
         applied,
-    })
+    }))
 }
 
-/// Every valid entry of `bytes`, and one message per line that is not
-/// (`source:LINE: why; entry dropped`). A later line for the same address
-/// replaces an earlier one.
+/// The entries `bytes` leaves in force, and one message per line that is
+/// not valid (`source:LINE: why; entry dropped`). Records apply in file
+/// order: a later `ban` line for an address replaces an earlier one (the
+/// journal's way, not a problem), an `end` removes it.
 pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
-    // Problems by line number: a second entry for an address is found
-    // after the sort, and told in the line order with the others.
-    let mut problems: Vec<(usize, String)> = Vec::new();
-    let mut parsed: Vec<(usize, Entry)> = Vec::with_capacity(bytes.len() / 160 + 1);
+    let mut problems: Vec<String> = Vec::new();
+    // Each record with its address, in file order; `None`: an `end`.
+    let mut parsed: Vec<(Cidr, Option<Entry>)> = Vec::with_capacity(bytes.len() / 160 + 1);
     // The text after the last newline: empty when the file ends properly.
     let cut_short = !bytes.is_empty() && !bytes.ends_with(b"\n");
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
@@ -543,42 +602,53 @@ pub fn parse(bytes: &[u8], source: &str) -> (Entries, Vec<String>) {
         }
         let result = std::str::from_utf8(raw)
             .map_err(|_| "not text".to_string())
-            .and_then(parse_line)
-            .and_then(|e| {
+            .and_then(parse_record)
+            .and_then(|r| {
                 if cut_short && last {
                     Err("the file ends in the middle of this line".to_string())
                 } else {
-                    Ok(e)
+                    Ok(r)
                 }
             });
         match result {
-            Ok(e) => parsed.push((n, e)),
-            Err(why) => problems.push((n, format!("{source}:{n}: {why}; entry dropped"))),
+            Ok(Record::Ban(e)) => parsed.push((e.addr, Some(e))),
+            Ok(Record::End(a)) => parsed.push((a, None)),
+            Err(why) => problems.push(format!("{source}:{n}: {why}; entry dropped")),
         }
     }
-    // Stable: of several entries for one address, the later stays last.
-    if !parsed.is_sorted_by(|a, b| a.1.addr <= b.1.addr) {
-        parsed.sort_by_key(|p| p.1.addr);
-    }
-    let mut dups = false;
-    for w in parsed.windows(2) {
-        if w[0].1.addr == w[1].1.addr {
-            dups = true;
-            problems.push((
-                w[1].0,
-                format!(
-                    "{source}:{}: a second entry for the same address; the later one kept",
-                    w[1].0
-                ),
-            ));
+    let entries = if parsed.is_sorted_by(|a, b| a.0 <= b.0) {
+        net(parsed.into_iter())
+    } else {
+        // Appended records are in no order: the addresses with their place
+        // in the file are sorted (small, where the records are not), and
+        // the records taken in that order.
+        let mut order: Vec<(Cidr, usize)> =
+            parsed.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+        order.sort_unstable();
+        net(order
+            .into_iter()
+            .map(|(addr, i)| (addr, parsed[i].1.take())))
+    };
+    (entries, problems)
+}
+
+/// The entries left by records sorted by address, and for one address in
+/// file order: the last record of each address, when it is a ban. Built
+/// from sorted keys in one pass.
+fn net(records: impl Iterator<Item = (Cidr, Option<Entry>)>) -> Entries {
+    let mut records = records.peekable();
+    std::iter::from_fn(|| {
+        loop {
+            let (addr, e) = records.next()?;
+            if records.peek().is_some_and(|(next, _)| *next == addr) {
+                continue;
+            }
+            if let Some(e) = e {
+                return Some((addr, e));
+            }
         }
-    }
-    if dups {
-        problems.sort_by_key(|(n, _)| *n);
-    }
-    // Built from sorted keys in one pass; of equal keys the last is kept.
-    let entries: Entries = parsed.into_iter().map(|(_, e)| (e.addr, e)).collect();
-    (entries, problems.into_iter().map(|(_, p)| p).collect())
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -830,9 +900,121 @@ mod tests {
         );
     }
 
+    fn end(addr: &str) -> String {
+        let mut s = String::new();
+        render_end_into(&mut s, &addr.parse().unwrap());
+        s
+    }
+
+    #[test]
+    fn end_record_format_is_stable() {
+        assert_eq!(end("192.0.2.2"), "end 192.0.2.2 crc=91f3fd24\n");
+        assert_eq!(
+            parse_record("end 2001:db8:1:2::/64 crc=".to_string().as_str()).unwrap_err(),
+            "bad checksum ``"
+        );
+        let line = end("2001:db8:1:2::/64");
+        assert_eq!(
+            parse_record(line.trim_end()),
+            Ok(Record::End("2001:db8:1:2::/64".parse().unwrap()))
+        );
+        // Not a ban: `parse_line` (ban lines only) refuses it.
+        assert!(parse_line(line.trim_end()).unwrap_err().contains("`end`"));
+        let with = |body: &str| format!("{body} crc={:08x}", checksum(body.as_bytes()));
+        for (body, why) in [
+            ("end 192.0.2.2 port=1", "after the address"),
+            ("end", "no address"),
+            ("end 192.0.2", "not an address"),
+            ("end 0.0.0.0/0", "wider than a ban may be"),
+            ("fin 192.0.2.2", "does not start with `ban` or `end`"),
+        ] {
+            let e = parse_record(&with(body)).unwrap_err();
+            assert!(e.contains(why), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn ban_and_end_records_apply_in_file_order_and_no_repeat_is_a_problem() {
+        let a = entry("192.0.2.2");
+        let b = entry("192.0.2.3");
+        let c = entry("2001:db8::1");
+        let mut a2 = a.clone();
+        a2.port = 9;
+        let mut b2 = b.clone();
+        b2.repeat = 2;
+        let mut text = render([&c, &a, &b]);
+        // Appended: a changed, b gone, an address never banned gone, c gone
+        // and banned again, b banned again, then a gone.
+        text.push_str(&render_entry(&a2));
+        text.push_str(&end("192.0.2.3"));
+        text.push_str(&end("198.51.100.9"));
+        text.push_str(&end("2001:db8::1"));
+        text.push_str(&render_entry(&c));
+        text.push_str(&render_entry(&b2));
+        let (entries, problems) = parse(text.as_bytes(), "s");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[&a.addr], a2);
+        assert_eq!(entries[&b.addr], b2);
+        assert_eq!(entries[&c.addr], c);
+        text.push_str(&end("192.0.2.2"));
+        text.push_str(&end("192.0.2.2"));
+        let (entries, problems) = parse(text.as_bytes(), "s");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries.keys().collect::<Vec<_>>(), [&b.addr, &c.addr]);
+        // Many repeats of one address: the last line wins, nothing told.
+        let mut text = String::from(HEADER);
+        for port in 1..=50 {
+            let mut e = a.clone();
+            e.port = port;
+            text.push_str(&render_entry(&e));
+        }
+        let (entries, problems) = parse(text.as_bytes(), "s");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries[&a.addr].port, 50);
+    }
+
+    #[test]
+    fn a_torn_last_append_loses_only_that_record_and_is_reported() {
+        let a = entry("192.0.2.2");
+        let b = entry("192.0.2.3");
+        let base = render([&a, &b]);
+        let lines = base.lines().count();
+        // A crash in the middle of appending a changed `a`: the old `a`
+        // stays, the torn line is named.
+        let mut a2 = a.clone();
+        a2.port = 9;
+        let torn = render_entry(&a2);
+        for cut in 1..torn.len() - 1 {
+            let text = format!("{base}{}", &torn[..cut]);
+            let (entries, problems) = parse(text.as_bytes(), "/var/lib/nftsentry/state");
+            assert_eq!(entries.len(), 2, "cut at {cut}");
+            assert_eq!(entries[&a.addr], a, "cut at {cut}");
+            assert_eq!(problems.len(), 1, "cut at {cut}: {problems:?}");
+            assert!(
+                problems[0].starts_with(&format!("/var/lib/nftsentry/state:{}: ", lines + 1)),
+                "{problems:?}"
+            );
+        }
+        // A torn `end`: the ban it would have ended stays.
+        let gone = end("192.0.2.3");
+        for cut in 1..gone.len() {
+            let text = format!("{base}{}", &gone[..cut]);
+            let (entries, problems) = parse(text.as_bytes(), "s");
+            assert_eq!(entries[&b.addr], b, "cut at {cut}");
+            assert_eq!(problems.len(), 1, "cut at {cut}: {problems:?}");
+        }
+        // Whole, it ends the ban.
+        let (entries, problems) = parse(format!("{base}{gone}").as_bytes(), "s");
+        assert!(problems.is_empty() && !entries.contains_key(&b.addr));
+    }
+
     #[test]
     fn garbage_never_panics() {
-        let good = render([&entry("192.0.2.2"), &entry("2001:db8::1")]);
+        let mut good = render([&entry("192.0.2.2"), &entry("2001:db8::1")]);
+        good.push_str(&end("192.0.2.2"));
+        good.push_str(&render_entry(&entry("192.0.2.2")));
+        good.push_str(&end("2001:db8::/64"));
         let bytes = good.as_bytes();
         for end in 0..=bytes.len() {
             let _ = parse(&bytes[..end], "p");
@@ -841,7 +1023,7 @@ mod tests {
             let mut b = bytes.to_vec();
             b[i] ^= 0x5a;
             let (entries, _) = parse(&b, "p");
-            assert!(entries.len() <= 2);
+            assert!(entries.len() <= 3);
         }
         for junk in [
             &b"\xff\xfe\n"[..],
@@ -849,6 +1031,9 @@ mod tests {
             b"ban  crc=",
             b"%",
             b"ban x crc=zz\n",
+            b"end",
+            b"end  crc=",
+            b"end \xff crc=00000000\n",
         ] {
             let _ = parse(junk, "j");
         }

@@ -1,10 +1,24 @@
 //! state_file: the state file on disk: read under its lock at start,
-//! replaced whole (`files::replace`) when bans change, by a thread of its
-//! own once the daemon allows one, never more often than the disk allows.
-//! The loop hands that thread only what changed (the entries by value, or
-//! every entry once after a restore); the thread keeps each line as last
-//! written and renders the changed ones, so no write costs the loop work in
-//! the number of bans (a million bans: a file of 160 MB).
+//! written by a thread of its own once the daemon allows one, never more
+//! often than the disk allows. The file is a journal (line format in
+//! `state`): a write appends the lines of the entries that changed and an
+//! `end` record for each that went (O_APPEND to the file this writer made,
+//! then fdatasync), so a write costs the bytes that changed, not the file
+//! (a million bans: a file of 160 MB). It is rewritten whole
+//! (`files::replace`: the live entries only, one line each) at the first
+//! write of the daemon's life, after a failed write, when the file at the
+//! path is not the one the writer made as it left it (replaced, removed,
+//! linked, written by someone else: checked under the lock before every
+//! append), and when its dead bytes (lines a later record replaced or
+//! ended, the `end` records) would pass its live ones and 1 MiB: the file
+//! stays under twice its live size plus 1 MiB, a file that only grows is
+//! never rewritten, and over time the bytes written stay within about three
+//! times the bytes of the lines that changed. The command line's `save`
+//! rewrites it whole too.
+//! The loop hands the writer thread only what changed (the entries by
+//! value, or every entry once after a restore); the thread keeps each line
+//! as last written and renders the changed ones, so no write costs the loop
+//! work in the number of bans.
 //! The lock (`<state_file>.lock`) is taken by every writer: the daemon
 //! around each write and each hosts.deny edit, the command line around its
 //! whole read-change-write when no daemon runs.
@@ -148,23 +162,26 @@ pub fn load(path: &Path) -> Result<(Entries, Vec<String>)> {
     Ok(state::parse(&bytes, &path.display().to_string()))
 }
 
-/// Writes `entries` now, replacing the file (for the command line, which
-/// holds the lock).
+/// Writes `entries` now, replacing the file whole: one line each, no `end`
+/// record (for the command line, which holds the lock).
 pub fn save<'a>(path: &Path, entries: impl IntoIterator<Item = &'a Entry>) -> Result<()> {
     write_text(path, &state::render(entries))
         .map_err(|e| Error::io(format!("cannot write state file {}", path.display()), &e))
 }
 
 fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
+    replace_file(path, text).map(drop)
+}
+
+/// Replaces the file whole with `text`; the new file, still open.
+fn replace_file(path: &Path, text: &str) -> std::io::Result<File> {
     let how = files::Replace {
         mode: 0o600,
         owner: None,
         infix: LEFTOVER_INFIX,
         make_dir: true,
     };
-    files::replace(path, text.as_bytes(), &how)
-        .map(drop)
-        .map_err(std::io::Error::from)
+    files::replace(path, text.as_bytes(), &how).map_err(std::io::Error::from)
 }
 
 /// Removes the temporary files of writes that were cut short (kill -9 or a
@@ -183,28 +200,88 @@ enum Changes {
     All(Vec<Entry>),
 }
 
+/// A rewrite waits until the file holds more dead bytes (lines a later one
+/// replaced, lines of entries that went, `end` records) than live ones,
+/// and at least this many: a file of a few bans is not rewritten at every
+/// change, and one that only grows (a flood of new bans) not at all.
+const COMPACT_FLOOR: u64 = 1 << 20;
+
+/// Room for one line (most are 150 to 190 bytes): a new line is not grown
+/// by reallocation.
+const LINE: usize = 192;
+
+/// The file as this writer last wrote it, open to append.
+struct Appending {
+    /// The file `files::replace` made (O_EXCL, O_NOFOLLOW, mode 0600),
+    /// switched to O_APPEND.
+    file: File,
+    /// Its length as written.
+    len: u64,
+}
+
 /// The writer's side: each entry's line as last rendered, in the file's
-/// order (by address), so that a write renders only the entries that
-/// changed and copies the others. It lives on the writer thread once there
-/// is one; before, the loop writes through it itself.
-#[derive(Default)]
+/// order (by address), what a rewrite writes, and the file it appends to
+/// until then. A write appends the lines of the entries that changed and
+/// an `end` record for each that went; it rewrites the file whole
+/// (`files::replace`) when it has no file to append to (the first write,
+/// after a failed one), when the file at the path is not the one it wrote
+/// (replaced, removed, written by someone else), when every entry changed,
+/// or when the dead bytes would pass the live ones (`COMPACT_FLOOR`). It
+/// lives on the writer thread once there is one; before, the loop writes
+/// through it itself.
 struct Written {
     lines: BTreeMap<Cidr, String>,
+    /// Bytes of a rewrite: the header and every line.
+    live: u64,
+    /// `None`: the next write rewrites the file.
+    file: Option<Appending>,
+    /// Dead bytes allowed before a rewrite, at least (`COMPACT_FLOOR`).
+    floor: u64,
+}
+
+impl Default for Written {
+    fn default() -> Written {
+        Written {
+            lines: BTreeMap::new(),
+            live: state::HEADER.len() as u64,
+            file: None,
+            floor: COMPACT_FLOOR,
+        }
+    }
 }
 
 impl Written {
-    fn apply(&mut self, changes: Changes) {
+    /// Applies `changes` to the lines; with `tail`, appends to it what the
+    /// file must get for them (each changed line, an `end` record for each
+    /// entry that went).
+    fn apply(&mut self, changes: Changes, mut tail: Option<&mut String>) {
         match changes {
             Changes::Some(v) => {
+                if let Some(t) = tail.as_deref_mut() {
+                    t.reserve(v.len() * LINE);
+                }
                 for (addr, e) in v {
                     match e {
                         Some(e) => {
-                            let line = self.lines.entry(addr).or_default();
+                            let line = self
+                                .lines
+                                .entry(addr)
+                                .or_insert_with(|| String::with_capacity(LINE));
+                            self.live -= line.len() as u64;
                             line.clear();
                             state::render_entry_into(line, &e);
+                            self.live += line.len() as u64;
+                            if let Some(t) = tail.as_deref_mut() {
+                                t.push_str(line);
+                            }
                         }
                         None => {
-                            self.lines.remove(&addr);
+                            if let Some(line) = self.lines.remove(&addr) {
+                                self.live -= line.len() as u64;
+                                if let Some(t) = tail.as_deref_mut() {
+                                    state::render_end_into(t, &addr);
+                                }
+                            }
                         }
                     }
                 }
@@ -214,13 +291,14 @@ impl Written {
                     .into_iter()
                     .map(|e| (e.addr, state::render_entry(&e)))
                     .collect();
+                self.live = state::HEADER.len() as u64
+                    + self.lines.values().map(|l| l.len() as u64).sum::<u64>();
             }
         }
     }
 
     fn text(&self) -> String {
-        let len: usize = self.lines.values().map(String::len).sum();
-        let mut text = String::with_capacity(state::HEADER.len() + len);
+        let mut text = String::with_capacity(self.live as usize);
         text.push_str(state::HEADER);
         for line in self.lines.values() {
             text.push_str(line);
@@ -228,10 +306,86 @@ impl Written {
         text
     }
 
-    /// Applies `changes` and replaces the file with the result.
+    /// Applies `changes` and writes them: appended, or the file rewritten
+    /// (see `Written`). A failed write leaves no file to append to: the
+    /// next one rewrites it with everything.
     fn write(&mut self, path: &Path, changes: Changes) -> std::io::Result<()> {
-        self.apply(changes);
-        write_text(path, &self.text())
+        let whole = matches!(changes, Changes::All(_));
+        let mut tail = String::new();
+        self.apply(changes, (!whole).then_some(&mut tail));
+        let appendable = match &self.file {
+            _ if whole => false,
+            None => false,
+            Some(f) => {
+                let dead = (f.len + tail.len() as u64).saturating_sub(self.live);
+                dead <= self.live.max(self.floor)
+            }
+        };
+        if appendable && tail.is_empty() {
+            return Ok(());
+        }
+        let r = if appendable && self.still_ours(path) {
+            self.append(tail.as_bytes())
+        } else {
+            self.rewrite(path)
+        };
+        if r.is_err() {
+            self.file = None;
+        }
+        r
+    }
+
+    /// The file at `path` is the one this writer wrote, as it wrote it: the
+    /// same inode, its only name, the length it left, no write allowed to
+    /// group or others. Anything else (replaced, removed, a link, appended
+    /// to or cut by someone else) is rewritten, never appended to.
+    fn still_ours(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(f) = &self.file else {
+            return false;
+        };
+        let (Ok(at_path), Ok(open)) = (std::fs::symlink_metadata(path), f.file.metadata()) else {
+            return false;
+        };
+        files::same_file(&at_path, &open)
+            && open.file_type().is_file()
+            && open.nlink() == 1
+            && open.len() == f.len
+            && open.mode() & 0o022 == 0
+    }
+
+    /// Appends `tail` to the file and waits for the disk (fdatasync).
+    fn append(&mut self, tail: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let f = self.file.as_mut().expect("a file to append to");
+        let written = f.file.write_all(tail).and_then(|()| f.file.sync_data());
+        match written {
+            Ok(()) => {
+                f.len += tail.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: no torn line left for a reader before the
+                // rewrite that follows.
+                let _ = f.file.set_len(f.len);
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces the file with every line, and keeps it open to append.
+    fn rewrite(&mut self, path: &Path) -> std::io::Result<()> {
+        self.file = None;
+        let text = self.text();
+        let file = replace_file(path, &text)?;
+        let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_APPEND;
+        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        self.file = Some(Appending {
+            file,
+            len: text.len() as u64,
+        });
+        Ok(())
     }
 }
 
@@ -242,7 +396,7 @@ struct Job {
     changes: Changes,
 }
 
-/// The thread that renders, fsyncs and renames the file, so a probe never
+/// The thread that renders and appends (or rewrites) the file, so a probe never
 /// waits behind the disk (measured: a synchronous write put the probe->ban
 /// p99 at 2.5 ms, against 0.3 ms without a state file) nor behind the
 /// rendering of every ban (a million bans: a file of 160 MB).
@@ -764,6 +918,302 @@ mod tests {
         f.tick(retry, [&a, &b].into_iter(), get(&[&a, &b]));
         f.flush([&a, &b].into_iter(), get(&[&a, &b]));
         assert_eq!(load(&path).unwrap().0.len(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn ino(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).unwrap().ino()
+    }
+
+    fn len(path: &Path) -> u64 {
+        std::fs::symlink_metadata(path).unwrap().len()
+    }
+
+    fn host(i: u32) -> Entry {
+        entry(&std::net::Ipv4Addr::from(0xC612_0000 + i).to_string())
+    }
+
+    /// A state file with the writer thread and `n` entries written (the
+    /// restore's first write: the file rewritten whole).
+    fn written(path: &Path, n: u32) -> (StateFile, BTreeMap<Cidr, Entry>) {
+        let mut f = StateFile::new(path.to_path_buf());
+        f.start_writer();
+        let entries: BTreeMap<Cidr, Entry> = (0..n).map(|i| (host(i).addr, host(i))).collect();
+        f.changed_all(Instant::now());
+        f.flush(entries.values(), |a| entries.get(a));
+        assert_eq!(
+            std::fs::read_to_string(path).unwrap(),
+            state::render(entries.values())
+        );
+        (f, entries)
+    }
+
+    fn flush(f: &mut StateFile, entries: &BTreeMap<Cidr, Entry>) {
+        f.flush(entries.values(), |a| entries.get(a));
+    }
+
+    #[test]
+    fn a_write_appends_only_the_changed_lines_to_the_same_file() {
+        let d = dir("append");
+        let path = d.join("state");
+        let (mut f, mut entries) = written(&path, 100);
+        let (inode, before) = (ino(&path), len(&path));
+        // One changed, one new: two lines appended, nothing else touched.
+        let mut changed = host(7);
+        changed.port = 9;
+        let new = host(500);
+        let now = Instant::now();
+        for e in [&changed, &new] {
+            entries.insert(e.addr, e.clone());
+            f.changed(e.addr, now);
+        }
+        flush(&mut f, &entries);
+        assert_eq!(ino(&path), inode, "the file was replaced");
+        let text = std::fs::read(&path).unwrap();
+        let tail = std::str::from_utf8(&text[before as usize..]).unwrap();
+        let mut got: Vec<&str> = tail.split_inclusive('\n').collect();
+        got.sort();
+        let mut want = [state::render_entry(&changed), state::render_entry(&new)];
+        want.sort();
+        assert_eq!(got, want);
+        // One gone: an `end` record, and the removal survives a reload.
+        let before = len(&path);
+        entries.remove(&host(3).addr);
+        f.changed(host(3).addr, now);
+        flush(&mut f, &entries);
+        assert_eq!(ino(&path), inode);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut end = String::new();
+        state::render_end_into(&mut end, &host(3).addr);
+        assert_eq!(&text[before as usize..], end);
+        let (loaded, problems) = load(&path).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(loaded, entries);
+        // An entry that was never written goes with no record; nothing
+        // changed, nothing written.
+        let before = len(&path);
+        f.changed(host(900).addr, now);
+        flush(&mut f, &entries);
+        assert_eq!((ino(&path), len(&path)), (inode, before));
+        // The command line's `save` rewrites it compact.
+        save(&path, entries.values()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            state::render(entries.values())
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_file_is_rewritten_compact_once_dead_lines_pass_live_ones() {
+        let d = dir("compact");
+        let path = d.join("state");
+        let mut f = StateFile::new(path.clone());
+        f.copy.as_mut().unwrap().floor = 4096;
+        f.start_writer();
+        let mut entries: BTreeMap<Cidr, Entry> = (0..50).map(|i| (host(i).addr, host(i))).collect();
+        f.changed_all(Instant::now());
+        flush(&mut f, &entries);
+        let live = len(&path);
+        let mut inode = ino(&path);
+        // Growth alone leaves nothing dead: appended, never rewritten.
+        for i in 50..150 {
+            entries.insert(host(i).addr, host(i));
+            f.changed(host(i).addr, Instant::now());
+            flush(&mut f, &entries);
+        }
+        assert_eq!(ino(&path), inode, "a growing file was rewritten");
+        assert_eq!(len(&path), state::render(entries.values()).len() as u64);
+        // Changes and removals: appended until the dead bytes pass the live
+        // ones (and the floor), then rewritten: the live lines only.
+        let mut appends = 0;
+        let mut round = 0u16;
+        while ino(&path) == inode {
+            round += 1;
+            assert!(round < 1000, "never rewritten");
+            let before = len(&path);
+            for i in 0..20 {
+                let e = entries.get_mut(&host(i).addr).unwrap();
+                e.port = round;
+                f.changed(e.addr, Instant::now());
+            }
+            let gone = host(150 - u32::from(round));
+            entries.remove(&gone.addr);
+            f.changed(gone.addr, Instant::now());
+            flush(&mut f, &entries);
+            if ino(&path) == inode {
+                appends += 1;
+                assert!(len(&path) > before);
+                // Never more dead than live (or the floor), before the
+                // write that would pass it.
+                let live_now = state::render(entries.values()).len() as u64;
+                assert!(len(&path) - live_now <= live_now.max(4096));
+            }
+        }
+        assert!(appends > 5, "{appends} appends before the rewrite");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, state::render(entries.values()));
+        assert!(!text.contains("\nend "), "{text}");
+        assert!(live < 2 * len(&path));
+        // And appended to again after it.
+        inode = ino(&path);
+        f.changed(host(0).addr, Instant::now());
+        flush(&mut f, &entries);
+        assert_eq!(ino(&path), inode);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_replaced_or_touched_behind_the_writers_back_is_rewritten_not_appended_to() {
+        let d = dir("behind");
+        let path = d.join("state");
+        let (mut f, mut entries) = written(&path, 20);
+        let ours = d.join("ours");
+        let foreign = state::render([&entry("198.51.100.1")]);
+        let mut n = 100;
+        // Each way the file at the path stops being the one written.
+        let ways: [(&str, &dyn Fn()); 6] = [
+            ("replaced", &|| {
+                std::fs::rename(&path, &ours).unwrap();
+                std::fs::write(&path, &foreign).unwrap();
+            }),
+            ("removed", &|| std::fs::remove_file(&path).unwrap()),
+            ("a symbolic link", &|| {
+                std::fs::rename(&path, &ours).unwrap();
+                std::os::unix::fs::symlink(&ours, &path).unwrap();
+            }),
+            ("given a second name", &|| {
+                let _ = std::fs::remove_file(&ours);
+                std::fs::hard_link(&path, &ours).unwrap();
+            }),
+            ("appended to", &|| {
+                use std::io::Write as _;
+                let mut o = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                o.write_all(b"# a note\n").unwrap();
+            }),
+            ("made writable by others", &|| {
+                use std::os::unix::fs::PermissionsExt;
+                let p = std::fs::Permissions::from_mode(0o666);
+                std::fs::set_permissions(&path, p).unwrap();
+            }),
+        ];
+        for (how, touch) in ways {
+            let _ = std::fs::remove_file(&ours);
+            touch();
+            let old = std::fs::symlink_metadata(&ours).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.ino(), m.len())
+            });
+            n += 1;
+            entries.insert(host(n).addr, host(n));
+            f.changed(host(n).addr, Instant::now());
+            flush(&mut f, &entries);
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            assert!(m.file_type().is_file(), "{how}");
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                state::render(entries.values()),
+                "{how}"
+            );
+            // What was at the path, or had our file's inode, got nothing.
+            if let Some((ino_then, len_then)) = old {
+                use std::os::unix::fs::MetadataExt;
+                let m = std::fs::symlink_metadata(&ours).unwrap();
+                assert_eq!((m.ino(), m.len()), (ino_then, len_then), "{how}");
+            }
+            // Ours again: the next write appends.
+            let inode = ino(&path);
+            n += 1;
+            entries.insert(host(n).addr, host(n));
+            f.changed(host(n).addr, Instant::now());
+            flush(&mut f, &entries);
+            assert_eq!(ino(&path), inode, "{how}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_failed_append_is_retried_as_a_rewrite() {
+        let d = dir("append-fails");
+        let path = d.join("state");
+        // The loop writes (no thread): its copy is at hand.
+        let mut f = StateFile::new(path.clone());
+        let mut entries: BTreeMap<Cidr, Entry> = (0..10).map(|i| (host(i).addr, host(i))).collect();
+        let t0 = Instant::now();
+        f.changed_all(t0);
+        flush(&mut f, &entries);
+        let inode = ino(&path);
+        // The descriptor it appends to refuses writes (as a full disk or an
+        // I/O error would): the same file, opened read-only.
+        let copy = f.copy.as_mut().unwrap();
+        copy.file.as_mut().unwrap().file = File::open(&path).unwrap();
+        entries.insert(host(20).addr, host(20));
+        f.changed(host(20).addr, t0);
+        flush(&mut f, &entries);
+        let retry = f.due().expect("a retry");
+        assert!(retry >= t0 + RETRY, "{retry:?}");
+        assert_eq!(ino(&path), inode);
+        assert!(!load(&path).unwrap().0.contains_key(&host(20).addr));
+        // The retry rewrites the file with everything, and appends after.
+        entries.insert(host(21).addr, host(21));
+        f.changed(host(21).addr, t0);
+        f.tick(retry, entries.values(), |a| entries.get(a));
+        assert_ne!(ino(&path), inode, "the retry appended");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            state::render(entries.values())
+        );
+        let inode = ino(&path);
+        entries.insert(host(22).addr, host(22));
+        f.changed(host(22).addr, retry);
+        flush(&mut f, &entries);
+        assert_eq!(ino(&path), inode);
+        assert_eq!(load(&path).unwrap().0, entries);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_append_loses_only_that_record_and_the_next_daemon_rewrites_the_file() {
+        let d = dir("torn");
+        let path = d.join("state");
+        let (mut f, mut entries) = written(&path, 10);
+        let whole = len(&path);
+        let mut changed = host(4);
+        changed.port = 9;
+        entries.insert(changed.addr, changed.clone());
+        f.changed(changed.addr, Instant::now());
+        flush(&mut f, &entries);
+        drop(f);
+        // Killed in the middle of that append: half the line made it.
+        let appended = len(&path) - whole;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(whole + appended / 2)
+            .unwrap();
+        let (loaded, problems) = load(&path).unwrap();
+        assert_eq!(loaded.len(), 10);
+        assert_eq!(loaded[&changed.addr], host(4), "the torn line counted");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(":13: the file ends in the middle of this line")
+                || problems[0].contains(":13: no checksum"),
+            "{problems:?}"
+        );
+        // The next daemon's first write (its restore's) rewrites the file:
+        // nothing is appended after a torn line.
+        let mut f = StateFile::new(path.clone());
+        f.start_writer();
+        f.changed_all(Instant::now());
+        flush(&mut f, &loaded);
+        let (again, problems) = load(&path).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(again, loaded);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
