@@ -2,6 +2,7 @@
 //! none (the per-probe read, decode and track cost).
 
 use crate::Args;
+use crate::common::wait_until;
 use crate::net::*;
 use crate::procs::*;
 use crate::table::{Better, Report};
@@ -58,17 +59,40 @@ impl FloodResult {
 /// The flood's bound in time (it is bounded in packets too).
 const FLOOD_LIMIT: Duration = Duration::from_secs(10);
 
+/// Bans the daemon of the flood-held row holds before its flood (IPv4,
+/// from 240.0.0.0/4, restored from its state file).
+const HELD: u32 = 100_000;
+
+/// `held` bans restored first (and the state file's first write after the
+/// restore done) when not 0.
 fn flood_nftsentry(
     a: &Args,
     bin: &Bin,
     n: u64,
     scan_trigger: u32,
+    held: u32,
     profile: Option<PathBuf>,
 ) -> Option<FloodResult> {
     let mut p = pair("cmp-fl");
-    let d = start_nftsentry(&mut p, &nftsentry_config(scan_trigger, ""), bin)
-        .map_err(|e| eprintln!("{e}"))
-        .ok()?;
+    let state = (held > 0).then(|| crate::restore::state_text(held, 0));
+    let d = start_nftsentry_with(
+        &mut p,
+        &nftsentry_config(scan_trigger, ""),
+        bin,
+        state.as_deref(),
+    )
+    .map_err(|e| eprintln!("{e}"))
+    .ok()?;
+    if held > 0 {
+        let restored = wait_until(Duration::from_secs(120), || {
+            set_count(&p.victim, "blocked4") >= held
+        });
+        if !restored {
+            eprintln!("{}: {held} bans not restored within 120 s", bin.who);
+            return None;
+        }
+        wait_idle(d.pid, Duration::from_secs(60));
+    }
     let ring = distinct_ring(n);
     let rss0 = rss_mib(&d.pid.to_string());
     let perf = Perf::attach(d.pid, profile);
@@ -77,7 +101,11 @@ fn flood_nftsentry(
     let t0 = Instant::now();
     let sent = flood(&p, &ring, n, FLOOD_LIMIT, a.senders);
     let log = d.log.clone();
-    let (_idle, done) = wait_idle_progress(d.pid, Duration::from_secs(60), || file_len(&log));
+    // With bans held, until the state file's next write (throttled: up to
+    // 5 s after the flood) is done too: its cost is what this row is for.
+    let quiet = Duration::from_millis(if held > 0 { 7_000 } else { 500 });
+    let (_idle, done) =
+        wait_quiet_progress(d.pid, quiet, Duration::from_secs(60), || file_len(&log));
     let cpu = cpu_of(d.pid) - cpu0;
     let main = main_thread_cpu(d.pid) - main0;
     if let Some(perf) = perf {
@@ -165,7 +193,7 @@ fn floods(
     let nft: Vec<Option<FloodResult>> = a
         .bins()
         .iter()
-        .map(|bin| flood_nftsentry(a, bin, n, trigger, a.profile_file(bin.who, row)))
+        .map(|bin| flood_nftsentry(a, bin, n, trigger, 0, a.profile_file(bin.who, row)))
         .collect();
     let ps = flood_portsentry(
         a,
@@ -264,6 +292,77 @@ pub fn row_flood_bans(a: &Args, t: &mut Report) {
         FLOOD_LIMIT.as_secs(),
         describe_all(a, &nft, &ps)
     ));
+}
+
+/// A flood of new bans onto a host that already holds `HELD` (nftsentry
+/// only: PortSentry restores nothing): what a state write costs when the
+/// file is large and a flood changes a small part of it.
+pub fn row_flood_held(a: &Args, t: &mut Report) {
+    let n = a.flood_bans / 5;
+    let label = format!("flood onto {} held bans, ban every source", fmt_count(HELD));
+    let nft: Vec<Option<FloodResult>> = a
+        .bins()
+        .iter()
+        .map(|bin| flood_nftsentry(a, bin, n, 0, HELD, a.profile_file(bin.who, "flood-held")))
+        .collect();
+    let Some(ours) = nft[0].as_ref() else {
+        t.text(&label, "did not start", None, "n/a");
+        return;
+    };
+    let base = nft.get(1).and_then(|b| b.as_ref());
+    type Figure = fn(&FloodResult) -> f64;
+    let rows: [(&str, Figure, &str, Better); 3] = [
+        (
+            "probes handled per second (wall clock, until the last was handled)",
+            FloodResult::rate,
+            "/s",
+            Better::Higher,
+        ),
+        (
+            "probes lost (arrived, never handled)",
+            |r| r.lost() as f64,
+            "",
+            Better::Lower,
+        ),
+        (
+            "daemon CPU seconds per million probes handled",
+            FloodResult::cpu_per_million,
+            "s",
+            Better::Lower,
+        ),
+    ];
+    for (what, f, unit, better) in rows {
+        t.row(
+            &format!("{label}: {what}"),
+            f(ours),
+            base.map(f),
+            None,
+            unit,
+            better,
+        );
+    }
+    let described: Vec<String> = a
+        .bins()
+        .iter()
+        .zip(&nft)
+        .filter_map(|(bin, r)| Some(r.as_ref()?.describe(bin.who)))
+        .collect();
+    t.note(format!(
+        "Flood onto held bans: {} IPv4 bans restored from the state file first (and the \
+         state file's first write after the restore done), then {n} SYNs from new spoofed \
+         sources as in the flood with bans, each one banned; measured as that row, but the \
+         daemon's CPU counted until it has been idle 7 s (the state file's write after the \
+         flood is throttled to at most 5 s after it). The \
+         state file then holds {} lines before the flood, and each write during it changes \
+         a few thousand. {}.",
+        fmt_count(HELD),
+        fmt_count(HELD),
+        described.join(". ")
+    ));
+}
+
+fn fmt_count(n: u32) -> String {
+    crate::table::fmt_num(f64::from(n), "")
 }
 
 /// A trigger no source reaches in the floods (each source probes a few

@@ -18,7 +18,7 @@
 //! builds this and, given a git revision as baseline, that revision), as root:
 //!   cargo bench --bench compare -- --portsentry PATH [--only ROW,...] [--quick]
 //!       [--senders N] [--baseline PATH [--baseline-commit REV]] [--profile DIR]
-//! Rows: latency, flood (flood-bans, flood-nobans), bulk, forged-scan (a
+//! Rows: latency, flood (flood-bans, flood-held: onto 100k restored bans, flood-nobans), bulk, forged-scan (a
 //! forged flood larger than the set while a real nmap scan runs), storm
 //! (forged sources banned per minute), drop, startup (startup = 100k bans,
 //! startup-1m = 1M bans of both families), restart (100k bans with
@@ -218,6 +218,7 @@ fn main() {
     };
     timed("latency", &mut t, &mut |t| latency::row_latency(&a, t));
     timed("flood-bans", &mut t, &mut |t| flood::row_flood_bans(&a, t));
+    timed("flood-held", &mut t, &mut |t| flood::row_flood_held(&a, t));
     let mut rss = None;
     timed("flood-nobans", &mut t, &mut |t| {
         rss = flood::row_flood_nobans(&a, t)

@@ -107,6 +107,17 @@ pub fn wait_idle(pid: u32, limit: Duration) -> Instant {
 pub fn wait_idle_progress(
     pid: u32,
     limit: Duration,
+    progress: impl FnMut() -> u64,
+) -> (Instant, Instant) {
+    wait_quiet_progress(pid, Duration::from_millis(500), limit, progress)
+}
+
+/// `wait_idle_progress` with `quiet` as the time without CPU that counts
+/// as idle (longer than a throttled write's wait, to count that write).
+pub fn wait_quiet_progress(
+    pid: u32,
+    quiet: Duration,
+    limit: Duration,
     mut progress: impl FnMut() -> u64,
 ) -> (Instant, Instant) {
     let deadline = Instant::now() + limit;
@@ -125,7 +136,7 @@ pub fn wait_idle_progress(
         if now != last {
             last = now;
             last_busy = Instant::now();
-        } else if last_busy.elapsed() >= Duration::from_millis(500) {
+        } else if last_busy.elapsed() >= quiet {
             break;
         }
     }
@@ -198,11 +209,25 @@ pub fn daemon_cmd(ns: &Netns, bin: &Bin) -> Command {
 /// the error says why not (a baseline may refuse a newer config key).
 /// Under NFTSENTRY_BENCH_WRAP when set (`daemon_cmd`).
 pub fn start_nftsentry(p: &mut Pair, config: &str, bin: &Bin) -> Result<Nftsentry, String> {
+    start_nftsentry_with(p, config, bin, None)
+}
+
+/// `start_nftsentry`, with `state` as its state file's text when given
+/// (bans it restores at start).
+pub fn start_nftsentry_with(
+    p: &mut Pair,
+    config: &str,
+    bin: &Bin,
+    state: Option<&str>,
+) -> Result<Nftsentry, String> {
     let dir = TempDir::new("cmp-nft");
     let cfg = dir.file(
         "nftsentry.toml",
         &format!("{}{config}", private_files(&dir.path)),
     );
+    if let Some(text) = state {
+        dir.file("state", text);
+    }
     let log = dir.path.join("log");
     let mut c = daemon_cmd(&p.victim, bin);
     c.arg("-c")

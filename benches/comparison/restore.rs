@@ -46,7 +46,7 @@ fn v6_filler(i: u32) -> IpAddr {
 }
 
 /// The state file's text: `v4` IPv4 bans (240/4) and `v6` IPv6 bans.
-fn state_text(v4: u32, v6: u32) -> String {
+pub fn state_text(v4: u32, v6: u32) -> String {
     let now = now_ms();
     let set = Applied {
         set: true,
