@@ -520,6 +520,10 @@ fn push_decimal_bytes(out: &mut Vec<u8>, mut n: u64) {
 /// Appends `n` in decimal, as `{n}` would, without the formatting
 /// machinery (log lines are made by the hundred thousand in a flood).
 pub fn push_decimal(out: &mut String, n: u64) {
+    if n < 1000 {
+        // An address's octet, a port's first digits: no buffer, no loop.
+        return push_below_1000(out, n as u16);
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut n = n;
@@ -531,8 +535,22 @@ pub fn push_decimal(out: &mut String, n: u64) {
             break;
         }
     }
-    // Only ASCII digits.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+    // ASCII digits, each a char of one byte (no UTF-8 check of the run).
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// `n` (below 1000) in decimal.
+fn push_below_1000(out: &mut String, n: u16) {
+    let digit = |d: u16| char::from(b'0' + d as u8);
+    if n >= 100 {
+        out.push(digit(n / 100));
+    }
+    if n >= 10 {
+        out.push(digit(n / 10 % 10));
+    }
+    out.push(digit(n % 10));
 }
 
 /// Appends `ip` as `{ip}` would (IPv4 without the formatting machinery,

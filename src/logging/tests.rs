@@ -381,7 +381,16 @@ mod burst_tests {
             push_ip(&mut s, ip);
             assert_eq!(s, ip.to_string());
         }
-        for n in [0, 9, 10, 99, 65535, u64::MAX] {
+        let edges = [
+            9_999,
+            10_000,
+            65_535,
+            99_999,
+            100_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for n in (0..=2_000).chain(edges) {
             s.clear();
             push_decimal(&mut s, n);
             assert_eq!(s, n.to_string());

@@ -11,7 +11,7 @@ use super::NflogStats;
 use crate::kernel::netlink::{self, NLMSG_ERROR, NLMSG_OVERRUN};
 
 /// One logged packet, borrowed from the receive buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NflogPacket<'a> {
     /// nfgenmsg family: AF_INET = 2, AF_INET6 = 10.
     pub family: u8,
@@ -62,9 +62,9 @@ pub(super) fn find_ack(d: &[u8], portid: u32, seq: u32) -> Option<i32> {
 /// the flood path), and it rejects a whole message for one odd attribute. The
 /// five attributes we need are a few lines of bounds-checked TLV walking over
 /// the receive buffer, and the callback borrows from it.
-pub fn parse_datagram(
-    buf: &[u8],
-    mut on_packet: impl FnMut(&NflogPacket<'_>),
+pub fn parse_datagram<'a>(
+    buf: &'a [u8],
+    mut on_packet: impl FnMut(&NflogPacket<'a>),
     stats: &mut NflogStats,
 ) {
     for m in netlink::messages(buf) {
