@@ -90,7 +90,7 @@ pub fn parse_datagram<'a>(
 }
 
 /// nfgenmsg + attributes of one NFULNL_MSG_PACKET. None if malformed.
-fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
+pub(super) fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
     if body.len() < NFGENMSG_LEN {
         return None;
     }
@@ -103,8 +103,22 @@ fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
         ifindex_in: None,
     };
     let mut have_hdr = false;
-    for a in netlink::attrs(&body[NFGENMSG_LEN..]) {
-        let (kind, value) = a.ok()?;
+    // The attributes, as `netlink::attrs` walks them (a length that does
+    // not fit, or 1 to 3 stray bytes at the end, make the message
+    // malformed), without its `Result<_, String>` per attribute: this runs
+    // for every packet of a flood.
+    let mut rest = &body[NFGENMSG_LEN..];
+    while !rest.is_empty() {
+        let &[l0, l1, k0, k1, ..] = rest else {
+            return None;
+        };
+        let len = usize::from(u16::from_ne_bytes([l0, l1]));
+        let kind = u16::from_ne_bytes([k0, k1]) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        let value = &rest[4..len];
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
         match kind {
             NFULA_PACKET_HDR => {
                 // struct nfulnl_msg_packet_hdr { __be16 hw_protocol; u8 hook; u8 pad; }
