@@ -558,14 +558,27 @@ fn push_below_1000(out: &mut String, n: u16) {
 pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(a) => {
-            let [a, b, c, d] = a.octets();
-            push_decimal(out, a.into());
-            out.push('.');
-            push_decimal(out, b.into());
-            out.push('.');
-            push_decimal(out, c.into());
-            out.push('.');
-            push_decimal(out, d.into());
+            // Into a buffer, then one append (one UTF-8 check of at most
+            // 15 ASCII bytes, one capacity check).
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
+            }
+            out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
         }
         std::net::IpAddr::V6(a) => {
             let _ = std::fmt::Write::write_fmt(out, format_args!("{a}"));

@@ -380,6 +380,13 @@ mod burst_tests {
             s.clear();
             push_ip(&mut s, ip);
             assert_eq!(s, ip.to_string());
+            // Every octet in the last two places too, after text already
+            // in the buffer.
+            let ip = IpAddr::from([(i % 3) as u8 * 99, 7, (i >> 8) as u8, i as u8]);
+            s.clear();
+            s.push_str("host: ");
+            push_ip(&mut s, ip);
+            assert_eq!(s, format!("host: {ip}"));
         }
         let edges = [
             9_999,
