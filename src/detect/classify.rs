@@ -119,16 +119,28 @@ impl ScanType {
     }
 }
 
-impl fmt::Display for ScanType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScanType::TcpSynNormal => f.write_str("TCP SYN/Normal scan"),
-            ScanType::TcpFin => f.write_str("TCP FIN scan"),
+impl ScanType {
+    /// PortSentry's words for this probe when they are fixed (all but
+    /// `TcpUnknown`, which names its flags): what `Display` writes.
+    pub fn fixed_name(&self) -> Option<&'static str> {
+        Some(match self {
+            ScanType::TcpSynNormal => "TCP SYN/Normal scan",
+            ScanType::TcpFin => "TCP FIN scan",
             // PortSentry 1.2 wrote " TCP NULL scan" with a stray leading
             // space (a double space after "attackalert:"); we follow the
             // name as documented, without the typo.
-            ScanType::TcpNull => f.write_str("TCP NULL scan"),
-            ScanType::TcpXmas => f.write_str("TCP XMAS scan"),
+            ScanType::TcpNull => "TCP NULL scan",
+            ScanType::TcpXmas => "TCP XMAS scan",
+            ScanType::TcpUnknown(_) => return None,
+            ScanType::Udp => "UDP scan",
+            ScanType::TcpConnect | ScanType::UdpConnect => "Connect",
+        })
+    }
+}
+
+impl fmt::Display for ScanType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             ScanType::TcpUnknown(t) => write!(
                 f,
                 "Unknown Type: TCP Packet Flags: SYN: {} FIN: {} ACK: {} PSH: {} URG: {} RST: {}",
@@ -139,8 +151,7 @@ impl fmt::Display for ScanType {
                 t.urg() as u8,
                 t.rst() as u8
             ),
-            ScanType::Udp => f.write_str("UDP scan"),
-            ScanType::TcpConnect | ScanType::UdpConnect => f.write_str("Connect"),
+            _ => f.write_str(self.fixed_name().unwrap_or_default()),
         }
     }
 }

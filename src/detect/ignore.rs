@@ -5,7 +5,7 @@
 //! it matches IPv4 entries, and an IPv4 address matches IPv6 entries that
 //! cover its mapped form.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use crate::cidr::{Cidr, merge_ranges};
 
@@ -13,6 +13,24 @@ use crate::cidr::{Cidr, merge_ranges};
 pub struct IgnoreList {
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
+    /// `v4` with the IPv4 part of `v6` (its ranges inside ::ffff:0:0/96,
+    /// as IPv4), merged: what an IPv4 address or an IPv4-mapped one is
+    /// looked up in, one binary search instead of one per family.
+    v4_all: Vec<(u32, u32)>,
+}
+
+/// ::ffff:0.0.0.0, the first IPv4-mapped IPv6 address.
+const MAPPED: u128 = 0xffff_0000_0000;
+const MAPPED_END: u128 = MAPPED | 0xffff_ffff;
+
+/// The IPv4 addresses whose mapped forms `lo..=hi` holds, if any.
+fn mapped_part((lo, hi): (u128, u128)) -> Option<(u32, u32)> {
+    (lo <= MAPPED_END && hi >= MAPPED).then(|| {
+        (
+            (lo.max(MAPPED) - MAPPED) as u32,
+            (hi.min(MAPPED_END) - MAPPED) as u32,
+        )
+    })
 }
 
 impl IgnoreList {
@@ -27,22 +45,25 @@ impl IgnoreList {
                 v6.push((lo, hi));
             }
         }
-        IgnoreList {
-            v4: merge_ranges(v4, |x| x.checked_add(1)),
-            v6: merge_ranges(v6, |x| x.checked_add(1)),
-        }
+        let v4 = merge_ranges(v4, |x| x.checked_add(1));
+        let v6 = merge_ranges(v6, |x| x.checked_add(1));
+        let both = v4
+            .iter()
+            .copied()
+            .chain(v6.iter().filter_map(|&r| mapped_part(r)));
+        let v4_all = merge_ranges(both.collect(), |x| x.checked_add(1));
+        IgnoreList { v4, v6, v4_all }
     }
 
+    /// `ip` or its other form (a.b.c.d and ::ffff:a.b.c.d are one host)
+    /// is in a range of the list: one binary search.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         match ip {
-            IpAddr::V4(a) => {
-                lookup(&self.v4, u32::from(*a)) || lookup(&self.v6, u128::from(a.to_ipv6_mapped()))
-            }
-            IpAddr::V6(a) => {
-                lookup(&self.v6, u128::from(*a))
-                    || a.to_ipv4_mapped()
-                        .is_some_and(|m: Ipv4Addr| lookup(&self.v4, u32::from(m)))
-            }
+            IpAddr::V4(a) => lookup(&self.v4_all, u32::from(*a)),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(m) => lookup(&self.v4_all, u32::from(m)),
+                None => lookup(&self.v6, u128::from(*a)),
+            },
         }
     }
 
@@ -50,8 +71,7 @@ impl IgnoreList {
     pub fn overlaps(&self, net: &Cidr) -> bool {
         let (lo, hi) = net.range();
         if net.is_ipv4() {
-            let mapped = |x: u128| x | 0xffff_0000_0000;
-            overlap(&self.v4, lo as u32, hi as u32) || overlap(&self.v6, mapped(lo), mapped(hi))
+            overlap(&self.v4_all, lo as u32, hi as u32)
         } else {
             overlap(&self.v6, lo, hi)
         }
@@ -131,6 +151,7 @@ pub fn why<'a>(list: &'a [Ignored], ip: &IpAddr) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn list(nets: &[&str]) -> IgnoreList {
         IgnoreList::new(nets.iter().map(|s| s.parse().unwrap()).collect())
@@ -283,6 +304,77 @@ mod tests {
                 let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (next() as u32 & 0x1ffff)));
                 let want = nets.iter().any(|n| n.contains(&ip));
                 assert_eq!(l.contains(&ip), want, "{ip} in {nets:?}");
+            }
+        }
+    }
+
+    /// IPv4 entries, IPv6 entries in mapped form (::ffff:a.b.c.d/p, some
+    /// reaching past ::ffff:0:0/96) and others, probed in both forms:
+    /// `contains` and `overlaps` (one merged IPv4 list) agree with a linear
+    /// scan that applies the mapped rule to each entry.
+    #[test]
+    fn mapped_entries_and_probes_agree_with_a_scan() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mapped = |a: u32| IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped());
+        for _ in 0..300 {
+            let mut nets = Vec::new();
+            for _ in 0..(next() % 12) {
+                let a = 0x0a00_0000 | (next() as u32 & 0xffff);
+                let n = match next() % 4 {
+                    0 | 1 => Cidr::new(IpAddr::V4(Ipv4Addr::from(a)), 16 + (next() % 17) as u8),
+                    // ::ffff:10.x.y.z/112.. and a few as wide as /80 (all
+                    // of the mapped space and more).
+                    2 => Cidr::new(mapped(a), 80 + (next() % 49) as u8),
+                    _ => Cidr::new(
+                        IpAddr::V6(Ipv6Addr::from(0x2001_0db8u128 << 96 | u128::from(a))),
+                        100 + (next() % 29) as u8,
+                    ),
+                };
+                nets.push(n.unwrap());
+            }
+            let l = IgnoreList::new(nets.clone());
+            let other = |ip: &IpAddr| match ip {
+                IpAddr::V4(a) => Some(IpAddr::V6(a.to_ipv6_mapped())),
+                IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4),
+            };
+            let held = |ip: &IpAddr| {
+                nets.iter()
+                    .any(|n| n.contains(ip) || other(ip).is_some_and(|o| n.contains(&o)))
+            };
+            for _ in 0..200 {
+                let a = 0x0a00_0000 | (next() as u32 & 0x1ffff);
+                let ip = match next() % 3 {
+                    0 => IpAddr::V4(Ipv4Addr::from(a)),
+                    1 => mapped(a),
+                    _ => IpAddr::V6(Ipv6Addr::from(0x2001_0db8u128 << 96 | u128::from(a))),
+                };
+                assert_eq!(l.contains(&ip), held(&ip), "{ip} in {nets:?}");
+                // An IPv4 network overlaps the list when one of its
+                // addresses is held (checked at its ends and middle, and
+                // by any entry inside it).
+                if let IpAddr::V4(v4) = ip {
+                    let net = Cidr::new(IpAddr::V4(v4), 24 + (next() % 9) as u8).unwrap();
+                    let (lo, hi) = net.range();
+                    let inside = nets.iter().any(|n| {
+                        let (a, b) = n.range();
+                        let (a, b) = if n.is_ipv4() {
+                            (a, b)
+                        } else {
+                            match mapped_part((a, b)) {
+                                Some((a, b)) => (u128::from(a), u128::from(b)),
+                                None => return false,
+                            }
+                        };
+                        a <= hi && b >= lo
+                    });
+                    assert_eq!(l.overlaps(&net), inside, "{net} in {nets:?}");
+                }
             }
         }
     }

@@ -520,6 +520,10 @@ fn push_decimal_bytes(out: &mut Vec<u8>, mut n: u64) {
 /// Appends `n` in decimal, as `{n}` would, without the formatting
 /// machinery (log lines are made by the hundred thousand in a flood).
 pub fn push_decimal(out: &mut String, n: u64) {
+    if n < 1000 {
+        // An address's octet, a port's first digits: no buffer, no loop.
+        return push_below_1000(out, n as u16);
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut n = n;
@@ -531,8 +535,22 @@ pub fn push_decimal(out: &mut String, n: u64) {
             break;
         }
     }
-    // Only ASCII digits.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+    // ASCII digits, each a char of one byte (no UTF-8 check of the run).
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// `n` (below 1000) in decimal.
+fn push_below_1000(out: &mut String, n: u16) {
+    let digit = |d: u16| char::from(b'0' + d as u8);
+    if n >= 100 {
+        out.push(digit(n / 100));
+    }
+    if n >= 10 {
+        out.push(digit(n / 10 % 10));
+    }
+    out.push(digit(n % 10));
 }
 
 /// Appends `ip` as `{ip}` would (IPv4 without the formatting machinery,
@@ -540,14 +558,27 @@ pub fn push_decimal(out: &mut String, n: u64) {
 pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(a) => {
-            let [a, b, c, d] = a.octets();
-            push_decimal(out, a.into());
-            out.push('.');
-            push_decimal(out, b.into());
-            out.push('.');
-            push_decimal(out, c.into());
-            out.push('.');
-            push_decimal(out, d.into());
+            // Into a buffer, then one append (one UTF-8 check of at most
+            // 15 ASCII bytes, one capacity check).
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
+            }
+            out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
         }
         std::net::IpAddr::V6(a) => {
             let _ = std::fmt::Write::write_fmt(out, format_args!("{a}"));

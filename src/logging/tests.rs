@@ -380,8 +380,24 @@ mod burst_tests {
             s.clear();
             push_ip(&mut s, ip);
             assert_eq!(s, ip.to_string());
+            // Every octet in the last two places too, after text already
+            // in the buffer.
+            let ip = IpAddr::from([(i % 3) as u8 * 99, 7, (i >> 8) as u8, i as u8]);
+            s.clear();
+            s.push_str("host: ");
+            push_ip(&mut s, ip);
+            assert_eq!(s, format!("host: {ip}"));
         }
-        for n in [0, 9, 10, 99, 65535, u64::MAX] {
+        let edges = [
+            9_999,
+            10_000,
+            65_535,
+            99_999,
+            100_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for n in (0..=2_000).chain(edges) {
             s.clear();
             push_decimal(&mut s, n);
             assert_eq!(s, n.to_string());

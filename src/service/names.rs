@@ -280,7 +280,12 @@ pub fn render_into(out: &mut String, line: HostLine, name: &str, addr: &str) {
     match line {
         HostLine::Alert(scan, port) => {
             out.push_str("attackalert: ");
-            let _ = write!(out, "{scan}");
+            match scan.fixed_name() {
+                Some(name) => out.push_str(name),
+                None => {
+                    let _ = write!(out, "{scan}");
+                }
+            }
             out.push_str(" from host: ");
             host(out);
             out.push_str(" to ");

@@ -615,3 +615,23 @@ fn progress_is_the_count_in_the_window_and_changes_nothing() {
     let m: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
     assert_eq!(t.progress(m, t0 + Duration::from_secs(20)), Some(p));
 }
+
+/// `millis` is `as_millis` saturated to u64, without the u128 division.
+#[test]
+fn millis_is_as_millis_saturated() {
+    for d in [
+        Duration::ZERO,
+        Duration::from_nanos(999_999),
+        Duration::from_nanos(1_000_000),
+        Duration::new(1, 999_999_999),
+        Duration::new(u64::MAX / 1000, 999_999_999),
+        Duration::new(u64::MAX / 1000 + 1, 0),
+        Duration::MAX,
+    ] {
+        assert_eq!(
+            millis(d),
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            "{d:?}"
+        );
+    }
+}

@@ -11,7 +11,7 @@ use super::NflogStats;
 use crate::kernel::netlink::{self, NLMSG_ERROR, NLMSG_OVERRUN};
 
 /// One logged packet, borrowed from the receive buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NflogPacket<'a> {
     /// nfgenmsg family: AF_INET = 2, AF_INET6 = 10.
     pub family: u8,
@@ -62,9 +62,9 @@ pub(super) fn find_ack(d: &[u8], portid: u32, seq: u32) -> Option<i32> {
 /// the flood path), and it rejects a whole message for one odd attribute. The
 /// five attributes we need are a few lines of bounds-checked TLV walking over
 /// the receive buffer, and the callback borrows from it.
-pub fn parse_datagram(
-    buf: &[u8],
-    mut on_packet: impl FnMut(&NflogPacket<'_>),
+pub fn parse_datagram<'a>(
+    buf: &'a [u8],
+    mut on_packet: impl FnMut(&NflogPacket<'a>),
     stats: &mut NflogStats,
 ) {
     for m in netlink::messages(buf) {
@@ -90,7 +90,7 @@ pub fn parse_datagram(
 }
 
 /// nfgenmsg + attributes of one NFULNL_MSG_PACKET. None if malformed.
-fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
+pub(super) fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
     if body.len() < NFGENMSG_LEN {
         return None;
     }
@@ -103,8 +103,22 @@ fn parse_packet(body: &[u8]) -> Option<NflogPacket<'_>> {
         ifindex_in: None,
     };
     let mut have_hdr = false;
-    for a in netlink::attrs(&body[NFGENMSG_LEN..]) {
-        let (kind, value) = a.ok()?;
+    // The attributes, as `netlink::attrs` walks them (a length that does
+    // not fit, or 1 to 3 stray bytes at the end, make the message
+    // malformed), without its `Result<_, String>` per attribute: this runs
+    // for every packet of a flood.
+    let mut rest = &body[NFGENMSG_LEN..];
+    while !rest.is_empty() {
+        let &[l0, l1, k0, k1, ..] = rest else {
+            return None;
+        };
+        let len = usize::from(u16::from_ne_bytes([l0, l1]));
+        let kind = u16::from_ne_bytes([k0, k1]) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        let value = &rest[4..len];
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
         match kind {
             NFULA_PACKET_HDR => {
                 // struct nfulnl_msg_packet_hdr { __be16 hw_protocol; u8 hook; u8 pad; }

@@ -285,3 +285,115 @@ fn batch_buffer_fits_the_batch_within_kernel_limits() {
     assert_eq!(batch_nlbufsiz(u16::MAX, u32::MAX), NLBUFSIZ_MAX);
     assert!((4096..=8192).contains(&immediate_nlbufsiz()));
 }
+
+/// `deliver` (what `drain_batches` does with each datagram) hands over
+/// every packet of a datagram in order, `BATCH` at most at a time and
+/// whole batches first, exactly the packets and counts `parse_datagram`
+/// gives one by one, and counts the same sequence gaps.
+#[test]
+fn batches_hold_a_datagrams_packets_in_order() {
+    for n in [0, 1, 7, BATCH - 1, BATCH, BATCH + 1, 2 * BATCH + 88] {
+        let mut d = Vec::new();
+        // Sequence numbers from 5, with a gap of 3 after the tenth and a
+        // malformed message (no packet header) after the twentieth.
+        let mut seq = 5u32;
+        for i in 0..n {
+            if i == 10 {
+                seq += 3;
+            }
+            d.extend(nlmsg(PACKET, &packet_body(seq, &(i as u32).to_be_bytes())));
+            if i == 20 {
+                d.extend(nlmsg(PACKET, &[2, 0, 0x1d, 0x6b]));
+            }
+            seq += 1;
+        }
+        let mut one_by_one = NflogStats::default();
+        let want = collect(&d, &mut one_by_one);
+        assert_eq!(want.len(), n);
+
+        let mut stats = NflogStats::default();
+        let mut counted = SeqCount { next: 5, gaps: 0 };
+        let mut got: Vec<Owned> = Vec::new();
+        let mut sizes = Vec::new();
+        deliver(
+            &d,
+            &mut counted,
+            &mut stats,
+            &mut |batch: &[NflogPacket<'_>]| {
+                sizes.push(batch.len());
+                got.extend(batch.iter().map(|p| {
+                    (
+                        p.family,
+                        p.hw_protocol,
+                        p.payload.to_vec(),
+                        p.prefix.map(<[u8]>::to_vec),
+                        p.seq,
+                        p.ifindex_in,
+                    )
+                }));
+            },
+        );
+        assert_eq!(got, want, "{n} packets");
+        assert_eq!(stats, one_by_one, "{n} packets");
+        let mut whole = vec![BATCH; n / BATCH];
+        if n % BATCH > 0 {
+            whole.push(n % BATCH);
+        }
+        assert_eq!(sizes, whole, "{n} packets");
+        assert_eq!(counted.gaps, if n > 10 { 3 } else { 0 }, "{n} packets");
+        assert_eq!(counted.next, seq, "{n} packets");
+    }
+}
+
+/// `parse_packet`'s own attribute walk accepts and rejects what the walk
+/// over `netlink::attrs` it replaced did (the old loop, kept here), for
+/// every cut of a packet's body and for bodies with one byte changed.
+#[test]
+fn the_attribute_walk_is_netlink_attrs() {
+    use super::datagram::parse_packet;
+    use crate::kernel::netlink;
+    fn old(body: &[u8]) -> Option<NflogPacket<'_>> {
+        if body.len() < 4 {
+            return None;
+        }
+        let mut p = NflogPacket {
+            family: body[0],
+            ..NflogPacket::default()
+        };
+        let mut have_hdr = false;
+        for a in netlink::attrs(&body[4..]) {
+            let (kind, value) = a.ok()?;
+            match kind {
+                1 => {
+                    p.hw_protocol = u16::from_be_bytes(value.get(..2)?.try_into().ok()?);
+                    have_hdr = true;
+                }
+                4 => p.ifindex_in = Some(u32::from_be_bytes(value.get(..4)?.try_into().ok()?)),
+                9 => p.payload = value,
+                10 => {
+                    let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+                    p.prefix = Some(&value[..end]);
+                }
+                12 => p.seq = Some(u32::from_be_bytes(value.get(..4)?.try_into().ok()?)),
+                _ => {}
+            }
+        }
+        have_hdr.then_some(p)
+    }
+    let body = packet_body(77, &[0x45, 0, 0, 40, 1, 2, 3]);
+    for n in 0..=body.len() {
+        assert_eq!(parse_packet(&body[..n]), old(&body[..n]), "cut at {n}");
+    }
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..5_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut b = body.clone();
+        let at = (x % b.len() as u64) as usize;
+        b[at] = (x >> 32) as u8;
+        let n = ((x >> 40) % (b.len() as u64 + 1)) as usize;
+        assert_eq!(parse_packet(&b[..n]), old(&b[..n]), "{b:?} cut at {n}");
+    }
+    assert!(parse_packet(&body).is_some());
+}
