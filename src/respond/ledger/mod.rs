@@ -135,14 +135,55 @@ pub struct Ledger {
     report: RestoreReport,
     /// Per family, the prefix lengths some record has had (never cleared:
     /// a superset only costs `covering` a lookup).
-    lengths4: [u8; 33],
-    lengths6: [u8; 129],
+    lengths4: Lengths,
+    lengths6: Lengths,
     /// When to read what a ban dropped, shortly before its end: the kernel
     /// removes the element (and its counter) by itself when the time is
     /// over. Stale entries (a ban renewed or lifted) are skipped.
     reads: BinaryHeap<Reverse<(Instant, Cidr)>>,
     /// What each ban in force dropped as last read (packets, bytes).
     dropped: std::collections::HashMap<Cidr, (u64, u64)>,
+}
+
+/// Prefix lengths (0 to 128) as bits: `covering` visits only the lengths
+/// some ban has had, with no walk over the others (a probe asks once).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Lengths([u64; 3]);
+
+impl Lengths {
+    pub(super) fn set(&mut self, p: u8) {
+        self.0[usize::from(p / 64)] |= 1 << (p % 64);
+    }
+
+    /// The lengths set, from `max` down to 0.
+    fn down_from(self, max: u8) -> impl Iterator<Item = u8> {
+        let mut words = self.0;
+        // Nothing above `max`.
+        let top = usize::from(max / 64);
+        let keep = max % 64;
+        words[top] &= if keep == 63 {
+            u64::MAX
+        } else {
+            (2u64 << keep) - 1
+        };
+        for w in words.iter_mut().skip(top + 1) {
+            *w = 0;
+        }
+        let mut i = top;
+        std::iter::from_fn(move || {
+            loop {
+                if words[i] != 0 {
+                    let bit = 63 - words[i].leading_zeros() as u8;
+                    words[i] &= !(1u64 << bit);
+                    return Some(i as u8 * 64 + bit);
+                }
+                if i == 0 {
+                    return None;
+                }
+                i -= 1;
+            }
+        })
+    }
 }
 
 /// How long before a ban's end its counter is read (half the ban, for a
@@ -172,8 +213,8 @@ impl Ledger {
             evictions: 0,
             released: Vec::new(),
             report: RestoreReport::default(),
-            lengths4: [0; 33],
-            lengths6: [0; 129],
+            lengths4: Lengths::default(),
+            lengths6: Lengths::default(),
             reads: BinaryHeap::new(),
             dropped: std::collections::HashMap::new(),
         }
@@ -240,12 +281,7 @@ impl Ledger {
 
     /// Every record goes in through here; the one it replaced comes back.
     fn put(&mut self, addr: Cidr, r: Record) -> Option<Record> {
-        let p = addr.prefix() as usize;
-        if addr.is_ipv4() {
-            self.lengths4[p] = 1;
-        } else {
-            self.lengths6[p] = 1;
-        }
+        self.note_length(&addr);
         self.records.insert(addr, r)
     }
 
@@ -315,14 +351,13 @@ impl Ledger {
     /// One lookup per prefix length that some ban has: few in practice
     /// (/32 and /64, a narrowed or an escalated one now and then).
     fn covering(&self, net: &Cidr) -> Option<&Record> {
-        let lengths: &[u8] = if net.is_ipv4() {
+        let lengths = if net.is_ipv4() {
             &self.lengths4
         } else {
             &self.lengths6
         };
-        (0..=net.prefix())
-            .rev()
-            .filter(|p| lengths[*p as usize] > 0)
+        lengths
+            .down_from(net.prefix())
             .find_map(|p| self.records.get(&net.widen(p)).filter(|r| !r.ended))
     }
 

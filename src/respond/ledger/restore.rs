@@ -464,12 +464,11 @@ impl Ledger {
 
 impl Ledger {
     /// `put`'s note of the prefix length, for records that go in whole.
-    fn note_length(&mut self, addr: &Cidr) {
-        let p = addr.prefix() as usize;
+    pub(super) fn note_length(&mut self, addr: &Cidr) {
         if addr.is_ipv4() {
-            self.lengths4[p] = 1;
+            self.lengths4.set(addr.prefix());
         } else {
-            self.lengths6[p] = 1;
+            self.lengths6.set(addr.prefix());
         }
     }
 }

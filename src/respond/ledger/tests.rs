@@ -452,3 +452,29 @@ fn counters_are_read_just_before_the_end_one_by_one_or_in_one_dump() {
         assert_eq!(l.active_bans(), 0);
     }
 }
+
+#[test]
+fn prefix_lengths_come_back_from_the_widest_allowed_down() {
+    // Against the plain walk over every length, for sets of lengths at and
+    // around the word edges, from every starting length.
+    let sets: [&[u8]; 6] = [
+        &[],
+        &[0],
+        &[32, 24],
+        &[128, 64, 63, 1],
+        &[127, 65, 0],
+        &[128, 127, 126, 64, 63, 62, 48, 0],
+    ];
+    for set in sets {
+        let mut l = Lengths::default();
+        for &p in set {
+            l.set(p);
+        }
+        for max in 0..=128u8 {
+            let got: Vec<u8> = l.down_from(max).collect();
+            let mut want: Vec<u8> = set.iter().copied().filter(|&p| p <= max).collect();
+            want.sort_unstable_by(|a, b| b.cmp(a));
+            assert_eq!(got, want, "set {set:?} from {max}");
+        }
+    }
+}
