@@ -21,7 +21,10 @@
 //! work in the number of bans.
 //! The lock (`<state_file>.lock`) is taken by every writer: the daemon
 //! around each write and each hosts.deny edit, the command line around its
-//! whole read-change-write when no daemon runs.
+//! whole read-change-write when no daemon runs. The event loop never waits
+//! for it: a write that comes due while the last one is still on the
+//! writer thread (which holds the lock until the disk is done), or while
+//! someone else holds it, is looked at again `BUSY_RETRY` later.
 //!
 //! Knows nothing of why entries change: it is told which did.
 
@@ -47,6 +50,10 @@ const WRITE_DELAY_FACTOR: u32 = 50;
 const MAX_WRITE_DELAY: Duration = Duration::from_secs(5);
 /// After a failed write, the next try.
 const RETRY: Duration = Duration::from_secs(60);
+/// A write due while the last one is still on the writer thread (which
+/// holds the lock until it is done), or while someone else holds the lock:
+/// the loop looks again this much later rather than wait.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
 /// In the names of our temporary files: `.state.tmp.<pid>`.
 const LEFTOVER_INFIX: &str = ".tmp.";
 
@@ -62,23 +69,36 @@ pub fn lock_path(state: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn lock_io(state: &Path) -> std::io::Result<Lock> {
-    let how = files::Private {
+fn lock_io(state: &Path, how: nix::fcntl::FlockArg) -> std::io::Result<Lock> {
+    let private = files::Private {
         append: false,
         mode: 0o600,
         make_dir: true,
     };
-    let f = files::open_private(&lock_path(state), &how)?;
-    let flock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| std::io::Error::from(e))?;
+    let f = files::open_private(&lock_path(state), &private)?;
+    let flock = nix::fcntl::Flock::lock(f, how).map_err(|(_, e)| std::io::Error::from(e))?;
     Ok(Lock { _flock: flock })
+}
+
+/// The lock if nobody holds it now (`None`: taken): the event loop never
+/// waits for it.
+fn try_lock(state: &Path) -> Result<Option<Lock>> {
+    match lock_io(state, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(Error::io(
+            format!("cannot lock {}", lock_path(state).display()),
+            &e,
+        )),
+    }
 }
 
 /// Takes the lock of the state file `state` (waits for it). Creates the
 /// lock file and its directory; a lock file that is a link or belongs to a
 /// third user is refused (`files::open_private`).
 pub fn lock(state: &Path) -> Result<Lock> {
-    lock_io(state).map_err(|e| Error::io(format!("cannot lock {}", lock_path(state).display()), &e))
+    lock_io(state, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|e| Error::io(format!("cannot lock {}", lock_path(state).display()), &e))
 }
 
 /// Why the state file, open at `f`, must not be trusted, if it must not:
@@ -550,6 +570,14 @@ impl StateFile {
     ) {
         self.collect(false, now);
         if self.write_at.is_some_and(|t| t <= now) {
+            if self
+                .writer
+                .as_ref()
+                .is_some_and(|w| !w.in_flight.is_empty())
+            {
+                self.write_at = Some(now + BUSY_RETRY);
+                return;
+            }
             self.write(now, all, get, false);
         }
     }
@@ -661,8 +689,17 @@ impl StateFile {
         wait: bool,
     ) {
         let started = Instant::now();
-        let lock = match lock(&self.path) {
-            Ok(l) => l,
+        let locked = if wait {
+            lock(&self.path).map(Some)
+        } else {
+            try_lock(&self.path)
+        };
+        let lock = match locked {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                self.write_at = Some(now + BUSY_RETRY);
+                return;
+            }
             Err(e) => {
                 // What changed stays marked for the retry.
                 let err = std::io::Error::other(e.message);
@@ -951,6 +988,38 @@ mod tests {
 
     fn flush(f: &mut StateFile, entries: &BTreeMap<Cidr, Entry>) {
         f.flush(entries.values(), |a| entries.get(a));
+    }
+
+    #[test]
+    fn the_loop_never_waits_for_the_lock() {
+        let d = dir("busy");
+        let path = d.join("state");
+        let (mut f, mut entries) = written(&path, 10);
+        // Someone holds the lock: the writer thread in the middle of a
+        // write, or a command.
+        let held = lock(&path).unwrap();
+        let e = host(50);
+        entries.insert(e.addr, e.clone());
+        let now = Instant::now() + Duration::from_secs(60);
+        f.changed(e.addr, now);
+        let (tx, rx) = mpsc::channel();
+        let loop_thread = std::thread::spawn(move || {
+            f.tick(now, entries.values(), |a| entries.get(a));
+            tx.send(()).unwrap();
+            (f, entries)
+        });
+        let waited = rx.recv_timeout(Duration::from_secs(2)).is_err();
+        drop(held);
+        let (mut f, entries) = loop_thread.join().unwrap();
+        assert!(!waited, "the loop waited for the lock");
+        // Looked at again shortly, and written once the lock is free.
+        assert_eq!(f.due(), Some(now + BUSY_RETRY));
+        f.tick(now + BUSY_RETRY, entries.values(), |a| entries.get(a));
+        flush(&mut f, &entries);
+        let (loaded, problems) = load(&path).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(loaded, entries);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
