@@ -14,11 +14,6 @@
 //!   so every probe is a new source that evicts the least recently seen)
 //!   and with 1,000,000 (every probe a tracked source); criterion's wall
 //!   time, then the thread's CPU time over 2,000,000 probes;
-//! - `detector_batches`: the same probes (1,000,000 tracked) in batches of
-//!   256, as an NFLOG datagram brings them, handled in order as
-//!   `Core::on_packets` does: without prefetching, and with
-//!   `Detector::prefetch` 4, 8 (the daemon's) and 16 packets ahead (thread CPU time per
-//!   probe over 2,000,000 probes, each run after one warming round);
 //! - `detector_memory`: the heap the detection state takes for 1,000,000
 //!   IPv4 sources and for 1,000,000 IPv6 sources (distinct /64s), counted
 //!   by this binary's allocator (live bytes after minus before), printed
@@ -375,64 +370,6 @@ fn bench_detector(c: &mut Criterion) {
     g.finish();
 }
 
-/// Thread CPU time in ns.
-fn thread_cpu_ns() -> f64 {
-    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
-    t.tv_sec() as f64 * 1e9 + t.tv_nsec() as f64
-}
-
-/// `Core::on_packets`'s loop over one batch (the daemon's copy is in
-/// src/service/event_loop.rs), `ahead` 0 for none.
-fn handle_batch(d: &mut Detector, batch: &[Vec<u8>], ahead: usize, now: Instant) {
-    if ahead > 0 {
-        for p in batch.iter().take(ahead) {
-            d.prefetch(p);
-        }
-    }
-    for (i, p) in batch.iter().enumerate() {
-        if ahead > 0 {
-            if let Some(next) = batch.get(i + ahead) {
-                d.prefetch(next);
-            }
-        }
-        let v = d.on_packet_from(black_box(p), false, now, &NoBans);
-        debug_assert!(matches!(v, Verdict::Probe { .. }));
-        black_box(v);
-    }
-}
-
-fn bench_detector_batches(_: &mut Criterion) {
-    const BATCH: usize = 256;
-    const N: u32 = 2_000_000;
-    let mut batch: Vec<Vec<u8>> = (0..BATCH)
-        .map(|_| syn4(Ipv4Addr::new(198, 18, 0, 1)))
-        .collect();
-    for ahead in [0, 4, 8, 16] {
-        let mut d = detector(1_000_000, 1_000_000);
-        let now = Instant::now();
-        let mut i = 0u32;
-        let mut round = |d: &mut Detector, batch: &mut Vec<Vec<u8>>| {
-            for p in batch.iter_mut() {
-                i = if i + 1 == FLOOD_SOURCES { 0 } else { i + 1 };
-                p[12..16].copy_from_slice(&(0xC612_0001u32 + i).to_be_bytes());
-            }
-            handle_batch(d, batch, ahead, now);
-        };
-        for _ in 0..(FLOOD_SOURCES as usize).div_ceil(BATCH) {
-            round(&mut d, &mut batch);
-        }
-        let start = thread_cpu_ns();
-        for _ in 0..N as usize / BATCH {
-            round(&mut d, &mut batch);
-        }
-        let probes = (N as usize / BATCH * BATCH) as f64;
-        eprintln!(
-            "detector_batches/1M_tracked_ahead_{ahead}: {:.0} ns of thread CPU time per probe over {probes} probes",
-            (thread_cpu_ns() - start) / probes
-        );
-    }
-}
-
 fn bench_detector_memory(_: &mut Criterion) {
     const N: u32 = 1_000_000;
     let now = Instant::now();
@@ -478,7 +415,6 @@ criterion_group!(
     bench_detect,
     bench_encode,
     bench_detector,
-    bench_detector_batches,
     bench_detector_memory
 );
 criterion_main!(benches);

@@ -213,11 +213,6 @@ impl Generation {
             self.slots[i as usize] = moved;
         }
         self.slots.pop();
-        // The next take moves the new last slot: its index slot is found
-        // by its hash, a miss of its own unless fetched now.
-        if let Some(last) = self.slots.last() {
-            self.index.prefetch_home(self.hash(&last.key));
-        }
         Some(taken)
     }
 
@@ -293,16 +288,6 @@ impl Stories {
             slot.len += 1;
         }
         slot.last = last as u8;
-    }
-
-    /// Asks the CPU to fetch the index slots `note` for `src` starts its
-    /// lookups at, in both generations (see `Tracker::prefetch`). A hint:
-    /// nothing changes.
-    pub fn prefetch(&self, src: IpAddr) {
-        let k = key_of(&src);
-        for g in &self.gens {
-            g.index.prefetch_home(g.hash(&k));
-        }
     }
 
     /// `src`'s story, if it is held.

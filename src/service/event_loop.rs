@@ -21,7 +21,7 @@ use crate::cidr::Cidr;
 use crate::config::{Config, Proto};
 use crate::detect::{Act, Detector, Evidence, Verdict};
 use crate::error::{Error, Result};
-use crate::kernel::nflog::{NflogPacket, NflogSocket};
+use crate::kernel::nflog::NflogSocket;
 use crate::kernel::nft::NftSocket;
 use crate::kernel::nft_events::NftEvents;
 use crate::logging::{self, Gate};
@@ -45,10 +45,6 @@ const CHECK_DELAY: Duration = Duration::from_millis(100);
 const BURST_BANS: usize = 1024;
 /// Bans `status` lists.
 const LAST_BANS: usize = 10;
-/// How many packets ahead `Core::on_packets` fetches the index slots of
-/// the per-source tables: a few microseconds of work ahead, well over a
-/// memory access.
-const AHEAD: usize = 8;
 
 /// Everything the loop polls besides what `Core` owns.
 pub struct Io {
@@ -137,22 +133,6 @@ impl Core {
             .detector
             .on_packet_from(payload, live, now, &self.ledger);
         self.apply(v, now);
-    }
-
-    /// The packets of one NFLOG datagram, in order, each as `on_packet`
-    /// would handle it, with the detector fetching the index slots a
-    /// packet's lookups start at (`Detector::prefetch`) `AHEAD` packets
-    /// before it is handled.
-    pub fn on_packets(&mut self, pkts: &[NflogPacket<'_>], now: Instant) {
-        for p in pkts.iter().take(AHEAD) {
-            self.detector.prefetch(p.payload);
-        }
-        for (i, p) in pkts.iter().enumerate() {
-            if let Some(ahead) = pkts.get(i + AHEAD) {
-                self.detector.prefetch(ahead.payload);
-            }
-            self.on_packet(p.payload, p.prefix, now);
-        }
     }
 
     /// The packet came through a tripwire rule for live peers: its prefix
@@ -690,7 +670,7 @@ impl Daemon {
                 let drained = self
                     .io
                     .nflog
-                    .drain_batches(|pkts| core.on_packets(pkts, now));
+                    .drain(|pkt| core.on_packet(pkt.payload, pkt.prefix, now));
                 // The bans of what was read, even if the read then failed.
                 core.end_burst(now);
                 drained?;

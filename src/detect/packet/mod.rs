@@ -184,23 +184,6 @@ pub fn decode(packet: &[u8]) -> Result<Probe, DecodeError> {
     }
 }
 
-/// The source address alone, read from the fixed IP header without
-/// checking the rest (what `decode` would give as `src` when it decodes
-/// the packet at all): for a hint about a packet handled soon.
-pub fn source(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 => {
-            let a: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
-            Some(IpAddr::V4(Ipv4Addr::from(a)))
-        }
-        6 => {
-            let a: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
-            Some(IpAddr::V6(Ipv6Addr::from(a)))
-        }
-        _ => None,
-    }
-}
-
 fn need(packet: &[u8], need: usize, what: &'static str) -> Result<(), DecodeError> {
     if packet.len() < need {
         Err(DecodeError::Truncated {

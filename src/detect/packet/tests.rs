@@ -592,26 +592,3 @@ fn pseudo_random_input_never_panics() {
     // would only ever exercise the early error paths.
     assert!(decoded > 1_000, "only {decoded} cases decoded");
 }
-
-/// `source` reads what `decode` gives as `src`, for every packet that
-/// decodes, cut at every length; it never panics on what does not.
-#[test]
-fn source_is_decodes_src() {
-    let packets = [
-        v4(6, 0, 0, &tcp(1, 2, 0x02)),
-        v4(17, 8, 0, &udp(53, 9)),
-        v6(6, &[], &tcp(3, 4, 0x02)),
-        v6(17, &[ext(6, 1)], &udp(5, 6)),
-    ];
-    for p in packets {
-        for n in 0..=p.len() {
-            let cut = &p[..n];
-            if let Ok(d) = decode(cut) {
-                assert_eq!(source(cut), Some(d.src), "{n} bytes of {p:?}");
-            }
-        }
-        assert!(source(&p).is_some());
-    }
-    assert_eq!(source(&[]), None);
-    assert_eq!(source(&[0x55; 40]), None);
-}

@@ -649,24 +649,6 @@ impl Detector {
         self.detected(src, scan, probe.dport, marks, now, bans)
     }
 
-    /// Asks the CPU to fetch the index slots `on_packet_from(payload, ..)`
-    /// will start its lookups at, in the tracker and the stories (each a
-    /// few MiB under a flood of sources, so a miss a lookup): a caller
-    /// holding a batch of packets calls it for the packet some probes
-    /// ahead (`service::event_loop::Core::on_packets`), so those misses
-    /// overlap the work on the packets before. A hint: nothing changes,
-    /// and a packet that does not decode or is no probe costs only the
-    /// fetch. (Fetching the entries the slots name as well, a second stage
-    /// nearer the packet, measured slower: see ARCHITECTURE.md.)
-    pub fn prefetch(&self, payload: &[u8]) {
-        let Some(src) = packet::source(payload) else {
-            return;
-        };
-        let key = Self::key(&self.net_of(src));
-        self.tracker.prefetch(key);
-        self.stories.prefetch(key);
-    }
-
     /// A visitor of a connect-mode port.
     pub fn on_visit(
         &mut self,

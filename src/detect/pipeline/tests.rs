@@ -625,8 +625,6 @@ fn a_probe_allocates_nothing() {
         let src = (0xC612_0000u32 + i % 3000).to_be_bytes();
         v4[12..16].copy_from_slice(&src);
         v6[8 + 4..8 + 8].copy_from_slice(&(i % 1500).to_be_bytes());
-        d.prefetch(&v4);
-        d.prefetch(&v6);
         let a = d.on_packet(&v4, t0, &bans);
         let b = d.on_packet(&v6, t0, &bans);
         let c = d.on_packet(&late, t0, &bans);
@@ -701,62 +699,4 @@ fn stories_outlive_a_flood_and_the_tracker_still_counts() {
     assert!(d.stories() <= 2 * GENERATION);
     assert_eq!(d.progress(a, t0).map(|p| p.count), Some(2));
     assert_eq!(d.tracked(), 3 * GENERATION + 1);
-}
-
-/// `Detector::prefetch` is only a hint: a detector told about each packet
-/// some packets ahead, as `Core::on_packets` does (and about garbage),
-/// gives the same verdicts, counts, stories and progress as one that is
-/// not, over new, known and evicted sources, IPv4 and IPv6, ignored,
-/// banned, undecodable and triggering ones.
-#[test]
-fn prefetching_changes_no_verdict() {
-    let t0 = Instant::now();
-    let bans = FakeBans::default();
-    bans.ban("198.51.100.7", 1, true, false);
-    let edit = |c: &mut Config| {
-        c.max_tracked_sources = 300;
-        c.scan_trigger = 3;
-    };
-    let mut plain = detector(edit, &["192.0.2.0/24", "2001:db8:9::/48"]);
-    let mut hinted = detector(edit, &["192.0.2.0/24", "2001:db8:9::/48"]);
-    let mut pkts = Vec::new();
-    for i in 0..2_000u32 {
-        let p = match i % 7 {
-            0 => tcp6(
-                &format!("2001:db8:{:x}::{:x}", i % 40, i),
-                (i % 5) as u16,
-                SYN,
-            ),
-            1 => tcp4([192, 0, 2, (i % 200) as u8], 9, SYN, 0),
-            2 => tcp4([198, 51, 100, 7], 1, SYN, 0),
-            3 => vec![0x45, 0, 0],
-            4 => tcp6(&format!("2001:db8:9::{:x}", i), 3, SYN),
-            _ => tcp4(
-                (0xC612_0000u32 + (i * 31) % 500).to_be_bytes(),
-                (i % 4) as u16,
-                SYN,
-                if i % 11 == 0 { 4 } else { 0 },
-            ),
-        };
-        pkts.push(p);
-    }
-    const AHEAD: usize = 8;
-    for (i, p) in pkts.iter().enumerate() {
-        let now = t0 + Duration::from_millis(i as u64);
-        if let Some(next) = pkts.get(i + AHEAD) {
-            hinted.prefetch(next);
-        }
-        hinted.prefetch(&[]);
-        hinted.prefetch(&[0x60; 7]);
-        let want = plain.on_packet(p, now, &bans);
-        assert_eq!(hinted.on_packet(p, now, &bans), want, "packet {i}");
-    }
-    assert_eq!(hinted.counts, plain.counts);
-    assert_eq!(hinted.tracked(), plain.tracked());
-    let end = t0 + Duration::from_secs(3);
-    for i in 0..600u32 {
-        let a = IpAddr::from((0xC612_0000u32 + i).to_be_bytes());
-        assert_eq!(hinted.story(&a), plain.story(&a), "{a}");
-        assert_eq!(hinted.progress(a, end), plain.progress(a, end), "{a}");
-    }
 }

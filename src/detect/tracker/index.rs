@@ -60,22 +60,6 @@ impl Seed {
     }
 }
 
-/// Asks the CPU to bring the cache line of `x` into its caches, for a read
-/// soon: a hint that changes nothing else. A no-op but on x86_64.
-#[inline]
-fn prefetch(x: &u32) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 only hints the cache: it never faults, reads
-    // nothing into the program and writes nothing, whatever the address
-    // (here a live reference's, anyway).
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((x as *const u32).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
-}
-
 /// The overflow of an insert: the table must be rebuilt under a new seed.
 #[derive(Debug)]
 pub struct Overflow;
@@ -150,15 +134,6 @@ impl Index {
             }
             d += 1;
             s = self.next(s);
-        }
-    }
-
-    /// Asks the CPU to fetch the home slot of hash `h` into its cache
-    /// (`find` reads it first): a hint, nothing changes.
-    #[inline]
-    pub fn prefetch_home(&self, h: u64) {
-        if !self.slots.is_empty() {
-            prefetch(&self.slots[self.home(h)]);
         }
     }
 

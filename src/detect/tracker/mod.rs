@@ -254,11 +254,6 @@ impl<K: Key> Table<K> {
         Some((s, self.index.at(s)))
     }
 
-    /// A hint for a lookup of `k` soon (`Tracker::prefetch`).
-    fn prefetch(&self, k: K) {
-        self.index.prefetch_home(self.hash(k));
-    }
-
     /// The slot of entry `i` (no key compared).
     fn slot_of(&self, i: u32) -> usize {
         let h = self.hash(self.entries[i as usize].key);
@@ -486,13 +481,6 @@ impl Tracker {
         }
         let (count, ports) = (e.count(), e.distinct());
         (self.judge(count), ports)
-    }
-
-    /// Asks the CPU to fetch the index slot a lookup of `src` starts at:
-    /// the caller hands in sources a few probes ahead, so the cache miss
-    /// overlaps the work on the probes before. A hint: nothing changes.
-    pub fn prefetch(&self, src: IpAddr) {
-        by_key!(key_of(src), k => Key::table(self).prefetch(k))
     }
 
     /// Where `src` stands at `now` (nothing changes): the probes counted in

@@ -239,9 +239,7 @@ impl NflogSocket {
     }
 
     /// As `drain`, but hands over the packets of each datagram together, in
-    /// order (at most `BATCH` at a time), so the caller can look ahead
-    /// within a batch (prefetching what the packets after the one in hand
-    /// will need: `service::event_loop::Core::on_packets`).
+    /// order (at most `BATCH` at a time).
     pub fn drain_batches(
         &mut self,
         mut on_batch: impl FnMut(&[NflogPacket<'_>]),
