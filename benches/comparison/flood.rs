@@ -206,6 +206,32 @@ fn floods(
     Some((nft, ps))
 }
 
+type Figure = fn(&FloodResult) -> f64;
+
+/// A flood's result rows: handled per second, lost, CPU per million.
+fn result_rows() -> [(&'static str, Figure, &'static str, Better); 3] {
+    [
+        (
+            "probes handled per second (wall clock, until the last was handled)",
+            FloodResult::rate,
+            "/s",
+            Better::Higher,
+        ),
+        (
+            "probes lost (arrived, never handled)",
+            |r| r.lost() as f64,
+            "",
+            Better::Lower,
+        ),
+        (
+            "daemon CPU seconds per million probes handled",
+            FloodResult::cpu_per_million,
+            "s",
+            Better::Lower,
+        ),
+    ]
+}
+
 fn flood_rows(t: &mut Report, label: &str, nft: &[Option<FloodResult>], ps: &FloodResult) {
     let ours = nft[0].as_ref().unwrap();
     let base = nft.get(1).and_then(|b| b.as_ref());
@@ -226,27 +252,7 @@ fn flood_rows(t: &mut Report, label: &str, nft: &[Option<FloodResult>], ps: &Flo
             "(the load)",
         );
     }
-    type Figure = fn(&FloodResult) -> f64;
-    let rows: [(&str, Figure, &str, Better); 3] = [
-        (
-            "probes handled per second (wall clock, until the last was handled)",
-            FloodResult::rate,
-            "/s",
-            Better::Higher,
-        ),
-        (
-            "probes lost (arrived, never handled)",
-            |r| r.lost() as f64,
-            "",
-            Better::Lower,
-        ),
-        (
-            "daemon CPU seconds per million probes handled",
-            FloodResult::cpu_per_million,
-            "s",
-            Better::Lower,
-        ),
-    ];
+    let rows = result_rows();
     for (what, f, unit, better) in rows {
         t.row(
             &format!("{label}: {what}"),
@@ -310,27 +316,7 @@ pub fn row_flood_held(a: &Args, t: &mut Report) {
         return;
     };
     let base = nft.get(1).and_then(|b| b.as_ref());
-    type Figure = fn(&FloodResult) -> f64;
-    let rows: [(&str, Figure, &str, Better); 3] = [
-        (
-            "probes handled per second (wall clock, until the last was handled)",
-            FloodResult::rate,
-            "/s",
-            Better::Higher,
-        ),
-        (
-            "probes lost (arrived, never handled)",
-            |r| r.lost() as f64,
-            "",
-            Better::Lower,
-        ),
-        (
-            "daemon CPU seconds per million probes handled",
-            FloodResult::cpu_per_million,
-            "s",
-            Better::Lower,
-        ),
-    ];
+    let rows = result_rows();
     for (what, f, unit, better) in rows {
         t.row(
             &format!("{label}: {what}"),
