@@ -208,9 +208,16 @@ fn floods(
 
 type Figure = fn(&FloodResult) -> f64;
 
-/// A flood's result rows: handled per second, lost, CPU per million.
-fn result_rows() -> [(&'static str, Figure, &'static str, Better); 3] {
-    [
+/// A flood's result rows (handled per second, lost, CPU per million):
+/// this commit's, the baseline's, PortSentry's when it ran.
+fn result_rows(
+    t: &mut Report,
+    label: &str,
+    ours: &FloodResult,
+    base: Option<&FloodResult>,
+    ps: Option<&FloodResult>,
+) {
+    let rows: [(&str, Figure, &str, Better); 3] = [
         (
             "probes handled per second (wall clock, until the last was handled)",
             FloodResult::rate,
@@ -229,7 +236,17 @@ fn result_rows() -> [(&'static str, Figure, &'static str, Better); 3] {
             "s",
             Better::Lower,
         ),
-    ]
+    ];
+    for (what, f, unit, better) in rows {
+        t.row(
+            &format!("{label}: {what}"),
+            f(ours),
+            base.map(f),
+            ps.map(f),
+            unit,
+            better,
+        );
+    }
 }
 
 fn flood_rows(t: &mut Report, label: &str, nft: &[Option<FloodResult>], ps: &FloodResult) {
@@ -252,27 +269,17 @@ fn flood_rows(t: &mut Report, label: &str, nft: &[Option<FloodResult>], ps: &Flo
             "(the load)",
         );
     }
-    let rows = result_rows();
-    for (what, f, unit, better) in rows {
-        t.row(
-            &format!("{label}: {what}"),
-            f(ours),
-            base.map(f),
-            Some(f(ps)),
-            unit,
-            better,
-        );
-    }
+    result_rows(t, label, ours, base, Some(ps));
 }
 
-fn describe_all(a: &Args, nft: &[Option<FloodResult>], ps: &FloodResult) -> String {
+fn describe_all(a: &Args, nft: &[Option<FloodResult>], ps: Option<&FloodResult>) -> String {
     let mut v: Vec<String> = a
         .bins()
         .iter()
         .zip(nft)
         .filter_map(|(bin, r)| Some(r.as_ref()?.describe(bin.who)))
         .collect();
-    v.push(ps.describe("PortSentry"));
+    v.extend(ps.map(|ps| ps.describe("PortSentry")));
     v.join(". ")
 }
 
@@ -296,7 +303,7 @@ pub fn row_flood_bans(a: &Args, t: &mut Report) {
         a.flood_bans,
         a.senders,
         FLOOD_LIMIT.as_secs(),
-        describe_all(a, &nft, &ps)
+        describe_all(a, &nft, Some(&ps))
     ));
 }
 
@@ -316,23 +323,7 @@ pub fn row_flood_held(a: &Args, t: &mut Report) {
         return;
     };
     let base = nft.get(1).and_then(|b| b.as_ref());
-    let rows = result_rows();
-    for (what, f, unit, better) in rows {
-        t.row(
-            &format!("{label}: {what}"),
-            f(ours),
-            base.map(f),
-            None,
-            unit,
-            better,
-        );
-    }
-    let described: Vec<String> = a
-        .bins()
-        .iter()
-        .zip(&nft)
-        .filter_map(|(bin, r)| Some(r.as_ref()?.describe(bin.who)))
-        .collect();
+    result_rows(t, &label, ours, base, None);
     t.note(format!(
         "Flood onto held bans: {} IPv4 bans restored from the state file first (and the \
          state file's first write after the restore done), then {n} SYNs from new spoofed \
@@ -343,7 +334,7 @@ pub fn row_flood_held(a: &Args, t: &mut Report) {
          a few thousand. {}.",
         fmt_count(HELD),
         fmt_count(HELD),
-        described.join(". ")
+        describe_all(a, &nft, None)
     ));
 }
 
@@ -383,7 +374,7 @@ pub fn row_flood_nobans(a: &Args, t: &mut Report) -> Option<(f64, Option<f64>, f
         a.flood_decode,
         a.senders,
         FLOOD_LIMIT.as_secs(),
-        describe_all(a, &nft, &ps)
+        describe_all(a, &nft, Some(&ps))
     ));
     Some((ours.rss_mib, base.map(|b| b.rss_mib), ps.rss_mib))
 }

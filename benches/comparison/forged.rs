@@ -22,31 +22,11 @@ type ScanRun = (Option<Duration>, (u64, Duration), Duration);
 /// watched ports 0.3 s after the flood began.
 fn flood_with_scan(p: &Pair, watch: Watch, sources: u64, limit: Duration) -> ScanRun {
     let mon = Monitor::start(&p.victim, watch);
+    // Paced at 20,000 a second: a flood, yet one that a veth and both
+    // daemons' sockets take without dropping the scan.
     let flooder = spawn_in(&p.attacker, move || {
-        use nix::sys::socket::*;
-        let fd = raw_socket_fd();
-        let dst = SockaddrIn::new(192, 0, 2, 1, 0);
         let start = Instant::now();
-        let mut sent = 0;
-        // Paced at 20,000 a second: a flood, yet one that a veth and
-        // both daemons' sockets take without dropping the scan.
-        while sent < sources && start.elapsed() < Duration::from_secs(10) {
-            let due = Duration::from_secs_f64(sent as f64 / 20_000.0);
-            if start.elapsed() < due {
-                std::thread::sleep(Duration::from_micros(200));
-                continue;
-            }
-            if sendto(
-                fd.as_raw_fd(),
-                &syn(src_distinct(sent)),
-                &dst,
-                MsgFlags::empty(),
-            )
-            .is_ok()
-            {
-                sent += 1;
-            }
-        }
+        let sent = send_paced(sources, 20_000, Duration::from_secs(10));
         (sent, start.elapsed())
     });
     std::thread::sleep(Duration::from_millis(300));
@@ -172,32 +152,37 @@ pub fn row_forged_scan(a: &Args, t: &mut Report) {
 
 /// A steady forged flood, `pps` distinct sources a second for `secs`.
 fn paced_flood(p: &Pair, pps: u64, secs: u64) -> u64 {
-    p.attacker.enter(move || {
-        use nix::sys::socket::*;
-        let fd = raw_socket_fd();
-        let dst = SockaddrIn::new(192, 0, 2, 1, 0);
-        let start = Instant::now();
-        let total = pps * secs;
-        let mut sent = 0;
-        while sent < total && start.elapsed() < Duration::from_secs(secs + 5) {
-            let due = Duration::from_secs_f64(sent as f64 / pps as f64);
-            if start.elapsed() < due {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            if sendto(
-                fd.as_raw_fd(),
-                &syn(src_distinct(sent)),
-                &dst,
-                MsgFlags::empty(),
-            )
-            .is_ok()
-            {
-                sent += 1;
-            }
+    p.attacker
+        .enter(move || send_paced(pps * secs, pps, Duration::from_secs(secs + 5)))
+}
+
+/// From the attacker's namespace (the caller is in it): `total` SYNs from
+/// distinct forged sources to the victim, `pps` a second, for at most
+/// `limit`; how many were sent.
+fn send_paced(total: u64, pps: u64, limit: Duration) -> u64 {
+    use nix::sys::socket::*;
+    let fd = raw_socket_fd();
+    let dst = SockaddrIn::new(192, 0, 2, 1, 0);
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < total && start.elapsed() < limit {
+        let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+        if start.elapsed() < due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
         }
-        sent
-    })
+        if sendto(
+            fd.as_raw_fd(),
+            &syn(src_distinct(sent)),
+            &dst,
+            MsgFlags::empty(),
+        )
+        .is_ok()
+        {
+            sent += 1;
+        }
+    }
+    sent
 }
 
 pub fn row_storm(a: &Args, t: &mut Report) {

@@ -204,6 +204,17 @@ pub fn daemon_cmd(ns: &Netns, bin: &Bin) -> Command {
     }
 }
 
+/// `bin -c cfg run` in `ns` (under NFTSENTRY_BENCH_WRAP when set), its
+/// stderr to `log`: the daemon's PID.
+pub fn spawn_daemon(ns: &mut Netns, bin: &Bin, cfg: &Path, log: &Path) -> u32 {
+    let mut c = daemon_cmd(ns, bin);
+    c.arg("-c")
+        .arg(cfg)
+        .arg("run")
+        .stderr(File::create(log).unwrap());
+    ns.spawn(&mut c)
+}
+
 /// Starts `bin run` in the victim with `config` (after its own state,
 /// history and control socket lines) and waits until its table is in;
 /// the error says why not (a baseline may refuse a newer config key).
@@ -229,12 +240,7 @@ pub fn start_nftsentry_with(
         dir.file("state", text);
     }
     let log = dir.path.join("log");
-    let mut c = daemon_cmd(&p.victim, bin);
-    c.arg("-c")
-        .arg(&cfg)
-        .arg("run")
-        .stderr(File::create(&log).unwrap());
-    let pid = p.victim.spawn(&mut c);
+    let pid = spawn_daemon(&mut p.victim, bin, &cfg, &log);
     let d = Nftsentry {
         pid,
         log,

@@ -9,7 +9,6 @@ use crate::table::{Better, Report};
 use nftsentry::cidr::Cidr;
 use nftsentry::config::Proto;
 use nftsentry::journal::state::{Applied, Entry};
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -76,12 +75,7 @@ fn restore(bin: &Bin, state: &Path, want: u32, extra_cfg: &str) -> Option<(Durat
     std::fs::copy(state, dir.path.join("state")).unwrap();
     let log = dir.path.join("log");
     let start = Instant::now();
-    let mut c = daemon_cmd(&p.victim, bin);
-    c.arg("-c")
-        .arg(&cfg)
-        .arg("run")
-        .stderr(File::create(&log).unwrap());
-    let pid = p.victim.spawn(&mut c);
+    let pid = spawn_daemon(&mut p.victim, bin, &cfg, &log);
     let took = p.victim.enter(move || {
         let mut s = nftsentry::kernel::nft::NftSocket::open().expect("nft socket");
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -237,12 +231,7 @@ fn restart(bin: &Bin, bans: u32) -> Option<Duration> {
     .unwrap();
     let log = dir.path.join("log");
     let start = Instant::now();
-    let mut c = daemon_cmd(&p.victim, bin);
-    c.arg("-c")
-        .arg(&cfg)
-        .arg("run")
-        .stderr(File::create(&log).unwrap());
-    let pid = p.victim.spawn(&mut c);
+    let pid = spawn_daemon(&mut p.victim, bin, &cfg, &log);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -62,9 +62,9 @@ pub(super) fn find_ack(d: &[u8], portid: u32, seq: u32) -> Option<i32> {
 /// the flood path), and it rejects a whole message for one odd attribute. The
 /// five attributes we need are a few lines of bounds-checked TLV walking over
 /// the receive buffer, and the callback borrows from it.
-pub fn parse_datagram<'a>(
-    buf: &'a [u8],
-    mut on_packet: impl FnMut(&NflogPacket<'a>),
+pub fn parse_datagram(
+    buf: &[u8],
+    mut on_packet: impl FnMut(&NflogPacket<'_>),
     stats: &mut NflogStats,
 ) {
     for m in netlink::messages(buf) {

@@ -235,22 +235,18 @@ impl NflogSocket {
     /// sequence gaps and malformed messages are counted in `stats`, not
     /// returned: the socket keeps working after all of them.
     pub fn drain(&mut self, mut on_packet: impl FnMut(&NflogPacket<'_>)) -> Result<usize, Error> {
-        self.drain_batches(|batch| batch.iter().for_each(&mut on_packet))
-    }
-
-    /// As `drain`, but hands over the packets of each datagram together, in
-    /// order (at most `BATCH` at a time).
-    pub fn drain_batches(
-        &mut self,
-        mut on_batch: impl FnMut(&[NflogPacket<'_>]),
-    ) -> Result<usize, Error> {
         let before = self.stats.packets;
-        let mut seq = SeqCount {
-            next: self.next_seq,
-            gaps: 0,
+        let mut next_seq = self.next_seq;
+        let mut gaps = 0u64;
+        let mut deliver = |p: &NflogPacket<'_>| {
+            if let Some(seq) = p.seq {
+                gaps += seq_gap(next_seq, seq);
+                next_seq = seq.wrapping_add(1);
+            }
+            on_packet(p);
         };
         for d in std::mem::take(&mut self.pending) {
-            deliver(&d, &mut seq, &mut self.stats, &mut on_batch);
+            parse_datagram(&d, &mut deliver, &mut self.stats);
         }
         let mut result = Ok(());
         for _ in 0..DRAIN_BUDGET {
@@ -260,7 +256,7 @@ impl NflogSocket {
                 // lost its tail, whose message the parser counts as malformed.
                 Ok(n) => {
                     let n = n.min(self.buf.len());
-                    deliver(&self.buf[..n], &mut seq, &mut self.stats, &mut on_batch);
+                    parse_datagram(&self.buf[..n], &mut deliver, &mut self.stats);
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => break,
@@ -276,8 +272,8 @@ impl NflogSocket {
                 },
             }
         }
-        self.next_seq = seq.next;
-        self.stats.seq_gaps += seq.gaps;
+        self.next_seq = next_seq;
+        self.stats.seq_gaps += gaps;
         let delivered = self.stats.packets - before;
         self.adapt(delivered);
         result.map(|()| delivered as usize)
@@ -443,49 +439,6 @@ fn batch_nlbufsiz(copy_range: u16, qthreshold: u32) -> u32 {
     (range + 256)
         .saturating_mul(qthreshold)
         .clamp(NLBUFSIZ_MIN, NLBUFSIZ_MAX)
-}
-
-/// The most packets `drain_batches` hands over at once: a datagram of the
-/// default batch (`NflogConfig::qthreshold`, 256) goes whole.
-pub const BATCH: usize = 256;
-
-/// The sequence numbers seen during a drain.
-struct SeqCount {
-    /// The NFULA_SEQ expected next.
-    next: u32,
-    /// Sequence numbers skipped.
-    gaps: u64,
-}
-
-/// Parses datagram `d` and hands its packets to `on_batch` in order, at
-/// most `BATCH` at a time, counting sequence gaps on the way.
-fn deliver<'a>(
-    d: &'a [u8],
-    seq: &mut SeqCount,
-    stats: &mut NflogStats,
-    on_batch: &mut impl FnMut(&[NflogPacket<'_>]),
-) {
-    let mut batch = [NflogPacket::default(); BATCH];
-    let mut n = 0;
-    parse_datagram(
-        d,
-        |p: &NflogPacket<'a>| {
-            if let Some(s) = p.seq {
-                seq.gaps += seq_gap(seq.next, s);
-                seq.next = s.wrapping_add(1);
-            }
-            batch[n] = *p;
-            n += 1;
-            if n == BATCH {
-                on_batch(&batch);
-                n = 0;
-            }
-        },
-        stats,
-    );
-    if n > 0 {
-        on_batch(&batch[..n]);
-    }
 }
 
 /// Events lost between the expected sequence number and the one received. A

@@ -58,22 +58,20 @@ fn packet_body(seq: u32, payload: &[u8]) -> Vec<u8> {
 /// (family, hw_protocol, payload, prefix, seq, ifindex_in), owned.
 type Owned = (u8, u16, Vec<u8>, Option<Vec<u8>>, Option<u32>, Option<u32>);
 
+fn owned(p: &NflogPacket<'_>) -> Owned {
+    (
+        p.family,
+        p.hw_protocol,
+        p.payload.to_vec(),
+        p.prefix.map(<[u8]>::to_vec),
+        p.seq,
+        p.ifindex_in,
+    )
+}
+
 fn collect(buf: &[u8], stats: &mut NflogStats) -> Vec<Owned> {
     let mut out = Vec::new();
-    parse_datagram(
-        buf,
-        |p| {
-            out.push((
-                p.family,
-                p.hw_protocol,
-                p.payload.to_vec(),
-                p.prefix.map(<[u8]>::to_vec),
-                p.seq,
-                p.ifindex_in,
-            ))
-        },
-        stats,
-    );
+    parse_datagram(buf, |p| out.push(owned(p)), stats);
     out
 }
 
@@ -284,65 +282,6 @@ fn batch_buffer_fits_the_batch_within_kernel_limits() {
     assert_eq!(batch_nlbufsiz(10, 2), NLBUFSIZ_MIN);
     assert_eq!(batch_nlbufsiz(u16::MAX, u32::MAX), NLBUFSIZ_MAX);
     assert!((4096..=8192).contains(&immediate_nlbufsiz()));
-}
-
-/// `deliver` (what `drain_batches` does with each datagram) hands over
-/// every packet of a datagram in order, `BATCH` at most at a time and
-/// whole batches first, exactly the packets and counts `parse_datagram`
-/// gives one by one, and counts the same sequence gaps.
-#[test]
-fn batches_hold_a_datagrams_packets_in_order() {
-    for n in [0, 1, 7, BATCH - 1, BATCH, BATCH + 1, 2 * BATCH + 88] {
-        let mut d = Vec::new();
-        // Sequence numbers from 5, with a gap of 3 after the tenth and a
-        // malformed message (no packet header) after the twentieth.
-        let mut seq = 5u32;
-        for i in 0..n {
-            if i == 10 {
-                seq += 3;
-            }
-            d.extend(nlmsg(PACKET, &packet_body(seq, &(i as u32).to_be_bytes())));
-            if i == 20 {
-                d.extend(nlmsg(PACKET, &[2, 0, 0x1d, 0x6b]));
-            }
-            seq += 1;
-        }
-        let mut one_by_one = NflogStats::default();
-        let want = collect(&d, &mut one_by_one);
-        assert_eq!(want.len(), n);
-
-        let mut stats = NflogStats::default();
-        let mut counted = SeqCount { next: 5, gaps: 0 };
-        let mut got: Vec<Owned> = Vec::new();
-        let mut sizes = Vec::new();
-        deliver(
-            &d,
-            &mut counted,
-            &mut stats,
-            &mut |batch: &[NflogPacket<'_>]| {
-                sizes.push(batch.len());
-                got.extend(batch.iter().map(|p| {
-                    (
-                        p.family,
-                        p.hw_protocol,
-                        p.payload.to_vec(),
-                        p.prefix.map(<[u8]>::to_vec),
-                        p.seq,
-                        p.ifindex_in,
-                    )
-                }));
-            },
-        );
-        assert_eq!(got, want, "{n} packets");
-        assert_eq!(stats, one_by_one, "{n} packets");
-        let mut whole = vec![BATCH; n / BATCH];
-        if n % BATCH > 0 {
-            whole.push(n % BATCH);
-        }
-        assert_eq!(sizes, whole, "{n} packets");
-        assert_eq!(counted.gaps, if n > 10 { 3 } else { 0 }, "{n} packets");
-        assert_eq!(counted.next, seq, "{n} packets");
-    }
 }
 
 /// `parse_packet`'s own attribute walk accepts and rejects what the walk
