@@ -921,10 +921,16 @@ fn bans_that_ended_while_stopped_are_undone_at_start() {
     assert_eq!(h.routes().lines().count(), 2);
     assert_eq!(std::fs::read_to_string(&deny).unwrap().lines().count(), 3);
     h.start();
+    // The undo follows the `started` line, and the state file is written
+    // by its thread after it: waited for, not raced.
+    assert!(h.wait_log("; 2 ended bans undone"), "{}", h.log());
     assert_eq!(h.routes(), "");
     assert_eq!(std::fs::read_to_string(&deny).unwrap(), "# x\n");
-    assert!(h.state_addrs().is_empty(), "{}", h.read("state"));
-    assert!(h.log().contains("; 2 ended bans undone"), "{}", h.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || h.state_addrs().is_empty()),
+        "{}",
+        h.read("state")
+    );
     h.end(Signal::SIGTERM);
 }
 
